@@ -1,0 +1,23 @@
+"""Machine description printed by every benchmark."""
+
+import os
+import platform
+
+import jax
+
+
+def describe() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    devs = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return (
+        f"machine: {cpu}; {os.cpu_count()} cores; jax {jax.__version__} on {jax.default_backend()} "
+        f"({len(jax.devices())} device(s): {devs}); x64={jax.config.jax_enable_x64}"
+    )
