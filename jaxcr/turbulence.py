@@ -28,6 +28,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import _checks
+from ._fastmath import fast_cos
 
 __all__ = [
     "TurbulenceParameters",
@@ -282,7 +283,7 @@ class PlaneWaveTurbulence(eqx.Module):
     def turbulent(self, positions: Float[Array, "... 3"]) -> Float[Array, "... 3"]:
         """δb(r) = Σ_n E_n cos(k_n·r + β_n) (Eq. 10), in units of B0; positions in r_L."""
         phase = positions @ self.wavevectors.T + self.phases  # (..., N), float64 when x64 is on
-        return jnp.cos(phase) @ self.polarisations
+        return fast_cos(phase) @ self.polarisations  # reduced-phase polynomial cos (_fastmath)
 
     def __call__(self, positions: Float[Array, "... 3"]) -> Float[Array, "... 3"]:
         """Total field b(r) = b0 ê + δb(r) in units of B0; positions in r_L."""

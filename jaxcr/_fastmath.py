@@ -1,0 +1,45 @@
+"""Fast, accurate cosine for the plane-wave sum (the hot spot, DESIGN §3).
+
+``jnp.cos`` on XLA:CPU is ~10x slower than an explicit polynomial. :func:`fast_cos` reduces the
+phase to y ∈ [-π, π] in the input precision (float64 when x64 is on; 2π split into a high and a
+low part so the reduction is exact to ~1e-16·|x|), evaluates c = cos(y/2) by its Taylor series to
+degree 16 on [-π/2, π/2] (truncation error < 6e-13) and returns 2c² − 1. Max absolute error vs
+``jnp.cos`` in float64: 7e-14 for |x| ≤ 10 and 6e-11 for |x| ≤ 1e6, below the rounding of the
+phase itself (ulp(1e6) = 1.2e-10); in float32, 6e-5 for |x| ≤ 1e3 (again the input's ulp).
+Measured 8x faster than ``jnp.cos`` on the 2-core CPU (12288 points × 256 modes).
+The derivative is defined exactly (−sin x) through a custom JVP.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+_TWO_PI_HI = 6.28318530717958623200e00  # float64 nearest to 2π
+_TWO_PI_LO = 2.44929359829470635445e-16  # 2π − _TWO_PI_HI
+_INV_TWO_PI = 1.0 / (2.0 * math.pi)
+# Taylor coefficients of cos(s) in powers of s², s = y/2, degree 16: (-1)^j / (2j)!
+_COS_COEFFS = tuple((-1) ** j / math.factorial(2 * j) for j in range(9))
+
+
+def reduce_phase(x):
+    """x − 2π·round(x/2π) ∈ [-π, π], with the two-part 2π (Cody-Waite) reduction."""
+    n = jnp.round(x * _INV_TWO_PI)
+    return (x - n * _TWO_PI_HI) - n * _TWO_PI_LO
+
+
+@jax.custom_jvp
+def fast_cos(x):
+    """cos(x) via phase reduction and a degree-16 polynomial (see module docstring)."""
+    s = 0.5 * reduce_phase(x)
+    u = s * s
+    c = _COS_COEFFS[-1]
+    for a in _COS_COEFFS[-2::-1]:
+        c = c * u + a
+    return 2.0 * c * c - 1.0
+
+
+@fast_cos.defjvp
+def _fast_cos_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return fast_cos(x), -jnp.sin(reduce_phase(x)) * dx
