@@ -6,7 +6,7 @@ Data flow: parameters → field → trajectories → maps → spectra → statis
 __version__ = "0.1.0"
 
 from . import units
-from .dynamics import Boris, Trajectories, backtrack, default_step, lorentz_vector_field, track
+from .dynamics import Boris, Trajectories, backtrack, continue_backtrack, default_step, lorentz_vector_field, track
 from .turbulence import (
     PlaneWaveTurbulence,
     TurbulenceNoise,
@@ -22,6 +22,7 @@ __all__ = [
     "Boris",
     "Trajectories",
     "backtrack",
+    "continue_backtrack",
     "default_step",
     "lorentz_vector_field",
     "track",
@@ -31,4 +32,16 @@ __all__ = [
     "mode_amplitudes",
     "mode_wavenumbers",
     "spectral_weight",
+]
+
+from . import diffusion, io, sky, spectra, theory  # noqa: E402
+from .simulate import EnsembleConfig, log_time_grid, run_ensemble  # noqa: E402
+from .sky import declination_band_mask, liouville_map, pixel_directions, relative_intensity  # noqa: E402
+from .spectra import angular_power_spectrum, map_to_alm  # noqa: E402
+
+__all__ += [
+    "diffusion", "io", "sky", "spectra", "theory",
+    "EnsembleConfig", "log_time_grid", "run_ensemble",
+    "declination_band_mask", "liouville_map", "pixel_directions", "relative_intensity",
+    "angular_power_spectrum", "map_to_alm",
 ]

@@ -34,7 +34,7 @@ from jaxtyping import Array, Float
 from . import _checks
 from .turbulence import PlaneWaveTurbulence
 
-__all__ = ["Boris", "Trajectories", "lorentz_vector_field", "track", "backtrack", "default_step"]
+__all__ = ["Boris", "Trajectories", "lorentz_vector_field", "track", "backtrack", "continue_backtrack", "default_step"]
 
 
 def lorentz_vector_field(t, y, args):
@@ -161,8 +161,9 @@ def track(
     """Forward motion dr/dt = p̂, dp̂/dt = s p̂ × b(r) from (r(0), p̂(0)); saved at t = save_times.
 
     Args:
-        field: a field, or a stack of realisations (then every particle is run in each).
-        positions, momenta: initial r (r_L) and unit p̂, shape (P, 3).
+        field: a field, or a stack of R realisations (then every particle is run in each).
+        positions, momenta: initial r (r_L) and unit p̂, shape (P, 3), or (R, P, 3) to give
+            each realisation its own initial states.
         save_times: strictly increasing times ≥ 0 (units 1/Ω); only these are stored.
         charge_sign: s, +1 for positive charges.
         solver: "boris" (fixed step ``dt``) or an adaptive diffrax solver "tsit5", "dopri5",
@@ -176,9 +177,11 @@ def track(
     _checks.check_last_axis("positions", positions)
     _checks.check_finite("positions", positions)
     _checks.check_unit_vectors("momenta", momenta)
-    if np.shape(positions) != np.shape(momenta) or np.ndim(positions) != 2:
+    per_realisation = field.is_ensemble and np.ndim(positions) == 3 and np.shape(positions)[0] == field.n_realisations
+    if np.shape(positions) != np.shape(momenta) or not (np.ndim(positions) == 2 or per_realisation):
         raise ValueError(
-            f"positions and momenta must both have shape (P, 3); got {np.shape(positions)} and {np.shape(momenta)}"
+            "positions and momenta must both have shape (P, 3), or (R, P, 3) with R the number of field "
+            f"realisations; got {np.shape(positions)} and {np.shape(momenta)}"
         )
     if charge_sign not in (1, -1, 1.0, -1.0):
         raise ValueError(f"charge_sign must be +1 or -1; got {charge_sign!r}")
@@ -255,7 +258,7 @@ def _integrate(field, r0, u0, ts, charge_sign, dt, rtol, atol, *, solver, max_st
         )
         return sol.ys  # ((T, 3), (T, 3))
 
-    def particles(f):
+    def particles(f, r0, u0):
         if particle_chunk is None or particle_chunk >= r0.shape[0]:
             out = jax.vmap(one, in_axes=(None, 0, 0))(f, r0, u0)
         else:
@@ -264,8 +267,10 @@ def _integrate(field, r0, u0, ts, charge_sign, dt, rtol, atol, *, solver, max_st
         return jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), out)
 
     if field.is_ensemble:
-        return jax.vmap(particles)(field)
-    return particles(field)
+        if r0.ndim == 3:  # one set of initial states per realisation
+            return jax.vmap(lambda f, r, u: particles(f, r, u))(field, r0, u0)
+        return jax.vmap(lambda f: particles(f, r0, u0))(field)
+    return particles(field, r0, u0)
 
 
 def backtrack(
@@ -292,3 +297,21 @@ def backtrack(
     n = jnp.asarray(directions, dtype=float)
     out = track(field, jnp.zeros_like(n), n, save_times, charge_sign=-charge_sign, **solver_options)
     return Trajectories(times=out.times, positions=out.positions, momenta=-out.momenta)
+
+
+def continue_backtrack(
+    field: PlaneWaveTurbulence,
+    positions: Float[Array, "... P 3"],
+    momenta: Float[Array, "... P 3"],
+    duration: float,
+    *,
+    charge_sign: float = 1.0,
+    **solver_options,
+) -> tuple[Float[Array, "... P 3"], Float[Array, "... P 3"]]:
+    """Backtrack further: from r(−T), p̂(−T) to r(−T−duration), p̂(−T−duration).
+
+    ``positions``/``momenta`` have shape (P, 3), or (R, P, 3) for a stack of R realisations.
+    This is how long runs proceed segment by segment (and resume from checkpoints).
+    """
+    out = track(field, positions, -jnp.asarray(momenta), [duration], charge_sign=-charge_sign, **solver_options)
+    return out.positions[..., -1, :, :], -out.momenta[..., -1, :, :]

@@ -1,0 +1,298 @@
+"""Ensemble runs over backtracking time: maps, spectra and diffusion statistics (Fig. 2).
+
+For N_B field realisations every HEALPix pixel is backtracked segment by segment along a grid
+of times ΩT. After each segment jaxcr computes and keeps, per time:
+
+* per-realisation C_ℓ(T) of the δI maps (Eq. 5, or Eq. 7 without the Fick term) for each
+  gradient; ⟨C_ℓ⟩ and its standard error; C_ℓ of the realisation-averaged map (the standard-
+  diffusion prediction, Fig. 2 magenta) and Eq. 6;
+* K(T) (Einstein), the Green-Kubo estimate, K̃s(T) (Eq. 9), each with standard errors;
+* the noise level (Eq. 12) and both sides of the sum rule (Eq. 8), plus the pixel variance
+  (the exact Parseval value of the ℓ ≥ 1 sum including power above lmax);
+* optionally the Liouville maps f̃(p̂(−T)) of a dipole f̃ (Sec. 2) and their spectra.
+
+Only the particles' current state and the per-time statistics are stored, so memory does not
+grow with the number of steps. A checkpoint is written atomically after each segment; a run
+started again with the same configuration and checkpoint path resumes from it and produces
+results identical to an uninterrupted run (same code path, same compiled segments).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time as _time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import __version__, _checks, io, theory
+from .diffusion import diffusion_tensor, green_kubo_diffusion_tensor, relative_diffusion_tensor
+from .dynamics import _ADAPTIVE, continue_backtrack, default_step
+from .sky import pixel_directions, relative_intensity
+from .spectra import _check_lmax, angular_power_spectrum
+from .turbulence import PlaneWaveTurbulence, TurbulenceParameters
+
+__all__ = ["EnsembleConfig", "run_ensemble", "log_time_grid"]
+
+_PARAM_NAMES = ("sigma2", "coherence_length", "lambda_min", "lambda_max", "larmor_radius", "spectral_index", "b0")
+
+
+def log_time_grid(t_min: float, t_max: float, n: int) -> tuple[float, ...]:
+    """n log-spaced backtracking times ΩT from t_min to t_max."""
+    _checks.check_positive("t_min", t_min)
+    _checks.check_less("t_min", t_min, "t_max", t_max)
+    _checks.check_positive_int("n", n)
+    return tuple(float(t) for t in np.geomspace(t_min, t_max, n))
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleConfig:
+    """Everything that defines an ensemble run (all saved with the results).
+
+    Attributes:
+        turbulence: dict of :class:`TurbulenceParameters` arguments (lengths in r_L by default).
+        nside: HEALPix resolution of the backtracked pixels (paper: 32).
+        n_realisations: N_B field realisations (paper: 10).
+        times: strictly increasing ΩT at which everything is evaluated.
+        gradients: name → g = ∇n/n (1/r_L). C_ℓ scale as |g|²; the defaults are unit vectors
+            parallel and perpendicular to B0 = ẑ (paper Fig. 2).
+        seed: integer seed of the field realisations (realisation i uses fold_in(seed, i)).
+        b0_direction: ê of the regular field.
+        charge_sign: +1 for nuclei.
+        solver, dt, rtol, atol: see :func:`jaxcr.track`; dt=None → :func:`jaxcr.default_step`.
+        lmax, iterations: spectrum settings (lmax ≤ 2·nside − 1; None → 2·nside − 1).
+        fick_term: include −3p̂·K·g in δI (Eq. 5) with the run's own K(T); False → Eq. 7 maps.
+        liouville_dipole: if given, also compute the spectra of f̃(p̂(−T)) = d·p̂(−T) (Sec. 2).
+        particle_chunk: integrate particles in chunks of this size (memory/cache).
+    """
+
+    turbulence: dict = dataclasses.field(default_factory=lambda: {"n_modes": 256})
+    nside: int = 32
+    n_realisations: int = 10
+    times: tuple = (1.0, 10.0, 100.0)
+    gradients: dict = dataclasses.field(
+        default_factory=lambda: {"parallel": (0.0, 0.0, 1.0), "perpendicular": (1.0, 0.0, 0.0)}
+    )
+    seed: int = 0
+    b0_direction: tuple = (0.0, 0.0, 1.0)
+    charge_sign: float = 1.0
+    solver: str = "boris"
+    dt: float | None = None
+    rtol: float = 1e-8
+    atol: float = 1e-10
+    lmax: int | None = None
+    iterations: int = 3
+    fick_term: bool = False
+    liouville_dipole: tuple | None = None
+    particle_chunk: int | None = None
+
+    def parameters(self) -> TurbulenceParameters:
+        return TurbulenceParameters(**self.turbulence)
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["times"] = [float(t) for t in self.times]
+        d["gradients"] = {k: [float(x) for x in v] for k, v in self.gradients.items()}
+        return d
+
+    def digest(self) -> str:
+        return hashlib.sha256(io.to_json(self.as_dict()).encode()).hexdigest()[:16]
+
+    def validate(self) -> None:
+        """Raise a clear error for bad settings, before any expensive work."""
+        self.parameters()
+        _checks.check_power_of_two("nside", self.nside)
+        _checks.check_positive_int("n_realisations", self.n_realisations)
+        _checks.check_increasing_times("times", np.asarray(self.times))
+        if not self.gradients:
+            raise ValueError("gradients must name at least one gradient vector")
+        for name, g in self.gradients.items():
+            if np.shape(g) != (3,):
+                raise ValueError(f"gradient {name!r} must be a 3-vector; got shape {np.shape(g)}")
+            _checks.check_finite(f"gradient {name!r}", np.asarray(g, dtype=float))
+        if self.solver != "boris" and self.solver not in _ADAPTIVE:
+            raise ValueError(f"solver must be 'boris' or one of {sorted(_ADAPTIVE)}; got {self.solver!r}")
+        if self.dt is not None:
+            _checks.check_positive("dt", self.dt)
+        _check_lmax(self.lmax, self.nside)
+        if self.liouville_dipole is not None and np.shape(self.liouville_dipole) != (3,):
+            raise ValueError(f"liouville_dipole must be a 3-vector; got shape {np.shape(self.liouville_dipole)}")
+
+
+def _statistics(positions, momenta, directions, T, gradients, cfg: EnsembleConfig):
+    """All per-time statistics (dict of NumPy arrays) for positions/momenta of shape (R, P, 3)."""
+    npix = positions.shape[1]
+    lmax = cfg.lmax
+    K, K_sem = diffusion_tensor(positions, T)
+    Kgk, Kgk_sem = green_kubo_diffusion_tensor(positions, directions)
+    Ks, Ks_sem = relative_diffusion_tensor(positions, T)
+    maps = jnp.stack(
+        [relative_intensity(positions, momenta, g, K if cfg.fick_term else None) for g in gradients], axis=1
+    )  # (R, G, P)
+    cl = angular_power_spectrum(maps, lmax=lmax, iterations=cfg.iterations)  # (R, G, L)
+    n_r = cl.shape[0]
+    cl_mean = cl.mean(0)
+    cl_sem = cl.std(0, ddof=1) / np.sqrt(n_r) if n_r > 1 else jnp.full_like(cl_mean, jnp.nan)
+    cl_std = angular_power_spectrum(maps.mean(0), lmax=lmax, iterations=cfg.iterations)  # (G, L)
+    out = dict(
+        cl=cl, cl_mean=cl_mean, cl_sem=cl_sem, cl_standard_diffusion=cl_std,
+        diffusion_tensor=K, diffusion_tensor_sem=K_sem,
+        diffusion_tensor_green_kubo=Kgk, diffusion_tensor_green_kubo_sem=Kgk_sem,
+        relative_diffusion_tensor=Ks, relative_diffusion_tensor_sem=Ks_sem,
+        noise_level=jnp.stack([theory.noise_level(K, g, T, npix) for g in gradients]),
+        standard_diffusion_dipole_eq6=jnp.stack([theory.standard_diffusion_dipole(K, g) for g in gradients]),
+        sum_rule_lhs=theory.multipole_sum(cl_mean, ell_min=1),
+        sum_rule_rhs=jnp.stack([theory.sum_rule_rhs(Ks, g, T) for g in gradients]),
+        map_variance=maps.var(-1).mean(0),
+    )
+    if cfg.liouville_dipole is not None:
+        lmaps = momenta @ jnp.asarray(cfg.liouville_dipole, dtype=float)  # f̃(p̂(−T)), (R, P)
+        lcl = angular_power_spectrum(lmaps, lmax=lmax, iterations=cfg.iterations)
+        out.update(liouville_cl=lcl, liouville_sum=theory.multipole_sum(lcl), liouville_mean_square=(lmaps**2).mean(-1))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+_DIMS = {
+    "cl": ("time", "realisation", "gradient", "ell"),
+    "cl_mean": ("time", "gradient", "ell"),
+    "cl_sem": ("time", "gradient", "ell"),
+    "cl_standard_diffusion": ("time", "gradient", "ell"),
+    "noise_level": ("time", "gradient"),
+    "standard_diffusion_dipole_eq6": ("time", "gradient"),
+    "sum_rule_lhs": ("time", "gradient"),
+    "sum_rule_rhs": ("time", "gradient"),
+    "map_variance": ("time", "gradient"),
+    "liouville_cl": ("time", "realisation", "ell"),
+    "liouville_sum": ("time", "realisation"),
+    "liouville_mean_square": ("time", "realisation"),
+}
+_UNITS = {
+    "cl": "dimensionless (δI²)", "noise_level": "dimensionless (δI²)",
+    "diffusion_tensor": "r_L c (internal)", "relative_diffusion_tensor": "r_L c (internal)",
+    "diffusion_tensor_green_kubo": "r_L c (internal)",
+}
+
+
+def _to_dataset(stats: dict, cfg: EnsembleConfig, times, extra_attrs: dict):
+    import xarray as xr
+
+    n_t = len(stats["cl"])
+    data_vars = {}
+    for name, values in stats.items():
+        dims = _DIMS.get(name, ("time", "i", "j"))
+        data_vars[name] = (dims, np.asarray(values), {"units": _UNITS.get(name.replace("_sem", ""), "")})
+    lmax = stats["cl"].shape[-1] - 1
+    ds = xr.Dataset(
+        data_vars,
+        coords=dict(
+            time=("time", np.asarray(times[:n_t]), {"units": "1/Omega (Omega*T)", "long_name": "backtracking time"}),
+            realisation=np.arange(cfg.n_realisations),
+            gradient=list(cfg.gradients),
+            ell=np.arange(lmax + 1),
+            i=["x", "y", "z"],
+            j=["x", "y", "z"],
+        ),
+    )
+    ds["gradient_vector"] = (("gradient", "i"), np.array([cfg.gradients[k] for k in cfg.gradients], dtype=float))
+    ds.attrs.update(
+        config=io.to_json(cfg.as_dict()), config_digest=cfg.digest(), seed=cfg.seed, jaxcr_version=__version__,
+        npix=12 * cfg.nside**2, units="internal: lengths r_L, times 1/Omega, fields B0, c = 1",
+        **{f"turbulence_{k}": float(v) for k, v in _turbulence_values(cfg).items()},
+        **extra_attrs,
+    )
+    return ds
+
+
+def _turbulence_values(cfg):
+    p = cfg.parameters()
+    vals = {k: float(getattr(p, k)) for k in _PARAM_NAMES}
+    vals["n_modes"] = p.n_modes
+    return vals
+
+
+def run_ensemble(
+    config: EnsembleConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    output: str | Path | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+):
+    """Run (or resume) an ensemble backtracking run; return the results as an xarray Dataset.
+
+    Args:
+        config: the run's :class:`EnsembleConfig` (validated first).
+        checkpoint: path of the checkpoint file; if it exists and was written for the same
+            configuration the run resumes from it; a checkpoint of another configuration is an
+            error (delete it or choose another path).
+        output: netCDF path for the final Dataset (written atomically), optional.
+        progress: show a tqdm bar over the time grid with an ETA.
+        stop_after: stop after this many segments in total (the checkpoint allows resuming);
+            the partial Dataset is returned.
+    """
+    config.validate()
+    times = np.asarray(config.times, dtype=float)
+    params = config.parameters()
+    fields = PlaneWaveTurbulence.sample_ensemble(config.seed, params, config.n_realisations,
+                                                 b0_direction=config.b0_direction)
+    directions = pixel_directions(config.nside)
+    gradients = [jnp.asarray(g, dtype=float) for g in config.gradients.values()]
+    dt = config.dt if config.dt is not None else (default_step(fields.realisation(0)) if config.solver == "boris" else 0.01)
+    durations = np.diff(np.concatenate([[0.0], times]))
+    if config.solver == "boris":
+        steps = np.ceil(durations / dt - 1e-9).astype(int)
+        seg_dt = durations / steps  # each segment ends exactly on its save time
+        max_steps = int(steps.max()) + 4
+    else:
+        seg_dt = np.full_like(durations, dt)
+        max_steps = 10_000_000
+    solver_opts = dict(solver=config.solver, rtol=config.rtol, atol=config.atol, max_steps=max_steps,
+                       particle_chunk=config.particle_chunk)
+
+    R, P = config.n_realisations, directions.shape[0]
+    positions = jnp.zeros((R, P, 3))
+    momenta = jnp.broadcast_to(-directions, (R, P, 3))
+    stats: dict[str, list] = {}
+    start, elapsed = 0, 0.0
+    meta = dict(config_digest=config.digest(), jaxcr_version=__version__, config=config.as_dict())
+    if checkpoint is not None and Path(checkpoint).exists():
+        arrays, saved = io.load_checkpoint(checkpoint)
+        if saved.get("config_digest") != config.digest():
+            raise ValueError(
+                f"checkpoint {checkpoint} was written for another configuration "
+                f"(digest {saved.get('config_digest')} != {config.digest()}); delete it or use another path"
+            )
+        start, elapsed = int(saved["segments_done"]), float(saved.get("elapsed_s", 0.0))
+        positions, momenta = jnp.asarray(arrays.pop("positions")), jnp.asarray(arrays.pop("momenta"))
+        stats = {k: list(v) for k, v in arrays.items()}
+
+    from tqdm.auto import tqdm
+
+    end = len(times) if stop_after is None else min(len(times), stop_after)
+    bar = tqdm(total=len(times), initial=start, disable=not progress, desc="backtracking", unit="T")
+    t_wall = _time.perf_counter()
+    for k in range(start, end):
+        bar.set_postfix_str(f"ΩT → {times[k]:.4g}")
+        positions, momenta = continue_backtrack(fields, positions, momenta, float(durations[k]),
+                                                charge_sign=config.charge_sign, dt=float(seg_dt[k]), **solver_opts)
+        seg = _statistics(positions, momenta, directions, float(times[k]), gradients, config)
+        for name, value in seg.items():
+            stats.setdefault(name, []).append(value)
+        if checkpoint is not None:
+            io.save_checkpoint(
+                checkpoint,
+                dict(positions=positions, momenta=momenta, **{n: np.stack(v) for n, v in stats.items()}),
+                dict(meta, segments_done=k + 1, elapsed_s=elapsed + _time.perf_counter() - t_wall),
+            )
+        bar.update(1)
+    bar.close()
+    wall = elapsed + _time.perf_counter() - t_wall
+    stacked = {n: np.stack(v) for n, v in stats.items()}
+    ds = _to_dataset(stacked, config, times, dict(wall_time_s=wall, dt=float(dt), complete=int(end == len(times)),
+                                                   device=str(jax.devices()[0].device_kind)))
+    if output is not None and end == len(times):
+        io.save_dataset(ds, output)
+    return ds
