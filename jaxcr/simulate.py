@@ -5,10 +5,16 @@ of times ΩT. After each segment jaxcr computes and keeps, per time:
 
 * per-realisation C_ℓ(T) of the δI maps (Eq. 5, or Eq. 7 without the Fick term) for each
   gradient; ⟨C_ℓ⟩ and its standard error; C_ℓ of the realisation-averaged map (the standard-
-  diffusion prediction, Fig. 2 magenta) and Eq. 6;
+  diffusion prediction, Fig. 2 magenta) and Eq. 6 with K from both estimators (the Green-Kubo
+  running integral converges like the averaged map does; the Einstein K(T) = ⟨ΔrΔr⟩/2T lags by
+  ~τ_c/T, so at finite T the magenta curve sits nearer Eq. 6 with the Green-Kubo K);
 * K(T) (Einstein), the Green-Kubo estimate, K̃s(T) (Eq. 9), each with standard errors;
 * the noise level (Eq. 12) and both sides of the sum rule (Eq. 8), plus the pixel variance
-  (the exact Parseval value of the ℓ ≥ 1 sum including power above lmax);
+  (the exact Parseval value of the ℓ ≥ 1 sum including power above lmax). The left side sums
+  only ℓ ≤ lmax; once pixel noise dominates, part of the power lies above lmax (for white noise
+  the fraction (lmax+1)²/N_pix is captured). ``sum_rule_lhs_noise_corrected`` adds the missing
+  (N_pix − (lmax+1)²) modes at the mean ⟨C_ℓ⟩ of the upper half of the spectrum, i.e. assumes the
+  power above lmax is white: valid at late times, when noise dominates the high ℓ;
 * optionally the Liouville maps f̃(p̂(−T)) of a dipole f̃ (Sec. 2) and their spectra.
 
 Only the particles' current state and the per-time statistics are stored, so memory does not
@@ -144,7 +150,11 @@ def _statistics(positions, momenta, directions, T, gradients, cfg: EnsembleConfi
         relative_diffusion_tensor=Ks, relative_diffusion_tensor_sem=Ks_sem,
         noise_level=jnp.stack([theory.noise_level(K, g, T, npix) for g in gradients]),
         standard_diffusion_dipole_eq6=jnp.stack([theory.standard_diffusion_dipole(K, g) for g in gradients]),
+        standard_diffusion_dipole_eq6_green_kubo=jnp.stack(
+            [theory.standard_diffusion_dipole(Kgk, g) for g in gradients]),
         sum_rule_lhs=theory.multipole_sum(cl_mean, ell_min=1),
+        sum_rule_lhs_noise_corrected=theory.multipole_sum(cl_mean, ell_min=1)
+        + (npix - cl_mean.shape[-1] ** 2) * cl_mean[:, cl_mean.shape[-1] // 2:].mean(-1) / (4 * jnp.pi),
         sum_rule_rhs=jnp.stack([theory.sum_rule_rhs(Ks, g, T) for g in gradients]),
         map_variance=maps.var(-1).mean(0),
     )
@@ -162,7 +172,9 @@ _DIMS = {
     "cl_standard_diffusion": ("time", "gradient", "ell"),
     "noise_level": ("time", "gradient"),
     "standard_diffusion_dipole_eq6": ("time", "gradient"),
+    "standard_diffusion_dipole_eq6_green_kubo": ("time", "gradient"),
     "sum_rule_lhs": ("time", "gradient"),
+    "sum_rule_lhs_noise_corrected": ("time", "gradient"),
     "sum_rule_rhs": ("time", "gradient"),
     "map_variance": ("time", "gradient"),
     "liouville_cl": ("time", "realisation", "ell"),
