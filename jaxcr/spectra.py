@@ -51,9 +51,11 @@ def _kernels(nside: int):
     from s2fft.precompute_transforms import construct
 
     L = 2 * nside
-    fwd = construct.spin_spherical_kernel_jax(L, reality=True, sampling="healpix", nside=nside, forward=True)
-    inv = construct.spin_spherical_kernel_jax(L, reality=True, sampling="healpix", nside=nside, forward=False)
-    return fwd, inv
+    # Built eagerly even when first requested inside jit/grad, and kept as constants.
+    with jax.ensure_compile_time_eval():
+        fwd = construct.spin_spherical_kernel_jax(L, reality=True, sampling="healpix", nside=nside, forward=True)
+        inv = construct.spin_spherical_kernel_jax(L, reality=True, sampling="healpix", nside=nside, forward=False)
+    return np.asarray(fwd), np.asarray(inv)
 
 
 def _forward(m, nside):

@@ -111,3 +111,10 @@ def test_bad_spectrum_input_raises():
         spectra.angular_power_spectrum(np.full(768, np.nan))
     with pytest.raises(ValueError, match="iterations"):
         spectra.angular_power_spectrum(MAPS[0], iterations=-1)
+
+
+def test_spectrum_works_under_jit_for_a_resolution_not_seen_before():
+    # The transform kernels are built eagerly even when first requested inside a trace.
+    m = jnp.asarray(np.random.default_rng(3).normal(size=12 * 2**2))
+    cl = jax.jit(lambda x: spectra.angular_power_spectrum(x))(m)
+    assert _rel(cl, hp.anafast(np.asarray(m), lmax=3, iter=3)) <= 1e-10
