@@ -33,6 +33,8 @@ def main():
     ap.add_argument("--steps", type=int, default=200, help="Boris steps per particle in the timing run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--float32", action="store_true", help="run in float32 (default float64)")
+    ap.add_argument("--chunk", type=int, nargs="+", default=[0, 512, 2048],
+                    help="particle_chunk values to time (0: all particles in one vmap)")
     args = ap.parse_args()
     jax.config.update("jax_enable_x64", not args.float32)
     import jax.numpy as jnp
@@ -55,13 +57,14 @@ def main():
     T = dt * args.steps
     n = jax.random.normal(jax.random.key(2), (args.particles, 3))
     n = n / jnp.linalg.norm(n, axis=-1, keepdims=True)
-    run = lambda: jaxcr.backtrack(field, n, [T], dt=dt).positions.block_until_ready()  # noqa: E731
-    t = best_of(run, args.repeats)
-    psteps = args.particles * args.steps / t
-    print(f"backtracking: Boris, N={args.modes} modes, {args.particles} particles, dt={dt:.4g}/Ω "
-          f"(λ_min/20), {args.steps} steps, {dtype}: {t:.3f} s, {psteps:.3g} particle-steps/s, "
-          f"{psteps * args.modes:.3g} mode-evaluations/s inside the solver")
-
+    for chunk in args.chunk:
+        opts = dict(dt=dt, particle_chunk=chunk or None)
+        run = lambda: jaxcr.backtrack(field, n, [T], **opts).positions.block_until_ready()  # noqa: E731
+        t = best_of(run, args.repeats)
+        psteps = args.particles * args.steps / t
+        print(f"backtracking: Boris, N={args.modes} modes, {args.particles} particles, dt={dt:.4g}/Ω "
+              f"(λ_min/20), {args.steps} steps, particle_chunk={chunk or 'none'}, {dtype}: {t:.3f} s, "
+              f"{psteps:.3g} particle-steps/s, {psteps * args.modes:.3g} mode-evaluations/s inside the solver")
 
 if __name__ == "__main__":
     main()

@@ -45,3 +45,6 @@ __all__ += [
     "declination_band_mask", "liouville_map", "pixel_directions", "relative_intensity",
     "angular_power_spectrum", "map_to_alm",
 ]
+from . import plot  # noqa: E402
+
+__all__ += ["plot"]

@@ -1,0 +1,106 @@
+"""Reproduce Fig. 2 of Ahlers (2015): ⟨C_ℓ⟩(T) for a CR gradient parallel and perpendicular to B0.
+
+    python experiments/fig2.py                    # quick preset (default, ≤ 5 min on 2 CPU cores)
+    python experiments/fig2.py --preset paper     # the paper's setup (hours on a 2-core CPU)
+    python experiments/fig2.py --preset paper --t-max 300 --out results/fig2_paper_T300
+
+Presets (turbulence always σ² = 1, r_L = 0.1 λ_c, λ_min = 0.01 λ_c, λ_max = 100 λ_c, γ = 11/3):
+
+  quick  nside 16 (3072 pixels), N_B = 4 realisations, N = 64 modes, Boris step 0.02/Ω,
+         24 log-spaced ΩT from 0.1 to 1000. Shows the physics: low-ℓ saturation, noise ∝ T,
+         the standard-diffusion dipole reaching Eq. 6.
+  paper  nside 32 (12288 pixels), N_B = 10, N = 256 modes, Boris step 0.02/Ω, 30 log-spaced
+         ΩT from 0.1 to 1000 (the paper states neither N nor the range of ΩT; the step and N were
+         chosen with experiments/convergence.py, see experiments/README.md).
+
+Maps use the spatial term only (Eq. 7, as in the paper's Fig. 2) unless --fick-term is given.
+Writes into --out (default results/fig2_<preset>): fig2.png, fig2.nc (all statistics, labelled,
+with parameters, seed and jaxcr version in its attributes), params.json, and a checkpoint
+fig2.ckpt.npz after each time segment: run the same command again to resume after a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jaxcr  # noqa: E402
+
+PRESETS = {
+    "quick": dict(nside=16, realisations=4, modes=64, dt=0.02, t_min=0.1, t_max=1000.0, n_times=24),
+    "paper": dict(nside=32, realisations=10, modes=256, dt=0.02, t_min=0.1, t_max=1000.0, n_times=30),
+}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="parameter set (default: quick)")
+    ap.add_argument("--nside", type=int, help="HEALPix nside of the backtracked pixels")
+    ap.add_argument("--realisations", type=int, help="number of field realisations N_B")
+    ap.add_argument("--modes", type=int, help="number of plane-wave modes N")
+    ap.add_argument("--dt", type=float, help="Boris step in 1/Ω")
+    ap.add_argument("--t-min", type=float, help="first backtracking time ΩT")
+    ap.add_argument("--t-max", type=float, help="last backtracking time ΩT")
+    ap.add_argument("--n-times", type=int, help="number of log-spaced times")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the field realisations")
+    ap.add_argument("--fick-term", action="store_true", help="include −3p̂·K·g in δI (Eq. 5) instead of Eq. 7")
+    ap.add_argument("--out", type=Path, help="output folder (default results/fig2_<preset>)")
+    ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = ap.parse_args(argv)
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.out = args.out or Path("results") / f"fig2_{args.preset}"
+    return args
+
+
+def config_from_args(args) -> jaxcr.EnsembleConfig:
+    return jaxcr.EnsembleConfig(
+        turbulence=dict(sigma2=1.0, coherence_length=10.0, lambda_min=0.1, lambda_max=1000.0, n_modes=args.modes),
+        nside=args.nside,
+        n_realisations=args.realisations,
+        times=jaxcr.log_time_grid(args.t_min, args.t_max, args.n_times),
+        gradients={"parallel": (0.0, 0.0, 1.0), "perpendicular": (1.0, 0.0, 0.0)},
+        seed=args.seed,
+        dt=args.dt,
+        fick_term=args.fick_term,
+    )
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = config_from_args(args)
+    cfg.validate()
+    args.out.mkdir(parents=True, exist_ok=True)
+    params = dict(preset=args.preset, config=cfg.as_dict(), jaxcr_version=jaxcr.__version__,
+                  device=str(jax.devices()[0].device_kind))
+    (args.out / "params.json").write_text(json.dumps(params, indent=1))
+    print(f"Fig. 2 ({args.preset}): nside {cfg.nside}, N_B {cfg.n_realisations}, N {args.modes} modes, "
+          f"dt {cfg.dt}/Ω, ΩT {cfg.times[0]:.3g}..{cfg.times[-1]:.3g} ({len(cfg.times)} times) → {args.out}")
+    t0 = time.perf_counter()
+    ds = jaxcr.run_ensemble(cfg, checkpoint=args.out / "fig2.ckpt.npz", output=args.out / "fig2.nc",
+                            progress=not args.no_progress)
+    png = jaxcr.plot.plot_fig2(ds, args.out / "fig2.png",
+                               title=f"Fig. 2 ({args.preset}): nside {cfg.nside}, N_B {cfg.n_realisations}, N {args.modes}")
+    last = ds.isel(time=-1)
+    print(f"done in {time.perf_counter() - t0:.1f} s (run total {ds.attrs['wall_time_s']:.1f} s incl. resumed parts)")
+    for g in ds.gradient.values:
+        s = last.sel(gradient=g)
+        print(f"  ΩT={float(last.time):.4g} {g:>13}: <C_0>={float(s.cl_mean[0]):.4g} <C_1>={float(s.cl_mean[1]):.4g} "
+              f"noise(Eq.12)={float(s.noise_level):.4g} C_1(<map>)={float(s.cl_standard_diffusion[1]):.4g} "
+              f"Eq.6(GK K)={float(s.standard_diffusion_dipole_eq6_green_kubo):.4g} "
+              f"Eq.8 lhs/rhs={float(s.sum_rule_lhs / s.sum_rule_rhs):.3f} "
+              f"(noise-corrected {float(s.sum_rule_lhs_noise_corrected / s.sum_rule_rhs):.3f})")
+    print(f"wrote {png}, {args.out / 'fig2.nc'}, {args.out / 'params.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Figures: the paper's Fig. 2 and the Liouville gedankenexperiment (Sec. 2), from run Datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import theory
+
+__all__ = ["plot_fig2", "plot_gedanken"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_fig2(ds, path, medium_ells=(4, 8, 16), title: str | None = None) -> Path:
+    """⟨C_ℓ⟩(T) vs ΩT as in the paper's Fig. 2 (left) and ⟨C_ℓ⟩/⟨C_1⟩ vs ℓ (right).
+
+    Solid: gradient ∥ B0 ("parallel"); dotted: ⟂ ("perpendicular"). Black ⟨C_1⟩, blue ⟨C_0⟩,
+    green medium ℓ, red the noise level (Eq. 12), magenta the C_1 of the realisation-averaged map
+    (standard diffusion, as in the paper) and, thick and pale, Eq. 6 evaluated with the run's
+    Einstein K(T) (which lags the asymptotic K by ~τ_c/T). C_ℓ are for |∇n/n| = 1/r_L
+    (they scale as |∇n/n|²).
+    """
+    plt = _pyplot()
+    t = ds.time.values
+    styles = {"parallel": "-", "perpendicular": ":"}
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.2))
+    lmax = int(ds.ell.values[-1])
+    ells = [ell for ell in medium_ells if ell <= lmax]
+    greens = plt.cm.Greens(np.linspace(0.5, 0.95, max(len(ells), 1)))
+    for g in ds.gradient.values:
+        ls = styles.get(str(g), "--")
+        sub = ds.sel(gradient=g)
+        lab = (lambda s: f"{s} ({g})") if ls == "-" else (lambda s: None)
+        ax.plot(t, sub.cl_mean.values[:, 1], ls, color="k", label=lab("⟨C₁⟩"))
+        ax.plot(t, sub.cl_mean.values[:, 0], ls, color="tab:blue", label=lab("⟨C₀⟩"))
+        for c, ell in zip(greens, ells):
+            ax.plot(t, sub.cl_mean.values[:, ell], ls, color=c, label=lab(f"⟨C_{ell}⟩"))
+        ax.plot(t, sub.noise_level.values, ls, color="tab:red", label=lab("noise (Eq. 12)"))
+        ax.plot(t, sub.cl_standard_diffusion.values[:, 1], ls, color="m", label=lab("C₁ of ⟨map⟩ (std. diffusion)"))
+        ax.plot(t, sub.standard_diffusion_dipole_eq6.values, ls, color="m", alpha=0.35, lw=3,
+                label=lab("Eq. 6 with K(T)"))
+    top = float(ds.cl_mean.max())
+    ax.set_ylim(1e-6 * top, 3 * top)
+    ax.set(xscale="log", yscale="log", xlabel="ΩT", ylabel="⟨C_ℓ⟩  [(r_L ∇n/n)²]",
+           title=title or "Fig. 2: ensemble-averaged power spectrum vs backtracking time")
+    ax.legend(fontsize=7, ncol=2, title="solid: ∇n ∥ B0, dotted: ∇n ⊥ B0", title_fontsize=7)
+    ell = ds.ell.values[1:]
+    picks = sorted({int(np.argmin(np.abs(np.log(t / x)))) for x in np.geomspace(max(t[0], 1.0), t[-1], 4)})
+    for i, ti in enumerate(picks):
+        sub = ds.sel(gradient=ds.gradient.values[0]).isel(time=ti)
+        ax2.plot(ell, sub.cl_mean.values[1:] / sub.cl_mean.values[1], "o-", ms=3,
+                 color=plt.cm.viridis(i / len(picks)), label=f"ΩT = {t[ti]:.3g}")
+    ax2.plot(ell, np.asarray(theory.asymptotic_ratio(ell)), "k--", label="Eq. 4")
+    ax2.set_ylim(1e-5, 3)
+    ax2.set(xscale="log", yscale="log", xlabel="ℓ", ylabel="⟨C_ℓ⟩/⟨C₁⟩",
+            title=f"spectrum shape ({ds.gradient.values[0]} gradient)")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_gedanken(runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20)) -> Path:
+    """Liouville gedankenexperiment: ⟨C_ℓ⟩(T), the conserved sum (Eq. 3) and ratios vs Eq. 4.
+
+    ``runs`` maps a label (e.g. "B0 = 0") to a Dataset with ``liouville_cl``.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    for k, (label, ds) in enumerate(runs.items()):
+        t = ds.time.values
+        cl = ds.liouville_cl.values.mean(1)  # (time, ell)
+        ls = ["-", "--", ":"][k % 3]
+        lmax = cl.shape[-1] - 1
+        for i, ell in enumerate([e for e in ells if e <= lmax]):
+            axes[0].plot(t, cl[:, ell], ls, color=plt.cm.plasma(i / len(ells)), label=f"ℓ={ell} ({label})" if k == 0 else None)
+        axes[1].plot(t, ds.liouville_sum.values.mean(1), ls, color="k", label=f"Σ_ℓ≤{lmax} ({label})")
+        axes[1].plot(t, ds.liouville_mean_square.values.mean(1), ls, color="tab:orange", label=f"pixel ⟨f²⟩, all ℓ ({label})")
+        ell = np.arange(1, lmax + 1)
+        axes[2].plot(ell, cl[-1, 1:] / cl[-1, 1], "o" + ls, ms=3, label=f"{label}, ΩT = {t[-1]:.3g}")
+    ell = np.arange(1, 41)
+    axes[2].plot(ell, np.asarray(theory.asymptotic_ratio(ell)), "k-", lw=2, alpha=0.5, label="Eq. 4")
+    axes[0].set(xscale="log", yscale="log", xlabel="ΩT", ylabel="⟨C_ℓ⟩", title="Liouville: ⟨C_ℓ⟩(T), dipole start")
+    axes[1].set(xscale="log", xlabel="ΩT", ylabel="(1/4π) Σ (2ℓ+1)⟨C_ℓ⟩", title="Eq. 3: conserved sum")
+    axes[2].set(xscale="log", yscale="log", xlabel="ℓ", ylabel="⟨C_ℓ⟩/⟨C₁⟩", title="late-time ratios vs Eq. 4")
+    for a in axes:
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
