@@ -72,10 +72,12 @@ def plot_fig2(ds, path, medium_ells=(4, 8, 16), title: str | None = None) -> Pat
     return path
 
 
-def plot_gedanken(runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20)) -> Path:
+def plot_gedanken(runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20), ratio_times=(1.0, 3.0, 10.0, 30.0)) -> Path:
     """Liouville gedankenexperiment: ⟨C_ℓ⟩(T), the conserved sum (Eq. 3) and ratios vs Eq. 4.
 
-    ``runs`` maps a label (e.g. "B0 = 0") to a Dataset with ``liouville_cl``.
+    ``runs`` maps a label (e.g. "B0 = 0") to a Dataset with ``liouville_cl``; the right panel
+    shows ⟨C_ℓ⟩/⟨C_1⟩ at the grid times nearest to ``ratio_times`` (solid: first run, dashed:
+    second). At late times the sky decorrelates on the pixel scale and the ratios go flat (white).
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
@@ -89,14 +91,18 @@ def plot_gedanken(runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20)) -> Path:
         axes[1].plot(t, ds.liouville_sum.values.mean(1), ls, color="k", label=f"Σ_ℓ≤{lmax} ({label})")
         axes[1].plot(t, ds.liouville_mean_square.values.mean(1), ls, color="tab:orange", label=f"pixel ⟨f²⟩, all ℓ ({label})")
         ell = np.arange(1, lmax + 1)
-        axes[2].plot(ell, cl[-1, 1:] / cl[-1, 1], "o" + ls, ms=3, label=f"{label}, ΩT = {t[-1]:.3g}")
+        picks = sorted({int(np.argmin(np.abs(np.log(t / x)))) for x in ratio_times if t[0] <= x <= t[-1]})
+        for j, ti in enumerate(picks):
+            axes[2].plot(ell, cl[ti, 1:] / cl[ti, 1], "o" + ls, ms=2.5, color=plt.cm.viridis(j / max(len(picks), 1)),
+                         label=f"ΩT = {t[ti]:.3g} ({label})")
     ell = np.arange(1, 41)
     axes[2].plot(ell, np.asarray(theory.asymptotic_ratio(ell)), "k-", lw=2, alpha=0.5, label="Eq. 4")
     axes[0].set(xscale="log", yscale="log", xlabel="ΩT", ylabel="⟨C_ℓ⟩", title="Liouville: ⟨C_ℓ⟩(T), dipole start")
     axes[1].set(xscale="log", xlabel="ΩT", ylabel="(1/4π) Σ (2ℓ+1)⟨C_ℓ⟩", title="Eq. 3: conserved sum")
-    axes[2].set(xscale="log", yscale="log", xlabel="ℓ", ylabel="⟨C_ℓ⟩/⟨C₁⟩", title="late-time ratios vs Eq. 4")
+    axes[2].set(xscale="log", yscale="log", xlabel="ℓ", ylabel="⟨C_ℓ⟩/⟨C₁⟩", title="ratios vs Eq. 4")
+    axes[2].set_ylim(1e-4, 3)
     for a in axes:
-        a.legend(fontsize=7)
+        a.legend(fontsize=6)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

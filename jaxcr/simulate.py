@@ -241,7 +241,7 @@ def run_ensemble(
             configuration the run resumes from it; a checkpoint of another configuration is an
             error (delete it or choose another path).
         output: netCDF path for the final Dataset (written atomically), optional.
-        progress: show a tqdm bar over the time grid with an ETA.
+        progress: show a tqdm bar over backtracking time ΩT with an ETA.
         stop_after: stop after this many segments in total (the checkpoint allows resuming);
             the partial Dataset is returned.
     """
@@ -284,7 +284,9 @@ def run_ensemble(
     from tqdm.auto import tqdm
 
     end = len(times) if stop_after is None else min(len(times), stop_after)
-    bar = tqdm(total=len(times), initial=start, disable=not progress, desc="backtracking", unit="T")
+    # Progress in units of ΩT (the cost is proportional to it), so the ETA is right on log grids.
+    bar = tqdm(total=float(times[-1]), initial=float(times[start - 1]) if start else 0.0, disable=not progress,
+               desc="backtracking ΩT", unit="ΩT", bar_format="{l_bar}{bar}| {n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
     t_wall = _time.perf_counter()
     for k in range(start, end):
         bar.set_postfix_str(f"ΩT → {times[k]:.4g}")
@@ -299,7 +301,7 @@ def run_ensemble(
                 dict(positions=positions, momenta=momenta, **{n: np.stack(v) for n, v in stats.items()}),
                 dict(meta, segments_done=k + 1, elapsed_s=elapsed + _time.perf_counter() - t_wall),
             )
-        bar.update(1)
+        bar.update(float(durations[k]))
     bar.close()
     wall = elapsed + _time.perf_counter() - t_wall
     stacked = {n: np.stack(v) for n, v in stats.items()}
