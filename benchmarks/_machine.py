@@ -1,7 +1,8 @@
-"""Machine description printed by every benchmark."""
+"""Shared benchmark helpers: the machine description every benchmark prints, and timing."""
 
 import os
 import platform
+import time
 
 import jax
 
@@ -21,3 +22,14 @@ def describe() -> str:
         f"machine: {cpu}; {os.cpu_count()} cores; jax {jax.__version__} on {jax.default_backend()} "
         f"({len(jax.devices())} device(s): {devs}); x64={jax.config.jax_enable_x64}"
     )
+
+
+def best_of(fn, repeats: int = 3) -> float:
+    """Best wall time of ``repeats`` calls of ``fn`` after one warm-up (compilation) call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)

@@ -8,22 +8,11 @@ Boris step λ_min/20 as in the reference C++ benchmark (DESIGN §3). Prints the 
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import jax
 
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-def best_of(fn, repeats):
-    fn()  # compile + warm up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main():
@@ -40,7 +29,7 @@ def main():
     import jax.numpy as jnp
 
     import jaxcr
-    from _machine import describe
+    from _machine import best_of, describe
 
     print(describe())
     dtype = "float32" if args.float32 else "float64"

@@ -8,7 +8,6 @@ Times jitted ``angular_power_spectrum`` on a batch of maps (lmax = 2·nside − 
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -20,18 +19,8 @@ import healpy as hp  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from _machine import describe  # noqa: E402
+from _machine import best_of, describe  # noqa: E402
 from jaxcr import angular_power_spectrum  # noqa: E402
-
-
-def best_of(fn, repeats=5):
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
 
 
 def main():

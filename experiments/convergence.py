@@ -19,7 +19,6 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import numpy as np  # noqa: E402
 
 import jaxcr  # noqa: E402
 

@@ -21,17 +21,16 @@ fig2.ckpt.npz after each time segment: run the same command again to resume afte
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
 import jaxcr  # noqa: E402
+from _presets import parse_preset_args  # noqa: E402
 
 PRESETS = {
     "quick": dict(nside=16, realisations=4, modes=64, dt=0.02, t_min=0.1, t_max=1000.0, n_times=24),
@@ -40,25 +39,10 @@ PRESETS = {
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="parameter set (default: quick)")
-    ap.add_argument("--nside", type=int, help="HEALPix nside of the backtracked pixels")
-    ap.add_argument("--realisations", type=int, help="number of field realisations N_B")
-    ap.add_argument("--modes", type=int, help="number of plane-wave modes N")
-    ap.add_argument("--dt", type=float, help="Boris step in 1/Ω")
-    ap.add_argument("--t-min", type=float, help="first backtracking time ΩT")
-    ap.add_argument("--t-max", type=float, help="last backtracking time ΩT")
-    ap.add_argument("--n-times", type=int, help="number of log-spaced times")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the field realisations")
-    ap.add_argument("--fick-term", action="store_true", help="include −3p̂·K·g in δI (Eq. 5) instead of Eq. 7")
-    ap.add_argument("--out", type=Path, help="output folder (default results/fig2_<preset>)")
-    ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    args = ap.parse_args(argv)
-    for key, value in PRESETS[args.preset].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    args.out = args.out or Path("results") / f"fig2_{args.preset}"
-    return args
+    def extra(ap):
+        ap.add_argument("--fick-term", action="store_true", help="include −3p̂·K·g in δI (Eq. 5) instead of Eq. 7")
+
+    return parse_preset_args(__doc__, PRESETS, "fig2", argv, extra)
 
 
 def config_from_args(args) -> jaxcr.EnsembleConfig:

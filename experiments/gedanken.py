@@ -21,19 +21,17 @@ ratios.json (measured late-time ratios next to Eq. 4, at every ΩT), params.json
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import numpy as np  # noqa: E402
 
 import jaxcr  # noqa: E402
+from _presets import parse_preset_args  # noqa: E402
 
 PRESETS = {
     "quick": dict(nside=16, realisations=4, modes=64, dt=0.02, t_min=0.1, t_max=300.0, n_times=20),
@@ -42,20 +40,7 @@ PRESETS = {
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="parameter set (default: quick)")
-    for name, typ in (("nside", int), ("realisations", int), ("modes", int), ("dt", float), ("t-min", float),
-                      ("t-max", float), ("n-times", int)):
-        ap.add_argument(f"--{name}", type=typ, help=f"override the preset's {name}")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path)
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    for key, value in PRESETS[args.preset].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    args.out = args.out or Path("results") / f"gedanken_{args.preset}"
-    return args
+    return parse_preset_args(__doc__, PRESETS, "gedanken", argv)
 
 
 def config(args, b0: float) -> jaxcr.EnsembleConfig:

@@ -20,6 +20,17 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_fig2(ds, path, medium_ells=(4, 8, 16), title: str | None = None) -> Path:
     """⟨C_ℓ⟩(T) vs ΩT as in the paper's Fig. 2 (left) and ⟨C_ℓ⟩/⟨C_1⟩ vs ℓ (right).
 
@@ -64,12 +75,7 @@ def plot_fig2(ds, path, medium_ells=(4, 8, 16), title: str | None = None) -> Pat
     ax2.set(xscale="log", yscale="log", xlabel="ℓ", ylabel="⟨C_ℓ⟩/⟨C₁⟩",
             title=f"spectrum shape ({ds.gradient.values[0]} gradient)")
     ax2.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_gedanken(runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20), ratio_times=(1.0, 3.0, 10.0, 30.0)) -> Path:
@@ -103,9 +109,4 @@ def plot_gedanken(runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20), ratio_times=(1
     axes[2].set_ylim(1e-4, 3)
     for a in axes:
         a.legend(fontsize=6)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
