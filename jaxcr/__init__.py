@@ -34,13 +34,13 @@ __all__ = [
     "spectral_weight",
 ]
 
-from . import diffusion, io, sky, spectra, theory  # noqa: E402
+from . import chaos, diffusion, io, sky, spectra, theory  # noqa: E402
 from .simulate import EnsembleConfig, log_time_grid, run_ensemble  # noqa: E402
 from .sky import declination_band_mask, liouville_map, pixel_directions, relative_intensity  # noqa: E402
 from .spectra import angular_power_spectrum, map_to_alm  # noqa: E402
 
 __all__ += [
-    "diffusion", "io", "sky", "spectra", "theory",
+    "chaos", "diffusion", "io", "sky", "spectra", "theory",
     "EnsembleConfig", "log_time_grid", "run_ensemble",
     "declination_band_mask", "liouville_map", "pixel_directions", "relative_intensity",
     "angular_power_spectrum", "map_to_alm",

@@ -70,6 +70,17 @@ class _BorisInterpolation(diffrax.AbstractLocalInterpolation):
         return r, u
 
 
+def boris_step(field, charge_sign, y, h):
+    """One Boris step (drift-kick-drift) of size h for dr/dt = u, du/dt = s u × b(r); y = (r, u)."""
+    r, u = y
+    r_half = r + 0.5 * h * u
+    t_vec = (0.5 * h * charge_sign) * field(r_half)
+    u_prime = u + jnp.cross(u, t_vec)
+    s_vec = 2.0 * t_vec / (1.0 + jnp.sum(t_vec * t_vec))
+    u_new = u + jnp.cross(u_prime, s_vec)
+    return r_half + 0.5 * h * u_new, u_new
+
+
 class Boris(diffrax.AbstractSolver):
     """The Boris pusher (drift-kick-drift form) as a fixed-step diffrax solver.
 
@@ -93,15 +104,7 @@ class Boris(diffrax.AbstractSolver):
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         del solver_state, made_jump
         field, charge_sign = args
-        r, u = y0
-        h = t1 - t0
-        r_half = r + 0.5 * h * u
-        t_vec = (0.5 * h * charge_sign) * field(r_half)
-        u_prime = u + jnp.cross(u, t_vec)
-        s_vec = 2.0 * t_vec / (1.0 + jnp.sum(t_vec * t_vec))
-        u_new = u + jnp.cross(u_prime, s_vec)
-        r_new = r_half + 0.5 * h * u_new
-        y1 = (r_new, u_new)
+        y1 = boris_step(field, charge_sign, y0, t1 - t0)
         return y1, None, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
 
     def func(self, terms, t0, y0, args):
