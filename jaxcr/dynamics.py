@@ -160,6 +160,7 @@ def track(
     atol: float = 1e-10,
     max_steps: int | None = None,
     particle_chunk: int | None = None,
+    adjoint: str = "reverse",
 ) -> Trajectories:
     """Forward motion dr/dt = p̂, dp̂/dt = s p̂ × b(r) from (r(0), p̂(0)); saved at t = save_times.
 
@@ -174,6 +175,8 @@ def track(
         dt: Boris step (1/Ω); default :func:`default_step`. Initial step for adaptive solvers.
         max_steps: solver step limit; default: enough for Boris, 10⁷ for adaptive solvers.
         particle_chunk: integrate particles in sequential chunks of this size (bounds memory).
+        adjoint: how derivatives through the solver are taken: "reverse" (``jax.grad``;
+            diffrax's recursive checkpointing) or "forward" (``jax.jvp``/``jax.jacfwd``).
     """
     _validate_field(field)
     ts = _checks.check_increasing_times("save_times", save_times)
@@ -190,6 +193,8 @@ def track(
         raise ValueError(f"charge_sign must be +1 or -1; got {charge_sign!r}")
     if particle_chunk is not None:
         _checks.check_positive_int("particle_chunk", particle_chunk)
+    if adjoint not in ("reverse", "forward"):
+        raise ValueError(f"adjoint must be 'reverse' or 'forward'; got {adjoint!r}")
     solver = solver.lower()
     if solver != "boris" and solver not in _ADAPTIVE:
         raise ValueError(f"solver must be 'boris' or one of {sorted(_ADAPTIVE)}; got {solver!r}")
@@ -214,6 +219,7 @@ def track(
         solver=solver,
         max_steps=max_steps,
         particle_chunk=particle_chunk,
+        adjoint=adjoint,
     )
     _check_solution_finite(ys, solver, dt)
     return Trajectories(times=jnp.asarray(ts), positions=ys[0], momenta=ys[1])
@@ -236,7 +242,7 @@ def _check_solution_finite(ys, solver, dt):
 
 
 @eqx.filter_jit
-def _integrate(field, r0, u0, ts, charge_sign, dt, rtol, atol, *, solver, max_steps, particle_chunk):
+def _integrate(field, r0, u0, ts, charge_sign, dt, rtol, atol, *, solver, max_steps, particle_chunk, adjoint):
     # dt, rtol, atol are traced (no recompilation per step size); max_steps and chunks are static.
     if solver == "boris":
         solver_obj = Boris()
@@ -258,6 +264,7 @@ def _integrate(field, r0, u0, ts, charge_sign, dt, rtol, atol, *, solver, max_st
             saveat=diffrax.SaveAt(ts=ts),
             stepsize_controller=controller,
             max_steps=max_steps,
+            adjoint=diffrax.ForwardMode() if adjoint == "forward" else diffrax.RecursiveCheckpointAdjoint(),
         )
         return sol.ys  # ((T, 3), (T, 3))
 
@@ -290,7 +297,7 @@ def backtrack(
     T in ``save_times`` (ΩT, strictly increasing, ≥ 0), shape (..., n_times, P, 3). Internally the
     antiparticle (charge −s) is tracked forward along u(0) = n̂ and p̂(−T) = −u(T) (module doc).
     ``solver_options`` are those of :func:`track` (solver, dt, rtol, atol, max_steps,
-    particle_chunk). Log-spaced save grids cost nothing extra: only saves are stored.
+    particle_chunk, adjoint). Log-spaced save grids cost nothing extra: only saves are stored.
     """
     _checks.check_unit_vectors("directions", directions)
     if np.ndim(directions) != 2:
