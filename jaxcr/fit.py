@@ -290,12 +290,16 @@ class FitResult:
 
 
 def _fisher(blocks, n_phi):
-    """Gauss-Newton Fisher matrix from per-spectrum design blocks; marginalise amplitudes."""
-    cols = n_phi + sum(1 for b in blocks if b["profiled"])
-    rows = []
-    k = n_phi
+    """Gauss-Newton Fisher matrix of the ln-parameters with the profiled amplitudes marginalised.
+
+    Returns (covariance, null_directions): directions along which the Fisher matrix vanishes
+    (relative eigenvalue < 1e-9) are not constrained at all; the covariance is the inverse on
+    the constrained subspace, and infinite variance is reported along the null directions.
+    """
+    n_amp = sum(1 for b in blocks if b["profiled"])
+    rows, k = [], n_phi
     for b in blocks:
-        d = np.zeros((b["m"].shape[0], cols))
+        d = np.zeros((b["m"].shape[0], n_phi + n_amp))
         d[:, :n_phi] = b["D_phi"]
         if b["profiled"]:
             d[:, k] = b["a"] * b["m"]  # ∂μ/∂ln a
@@ -303,19 +307,32 @@ def _fisher(blocks, n_phi):
         rows.append(d * np.sqrt(b["w"])[:, None])
     D = np.concatenate(rows)
     F = D.T @ D
-    cov = np.linalg.pinv(F, rcond=1e-12)
-    return F, cov[:n_phi, :n_phi]
+    Fm = F[:n_phi, :n_phi]
+    if n_amp:  # Schur complement: marginalise the amplitudes
+        Fm = Fm - F[:n_phi, n_phi:] @ np.linalg.solve(F[n_phi:, n_phi:], F[n_phi:, :n_phi])
+    vals, vecs = np.linalg.eigh(0.5 * (Fm + Fm.T))
+    null = vals <= 1e-9 * max(vals.max(), 1e-300)
+    cov = (vecs[:, ~null] / vals[~null]) @ vecs[:, ~null].T
+    for v in vecs[:, null].T:
+        involved = np.abs(v) > 0.05
+        cov = np.where(np.outer(involved, involved), np.inf, cov)
+    return cov, vecs[:, null].T
 
 
-def _degenerate(cov, names, threshold=1.0):
-    """Directions in ln-parameter space with 1σ wider than ``threshold`` e-folds."""
-    vals, vecs = np.linalg.eigh(cov)
-    out = []
+def _degenerate(cov, null_directions, names, threshold=1.0):
+    """Parameter combinations the data do not constrain: Fisher null directions, and directions
+    whose 1σ width exceeds ``threshold`` e-folds."""
+
+    def combo(vec):
+        vec = vec / np.max(np.abs(vec))
+        return " ".join(f"{c:+.2f}·ln {n}" for c, n in zip(vec, names) if abs(c) > 0.05)
+
+    out = [f"{combo(v)} is unconstrained (null direction of the Fisher matrix)" for v in null_directions]
+    finite = np.where(np.isfinite(cov), cov, 0.0)
+    vals, vecs = np.linalg.eigh(finite)
     for v, vec in zip(vals, vecs.T):
-        if not np.isfinite(v) or np.sqrt(max(v, 0)) > threshold:
-            vec = vec / np.max(np.abs(vec))
-            combo = " ".join(f"{c:+.2f}·ln {n}" for c, n in zip(vec, names) if abs(c) > 0.05)
-            out.append(f"{combo} is unconstrained (1σ = {np.sqrt(max(v, 0)):.3g} e-folds)")
+        if np.sqrt(max(v, 0)) > threshold:
+            out.append(f"{combo(vec)} is poorly constrained (1σ = {np.sqrt(v):.3g} e-folds)")
     return out
 
 
@@ -369,13 +386,13 @@ def _run_fit(problem, phi0, names, to_physical, *, estimator, learning_rate, max
     bar.close()
     chi2, _, _, blocks = evaluate(best[1])
     phi = best[1]
-    _, cov = _fisher(blocks, len(names))
+    cov, null = _fisher(blocks, len(names))
     return FitResult(
         parameters=dict(zip(names, (float(v) for v in to_physical(phi)))),
-        log_uncertainties=dict(zip(names, (float(np.sqrt(max(c, 0))) for c in np.diag(cov)))),
+        log_uncertainties=dict(zip(names, (float(np.sqrt(c)) if c >= 0 else float("inf") for c in np.diag(cov)))),
         covariance=cov, names=tuple(names), amplitudes=[b["a"] for b in blocks], chi2=chi2,
         n_data=int(sum(len(b["m"]) for b in blocks)), converged=converged, message=message,
-        degenerate=_degenerate(cov, names), history=history, estimator=estimator,
+        degenerate=_degenerate(cov, null, names), history=history, estimator=estimator,
         wall_time_s=_time.perf_counter() - t0,
         model_spectra=[(b["ell"], b["a"] * b["m"], b["a"] * b["se"]) for b in blocks],
     )
@@ -415,7 +432,8 @@ def fit_joint(spectra: list, model: SpectrumModel, init: dict, *, gradient_per_p
     Each spectrum k has ρ_k = r_L(E_k, B0)/λ_c with r_L ∝ E/(Z B0) (:mod:`jaxcr.units`). The
     spectral shapes fix only the ρ_k, i.e. the product λ_c·B0; λ_c and B0 separate only through
     the amplitude a_k = (r_L,k |∇n/n|)², so pass ``gradient_per_pc`` = |∇n/n| (1/pc) if it is known.
-    Without it the amplitudes are profiled and the fit reports ln λ_c + ln B0 as degenerate.
+    Without it the amplitudes are profiled, only the product λ_c·B0 is constrained, and the fit
+    reports the direction ln λ_c − ln B0 as unconstrained (infinite uncertainties).
     """
     names = ("sigma2", "lambda_c_pc", "b0_microgauss")
     _check_init(init, names)
