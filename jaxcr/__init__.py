@@ -15,6 +15,10 @@ from .turbulence import (
     mode_wavenumbers,
     spectral_weight,
 )
+from .sky import declination_band_mask, liouville_map, pixel_directions, relative_intensity
+from .spectra import angular_power_spectrum, map_to_alm
+from .simulate import EnsembleConfig, log_time_grid, run_ensemble
+from . import chaos, diffusion, fit, io, observations, plot, sky, spectra, theory
 
 __all__ = [
     "__version__",
@@ -32,19 +36,22 @@ __all__ = [
     "mode_amplitudes",
     "mode_wavenumbers",
     "spectral_weight",
+    "declination_band_mask",
+    "liouville_map",
+    "pixel_directions",
+    "relative_intensity",
+    "angular_power_spectrum",
+    "map_to_alm",
+    "EnsembleConfig",
+    "log_time_grid",
+    "run_ensemble",
+    "chaos",
+    "diffusion",
+    "fit",
+    "io",
+    "observations",
+    "plot",
+    "sky",
+    "spectra",
+    "theory",
 ]
-
-from . import chaos, diffusion, io, sky, spectra, theory  # noqa: E402
-from .simulate import EnsembleConfig, log_time_grid, run_ensemble  # noqa: E402
-from .sky import declination_band_mask, liouville_map, pixel_directions, relative_intensity  # noqa: E402
-from .spectra import angular_power_spectrum, map_to_alm  # noqa: E402
-
-__all__ += [
-    "chaos", "diffusion", "io", "sky", "spectra", "theory",
-    "EnsembleConfig", "log_time_grid", "run_ensemble",
-    "declination_band_mask", "liouville_map", "pixel_directions", "relative_intensity",
-    "angular_power_spectrum", "map_to_alm",
-]
-from . import plot  # noqa: E402
-
-__all__ += ["plot"]

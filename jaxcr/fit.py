@@ -64,7 +64,6 @@ __all__ = [
 ]
 
 ESTIMATORS = ("pathwise", "crn", "spsa", "score")
-PARAMETER_NAMES = ("ln_sigma2", "ln_rho")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,7 +370,8 @@ def _run_fit(problem, phi0, names, to_physical, *, estimator, learning_rate, max
     bar = tqdm(total=max_steps, disable=not progress, desc="fit", unit="step")
     for it in range(max_steps):
         chi2, grad, grad_se, blocks = evaluate(phi)
-        history.append(dict(step=it, chi2=chi2, **{n: float(v) for n, v in zip(names, to_physical(phi))}))
+        history.append(dict(step=it, chi2=chi2, **{n: float(v) for n, v in zip(names, to_physical(phi))},
+                            gradient=np.asarray(grad).tolist(), gradient_stderr=np.asarray(grad_se).tolist()))
         bar.set_postfix_str(f"χ²={chi2:.4g}")
         bar.update(1)
         if best is None or chi2 < best[0] - tol * max(best[0], 1.0):
