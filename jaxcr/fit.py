@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import _checks, units
+from . import __version__, _checks, units
 from .dynamics import backtrack
 from .observations import ObservedSpectrum
 from .sky import declination_band_mask, pixel_directions
@@ -121,8 +121,8 @@ def _field(theta, key, model: SpectrumModel, n_modes: int):
     a, b = polarisation_basis(noise.directions)
     amp = mode_amplitudes(params) / jnp.sqrt(2.0)
     pol = amp[:, None] * (xi[0][:, None] * a + xi[1][:, None] * b)
-    base = PlaneWaveTurbulence.from_parameters(params, noise, model.b0_direction)
-    field = PlaneWaveTurbulence(base.wavevectors, pol, base.phases, base.regular_field)
+    field = eqx.tree_at(lambda f: f.polarisations, PlaneWaveTurbulence.from_parameters(params, noise, model.b0_direction),
+                        pol)
     # d ln p/d ln σ² of the Gaussian amplitudes (A_n ∝ σ): Σ_n (ξ² + η² − 2)/2
     return field, 0.5 * jnp.sum(xi[0] ** 2 + xi[1] ** 2 - 2.0)
 
@@ -244,7 +244,6 @@ def estimate_gradient(theta, model: SpectrumModel, method: str = "crn", *, step:
                             jacobian_stderr=jnp.asarray(per.std(0, ddof=1) / np.sqrt(R)),
                             per_realisation_jacobian=jnp.asarray(per), methods=methods,
                             wall_time_s=_time.perf_counter() - t0)
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -481,5 +480,5 @@ def synthetic_spectrum(theta, model: SpectrumModel, *, observatory: str, energy_
     return ObservedSpectrum(ell=ell, cl=cl + rng.normal(size=cl.shape) * sigma, sigma=sigma, observatory=observatory,
                             energy_tev=energy_tev, noise_level=noise_level, dec_min_deg=dec_min_deg,
                             dec_max_deg=dec_max_deg, nside=model.nside, remove_ell_max=remove_ell_max, synthetic=True,
-                            source=f"jaxcr {__import__('jaxcr').__version__} synthetic, theta={list(map(float, theta))}, "
+                            source=f"jaxcr {__version__} synthetic, theta={list(map(float, theta))}, "
                                    f"seed={seed}")
