@@ -232,6 +232,7 @@ def run_ensemble(
     output: str | Path | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    devices: int | None = None,
 ):
     """Run (or resume) an ensemble backtracking run; return the results as an xarray Dataset.
 
@@ -244,6 +245,8 @@ def run_ensemble(
         progress: show a tqdm bar over backtracking time ΩT with an ETA.
         stop_after: stop after this many segments in total (the checkpoint allows resuming);
             the partial Dataset is returned.
+        devices: shard the particles over this many local devices (:func:`jaxcr.track`); an
+            execution option, not part of the configuration (results agree to rounding).
     """
     config.validate()
     times = np.asarray(config.times, dtype=float)
@@ -262,7 +265,7 @@ def run_ensemble(
         seg_dt = np.full_like(durations, dt)
         max_steps = 10_000_000
     solver_opts = dict(solver=config.solver, rtol=config.rtol, atol=config.atol, max_steps=max_steps,
-                       particle_chunk=config.particle_chunk)
+                       particle_chunk=config.particle_chunk, devices=devices)
 
     R, P = config.n_realisations, directions.shape[0]
     positions = jnp.zeros((R, P, 3))
