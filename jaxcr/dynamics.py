@@ -290,7 +290,7 @@ def _integrate(field, r0, u0, ts, charge_sign, dt, rtol, atol, *, solver, max_st
 
     if field.is_ensemble:
         if r0.ndim == 3:  # one set of initial states per realisation
-            return jax.vmap(lambda f, r, u: particles(f, r, u))(field, r0, u0)
+            return jax.vmap(particles)(field, r0, u0)
         return jax.vmap(lambda f: particles(f, r0, u0))(field)
     return particles(field, r0, u0)
 
