@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-__all__ = ["diffusion_tensor", "green_kubo_diffusion_tensor", "relative_diffusion_tensor"]
+__all__ = ["diffusion_tensor", "green_kubo_diffusion_tensor", "relative_diffusion_tensor", "mean_and_sem"]
 
 
 def _per_realisation(positions):
@@ -29,7 +29,8 @@ def _per_realisation(positions):
     return r
 
 
-def _mean_and_sem(per_real):
+def mean_and_sem(per_real):
+    """Mean over the leading (realisation) axis and its standard error (NaN for one realisation)."""
     n = per_real.shape[0]
     mean = per_real.mean(0)
     sem = per_real.std(0, ddof=1) / jnp.sqrt(n) if n > 1 else jnp.full_like(mean, jnp.nan)
@@ -40,7 +41,7 @@ def diffusion_tensor(positions: Float[Array, "R P 3"], time) -> tuple[Float[Arra
     """K(T) = ⟨Δr Δr⟩/(2T) and its standard error over realisations (units r_L·c)."""
     r = _per_realisation(positions)
     per = jnp.einsum("rpi,rpj->rij", r, r) / r.shape[1] / (2 * time)
-    return _mean_and_sem(per)
+    return mean_and_sem(per)
 
 
 def green_kubo_diffusion_tensor(positions: Float[Array, "R P 3"], directions: Float[Array, "P 3"], time=None):
@@ -54,7 +55,7 @@ def green_kubo_diffusion_tensor(positions: Float[Array, "R P 3"], directions: Fl
     p0 = -jnp.asarray(directions)
     per = -jnp.einsum("rpi,pj->rij", r, p0) / r.shape[1]
     per = 0.5 * (per + jnp.swapaxes(per, -1, -2))
-    return _mean_and_sem(per)
+    return mean_and_sem(per)
 
 
 def relative_diffusion_tensor(positions: Float[Array, "R P 3"], time):
@@ -62,4 +63,4 @@ def relative_diffusion_tensor(positions: Float[Array, "R P 3"], time):
     r = _per_realisation(positions)
     d = r - r.mean(1, keepdims=True)
     per = jnp.einsum("rpi,rpj->rij", d, d) / r.shape[1] / (2 * time)
-    return _mean_and_sem(per)
+    return mean_and_sem(per)

@@ -141,6 +141,11 @@ def default_step(field: PlaneWaveTurbulence) -> float:
     return 0.1 if kmax == 0 else min(0.1, 2 * np.pi / kmax / 20)
 
 
+def _default_dt(field, solver: str) -> float:
+    """Boris: :func:`default_step`; adaptive solvers: initial step 0.01/Ω."""
+    return default_step(field) if solver == "boris" else 0.01
+
+
 def _validate_field(field):
     if not isinstance(field, PlaneWaveTurbulence):
         raise TypeError(f"field must be a PlaneWaveTurbulence; got {type(field).__name__}")
@@ -205,7 +210,7 @@ def track(
     if solver != "boris" and solver not in _ADAPTIVE:
         raise ValueError(f"solver must be 'boris' or one of {sorted(_ADAPTIVE)}; got {solver!r}")
     if dt is None:
-        dt = default_step(field) if solver == "boris" else 0.01
+        dt = _default_dt(field, solver)
     _checks.check_positive("dt", dt)
     if solver != "boris":
         _checks.check_positive("rtol", rtol)

@@ -45,6 +45,7 @@ import numpy as np
 import optax
 
 from . import __version__, _checks, units
+from .diffusion import mean_and_sem
 from .dynamics import backtrack
 from .observations import ObservedSpectrum
 from .sky import declination_band_mask, pixel_directions
@@ -156,14 +157,18 @@ def _score_terms(theta, model):
     return jax.vmap(lambda k: _field(theta, k, model, model.n_modes)[1])(keys)
 
 
+def _covered(observed: ObservedSpectrum, n_ell: int):
+    """The observed multipoles ℓ < n_ell (those the model spectrum has) and their row mask."""
+    sel = np.asarray(observed.ell) < n_ell
+    return np.asarray(observed.ell)[sel], sel
+
+
 def chi2_profiled(mean_cl, sem_cl, observed: ObservedSpectrum, amplitude=None):
     """χ² of C^model = a⟨C_ℓ⟩ + N against the observed ℓ (≤ model lmax); a profiled if None.
 
     Returns (χ², a). Weights 1/(σ_ℓ² + (a SE_ℓ)²) are held fixed in the derivative.
     """
-    ell = np.asarray(observed.ell)
-    ell = ell[ell < mean_cl.shape[-1]]
-    sel = np.isin(observed.ell, ell)
+    ell, sel = _covered(observed, mean_cl.shape[-1])
     m, se = mean_cl[ell], sem_cl[ell]
     o = jnp.asarray(observed.cl[sel]) - observed.noise_level
     s2 = jnp.asarray(observed.sigma[sel]) ** 2
@@ -195,7 +200,8 @@ class GradientEstimate(eqx.Module):
         (chi2, a), dm = jax.value_and_grad(lambda m: chi2_profiled(m, self.sem_cl, observed, amplitude), has_aux=True)(
             self.mean_cl)
         per = jnp.einsum("l,rlp->rp", dm, self.per_realisation_jacobian)
-        return chi2, per.mean(0), per.std(0, ddof=1) / np.sqrt(per.shape[0]), a
+        g, g_se = mean_and_sem(per)
+        return chi2, g, g_se, a
 
 
 def estimate_gradient(theta, model: SpectrumModel, method: str = "crn", *, step: float = 0.05, seed: int = 1
@@ -239,9 +245,9 @@ def estimate_gradient(theta, model: SpectrumModel, method: str = "crn", *, step:
     if not np.all(np.isfinite(per)):
         raise FloatingPointError(f"non-finite Jacobian from the {method} estimator (pathwise derivatives overflow "
                                  "when λT is large: use 'crn', 'spsa' or 'score')")
-    mean, sem = s0.mean(0), s0.std(0, ddof=1) / np.sqrt(R)
-    return GradientEstimate(theta=theta, mean_cl=mean, sem_cl=sem, jacobian=jnp.asarray(per.mean(0)),
-                            jacobian_stderr=jnp.asarray(per.std(0, ddof=1) / np.sqrt(R)),
+    mean, sem = mean_and_sem(s0)
+    jac, jac_se = mean_and_sem(jnp.asarray(per))
+    return GradientEstimate(theta=theta, mean_cl=mean, sem_cl=sem, jacobian=jac, jacobian_stderr=jac_se,
                             per_realisation_jacobian=jnp.asarray(per), methods=methods,
                             wall_time_s=_time.perf_counter() - t0)
 
@@ -356,14 +362,14 @@ def _run_fit(problem, phi0, names, to_physical, *, estimator, learning_rate, max
             if amp is not None:  # the fixed amplitude depends on φ (through r_L): exact AD of that path
                 grad += jax.grad(lambda p: chi2_profiled(est.mean_cl, est.sem_cl, observed, amp_fn(p))[0])(phi)
             var += (g_se @ jnp.abs(dtheta)) ** 2
-            ell = np.asarray(observed.ell)[np.asarray(observed.ell) <= model.lmax]
+            ell, sel = _covered(observed, model.lmax + 1)
             se = np.asarray(est.sem_cl)[ell]
             m = np.asarray(est.mean_cl)[ell]
             d_phi = float(a) * np.asarray(est.jacobian)[ell] @ np.asarray(dtheta)  # ∂(a⟨C⟩)/∂φ
             if amp is not None:
                 d_phi = d_phi + np.outer(m, np.asarray(jax.grad(amp_fn)(phi)))
             blocks.append(dict(m=m, D_phi=d_phi, a=float(a), profiled=amp is None, se=se, ell=ell,
-                               w=1.0 / (observed.sigma[np.isin(observed.ell, ell)] ** 2 + (float(a) * se) ** 2)))
+                               w=1.0 / (observed.sigma[sel] ** 2 + (float(a) * se) ** 2)))
         return float(total), grad, jnp.sqrt(var), blocks
 
     bar = tqdm(total=max_steps, disable=not progress, desc="fit", unit="step")
@@ -472,7 +478,7 @@ def synthetic_spectrum(theta, model: SpectrumModel, *, observatory: str, energy_
                                     remove_ell_max=remove_ell_max)
     sky_model.validate()
     s = np.asarray(realisation_spectra(jnp.asarray(theta, dtype=float), sky_model))
-    mean, sem = s.mean(0), s.std(0, ddof=1) / np.sqrt(s.shape[0])
+    mean, sem = (np.asarray(x) for x in mean_and_sem(s))
     ell = np.arange(1 if remove_ell_max is None else remove_ell_max + 1, model.lmax + 1) if ells is None else np.asarray(ells)
     cl = amplitude * mean[ell] + noise_level
     sigma = np.hypot(relative_error * cl, amplitude * sem[ell])

@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import __version__, _checks, io, theory
-from .diffusion import diffusion_tensor, green_kubo_diffusion_tensor, relative_diffusion_tensor
-from .dynamics import _ADAPTIVE, continue_backtrack, default_step
+from .diffusion import diffusion_tensor, green_kubo_diffusion_tensor, mean_and_sem, relative_diffusion_tensor
+from .dynamics import _ADAPTIVE, _default_dt, continue_backtrack
 from .sky import pixel_directions, relative_intensity
 from .spectra import _check_lmax, angular_power_spectrum
 from .turbulence import PlaneWaveTurbulence, TurbulenceParameters
@@ -139,9 +139,7 @@ def _statistics(positions, momenta, directions, T, gradients, cfg: EnsembleConfi
         [relative_intensity(positions, momenta, g, K if cfg.fick_term else None) for g in gradients], axis=1
     )  # (R, G, P)
     cl = angular_power_spectrum(maps, lmax=lmax, iterations=cfg.iterations)  # (R, G, L)
-    n_r = cl.shape[0]
-    cl_mean = cl.mean(0)
-    cl_sem = cl.std(0, ddof=1) / np.sqrt(n_r) if n_r > 1 else jnp.full_like(cl_mean, jnp.nan)
+    cl_mean, cl_sem = mean_and_sem(cl)
     cl_std = angular_power_spectrum(maps.mean(0), lmax=lmax, iterations=cfg.iterations)  # (G, L)
     out = dict(
         cl=cl, cl_mean=cl_mean, cl_sem=cl_sem, cl_standard_diffusion=cl_std,
@@ -255,7 +253,7 @@ def run_ensemble(
                                                  b0_direction=config.b0_direction)
     directions = pixel_directions(config.nside)
     gradients = [jnp.asarray(g, dtype=float) for g in config.gradients.values()]
-    dt = config.dt if config.dt is not None else (default_step(fields.realisation(0)) if config.solver == "boris" else 0.01)
+    dt = config.dt if config.dt is not None else _default_dt(fields, config.solver)
     durations = np.diff(np.concatenate([[0.0], times]))
     if config.solver == "boris":
         steps = np.ceil(durations / dt - 1e-9).astype(int)
