@@ -1,24 +1,28 @@
 """Fit turbulence parameters to anisotropy spectra: injection-recovery and joint fits.
 
-    python experiments/fit_spectra.py                      # synthetic IceCube + HAWC, quick model
-    python experiments/fit_spectra.py --preset full        # larger model (nside 8, 32 realisations)
+    python experiments/fit_spectra.py                      # quick model (32 realisations)
+    python experiments/fit_spectra.py --preset full        # 128 model realisations, 256-sky synthetic data
     python experiments/fit_spectra.py --spectrum my.csv    # fit a spectrum file (format: jaxcr.observations)
 
-Without --spectrum it makes two SYNTHETIC spectra with jaxcr at known parameters (σ² = 1,
-λ_c = 0.072 pc, B0 = 3 μG, |∇n/n| = 0.01/pc, so r_L/λ_c = 0.1 at the IceCube energy 20 TeV and
-0.01 at the HAWC energy 2 TeV), each with its observatory's noise level and assumed mask
-(DESIGN §4), 5 % errors, and field realisations independent of the fit's. No observed C_ℓ table is
-available here; the files written are labelled synthetic. Then:
+Without --spectrum it makes SYNTHETIC spectra with jaxcr at known parameters (σ² = 1,
+λ_c = 0.072 pc, B0 = 3 μG, |∇n/n| = 0.01/pc, so r_L/λ_c = 0.1 at the IceCube energy 20 TeV,
+0.05 at the combined HAWC+IceCube 10 TeV and 0.01 at the HAWC energy 2 TeV), each the mean of
+``sky`` realisations independent of the fit's, with its observatory's noise level and mask
+(DESIGN §4) and 5 % measurement errors. No observed C_ℓ table is available here; every file
+written is labelled synthetic. Then:
 
-  1. single-spectrum injection-recovery on the IceCube spectrum: σ² and ρ = r_L/λ_c, started a
-     factor 2.5 away;
-  2. joint fit of both spectra with the gradient known: σ², λ_c and B0;
-  3. the same without the gradient: only λ_c·B0 is constrained, and the fit must report the
+  1. injection-recovery at r_L/λ_c = 0.1, σ² = 1 (the HAWC+IceCube sky, −85° < δ < 70°, at
+     20 TeV), amplitude (r_L|∇n/n|)² profiled, started at σ² = 2, ρ = 0.2;
+  2. the same with the amplitude known (the CR gradient given);
+  3. joint fit of the IceCube (20 TeV) and HAWC (2 TeV) spectra, energies a factor 10 apart,
+     with the gradient known: σ², λ_c and B0, started a factor 2.5 away;
+  4. the same without the gradient: only λ_c·B0 is constrained, and the fit must report the
      direction ln λ_c − ln B0 as unconstrained.
 
-Presets (model): quick — nside 4, 16 realisations, N = 32 modes, ΩT = 30; full — nside 8,
-32 realisations, N = 64, ΩT = 30. λ_min/λ_c = 0.1, λ_max/λ_c = 10, Boris dt = 0.05/Ω.
-Writes into --out (default results/fit_<preset>): the synthetic spectra (.csv), fits.json,
+Presets (model): quick — nside 4, 32 realisations, N = 32 modes, ΩT = 20, synthetic skies of 64
+realisations; full — the same with 128 model realisations and 256-realisation skies.
+λ_min/λ_c = 0.1, λ_max/λ_c = 10, Boris dt = 0.05/Ω. Writes into --out (default
+results/fit_<preset>): the synthetic spectra (.csv), fits.json (with the per-step history),
 fit_spectra.png (data vs best-fit model) and params.json.
 """
 
@@ -42,8 +46,8 @@ from jaxcr import fit, units  # noqa: E402
 from jaxcr.observations import OBSERVATORIES, load_spectrum, save_spectrum  # noqa: E402
 
 PRESETS = {
-    "quick": dict(nside=4, n_realisations=16, n_modes=32, time=30.0),
-    "full": dict(nside=8, n_realisations=32, n_modes=64, time=30.0),
+    "quick": dict(model=dict(nside=4, n_realisations=32, n_modes=32, time=20.0), sky=64),
+    "full": dict(model=dict(nside=4, n_realisations=128, n_modes=32, time=20.0), sky=256),
 }
 TRUTH = dict(sigma2=1.0, lambda_c_pc=0.072, b0_microgauss=3.0, gradient_per_pc=0.01)
 
@@ -58,7 +62,8 @@ def _plot(specs, results, path):
     for ax, spec, (ell, model, se) in zip(axes[0], specs, results):
         ax.errorbar(spec.ell, spec.cl, spec.sigma, fmt="o", ms=3, label=f"{spec.observatory} {'(synthetic)' if spec.synthetic else ''}")
         ax.plot(ell, model + spec.noise_level, "-", label="best-fit model a⟨C_ℓ⟩ + N")
-        ax.fill_between(ell, model - se + spec.noise_level, model + se + spec.noise_level, alpha=0.3)
+        ax.fill_between(ell, model - se + spec.noise_level, model + se + spec.noise_level, alpha=0.3,
+                        label=f"expected sky-to-sky scatter (R_sky = {spec.sky_realisations})")
         ax.axhline(spec.noise_level, color="r", ls=":", label="noise level N")
         ax.set(yscale="log", xlabel="ℓ", ylabel="C_ℓ", title=f"{spec.observatory}, {spec.energy_tev:g} TeV")
         ax.legend(fontsize=7)
@@ -70,7 +75,8 @@ def _plot(specs, results, path):
 def _record(res, truth=None):
     out = dict(parameters=res.parameters, log_uncertainties=res.log_uncertainties, chi2=res.chi2, n_data=res.n_data,
                converged=res.converged, message=res.message, degenerate=res.degenerate, steps=len(res.history),
-               wall_time_s=res.wall_time_s, estimator=res.estimator)
+               wall_time_s=res.wall_time_s, estimator=res.estimator, optimizer=res.optimizer,
+               lyapunov=res.lyapunov, history=res.history)
     if truth:
         out["pulls"] = {k: float(np.log(res.parameters[k] / truth[k]) / res.log_uncertainties[k])
                         for k in res.parameters if k in truth and res.log_uncertainties[k] > 0}
@@ -82,16 +88,20 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     ap.add_argument("--spectrum", type=Path, action="append", help="spectrum file(s) to fit instead of the synthetic ones")
     ap.add_argument("--estimator", choices=fit.ESTIMATORS, default="crn")
-    ap.add_argument("--max-steps", type=int, default=60)
+    ap.add_argument("--max-steps", type=int, default=30)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     out = args.out or Path("results") / f"fit_{args.preset}"
     out.mkdir(parents=True, exist_ok=True)
-    model = fit.SpectrumModel(**PRESETS[args.preset])
+    preset = PRESETS[args.preset]
+    model = fit.SpectrumModel(**preset["model"])
     opts = dict(estimator=args.estimator, max_steps=args.max_steps, progress=not args.no_progress)
     t0 = time.perf_counter()
-    record = dict(preset=args.preset, model=PRESETS[args.preset], jaxcr_version=jaxcr.__version__)
+    record = dict(preset=args.preset, model=preset["model"], sky_realisations=preset["sky"],
+                  jaxcr_version=jaxcr.__version__)
+    jaxcr.io.atomic_write(out / "params.json", lambda tmp: Path(tmp).write_text(json.dumps(
+        dict(record, argv=sys.argv[1:], truth=TRUTH, estimator=args.estimator, max_steps=args.max_steps), indent=1)))
 
     if args.spectrum:
         specs = [load_spectrum(p) for p in args.spectrum]
@@ -101,34 +111,41 @@ def main(argv=None) -> int:
         record["fit"] = _record(res)
         _plot(specs, res.model_spectra, out / "fit_spectra.png")
     else:
-        specs = []
-        for key, seed in (("icecube", 101), ("hawc", 202)):
+        def synthetic(key, seed):
             o = OBSERVATORIES[key]
-            r_l = units.larmor_radius_pc(o.median_energy_tev, TRUTH["b0_microgauss"])
+            energy = 20.0 if key == "hawc+icecube" else o.median_energy_tev  # injection at r_L/λ_c = 0.1
+            r_l = units.larmor_radius_pc(energy, TRUTH["b0_microgauss"])
             theta = jnp.log(jnp.array([TRUTH["sigma2"], r_l / TRUTH["lambda_c_pc"]]))
-            spec = fit.synthetic_spectrum(theta, model, observatory=f"synthetic {o.name}", energy_tev=o.median_energy_tev,
-                                          amplitude=(TRUTH["gradient_per_pc"] * r_l) ** 2, noise_level=o.noise_level,
-                                          relative_error=0.05, seed=seed, dec_min_deg=o.dec_min_deg,
+            amplitude = float((TRUTH["gradient_per_pc"] * r_l) ** 2)
+            spec = fit.synthetic_spectrum(theta, model, observatory=f"synthetic {o.name}", energy_tev=energy,
+                                          amplitude=amplitude, noise_level=o.noise_level or 0.0, relative_error=0.05,
+                                          sky_realisations=preset["sky"], seed=seed, dec_min_deg=o.dec_min_deg,
                                           dec_max_deg=o.dec_max_deg)
-            save_spectrum(spec, out / f"synthetic_{key}.csv")
-            specs.append(spec)
-        rho_true = float(units.larmor_radius_pc(20.0, TRUTH["b0_microgauss"]) / TRUTH["lambda_c_pc"])
-        print(f"1. injection-recovery on the synthetic IceCube spectrum (truth σ² = 1, ρ = {rho_true:.3f})")
-        single = fit.fit_spectrum(specs[0], model, {"sigma2": 2.5, "rho": rho_true / 2.5}, **opts)
+            save_spectrum(spec, out / f"synthetic_{key.replace('+', '_')}.csv")
+            return spec, amplitude
+
+        combined, amp_combined = synthetic("hawc+icecube", 303)
+        specs = [synthetic("icecube", 101)[0], synthetic("hawc", 202)[0]]
+        truth1 = {"sigma2": 1.0, "rho": 0.1}
+        start1 = {"sigma2": 2.0, "rho": 0.2}
+        print("1. injection-recovery, amplitude profiled (truth σ² = 1, ρ = 0.1; start σ² = 2, ρ = 0.2)")
+        single = fit.fit_spectrum(combined, model, start1, **opts)
         print(single.summary())
-        print("2. joint fit, gradient known")
-        joint = fit.fit_joint(specs, model, {"sigma2": 2.5, "lambda_c_pc": 0.18, "b0_microgauss": 7.5},
-                              gradient_per_pc=TRUTH["gradient_per_pc"], **opts)
+        print("2. injection-recovery, amplitude (gradient) known")
+        known = fit.fit_spectrum(combined, model, start1, amplitude=amp_combined, **opts)
+        print(known.summary())
+        print("3. joint fit IceCube 20 TeV + HAWC 2 TeV, gradient known")
+        start3 = {"sigma2": 2.5, "lambda_c_pc": 0.18, "b0_microgauss": 7.5}
+        joint = fit.fit_joint(specs, model, start3, gradient_per_pc=TRUTH["gradient_per_pc"], **opts)
         print(joint.summary())
-        print("3. joint fit, gradient unknown (amplitudes profiled)")
-        free = fit.fit_joint(specs, model, {"sigma2": 2.5, "lambda_c_pc": 0.18, "b0_microgauss": 7.5},
-                             **{**opts, "max_steps": min(args.max_steps, 20)})
+        print("4. joint fit, gradient unknown (amplitudes profiled)")
+        free = fit.fit_joint(specs, model, start3, **{**opts, "max_steps": min(args.max_steps, 12)})
         print(free.summary())
-        record.update(truth=TRUTH, rho_true=rho_true, single=_record(single, {"sigma2": 1.0, "rho": rho_true}),
+        record.update(truth=TRUTH, single=_record(single, truth1), single_known_amplitude=_record(known, truth1),
                       joint_known_gradient=_record(joint, TRUTH), joint_profiled=_record(free, TRUTH))
-        _plot(specs, joint.model_spectra, out / "fit_spectra.png")
+        _plot([combined] + specs, known.model_spectra + joint.model_spectra, out / "fit_spectra.png")
     record["wall_time_s"] = time.perf_counter() - t0
-    (out / "fits.json").write_text(json.dumps(record, indent=1))
+    jaxcr.io.atomic_write(out / "fits.json", lambda tmp: Path(tmp).write_text(jaxcr.io.to_json(record)))
     print(f"done in {record['wall_time_s']:.1f} s; wrote {out}/fits.json, fit_spectra.png")
     return 0
 

@@ -11,6 +11,7 @@ then one header row naming the columns, then one row per multipole, comma-separa
     # dec_max_deg: -23.6
     # nside: 64
     # remove_ell_max: 3
+    # sky_realisations: 1
     # synthetic: false
     # source: Aartsen et al. 2013, Table N
     ell,cl,sigma
@@ -22,8 +23,13 @@ dimensionless relative-intensity power as in healpy ``anafast``), ``sigma`` (1σ
 > 0). Required metadata: ``observatory``, ``energy_tev`` (median energy), ``noise_level`` (the
 shot-noise C_ℓ level N, Sec. 1), ``dec_min_deg``/``dec_max_deg`` (the declination band of the
 field of view used as the mask). Optional: ``nside`` (default 64), ``remove_ell_max`` (ℓ ≤ L
-structure the analysis subtracted; default none), ``synthetic`` (default false), ``source``.
-Any error names the file, the line and the column.
+structure the analysis subtracted; default none), ``sky_realisations`` (how many independent
+turbulence realisations the spectrum averages: 1, the default, for an observed sky, which is one
+realisation of the local turbulence and so carries the full cosmic variance; a synthetic
+spectrum made as the mean of R skies says R), ``synthetic`` (default false), ``source``.
+``sigma`` is the *measurement* error only (shot noise, systematics): the sky-to-sky (cosmic)
+variance, correlated across ℓ, is computed by the fit from the model's realisations
+(:func:`jaxcr.fit.chi2_profiled`). Any error names the file, the line and the column.
 
 No published table of observed C_ℓ values is available in this environment, so jaxcr ships no
 observed numbers: the presets below carry only the observatories' published characteristics
@@ -86,15 +92,20 @@ class ObservedSpectrum:
     dec_max_deg: float
     nside: int = 64
     remove_ell_max: int | None = None
+    sky_realisations: int = 1
     synthetic: bool = False
     source: str = ""
+
+    def __post_init__(self):
+        if int(self.sky_realisations) != self.sky_realisations or self.sky_realisations < 1:
+            raise ValueError(f"sky_realisations must be an integer >= 1; got {self.sky_realisations!r}")
 
     def metadata(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("ell", "cl", "sigma")}
 
 
 _REQUIRED_META = {"observatory": str, "energy_tev": float, "noise_level": float, "dec_min_deg": float, "dec_max_deg": float}
-_OPTIONAL_META = {"nside": int, "remove_ell_max": int, "synthetic": lambda v: v.strip().lower() in ("1", "true", "yes"),
+_OPTIONAL_META = {"nside": int, "remove_ell_max": int, "sky_realisations": int, "synthetic": lambda v: v.strip().lower() in ("1", "true", "yes"),
                   "source": str, "jaxcr-spectrum": str}
 _COLUMNS = ("ell", "cl", "sigma")
 
@@ -156,6 +167,8 @@ def load_spectrum(path) -> ObservedSpectrum:
         sigma.append(values["sigma"])
     if not meta["dec_min_deg"] < meta["dec_max_deg"]:
         raise SpectrumFileError(f"{path}: metadata dec_min_deg must be < dec_max_deg")
+    if meta.get("sky_realisations", 1) < 1:
+        raise SpectrumFileError(f"{path}: metadata sky_realisations must be >= 1, got {meta['sky_realisations']}")
     meta.pop("jaxcr-spectrum", None)
     return ObservedSpectrum(ell=np.array(ell), cl=np.array(cl), sigma=np.array(sigma), **meta)
 

@@ -31,3 +31,18 @@ def test_fast_cos_derivative_is_minus_sin():
     # and the second derivative (used by jacfwd of the field's JVP) is -cos
     g2 = jax.vmap(jax.grad(jax.grad(fast_cos)))(x[:100])
     np.testing.assert_allclose(g2, -jnp.cos(x[:100]), atol=1e-12)
+
+
+def test_float32_cos_after_float64_reduction_is_accurate_for_huge_phases():
+    # The phase is reduced in float64 and only y ∈ [-π, π] is rounded to float32 (ulp(π)/2 =
+    # 1.2e-7), so the error stays at float32 rounding for any phase up to 1e6 rad; tolerance
+    # 4e-7 (measured 2.5e-7). Rounding the phase itself to float32 would be wrong by ~1e-1.
+    from jaxcr._fastmath import fast_cos_float32
+
+    x = jax.random.uniform(jax.random.key(2), (200000,), minval=-1e6, maxval=1e6)
+    c = fast_cos_float32(x)
+    assert c.dtype == jnp.float32
+    assert float(jnp.abs(c.astype(float) - jnp.cos(x)).max()) < 4e-7
+    assert float(jnp.abs(jnp.cos(x.astype(jnp.float32)).astype(float) - jnp.cos(x)).max()) > 1e-2
+    g = jax.vmap(jax.grad(lambda t: fast_cos_float32(t).astype(float)))(x[:1000])
+    np.testing.assert_allclose(g, -jnp.sin(x[:1000]), atol=1e-6)
