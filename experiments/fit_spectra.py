@@ -77,9 +77,16 @@ def _record(res, truth=None):
                converged=res.converged, message=res.message, degenerate=res.degenerate, steps=len(res.history),
                wall_time_s=res.wall_time_s, estimator=res.estimator, optimizer=res.optimizer,
                lyapunov=res.lyapunov, history=res.history)
+    out["fisher"] = res.fisher
     if truth:
         out["pulls"] = {k: float(np.log(res.parameters[k] / truth[k]) / res.log_uncertainties[k])
                         for k in res.parameters if k in truth and res.log_uncertainties[k] > 0}
+        delta = np.log([res.parameters[k] / truth[k] for k in res.names])
+        # what the data do constrain: each Fisher eigen-direction, its 1σ, and the truth's pull along it
+        out["constrained"] = [dict(direction=dict(zip(res.names, vec.round(3).tolist())), sigma=sig,
+                                   pull=float(vec @ delta / sig)) for vec, sig in res.constrained_directions()]
+        for c in out["constrained"]:
+            print(f"  constrained: {c['direction']} ±{c['sigma']:.3g} e-folds, pull {c['pull']:+.2f}σ")
     return out
 
 

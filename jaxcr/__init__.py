@@ -18,7 +18,7 @@ from .turbulence import (
 from .sky import declination_band_mask, liouville_map, pixel_directions, relative_intensity
 from .spectra import angular_power_spectrum, map_to_alm
 from .simulate import EnsembleConfig, log_time_grid, run_ensemble
-from . import chaos, diffusion, fit, io, observations, plot, sky, spectra, theory
+from . import chaos, diffusion, distributed, fit, io, observations, plot, sky, spectra, theory
 
 __all__ = [
     "__version__",
@@ -47,6 +47,7 @@ __all__ = [
     "run_ensemble",
     "chaos",
     "diffusion",
+    "distributed",
     "fit",
     "io",
     "observations",

@@ -167,7 +167,7 @@ def track(
     max_steps: int | None = None,
     particle_chunk: int | None = None,
     adjoint: str = "reverse",
-    devices: int | None = None,
+    devices: int | str | None = None,
 ) -> Trajectories:
     """Forward motion dr/dt = p̂, dp̂/dt = s p̂ × b(r) from (r(0), p̂(0)); saved at t = save_times.
 
@@ -184,10 +184,12 @@ def track(
         particle_chunk: integrate particles in sequential chunks of this size (bounds memory).
         adjoint: how derivatives through the solver are taken: "reverse" (``jax.grad``;
             diffrax's recursive checkpointing) or "forward" (``jax.jvp``/``jax.jacfwd``).
-        devices: shard the particles over this many local devices with ``jax.shard_map``
-            (field replicated, no collective inside the solver loop; particles padded to a
-            multiple of ``devices``). None: one device. Results equal the single-device ones to
-            rounding (bit for bit when each device gets the same shapes).
+        devices: shard the particles over this many devices with ``jax.shard_map`` (field
+            replicated, no collective inside the solver loop; particles padded to a multiple of
+            ``devices``; one all-gather of the final states at the end). None: one device;
+            "all": every device of every process, which is what a multi-host run
+            (:func:`jaxcr.distributed.initialize`) needs. Results equal the single-device ones
+            to rounding (bit for bit when each device gets the same shapes).
     """
     _validate_field(field)
     ts = _checks.check_increasing_times("save_times", save_times)
@@ -218,11 +220,17 @@ def track(
     if max_steps is None:
         max_steps = int(np.ceil(ts[-1] / dt)) + 4 if solver == "boris" else 10_000_000
     max_steps = _checks.check_positive_int("max_steps", max_steps)
+    if devices == "all":
+        devices = jax.device_count()
     if devices is not None:
         _checks.check_positive_int("devices", devices)
-        if devices > jax.local_device_count():
-            raise ValueError(f"devices={devices} but only {jax.local_device_count()} local device(s) are available "
-                             "(on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count=N before importing jax)")
+        if devices > jax.device_count():
+            raise ValueError(f"devices={devices} but only {jax.device_count()} device(s) are available "
+                             f"({jax.local_device_count()} local, {jax.process_count()} process(es); on CPU, set "
+                             "XLA_FLAGS=--xla_force_host_platform_device_count=N before importing jax)")
+        if jax.process_count() > 1 and devices != jax.device_count():
+            raise ValueError(f"with {jax.process_count()} processes (jax.distributed) shard over all "
+                             f"{jax.device_count()} devices: devices='all'; got devices={devices}")
     integrate = _integrate if devices in (None, 1) else functools.partial(_integrate_sharded, devices=devices)
     ys = integrate(
         field,
@@ -310,7 +318,9 @@ def _integrate_sharded(field, r0, u0, ts, charge_sign, dt, rtol, atol, *, device
     if pad:  # repeat the last particle; dropped again below
         r0 = jnp.concatenate([r0, jnp.repeat(r0[..., -1:, :], pad, axis=-2)], axis=-2)
         u0 = jnp.concatenate([u0, jnp.repeat(u0[..., -1:, :], pad, axis=-2)], axis=-2)
-    mesh = jax.make_mesh((devices,), ("particles",), axis_types=(AxisType.Auto,), devices=jax.local_devices()[:devices])
+    multi_process = jax.process_count() > 1
+    mesh = jax.make_mesh((devices,), ("particles",), axis_types=(AxisType.Auto,),
+                         devices=jax.devices() if multi_process else jax.local_devices()[:devices])
     lead = (None,) * (r0.ndim - 2)
     out_lead = (None,) * (1 + int(field.is_ensemble))  # (R,) T axes before the particle axis
     spec_in, spec_out = P(*lead, "particles"), P(*out_lead, "particles")
@@ -321,7 +331,14 @@ def _integrate_sharded(field, r0, u0, ts, charge_sign, dt, rtol, atol, *, device
         out_specs=(spec_out, spec_out),
         check_vma=False,
     )
-    ys = jax.jit(sharded)(field, r0, u0, ts, charge_sign, dt, rtol, atol)
+    args = (field, r0, u0, ts, charge_sign, dt, rtol, atol)
+    if multi_process:  # host values, identical on every process, are taken as replicated inputs
+        from jax.experimental import multihost_utils
+
+        args = jax.tree_util.tree_map(np.asarray, args)
+        ys = multihost_utils.process_allgather(jax.jit(sharded)(*args), tiled=True)  # the one collective
+        return tuple(jnp.asarray(y[..., :n, :]) for y in ys)
+    ys = jax.jit(sharded)(*args)
     return tuple(y[..., :n, :] for y in ys)
 
 

@@ -39,7 +39,7 @@ from .diffusion import diffusion_tensor, green_kubo_diffusion_tensor, mean_and_s
 from .dynamics import _ADAPTIVE, _default_dt, continue_backtrack
 from .sky import pixel_directions, relative_intensity
 from .spectra import _check_lmax, angular_power_spectrum
-from .turbulence import PlaneWaveTurbulence, TurbulenceParameters
+from .turbulence import PRECISIONS, PlaneWaveTurbulence, TurbulenceParameters
 
 __all__ = ["EnsembleConfig", "run_ensemble", "log_time_grid"]
 
@@ -73,6 +73,8 @@ class EnsembleConfig:
         fick_term: include −3p̂·K·g in δI (Eq. 5) with the run's own K(T); False → Eq. 7 maps.
         liouville_dipole: if given, also compute the spectra of f̃(p̂(−T)) = d·p̂(−T) (Sec. 2).
         particle_chunk: integrate particles in chunks of this size (memory/cache).
+        field_precision: "float64" or "float32" evaluation of the mode sum
+            (:meth:`PlaneWaveTurbulence.with_precision`; positions and phases stay float64).
     """
 
     turbulence: dict = dataclasses.field(default_factory=lambda: {"n_modes": 256})
@@ -94,6 +96,7 @@ class EnsembleConfig:
     fick_term: bool = False
     liouville_dipole: tuple | None = None
     particle_chunk: int | None = None
+    field_precision: str = "float64"
 
     def parameters(self) -> TurbulenceParameters:
         return TurbulenceParameters(**self.turbulence)
@@ -121,6 +124,8 @@ class EnsembleConfig:
             _checks.check_finite(f"gradient {name!r}", np.asarray(g, dtype=float))
         if self.solver != "boris" and self.solver not in _ADAPTIVE:
             raise ValueError(f"solver must be 'boris' or one of {sorted(_ADAPTIVE)}; got {self.solver!r}")
+        if self.field_precision not in PRECISIONS:
+            raise ValueError(f"field_precision must be one of {PRECISIONS}; got {self.field_precision!r}")
         if self.dt is not None:
             _checks.check_positive("dt", self.dt)
         _check_lmax(self.lmax, self.nside)
@@ -230,7 +235,7 @@ def run_ensemble(
     output: str | Path | None = None,
     progress: bool = True,
     stop_after: int | None = None,
-    devices: int | None = None,
+    devices: int | str | None = None,
 ):
     """Run (or resume) an ensemble backtracking run; return the results as an xarray Dataset.
 
@@ -243,14 +248,17 @@ def run_ensemble(
         progress: show a tqdm bar over backtracking time ΩT with an ETA.
         stop_after: stop after this many segments in total (the checkpoint allows resuming);
             the partial Dataset is returned.
-        devices: shard the particles over this many local devices (:func:`jaxcr.track`); an
-            execution option, not part of the configuration (results agree to rounding).
+        devices: shard the particles over this many devices (:func:`jaxcr.track`); "all" for
+            every device of every process. An execution option, not part of the configuration
+            (results agree to rounding). In a multi-host run (:func:`jaxcr.distributed.initialize`)
+            every process runs the same call and gets the same Dataset; only process 0 writes
+            the checkpoint and the output file and shows the progress bar.
     """
     config.validate()
     times = np.asarray(config.times, dtype=float)
     params = config.parameters()
     fields = PlaneWaveTurbulence.sample_ensemble(config.seed, params, config.n_realisations,
-                                                 b0_direction=config.b0_direction)
+                                                 b0_direction=config.b0_direction).with_precision(config.field_precision)
     directions = pixel_directions(config.nside)
     gradients = [jnp.asarray(g, dtype=float) for g in config.gradients.values()]
     dt = config.dt if config.dt is not None else _default_dt(fields, config.solver)
@@ -284,6 +292,9 @@ def run_ensemble(
 
     from tqdm.auto import tqdm
 
+    writer = jax.process_index() == 0  # multi-host: one process writes, all compute
+    progress = progress and writer
+
     end = len(times) if stop_after is None else min(len(times), stop_after)
     # Progress in units of ΩT (the cost is proportional to it), so the ETA is right on log grids.
     bar = tqdm(total=float(times[-1]), initial=float(times[start - 1]) if start else 0.0, disable=not progress,
@@ -296,7 +307,7 @@ def run_ensemble(
         seg = _statistics(positions, momenta, directions, float(times[k]), gradients, config)
         for name, value in seg.items():
             stats.setdefault(name, []).append(value)
-        if checkpoint is not None:
+        if checkpoint is not None and writer:
             io.save_checkpoint(
                 checkpoint,
                 dict(positions=positions, momenta=momenta, **{n: np.stack(v) for n, v in stats.items()}),
@@ -308,6 +319,6 @@ def run_ensemble(
     stacked = {n: np.stack(v) for n, v in stats.items()}
     ds = _to_dataset(stacked, config, times, dict(wall_time_s=wall, dt=float(dt), complete=int(end == len(times)),
                                                    device=str(jax.devices()[0].device_kind)))
-    if output is not None and end == len(times):
+    if output is not None and end == len(times) and writer:
         io.save_dataset(ds, output)
     return ds

@@ -32,6 +32,10 @@ def test_round_trip(tmp_path):
     back = load_spectrum(save_spectrum(s, tmp_path / "again.csv"))
     np.testing.assert_array_equal(back.cl, s.cl)
     assert back.metadata() == s.metadata()
+    assert s.sky_realisations == 1  # an observed sky is one realisation of the turbulence
+    mean_of_64 = load_spectrum(_write(tmp_path, GOOD.replace("# synthetic: true", "# synthetic: true\n# sky_realisations: 64")))
+    assert mean_of_64.sky_realisations == 64
+    assert load_spectrum(save_spectrum(mean_of_64, tmp_path / "m.csv")).sky_realisations == 64
 
 
 @pytest.mark.parametrize(
@@ -45,6 +49,8 @@ def test_round_trip(tmp_path):
         ("2,3.0e-8,2e-9", "2.5,3.0e-8,2e-9", r"line 10, column 'ell'"),
         ("# energy_tev: 20\n", "", "missing metadata energy_tev"),
         ("2,3.0e-8,2e-9", "2,3.0e-8", r"line 10: 2 values for 3 columns"),
+        ("# synthetic: true", "# synthetic: true\n# sky_realisations: 0", "sky_realisations must be >= 1"),
+        ("# synthetic: true", "# synthetic: true\n# sky_realisations: many", r"line 8: metadata 'sky_realisations'"),
     ],
 )
 def test_malformed_files_name_line_and_column(tmp_path, old, new, match):

@@ -120,6 +120,7 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path):
         (dict(n_realisations=0), "n_realisations"),
         (dict(turbulence=dict(sigma2=-1.0)), "sigma2"),
         (dict(turbulence=dict(lambda_min=10.0, lambda_max=5.0)), "lambda_min"),
+        (dict(field_precision="float16"), "field_precision"),
     ],
 )
 def test_bad_configuration_raises_before_work(change, match):

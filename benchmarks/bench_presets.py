@@ -1,0 +1,98 @@
+"""Wall time and peak memory of the Fig. 2 presets, and the cost of one fit step.
+
+    python benchmarks/bench_presets.py [--paper-t-max 20] [--skip-quick]
+
+1. The quick Fig. 2 preset, run to completion (experiments/fig2.py, ΩT ≤ 10³).
+2. The paper preset (nside 32, N_B = 10, N = 256, dt = 0.02) run to ΩT = --paper-t-max; its
+   particle-step rate gives the extrapolated wall time to ΩT = 10³ (the full run takes ~40 min
+   on 2 cores; pass --paper-t-max 1000 to time it for real).
+3. One fit step: ``fit.estimate_gradient`` (CRN, h = 0.2) of the quick fit model (nside 4, 32
+   realisations, N = 32, ΩT = 20), i.e. five spectra of 32 backtracked skies plus the Lyapunov
+   exponent, after compilation.
+
+Each Fig. 2 run is a child process; its peak resident memory is read from its own
+``getrusage``. Memory does not grow with the number of steps (only save times are stored).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _machine import best_of, describe  # noqa: E402
+
+CHILD = """
+import resource, runpy, sys, time
+sys.argv = {argv!r}
+t = time.perf_counter()
+try:
+    runpy.run_path({script!r}, run_name="__main__")
+except SystemExit as e:
+    if e.code not in (None, 0):
+        raise
+print("BENCH", time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def run_fig2(extra):
+    script = str(HERE.parent / "experiments" / "fig2.py")
+    with tempfile.TemporaryDirectory() as out:
+        argv = [script, "--no-progress", "--out", out, *extra]
+        proc = subprocess.run([sys.executable, "-c", CHILD.format(argv=argv, script=script)], capture_output=True,
+                              text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    line = [x for x in proc.stdout.splitlines() if x.startswith("BENCH")][-1]
+    wall, rss = map(float, line.split()[1:])
+    return wall, rss
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--paper-t-max", type=float, default=20.0)
+    ap.add_argument("--skip-quick", action="store_true")
+    ap.add_argument("--skip-fit", action="store_true")
+    args = ap.parse_args()
+    print(describe())
+    record = dict(machine=describe())
+    if not args.skip_quick:
+        wall, rss = run_fig2([])
+        print(f"Fig. 2 quick preset (nside 16, N_B 4, N 64, dt 0.02, ΩT ≤ 1000, 24 times): wall {wall:.1f} s, "
+              f"peak memory {rss:.0f} MB", flush=True)
+        record["quick"] = dict(wall_s=wall, peak_rss_mb=rss)
+    n_times = max(3, int(round(30 * (1 + __import__("math").log10(args.paper_t_max / 0.1)) / 5)))
+    wall, rss = run_fig2(["--preset", "paper", "--t-max", str(args.paper_t_max), "--n-times", str(n_times)])
+    steps = 12 * 32**2 * 10 * args.paper_t_max / 0.02
+    rate = steps / wall
+    full = 12 * 32**2 * 10 * 1000 / 0.02 / rate
+    print(f"Fig. 2 paper preset to ΩT = {args.paper_t_max:g} (nside 32, N_B 10, N 256, dt 0.02, {n_times} times): "
+          f"wall {wall:.1f} s (start-up and compilation included), peak memory {rss:.0f} MB, "
+          f"{rate:.3g} particle-steps/s → ΩT = 10³ extrapolated {full / 60:.1f} min", flush=True)
+    record["paper"] = dict(t_max=args.paper_t_max, wall_s=wall, peak_rss_mb=rss, particle_steps_per_s=rate,
+                           extrapolated_wall_s_to_1000=full)
+    if not args.skip_fit:
+        import jax.numpy as jnp
+        import numpy as np
+
+        from jaxcr import fit
+
+        model = fit.SpectrumModel(nside=4, n_realisations=32, time=20.0, n_modes=32)
+        theta = jnp.array([0.0, np.log(0.1)])
+        t = best_of(lambda: fit.estimate_gradient(theta, model, "crn", step=0.2), 2)
+        print(f"fit step (estimate_gradient, CRN, nside 4, 32 realisations, N 32, ΩT 20, with λ): {t:.2f} s", flush=True)
+        record["fit_step_s"] = t
+    Path("results").mkdir(exist_ok=True)
+    Path("results/bench_presets.json").write_text(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
