@@ -96,12 +96,19 @@ def main(argv=None) -> int:
     ap.add_argument("--spectrum", type=Path, action="append", help="spectrum file(s) to fit instead of the synthetic ones")
     ap.add_argument("--estimator", choices=fit.ESTIMATORS, default="crn")
     ap.add_argument("--max-steps", type=int, default=30)
+    for opt, typ, help_ in (("nside", int, "HEALPix nside of the model"), ("realisations", int, "model realisations N_B"),
+                            ("modes", int, "plane-wave modes N"), ("time", float, "backtracking time ΩT"),
+                            ("sky", int, "realisations averaged in each synthetic spectrum")):
+        ap.add_argument(f"--{opt}", type=typ, help=f"{help_} (overrides the preset)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     out = args.out or Path("results") / f"fit_{args.preset}"
     out.mkdir(parents=True, exist_ok=True)
-    preset = PRESETS[args.preset]
+    preset = {"model": dict(PRESETS[args.preset]["model"]), "sky": args.sky or PRESETS[args.preset]["sky"]}
+    for opt, key in (("nside", "nside"), ("realisations", "n_realisations"), ("modes", "n_modes"), ("time", "time")):
+        if getattr(args, opt) is not None:
+            preset["model"][key] = getattr(args, opt)
     model = fit.SpectrumModel(**preset["model"])
     opts = dict(estimator=args.estimator, max_steps=args.max_steps, progress=not args.no_progress)
     t0 = time.perf_counter()

@@ -398,9 +398,8 @@ class FitResult:
     def constrained_directions(self):
         """[(unit vector in ln-parameter space, 1σ along it)] for every direction the data
         constrain (positive Fisher eigenvalue): with a degeneracy, what the fit *does* measure."""
-        vals, vecs = np.linalg.eigh(self.fisher)
-        keep = vals > 1e-9 * max(vals.max(), 1e-300)
-        return [(vecs[:, i], float(1 / np.sqrt(vals[i]))) for i in np.flatnonzero(keep)]
+        vals, vecs, null = _fisher_eigen(self.fisher)
+        return [(vecs[:, i], float(1 / np.sqrt(vals[i]))) for i in np.flatnonzero(~null)]
 
     def summary(self) -> str:
         chaos = "; ".join(f"λT = {g:.1f}" for _, _, g in self.lyapunov)
@@ -450,11 +449,19 @@ def _fisher(blocks, n_phi, debias: bool = False):
 
 
 def _constrained_inverse(fisher):
-    """Inverse of F on its constrained subspace, and the null directions (relative eigenvalue
-    < 1e-9) along which the data say nothing."""
-    vals, vecs = np.linalg.eigh(fisher)
-    null = vals <= 1e-9 * max(vals.max(), 1e-300)
+    """Inverse of F on its constrained subspace, and the null directions (eigenvalue ≤ 1e-9 of
+    the largest |eigenvalue|) along which the data say nothing. A debiased F can have negative
+    eigenvalues (Jacobian noise larger than its signal): those directions are null too, and they
+    set the scale, so an exactly-zero direction is never mistaken for a constrained one."""
+    vals, vecs, null = _fisher_eigen(fisher)
     return (vecs[:, ~null] / vals[~null]) @ vecs[:, ~null].T, vecs[:, null].T
+
+
+def _fisher_eigen(fisher):
+    """Eigenvalues, eigenvectors and the null mask of a Fisher matrix (rule in
+    :func:`_constrained_inverse`)."""
+    vals, vecs = np.linalg.eigh(fisher)
+    return vals, vecs, vals <= 1e-9 * max(np.abs(vals).max(), 1e-300)
 
 
 def _fisher_covariance(fisher):
