@@ -39,8 +39,3 @@ def best_of(fn, repeats: int = 3) -> float:
 def peak_memory_mb() -> float:
     """Peak resident set size of this process (Linux ru_maxrss is in kB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def peak_children_memory_mb() -> float:
-    """Peak resident set size of the largest finished child process."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

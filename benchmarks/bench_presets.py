@@ -96,8 +96,11 @@ def main():
         t = best_of(lambda: fit.estimate_gradient(theta, model, "crn", step=0.2), 2)
         print(f"fit step (estimate_gradient, CRN, nside 4, 32 realisations, N 32, ΩT 20, with λ): {t:.2f} s", flush=True)
         record["fit_step_s"] = t
-    Path("results").mkdir(exist_ok=True)
-    Path("results/bench_presets.json").write_text(json.dumps(record, indent=1))
+    import jaxcr
+
+    record.update(args=vars(args), jaxcr_version=jaxcr.__version__)
+    jaxcr.io.atomic_write(Path("results") / "bench_presets.json",
+                          lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
 
 
 if __name__ == "__main__":

@@ -158,6 +158,11 @@ def _field(theta, key, model: SpectrumModel, n_modes: int):
     return field, 0.5 * jnp.sum(xi[0] ** 2 + xi[1] ** 2 - 2.0)
 
 
+def _realisation_keys(model: SpectrumModel):
+    """The PRNG keys of the model's N_B field realisations (the same in every function)."""
+    return jax.random.split(jax.random.key(model.seed), model.n_realisations)
+
+
 def realisation_spectra(theta, model: SpectrumModel, adjoint: str = "reverse"):
     """Per-realisation pseudo-C_ℓ (R, lmax+1) of the unit-gradient model sky at θ = (ln σ², ln ρ)."""
     return _spectra_at(jnp.broadcast_to(theta, (model.n_realisations, 2)), model, adjoint)
@@ -168,8 +173,7 @@ def _spectra_at(thetas, model: SpectrumModel, adjoint: str = "reverse"):
 
     The seed is passed as traced keys, so models that differ only in ``seed`` share one compiled
     function (synthetic skies and fits do not recompile)."""
-    keys = jax.random.split(jax.random.key(model.seed), model.n_realisations)
-    return _spectra_compiled(thetas, keys, dataclasses.replace(model, seed=0), adjoint)
+    return _spectra_compiled(thetas, _realisation_keys(model), dataclasses.replace(model, seed=0), adjoint)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "adjoint"))
@@ -192,14 +196,13 @@ def _spectra_compiled(thetas, keys, model: SpectrumModel, adjoint: str):
 
 
 def _score_terms(theta, model):
-    keys = jax.random.split(jax.random.key(model.seed), model.n_realisations)
-    return jax.vmap(lambda k: _field(theta, k, model, model.n_modes)[1])(keys)
+    return jax.vmap(lambda k: _field(theta, k, model, model.n_modes)[1])(_realisation_keys(model))
 
 
 def _model_lyapunov(theta, model: SpectrumModel, n_fields: int = 2, n_orbits: int = 16):
     """λ (units Ω) and its standard error for the model's orbits at θ: the first ``n_fields``
     realisations, ``n_orbits`` pixel directions each, averaged over ΩT = max(T, 30)."""
-    keys = jax.random.split(jax.random.key(model.seed), model.n_realisations)[:n_fields]
+    keys = _realisation_keys(model)[:n_fields]
     fields = jax.vmap(lambda k: _field(theta, k, model, model.n_modes)[0])(keys)
     dirs = pixel_directions(model.nside)
     dirs = dirs[np.linspace(0, dirs.shape[0] - 1, min(n_orbits, dirs.shape[0])).astype(int)]
