@@ -41,6 +41,10 @@ PRESETS = {
 def parse_args(argv=None):
     def extra(ap):
         ap.add_argument("--fick-term", action="store_true", help="include −3p̂·K·g in δI (Eq. 5) instead of Eq. 7")
+        ap.add_argument("--field-precision", choices=jaxcr.turbulence.PRECISIONS, default="float64",
+                        help="mode-sum precision (float32: cos and sum in float32 after a float64 phase reduction)")
+        ap.add_argument("--field-layout", choices=jaxcr.turbulence.LAYOUTS, default="auto",
+                        help="mode-sum layout for XLA (auto: matmul on CPU, fused on GPU)")
 
     return parse_preset_args(__doc__, PRESETS, "fig2", argv, extra)
 
@@ -55,6 +59,8 @@ def config_from_args(args) -> jaxcr.EnsembleConfig:
         seed=args.seed,
         dt=args.dt,
         fick_term=args.fick_term,
+        field_precision=args.field_precision,
+        field_layout=args.field_layout,
     )
 
 

@@ -121,6 +121,7 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path):
         (dict(turbulence=dict(sigma2=-1.0)), "sigma2"),
         (dict(turbulence=dict(lambda_min=10.0, lambda_max=5.0)), "lambda_min"),
         (dict(field_precision="float16"), "field_precision"),
+        (dict(field_layout="gemm"), "field_layout"),
     ],
 )
 def test_bad_configuration_raises_before_work(change, match):
