@@ -164,3 +164,97 @@ def test_injection_recovery_reduced():
     if len(directions) < 2:
         assert res.degenerate and any(np.isinf(v) for v in res.log_uncertainties.values())
     assert all(np.isfinite(h["lyapunov"][0]) and h["lyapunov"][0] > 0 for h in res.history)  # λ beside every step
+
+
+def test_profile_likelihood_interval_of_a_gaussian_is_its_marginal_error():
+    # For a Gaussian likelihood the profile likelihood equals the marginal: with
+    # χ² = dᵀC⁻¹d in (ln σ², ln ρ) and strong correlation (0.8), the Δχ² = 1 (4) interval of each
+    # parameter is ±1 (2) × sqrt(C_ii) about the truth. On a 31 × 31 grid the parabolic
+    # refinement and the linear interpolation of the crossings are exact to ~1 % of the width.
+    cov = np.array([[0.09, 0.8 * 0.3 * 0.1], [0.8 * 0.3 * 0.1, 0.01]])
+    centre = np.log([1.3, 0.1])
+    s2 = np.exp(np.linspace(centre[0] - 1.2, centre[0] + 1.2, 31))
+    rho = np.exp(np.linspace(centre[1] - 0.4, centre[1] + 0.4, 31))
+    d = np.stack(np.meshgrid(np.log(s2), np.log(rho), indexing="ij"), -1) - centre
+    chi2 = np.einsum("...i,ij,...j->...", d, np.linalg.inv(cov), d) + 5.0
+    scan = fit.LikelihoodScan(sigma2=s2, rho=rho, chi2=chi2, amplitudes=np.ones_like(chi2), n_data=7,
+                              n_realisations=1, wall_time_s=0.0)
+    for k, name in enumerate(("sigma2", "rho")):
+        for level, n_sigma in ((1.0, 1.0), (4.0, 2.0)):
+            lo, hi, closed_lo, closed_hi = scan.interval(name, level)
+            assert closed_lo and closed_hi
+            half = n_sigma * np.sqrt(cov[k, k])
+            assert np.log(hi) - centre[k] == pytest.approx(half, rel=0.01)
+            assert centre[k] - np.log(lo) == pytest.approx(half, rel=0.01)
+    best = scan.best()
+    assert np.log(best["sigma2"]) == pytest.approx(centre[0], abs=1e-6)
+    assert best["chi2"] == pytest.approx(5.0, abs=1e-9)
+    # a profile that does not close inside the grid is flagged open, not cut silently
+    lo, hi, closed_lo, closed_hi = scan.interval("sigma2", 100.0)
+    assert not closed_lo and not closed_hi and lo == pytest.approx(s2[0]) and hi == pytest.approx(s2[-1])
+    with pytest.raises(ValueError, match="name"):
+        scan.interval("b0")
+
+
+def test_profile_likelihood_scan_of_a_noise_free_model_sky_has_its_minimum_at_the_truth():
+    # The "observed" sky is the model's own realisations at the truth (same keys: a CRN scan) times a known
+    # amplitude, with tiny σ_ℓ: the residual vanishes exactly at the true grid point (χ² ~ 0
+    # there, > 0 elsewhere), and each grid value equals chi2_profiled evaluated directly.
+    model = fit.SpectrumModel(nside=2, n_realisations=4, time=2.0, n_modes=8)
+    truth = jnp.array([0.0, np.log(0.1)])
+    spectra = fit.realisation_spectra(truth, model)
+    ell = np.arange(1, model.lmax + 1)
+    cl = 2e-6 * np.asarray(spectra.mean(0))[ell]
+    obs = ObservedSpectrum(ell=ell, cl=cl, sigma=1e-4 * cl, observatory="test", energy_tev=1.0, noise_level=0.0,
+                           dec_min_deg=-90.0, dec_max_deg=90.0, nside=2, sky_realisations=10**6)
+    scan = fit.profile_likelihood(obs, model, [0.5, 1.0, 2.0], [0.05, 0.1, 0.2], common_random_numbers=True,
+                                  progress=False)
+    assert np.unravel_index(np.argmin(scan.chi2), scan.chi2.shape) == (1, 1)
+    assert scan.chi2[1, 1] < 1e-8 and np.all(np.delete(scan.chi2.ravel(), 4) > 1.0)
+    assert scan.amplitudes[1, 1] == pytest.approx(2e-6, rel=1e-9)
+    s = fit.realisation_spectra(jnp.log(jnp.array([2.0, 0.05])), model)
+    direct, _ = fit.chi2_profiled(s.mean(0), fit.spectrum_covariance(s), obs, model.n_realisations)
+    assert scan.chi2[2, 0] == pytest.approx(float(direct), rel=1e-10)
+    with pytest.raises(ValueError, match="increasing"):
+        fit.profile_likelihood(obs, model, [1.0, 0.5, 2.0], [0.05, 0.1, 0.2], progress=False)
+
+
+def test_emulated_scan_reproduces_a_smooth_model_and_its_gaussian_chi2():
+    # A model whose mean spectrum is exactly log-quadratic in (ln σ², ln ρ) and whose covariance
+    # is ⟨C⟩⟨C⟩ᵀ ∘ R (R fixed) is represented exactly by the degree-2 emulator. With a huge
+    # number of model realisations the emulator's own error vanishes, so the emulated χ² must
+    # equal an independent NumPy evaluation of rᵀΣ⁻¹r, Σ = a²⟨C⟩⟨C⟩ᵀ∘R/R_sky + diag(σ²), at
+    # any point (1e-6 relative), with its minimum (≈ 0) at the point the sky was made at.
+    s2 = np.exp(np.linspace(np.log(0.25), np.log(4.0), 7))
+    rho = np.exp(np.linspace(np.log(0.04), np.log(0.25), 7))
+    L, ell = 6, np.arange(1, 6)
+
+    def mean(x, y):  # ln C_ℓ quadratic in x = ln σ², y = ln ρ
+        l = np.arange(L)
+        return np.exp(1.0 - 0.8 * np.log1p(l) + 0.3 * x - 0.1 * x**2 + (0.2 + 0.05 * l) * y + 0.04 * x * y)
+
+    R = 0.6 * np.eye(L) + 0.4  # relative covariance: 100 % scatter, correlation 0.4
+    X, Y = np.meshgrid(np.log(s2), np.log(rho), indexing="ij")
+    means = mean(X[..., None], Y[..., None])
+    covs = means[..., :, None] * means[..., None, :] * R
+    x0, y0, a, r_sky = np.log(1.0), np.log(0.1), 2e-6, 64
+    cl = a * mean(x0, y0)[ell]
+    obs = ObservedSpectrum(ell=ell, cl=cl, sigma=0.05 * cl, observatory="test", energy_tev=1.0, noise_level=0.0,
+                           dec_min_deg=-90.0, dec_max_deg=90.0, nside=4, sky_realisations=r_sky)
+    scan = fit.LikelihoodScan(sigma2=s2, rho=rho, chi2=np.zeros((7, 7)), amplitudes=np.zeros((7, 7)), n_data=5,
+                              n_realisations=10**12, wall_time_s=0.0, mean_cl=means, cov_cl=covs, observed=obs,
+                              amplitude=a)
+    emu = scan.emulated(points=41, degree=2)
+    assert emu.emulator["max_reduced_chi2"] < 1e-12
+    for i, j in [(20, 20), (5, 30), (33, 9), (40, 40)]:
+        m = a * mean(np.log(emu.sigma2[i]), np.log(emu.rho[j]))[ell]
+        sigma = np.outer(m, m) * R[np.ix_(ell, ell)] / r_sky + np.diag((0.05 * cl) ** 2)
+        r = cl - m
+        assert emu.chi2[i, j] == pytest.approx(r @ np.linalg.solve(sigma, r), rel=1e-6, abs=1e-9)
+    best = emu.best()
+    assert best["chi2"] < 1e-6
+    # the parabolic refinement through the neighbours of the grid minimum (spacing 0.069 in ln σ²)
+    # may move the vertex by a fraction of a step where χ² is not exactly parabolic: 1 %
+    assert best["sigma2"] == pytest.approx(1.0, rel=0.01) and best["rho"] == pytest.approx(0.1, rel=0.01)
+    with pytest.raises(ValueError, match="degree"):
+        scan.emulated(degree=5)
