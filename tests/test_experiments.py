@@ -67,3 +67,23 @@ def test_fit_spectra_script_writes_synthetic_spectra_fits_and_plot(tmp_path):
     assert fits["model"]["nside"] == 2 and fits["sky_realisations"] == 4
     assert any("ln lambda_c_pc" in d and "ln b0_microgauss" in d for d in fits["joint_profiled"]["degenerate"])
     assert all(np.isfinite(h["lyapunov"][0]) for h in fits["single"]["history"])
+
+
+def test_calibrate_likelihood_script_writes_coverage_and_plot(tmp_path):
+    # Tiny grid (3 × 3, nside 2, 4 realisations, ΩT = 2, 2 skies): the script runs end to end,
+    # every coverage entry is a fraction of the 2 skies, each interval lies inside the grid, and
+    # the record carries its parameters and the jaxcr version.
+    args = ["--skies", "2", "--grid", "3", "--realisations", "4", "--nside", "2", "--time", "2", "--blocks", "2",
+            "--sky", "4", "--no-progress", "--out", str(tmp_path)]
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "calibrate_likelihood.py"), *args],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = json.loads((tmp_path / "calibration.json").read_text())
+    assert set(rec["coverage"].values()) <= {0.0, 0.5, 1.0} and len(rec["coverage"]) == 8
+    for row in rec["skies"]:
+        for label in ("profiled", "known"):
+            iv = row[label]["sigma2_68"]
+            assert 0.25 - 1e-9 <= iv["low"] <= iv["high"] <= 4.0 + 1e-9
+    assert rec["jaxcr_version"] == jaxcr.__version__ and rec["args"]["skies"] == "2"
+    assert rec["dispersion_ratio"]["value"] > 0
+    assert (tmp_path / "calibration.png").stat().st_size > 0

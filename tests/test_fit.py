@@ -224,7 +224,8 @@ def test_emulated_scan_reproduces_a_smooth_model_and_its_gaussian_chi2():
     # is ⟨C⟩⟨C⟩ᵀ ∘ R (R fixed) is represented exactly by the degree-2 emulator. With a huge
     # number of model realisations the emulator's own error vanishes, so the emulated χ² must
     # equal an independent NumPy evaluation of rᵀΣ⁻¹r, Σ = a²⟨C⟩⟨C⟩ᵀ∘R/R_sky + diag(σ²), at
-    # any point (1e-6 relative), with its minimum (≈ 0) at the point the sky was made at.
+    # any point (1e-6 relative), with ⟨C⟩ in Σ taken at that point ("varying") or at the best fit
+    # ("fixed"), and its minimum (≈ 0) at the point the sky was made at.
     s2 = np.exp(np.linspace(np.log(0.25), np.log(4.0), 7))
     rho = np.exp(np.linspace(np.log(0.04), np.log(0.25), 7))
     L, ell = 6, np.arange(1, 6)
@@ -244,13 +245,15 @@ def test_emulated_scan_reproduces_a_smooth_model_and_its_gaussian_chi2():
     scan = fit.LikelihoodScan(sigma2=s2, rho=rho, chi2=np.zeros((7, 7)), amplitudes=np.zeros((7, 7)), n_data=5,
                               n_realisations=10**12, wall_time_s=0.0, mean_cl=means, cov_cl=covs, observed=obs,
                               amplitude=a)
-    emu = scan.emulated(points=41, degree=2)
-    assert emu.emulator["max_reduced_chi2"] < 1e-12
-    for i, j in [(20, 20), (5, 30), (33, 9), (40, 40)]:
-        m = a * mean(np.log(emu.sigma2[i]), np.log(emu.rho[j]))[ell]
-        sigma = np.outer(m, m) * R[np.ix_(ell, ell)] / r_sky + np.diag((0.05 * cl) ** 2)
-        r = cl - m
-        assert emu.chi2[i, j] == pytest.approx(r @ np.linalg.solve(sigma, r), rel=1e-6, abs=1e-9)
+    for covariance in ("varying", "fixed"):
+        emu = scan.emulated(points=41, degree=2, covariance=covariance)
+        assert emu.emulator["max_reduced_chi2"] < 1e-12
+        for i, j in [(20, 20), (5, 30), (33, 9), (40, 40)]:
+            m = a * mean(np.log(emu.sigma2[i]), np.log(emu.rho[j]))[ell]
+            m_cov = m if covariance == "varying" else cl  # fixed: Σ at the best fit, here the truth
+            sigma = np.outer(m_cov, m_cov) * R[np.ix_(ell, ell)] / r_sky + np.diag((0.05 * cl) ** 2)
+            r = cl - m
+            assert emu.chi2[i, j] == pytest.approx(r @ np.linalg.solve(sigma, r), rel=1e-6, abs=1e-9)
     best = emu.best()
     assert best["chi2"] < 1e-6
     # the parabolic refinement through the neighbours of the grid minimum (spacing 0.069 in ln σ²)
