@@ -783,13 +783,13 @@ class LikelihoodScan:
         (a parabola through the three grid points around the discrete minimum refines it)."""
         x, table = self._axes(name)
         other = np.log(self.rho) if name == "sigma2" else np.log(self.sigma2)
-        return np.exp(x), np.array([parabolic_minimum(other, row)[1] for row in table])
+        return np.exp(x), np.array([_parabolic_minimum(other, row)[1] for row in table])
 
     def best(self) -> dict:
         """Grid point of smallest χ², refined by a parabola along each axis."""
         i, j = np.unravel_index(np.argmin(self.chi2), self.chi2.shape)
-        ls, _ = parabolic_minimum(np.log(self.sigma2), self.chi2[:, j])
-        lr, _ = parabolic_minimum(np.log(self.rho), self.chi2[i, :])
+        ls, _ = _parabolic_minimum(np.log(self.sigma2), self.chi2[:, j])
+        lr, _ = _parabolic_minimum(np.log(self.rho), self.chi2[i, :])
         return dict(sigma2=float(np.exp(ls)), rho=float(np.exp(lr)), chi2=float(self.chi2[i, j]))
 
     def interval(self, name: str, level: float = 1.0):
@@ -910,13 +910,14 @@ class LikelihoodScan:
         return dataclasses.replace(
             self, sigma2=np.exp(xs), rho=np.exp(ys), chi2=c2, amplitudes=np.asarray(a).reshape(points, points),
             kind=f"emulated, degree {degree}, {covariance} Σ", mean_cl=None, cov_cl=None,
-            emulator=dict(degree=degree, covariance=covariance, ell=ell.tolist(), reduced_chi2=red, mean_cl=mean.reshape(points, points, -1),
-                          max_reduced_chi2=float(max(red)), grid_points=int(F.shape[0])))
+            emulator=dict(degree=degree, covariance=covariance, ell=ell.tolist(), reduced_chi2=red,
+                          max_reduced_chi2=float(max(red)), grid_points=int(F.shape[0]),
+                          mean_cl=mean.reshape(points, points, -1)))
 
     def summary(self) -> str:
         b = self.best()
-        lines = [f"profile likelihood ({self.kind}) on a {len(self.sigma2)}×{len(self.rho)} grid ({self.n_realisations} model "
-                 f"realisations, {self.n_data} points, {self.wall_time_s:.0f} s): χ²_min = {b['chi2']:.3g} "
+        lines = [f"profile likelihood ({self.kind}) on a {len(self.sigma2)}×{len(self.rho)} grid "
+                 f"({self.n_realisations} model realisations, {self.n_data} points, {self.wall_time_s:.0f} s): χ²_min = {b['chi2']:.3g} "
                  f"at σ² = {b['sigma2']:.3g}, ρ = {b['rho']:.3g}"]
         for name in ("sigma2", "rho"):
             lo, hi, clo, chi = self.interval(name)
@@ -925,7 +926,7 @@ class LikelihoodScan:
         return "\n".join(lines)
 
 
-def parabolic_minimum(x, y):
+def _parabolic_minimum(x, y):
     """(x*, y*) of the parabola through the discrete minimum of y(x) and its two neighbours
     (the grid point itself at an edge or where the three points are not convex)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -961,19 +962,20 @@ def profile_likelihood(observed: ObservedSpectrum, model: SpectrumModel, sigma2,
     """χ²(σ², ρ) of one spectrum on the grid ``sigma2`` × ``rho`` (increasing positive values).
 
     Each grid point backtracks N_B realisations and evaluates :func:`chi2_profiled` with their
-    mean and covariance, the amplitude profiled unless given. By default every grid point draws
-    its own realisations (keys folded from the model seed and the point's index), so the model
-    noise is independent from point to point and :meth:`LikelihoodScan.emulated` averages it
-    away; with ``common_random_numbers=True`` every point uses the model's own keys (those of
-    :func:`realisation_spectra`). Do not emulate a CRN scan: its noise is correlated across the
-    grid (a realisation that wanders far raises the whole surface), the emulator would take that
-    offset for signal, and its intervals would not cover (measured: σ² with known amplitude
-    covered in 3 of 20 synthetic skies at 68 %). No gradient is involved, so neither chaos nor Jacobian
-    noise enters: the profile-likelihood intervals (:meth:`LikelihoodScan.interval`) are the
-    check on the Fisher errors of :func:`fit_spectrum`, which rest on an estimated curvature.
-    At long times the direct surface is jagged (each point has its own sampling noise, see
-    :meth:`LikelihoodScan.emulated`, which pools the grid into a smooth emulator). Cost: len(sigma2)·len(rho) model
-    evaluations (≈ 0.3 s each for the quick fit model on 2 CPU cores).
+    mean and covariance, the amplitude profiled unless given. No gradient is involved, so neither
+    chaos nor Jacobian noise enters: the profile-likelihood intervals
+    (:meth:`LikelihoodScan.interval`) are the check on the Fisher errors of :func:`fit_spectrum`,
+    which rest on an estimated curvature. At long times the direct surface is jagged (each point
+    has its own sampling noise); :meth:`LikelihoodScan.emulated` pools the grid into a smooth one.
+
+    By default every grid point draws its own realisations (keys folded from the model seed and
+    the point's index), so the model noise is independent from point to point and the emulator
+    averages it away. With ``common_random_numbers=True`` every point uses the model's own keys
+    (those of :func:`realisation_spectra`); do not emulate such a scan: its noise is correlated
+    across the grid (a realisation that wanders far raises the whole surface), the emulator takes
+    that offset for signal, and its intervals do not cover (measured: σ² with a known amplitude
+    covered in 3 of 20 synthetic skies at 68 %). Cost: len(sigma2)·len(rho) model evaluations
+    (≈ 1 s each for the quick fit model, 32 realisations, on 2 CPU cores).
     """
     model.validate()
     grids = []

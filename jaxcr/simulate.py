@@ -264,7 +264,8 @@ def run_ensemble(
     times = np.asarray(config.times, dtype=float)
     params = config.parameters()
     fields = PlaneWaveTurbulence.sample_ensemble(config.seed, params, config.n_realisations,
-                                                 b0_direction=config.b0_direction).with_precision(config.field_precision).with_layout(config.field_layout)
+                                                 b0_direction=config.b0_direction)
+    fields = fields.with_precision(config.field_precision).with_layout(config.field_layout)
     directions = pixel_directions(config.nside)
     gradients = [jnp.asarray(g, dtype=float) for g in config.gradients.values()]
     dt = config.dt if config.dt is not None else _default_dt(fields, config.solver)
