@@ -814,6 +814,11 @@ class LikelihoodScan:
         flat_m = jnp.asarray(self.mean_cl.reshape(-1, self.mean_cl.shape[-1]))
         flat_c = jnp.asarray(self.cov_cl.reshape(-1, *self.cov_cl.shape[-2:]))
         c2, a = jax.vmap(lambda mm, cc: chi2_profiled(mm, cc, observed, self.n_realisations, amp))(flat_m, flat_c)
+        bad = ~np.isfinite(np.asarray(c2))
+        if bad.any():
+            i, j = np.unravel_index(int(np.argmax(bad)), self.chi2.shape)
+            raise FloatingPointError(f"χ² is not finite at σ² = {self.sigma2[i]:g}, ρ = {self.rho[j]:g}: check the "
+                                     "spectrum (σ_ℓ > 0, finite C_ℓ) and the model settings")
         ell, _ = _covered(observed, self.mean_cl.shape[-1])
         return dataclasses.replace(self, chi2=np.asarray(c2).reshape(self.chi2.shape),
                                    amplitudes=np.asarray(a).reshape(self.chi2.shape), observed=observed,
@@ -993,11 +998,10 @@ def profile_likelihood(observed: ObservedSpectrum, model: SpectrumModel, sigma2,
 
     m = model.with_observatory(observed)
     t0 = _time.perf_counter()
-    chi2 = np.empty((len(grids[0]), len(grids[1])))
-    amps = np.empty_like(chi2)
-    means = np.empty((*chi2.shape, m.lmax + 1))
-    covs = np.empty((*chi2.shape, m.lmax + 1, m.lmax + 1))
-    bar = tqdm(total=chi2.size, disable=not progress, desc="likelihood scan", unit="point")
+    shape = (len(grids[0]), len(grids[1]))
+    means = np.empty((*shape, m.lmax + 1))
+    covs = np.empty((*shape, m.lmax + 1, m.lmax + 1))
+    bar = tqdm(total=means[..., 0].size, disable=not progress, desc="likelihood scan", unit="point")
     for i, s2 in enumerate(grids[0]):
         for j, r in enumerate(grids[1]):
             theta = jnp.log(jnp.array([s2, r]))
@@ -1008,15 +1012,9 @@ def profile_likelihood(observed: ObservedSpectrum, model: SpectrumModel, sigma2,
             spectra = _spectra_compiled(jnp.broadcast_to(theta, (m.n_realisations, 2)), keys,
                                         dataclasses.replace(m, seed=0), "reverse")
             means[i, j], covs[i, j] = spectra.mean(0), spectrum_covariance(spectra)
-            c2, a = chi2_profiled(jnp.asarray(means[i, j]), jnp.asarray(covs[i, j]), observed, m.n_realisations,
-                                  amplitude)
-            if not np.isfinite(float(c2)):
-                raise FloatingPointError(f"χ² is not finite at σ² = {s2:g}, ρ = {r:g}: check the spectrum file "
-                                         "(σ_ℓ > 0) and the model settings")
-            chi2[i, j], amps[i, j] = float(c2), float(a)
             bar.update(1)
     bar.close()
-    ell, _ = _covered(observed, m.lmax + 1)
-    return LikelihoodScan(sigma2=grids[0], rho=grids[1], chi2=chi2, amplitudes=amps, n_data=len(ell),
+    scan = LikelihoodScan(sigma2=grids[0], rho=grids[1], chi2=np.zeros(shape), amplitudes=np.zeros(shape), n_data=0,
                           n_realisations=m.n_realisations, wall_time_s=_time.perf_counter() - t0, mean_cl=means,
-                          cov_cl=covs, observed=observed, amplitude=amplitude)
+                          cov_cl=covs, observed=observed)
+    return scan.with_observed(observed, amplitude)
