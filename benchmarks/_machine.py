@@ -25,15 +25,19 @@ def describe() -> str:
     )
 
 
-def best_of(fn, repeats: int = 3) -> float:
-    """Best wall time of ``repeats`` calls of ``fn`` after one warm-up (compilation) call."""
-    fn()
+def timed(fn, repeats: int = 3) -> tuple[float, float]:
+    """(wall time of the first call, compilation included; best of ``repeats`` further calls)."""
     times = []
-    for _ in range(repeats):
+    for _ in range(repeats + 1):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return min(times)
+    return times[0], min(times[1:])
+
+
+def best_of(fn, repeats: int = 3) -> float:
+    """Best wall time of ``repeats`` calls of ``fn`` after one warm-up (compilation) call."""
+    return timed(fn, repeats)[1]
 
 
 def peak_memory_mb() -> float:

@@ -38,22 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "experiments"))
 
-from _machine import describe  # noqa: E402
-
-
-def timed(fn, repeats=2):
-    """(first call incl. compilation, best of ``repeats`` further calls), seconds."""
-    t = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t
-    best = min(_once(fn) for _ in range(repeats))
-    return first, best
-
-
-def _once(fn):
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+from _machine import describe, timed  # noqa: E402
 
 
 def main():
@@ -153,7 +138,7 @@ def main():
                         return
                     f = field.with_precision(prec).with_layout(lay)
                     first, best = timed(lambda: jaxcr.backtrack(f, n, [dt * args.steps], dt=dt)
-                                        .positions.block_until_ready())
+                                        .positions.block_until_ready(), 2)
                     r = P * args.steps / best
                     rates[(P, prec, lay)] = r
                     rec.setdefault("backtracking", []).append(dict(

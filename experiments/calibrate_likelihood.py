@@ -26,6 +26,7 @@ first sky with the truth, and the intervals of every sky).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -49,7 +50,7 @@ def dispersion_ratio(model, blocks, per_block):
     """√(mean over ℓ of χ²/dof) of block means about their grand mean, each with its own SE."""
     means, ses = [], []
     for b in range(blocks):
-        m = fit.SpectrumModel(**{**model.__dict__, "n_realisations": per_block, "seed": 50_000 + b})
+        m = dataclasses.replace(model, n_realisations=per_block, seed=50_000 + b)
         s = np.asarray(fit.realisation_spectra(jnp.log(jnp.array([TRUTH["sigma2"], TRUTH["rho"]])), m))[:, 1:]
         means.append(s.mean(0))
         ses.append(s.std(0, ddof=1) / np.sqrt(per_block))
@@ -115,8 +116,7 @@ def main(argv=None) -> int:
     coverage = {f"{label}/{name}_{tag}": float(np.mean([r[label][f"{name}_{tag}"]["covers"] for r in rows]))
                 for label in ("profiled", "known") for name in TRUTH for tag in ("68", "95")}
     record = dict(args={k: str(v) for k, v in vars(args).items()}, truth=TRUTH, amplitude=AMPLITUDE, noise_level=NOISE,
-                  model=model.__dict__ | {"b0_direction": list(model.b0_direction),
-                                          "gradient_direction": list(model.gradient_direction)},
+                  model=dataclasses.asdict(model),
                   coverage=coverage, skies=rows, grid_wall_s=base.wall_time_s, jaxcr_version=jaxcr.__version__)
     if args.blocks >= 2:
         ratio, per_ell = dispersion_ratio(model, args.blocks, args.sky)

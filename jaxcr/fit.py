@@ -1006,8 +1006,9 @@ def profile_likelihood(observed: ObservedSpectrum, model: SpectrumModel, sigma2,
     for i, s2 in enumerate(grids[0]):
         for j, r in enumerate(grids[1]):
             theta = jnp.log(jnp.array([s2, r]))
-            keys = _realisation_keys(m)
-            if not common_random_numbers:
+            if common_random_numbers:
+                keys = _realisation_keys(m)
+            else:
                 keys = jax.random.split(jax.random.fold_in(jax.random.key(m.seed), 1 + i * len(grids[1]) + j),
                                         m.n_realisations)
             spectra = _spectra_compiled(jnp.broadcast_to(theta, (m.n_realisations, 2)), keys,
