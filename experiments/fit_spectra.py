@@ -78,6 +78,8 @@ def _record(res, truth=None):
                wall_time_s=res.wall_time_s, estimator=res.estimator, optimizer=res.optimizer,
                lyapunov=res.lyapunov, history=res.history)
     out["fisher"] = res.fisher
+    if res.intervals:
+        out["intervals"] = res.intervals
     if truth:
         out["pulls"] = {k: float(np.log(res.parameters[k] / truth[k]) / res.log_uncertainties[k])
                         for k in res.parameters if k in truth and res.log_uncertainties[k] > 0}
@@ -87,6 +89,10 @@ def _record(res, truth=None):
                                    pull=float(vec @ delta / sig)) for vec, sig in res.constrained_directions()]
         for c in out["constrained"]:
             print(f"  constrained: {c['direction']} ±{c['sigma']:.3g} e-folds, pull {c['pull']:+.2f}σ")
+        if res.intervals:  # is the truth inside the profile-likelihood intervals?
+            out["truth_inside"] = {k: {lvl: bool(iv[0] <= truth[k] <= iv[1]) for lvl, iv in res.intervals[k].items()}
+                                   for k in res.intervals if k in truth}
+            print(f"  truth inside the 68 % / 95 % intervals: {out['truth_inside']}")
     return out
 
 
@@ -94,7 +100,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     ap.add_argument("--spectrum", type=Path, action="append", help="spectrum file(s) to fit instead of the synthetic ones")
-    ap.add_argument("--estimator", choices=fit.ESTIMATORS, default="crn")
+    ap.add_argument("--method", choices=fit.METHODS, default="emulator",
+                    help="emulator: fits on a quadratic emulator of the model with profile-likelihood intervals "
+                         "(default); gradient: Fisher scoring with a gradient estimator")
+    ap.add_argument("--estimator", choices=fit.ESTIMATORS, default="crn", help="gradient estimator (method gradient)")
+    ap.add_argument("--design-points", type=int, default=9, help="design grid per axis (method emulator)")
     ap.add_argument("--max-steps", type=int, default=30)
     for opt, typ, help_ in (("nside", int, "HEALPix nside of the model"), ("realisations", int, "model realisations N_B"),
                             ("modes", int, "plane-wave modes N"), ("time", float, "backtracking time ΩT"),
@@ -110,12 +120,14 @@ def main(argv=None) -> int:
         if getattr(args, opt) is not None:
             preset["model"][key] = getattr(args, opt)
     model = fit.SpectrumModel(**preset["model"])
-    opts = dict(estimator=args.estimator, max_steps=args.max_steps, progress=not args.no_progress)
+    opts = dict(method=args.method, estimator=args.estimator, max_steps=args.max_steps, design_points=args.design_points,
+                progress=not args.no_progress)
     t0 = time.perf_counter()
     record = dict(preset=args.preset, model=preset["model"], sky_realisations=preset["sky"],
                   jaxcr_version=jaxcr.__version__)
     jaxcr.io.atomic_write(out / "params.json", lambda tmp: Path(tmp).write_text(json.dumps(
-        dict(record, argv=sys.argv[1:], truth=TRUTH, estimator=args.estimator, max_steps=args.max_steps), indent=1)))
+        dict(record, argv=sys.argv[1:], truth=TRUTH, method=args.method, estimator=args.estimator,
+             max_steps=args.max_steps, design_points=args.design_points), indent=1)))
 
     if args.spectrum:
         specs = [load_spectrum(p) for p in args.spectrum]
@@ -146,14 +158,16 @@ def main(argv=None) -> int:
         single = fit.fit_spectrum(combined, model, start1, **opts)
         print(single.summary())
         print("2. injection-recovery, amplitude (gradient) known")
-        known = fit.fit_spectrum(combined, model, start1, amplitude=amp_combined, **opts)
+        same = dict(reuse=single) if args.method == "emulator" else {}  # the same spectrum: pool its design
+        known = fit.fit_spectrum(combined, model, start1, amplitude=amp_combined, **opts, **same)
         print(known.summary())
         print("3. joint fit IceCube 20 TeV + HAWC 2 TeV, gradient known")
         start3 = {"sigma2": 2.5, "lambda_c_pc": 0.18, "b0_microgauss": 7.5}
         joint = fit.fit_joint(specs, model, start3, gradient_per_pc=TRUTH["gradient_per_pc"], **opts)
         print(joint.summary())
         print("4. joint fit, gradient unknown (amplitudes profiled)")
-        free = fit.fit_joint(specs, model, start3, **{**opts, "max_steps": min(args.max_steps, 12)})
+        same = dict(reuse=joint) if args.method == "emulator" else {}
+        free = fit.fit_joint(specs, model, start3, **{**opts, "max_steps": min(args.max_steps, 12)}, **same)
         print(free.summary())
         record.update(truth=TRUTH, single=_record(single, truth1), single_known_amplitude=_record(known, truth1),
                       joint_known_gradient=_record(joint, TRUTH), joint_profiled=_record(free, TRUTH))

@@ -101,6 +101,8 @@ __all__ = [
 
 ESTIMATORS = ("pathwise", "crn", "spsa", "score")
 OPTIMIZERS = ("fisher", "adam")
+METHODS = ("gradient", "emulator")
+EMULATOR_BOX = (1.4, 0.9)  # half-widths (e-folds) of the design box in ln σ² and ln ρ
 _AMPLITUDE_ITERATIONS = 8
 PATHWISE_MAX_GROWTH = 10.0  # λT above which pathwise AD is dominated by chaos (e^{10} ≈ 2×10⁴)
 
@@ -409,6 +411,8 @@ class FitResult:
     optimizer: str = "fisher"
     lyapunov: list = dataclasses.field(default_factory=list)  # (λ, SE, λT) per spectrum at the best fit
     fisher: np.ndarray | None = None  # marginal Fisher matrix of the ln-parameters (Jacobian noise removed)
+    intervals: dict | None = None  # emulator fits: {name: {"68"|"95": (low, high, closed_low, closed_high)}}
+    design: list | None = None  # emulator fits: the design points evaluated per spectrum (for ``reuse``)
 
     def constrained_directions(self):
         """[(unit vector in ln-parameter space, 1σ along it)] for every direction the data
@@ -418,11 +422,15 @@ class FitResult:
 
     def summary(self) -> str:
         chaos = "; ".join(f"λT = {g:.1f}" for _, _, g in self.lyapunov)
-        lines = [f"fit ({self.optimizer}, {self.estimator} gradients{', ' + chaos if chaos else ''}): "
+        how = "emulator, optax L-BFGS" if self.estimator == "emulator" else f"{self.optimizer}, {self.estimator} gradients"
+        lines = [f"fit ({how}{', ' + chaos if chaos else ''}): "
                  f"χ² = {self.chi2:.3g} for {self.n_data} points, "
                  f"{'converged' if self.converged else 'NOT converged'} ({self.message}), {self.wall_time_s:.1f} s"]
         for name in self.names:
-            lines.append(f"  {name} = {self.parameters[name]:.4g} (±{100 * self.log_uncertainties[name]:.1f} %)")
+            line = f"  {name} = {self.parameters[name]:.4g} (±{100 * self.log_uncertainties[name]:.1f} %)"
+            for level, (lo, hi, closed_lo, closed_hi) in (self.intervals or {}).get(name, {}).items():
+                line += f", {level} % [{lo:.4g}{'' if closed_lo else ' open'}, {hi:.4g}{'' if closed_hi else ' open'}]"
+            lines.append(line)
         for d in self.degenerate:
             lines.append(f"  DEGENERATE: {d}")
         return "\n".join(lines)
@@ -623,6 +631,12 @@ def _run_fit(problem, phi0, names, to_physical, *, estimator, optimizer, learnin
     )
 
 
+def _check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    return method
+
+
 def _check_init(init, names):
     for n in names:
         if n not in init:
@@ -639,13 +653,29 @@ _FIT_OPTIONS_DOC = """
     sampling noise and the Jacobian noise average down); adam: stops when χ² has not improved by
     ``tol`` (relative) for ``patience`` steps and reports the best point. ``step``: CRN/SPSA step
     in ln θ (default 0.2; see the module docstring); ``progress``: tqdm bar.
+
+    ``method="emulator"`` replaces the gradient steps by fits on a smooth emulator of the model
+    (no gradient estimator, no Jacobian noise): each round backtracks ``design_points`` ×
+    ``design_points`` independent sets of N_B realisations on a box of half-widths ``box``
+    (e-folds of σ² and ρ; default ±1.4, ±0.9, the box whose coverage
+    experiments/calibrate_likelihood.py measured) centred on the current estimate (the first on
+    ``init``), per spectrum; fits ln⟨C_ℓ⟩ by a quadratic in (ln σ², ln ρ) to the design points
+    inside the box (those of earlier rounds included); minimises the emulated χ² (Σ fixed at the
+    best fit) with optax L-BFGS, exact gradients by AD through the emulator; and recentres, until
+    the estimate lies within 1σ of the box centre and inside the inner 75 % of the box, at most
+    ``max_rounds`` rounds. Uncertainties: the profile likelihood of each parameter (Δχ² = 1 and
+    4; ``FitResult.intervals``; ``log_uncertainties`` is half the 68 % width in ln, infinite if an
+    end does not close inside the box) and the Laplace covariance (exact Hessian of the emulated
+    χ²). ``reuse`` pools the design points of an earlier emulator fit of the same spectra.
+    Cost: design_points² · N_B realisations per spectrum and round.
 """
 
 
 def fit_spectrum(observed: ObservedSpectrum, model: SpectrumModel, init: dict, *, amplitude: float | None = None,
                  estimator: str = "crn", optimizer: str = "fisher", learning_rate: float | None = None, max_step: float = 1.0,
                  max_steps: int = 30, tol: float = 1e-3, patience: int = 5, n_average: int = 4,
-                 step: float = 0.2, progress: bool = True) -> FitResult:
+                 step: float = 0.2, progress: bool = True, method: str = "gradient", design_points: int = 9,
+                 box=EMULATOR_BOX, max_rounds: int = 3, reuse: FitResult | None = None) -> FitResult:
     """Fit σ² and ρ = r_L/λ_c to one spectrum.
 
     ``init`` = {"sigma2": ..., "rho": ...}. The amplitude a = (r_L |∇n/n|)² is profiled unless
@@ -665,6 +695,9 @@ def fit_spectrum(observed: ObservedSpectrum, model: SpectrumModel, init: dict, *
         amp_fn = lambda p: jnp.asarray(float(amplitude))  # noqa: E731
     problem = [(observed, model.with_observatory(observed), lambda p: p, amp_fn)]
     phi0 = jnp.log(jnp.array([init["sigma2"], init["rho"]], dtype=float))
+    if _check_method(method) == "emulator":
+        return _run_emulator_fit(problem, phi0, names, (0, 1), box=box, design_points=design_points,
+                                 max_rounds=max_rounds, reuse=reuse, progress=progress)
     return _run_fit(problem, phi0, names, jnp.exp, estimator=estimator, optimizer=optimizer,
                     learning_rate=learning_rate, max_step=max_step, max_steps=max_steps, tol=tol, patience=patience,
                     n_average=n_average, progress=progress, step=step)
@@ -673,7 +706,9 @@ def fit_spectrum(observed: ObservedSpectrum, model: SpectrumModel, init: dict, *
 def fit_joint(spectra: list, model: SpectrumModel, init: dict, *, gradient_per_pc: float | None = None,
               charge: float = 1.0, estimator: str = "crn", optimizer: str = "fisher",
               learning_rate: float | None = None, max_step: float = 1.0, max_steps: int = 30, tol: float = 1e-3,
-              patience: int = 5, n_average: int = 4, step: float = 0.2, progress: bool = True) -> FitResult:
+              patience: int = 5, n_average: int = 4, step: float = 0.2, progress: bool = True,
+              method: str = "gradient", design_points: int = 9, box=EMULATOR_BOX, max_rounds: int = 3,
+              reuse: FitResult | None = None) -> FitResult:
     """Joint fit of spectra at several energies with shared σ², λ_c (pc) and B0 (μG).
 
     Each spectrum k has ρ_k = r_L(E_k, B0)/λ_c with r_L ∝ E/(Z B0) (:mod:`jaxcr.units`). The
@@ -702,6 +737,9 @@ def fit_joint(spectra: list, model: SpectrumModel, init: dict, *, gradient_per_p
             amp_fn = lambda p, e=e: (gradient_per_pc * units.larmor_radius_pc(e, jnp.exp(p[2]), charge)) ** 2  # noqa: E731
         problem.append((spec, model.with_observatory(spec), theta_fn, amp_fn))
     phi0 = jnp.log(jnp.array([init[n] for n in names], dtype=float))
+    if _check_method(method) == "emulator":
+        return _run_emulator_fit(problem, phi0, names, (0, 1, 1), box=box,
+                                 design_points=design_points, max_rounds=max_rounds, reuse=reuse, progress=progress)
     return _run_fit(problem, phi0, names, jnp.exp, estimator=estimator, optimizer=optimizer,
                     learning_rate=learning_rate, max_step=max_step, max_steps=max_steps, tol=tol, patience=patience,
                     n_average=n_average, progress=progress, step=step)
@@ -740,6 +778,350 @@ def synthetic_spectrum(theta, model: SpectrumModel, *, observatory: str, energy_
                             sky_realisations=n_sky, synthetic=True,
                             source=f"jaxcr {__version__} synthetic, theta={list(map(float, theta))}, "
                                    f"seed={seed}, mean of {n_sky} sky realisations")
+
+
+# --------------------------------------------------------------------------------------------
+# Emulator of the model: a smooth ⟨C_ℓ⟩(θ) and S(θ) pooled over independent design points
+# --------------------------------------------------------------------------------------------
+
+
+def _poly_features(z, degree: int, xp=np):
+    """Monomials u^i v^j (i + j ≤ degree) of box coordinates z = (u, v), shape (..., n_coef)."""
+    u, v = z[..., 0], z[..., 1]
+    return xp.stack([u**i * v**j for i in range(degree + 1) for j in range(degree + 1 - i)], -1)
+
+
+class _SpectrumEmulator(eqx.Module):
+    """ln⟨C_ℓ⟩ as a polynomial in θ = (ln σ², ln ρ) fitted to independent design points.
+
+    At long backtracking times the model at neighbouring θ is decorrelated by chaos, so each
+    design point carries its own sampling noise; the emulator pools them. Per multipole,
+    ln⟨C_ℓ⟩ is fitted by a polynomial of ``degree`` in the box coordinates z = (θ − centre)/scale
+    (least squares; standard errors from the pooled relative variance), and the cosmic variance
+    is modelled as S(θ) = ⟨C⟩⟨C⟩ᵀ ∘ R̄ with R̄ the relative covariance S/(⟨C⟩⟨C⟩ᵀ) averaged over
+    the points (assumes the relative scatter varies little across the box). The emulator's own
+    error in ln⟨C⟩ at θ is h(θ)·D R̄ D/N_B, correlated across ℓ like the realisations are (a
+    far-wandering realisation raises every ℓ), with h = fᵀ(FᵀF)⁻¹f the leverage of θ and D the
+    reduced-χ² inflation of the polynomial fit where that exceeds 1.
+    """
+
+    centre: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray  # (n_coef, L')
+    ftf_inv: np.ndarray  # (n_coef, n_coef)
+    rel: np.ndarray  # (L', L') pooled relative covariance of one realisation
+    rel_emu: np.ndarray  # (L', L') the emulator's error per unit leverage
+    reduced_chi2: np.ndarray  # (L',) of the polynomial fit
+    degree: int = eqx.field(static=True)
+
+    @classmethod
+    def fit(cls, thetas, means, covs, n_realisations: int, degree: int, centre, scale) -> "_SpectrumEmulator":
+        """From per-point model means (K, L') and covariances (K, L', L') of ``n_realisations``
+        realisations each at ``thetas`` (K, 2)."""
+        means, covs = np.asarray(means), np.asarray(covs)
+        if np.any(means <= 0):
+            raise ValueError("the emulator needs positive model spectra at every design point")
+        centre, scale = np.asarray(centre, dtype=float), np.asarray(scale, dtype=float)
+        F = _poly_features((np.asarray(thetas) - centre) / scale, degree)  # (K, n_coef)
+        if F.shape[0] < F.shape[1]:
+            raise ValueError(f"a degree-{degree} emulator needs at least {F.shape[1]} design points; got {F.shape[0]}")
+        rel = np.mean(covs / (means[:, :, None] * means[:, None, :]), axis=0)
+        # SE² of ln⟨C_ℓ⟩ from the pooled relative variance, the same at every point: weights from
+        # each point's own sample variance would be biased, since for these skewed spectra a high
+        # mean comes with a high variance (a far-wandering realisation) and would be down-weighted.
+        var_log = np.diag(rel) / n_realisations
+        log_m = np.log(means) + var_log / 2  # E[ln mean] ≈ ln⟨C⟩ − var/2 (delta method)
+        # Every ℓ has the same design and uniform weights, so one least-squares solve serves all.
+        ftf_inv = np.linalg.inv(F.T @ F)
+        coef = ftf_inv @ F.T @ log_m
+        resid = log_m - F @ coef
+        red = np.sum(resid**2, 0) / var_log / max(len(F) - F.shape[1], 1)
+        inflate = np.sqrt(np.maximum(red, 1.0))
+        return cls(centre=centre, scale=scale, degree=degree, coef=coef, ftf_inv=ftf_inv, rel=rel,
+                   rel_emu=inflate[:, None] * rel * inflate[None, :] / n_realisations, reduced_chi2=np.array(red))
+
+    def box_coordinates(self, theta):
+        return (theta - self.centre) / self.scale
+
+    def mean(self, theta):
+        """Emulated ⟨C_ℓ⟩ at θ (differentiable in θ)."""
+        return jnp.exp(_poly_features(self.box_coordinates(theta), self.degree, jnp) @ self.coef)
+
+    def sky_covariance(self, theta, sky_realisations: int):
+        """⟨C⟩⟨C⟩ᵀ ∘ (R̄/R_sky + h(θ) D R̄ D/N_B): the scatter of a sky of ``sky_realisations``
+        about the emulated mean, the emulator's own error included (unit amplitude)."""
+        f = _poly_features(self.box_coordinates(theta), self.degree, jnp)
+        m = self.mean(theta)
+        return m[:, None] * m[None, :] * (self.rel / sky_realisations + (f @ self.ftf_inv @ f) * self.rel_emu)
+
+
+def _fixed_sigma_chi2(m, o, sigma, amplitude=None):
+    """χ² and amplitude of o ≈ a m with the covariance Σ held fixed (absolute units)."""
+    return _gls_chi2(m, jnp.zeros_like(sigma), o, sigma, amplitude)
+
+
+def _model_moments(model: SpectrumModel, thetas, first_tag: int):
+    """Mean (K, L) and per-realisation covariance (K, L, L) of the model at each θ of ``thetas``;
+    point i draws its own N_B realisations, keys folded from the model seed and ``first_tag + i``
+    (independent points for the emulator; the same tags give the same realisations)."""
+    means, covs = [], []
+    static = dataclasses.replace(model, seed=0)
+    for i, theta in enumerate(np.asarray(thetas, dtype=float)):
+        keys = jax.random.split(jax.random.fold_in(jax.random.key(model.seed), first_tag + i), model.n_realisations)
+        spectra = _spectra_compiled(jnp.broadcast_to(jnp.asarray(theta), (model.n_realisations, 2)), keys, static,
+                                    "reverse")
+        means.append(np.asarray(spectra.mean(0)))
+        covs.append(np.asarray(spectrum_covariance(spectra)))
+    return np.array(means), np.array(covs)
+
+
+# --------------------------------------------------------------------------------------------
+# Fits on the emulator (method="emulator")
+# --------------------------------------------------------------------------------------------
+
+_BARRIER = 1e3  # χ² penalty per (|z| − 1)² outside the design box: the emulator does not extrapolate
+_TAG_STRIDE = 1_000_000  # realisation tags of spectrum k start at 1 + k·_TAG_STRIDE
+
+
+def _lbfgs_minimise(f, x0, max_steps: int = 300, tol: float = 1e-8):
+    """Minimise f from x0 with optax L-BFGS (zoom line search) until |∇f| < tol; jit/vmap-able."""
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(f)
+
+    def step(carry):
+        x, state = carry
+        value, grad = value_and_grad(x, state=state)
+        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=f)
+        return optax.apply_updates(x, updates), state
+
+    def going(carry):
+        _, state = carry
+        count = optax.tree_utils.tree_get(state, "count")
+        grad = optax.tree_utils.tree_get(state, "grad")
+        return (count == 0) | ((count < max_steps) & (optax.tree_utils.tree_norm(grad) >= tol))
+
+    return jax.lax.while_loop(going, step, (x0, opt.init(x0)))[0]
+
+
+def _design_grid(centre, box, n: int):
+    """n × n points filling centre ± box in (ln σ², ln ρ)."""
+    axes = [c + h * np.linspace(-1.0, 1.0, n) for c, h in zip(centre, box)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+
+
+class _EmulatedLikelihood(eqx.Module):
+    """χ²(φ) of all spectra on their emulators, with the data covariances Σ*_k held fixed.
+
+    A Module (emulators and data as array leaves, the spectra's θ(φ) and amplitude maps static),
+    so the jitted minimiser and profiles below compile once per fit, not once per round."""
+
+    emulators: list
+    observed: list  # (C^obs − N, diag(σ_ℓ²)) per spectrum
+    ells: tuple = eqx.field(static=True)
+    sky_realisations: tuple = eqx.field(static=True)
+    theta_fns: tuple = eqx.field(static=True)
+    amp_fns: tuple = eqx.field(static=True)
+
+    @classmethod
+    def build(cls, problem, emulators):
+        ells, observed = [], []
+        for spec, model, _, _ in problem:
+            ell, sel = _covered(spec, model.lmax + 1)
+            ells.append(tuple(ell.tolist()))
+            observed.append((jnp.asarray(spec.cl[sel]) - spec.noise_level, jnp.diag(jnp.asarray(spec.sigma[sel]) ** 2)))
+        return cls(emulators=list(emulators), observed=observed, ells=tuple(ells),
+                   sky_realisations=tuple(int(spec.sky_realisations) for spec, _, _, _ in problem),
+                   theta_fns=tuple(p[2] for p in problem), amp_fns=tuple(p[3] for p in problem))
+
+    def _spectra(self):
+        return zip(self.emulators, self.observed, self.sky_realisations, self.theta_fns, self.amp_fns)
+
+    def terms(self, phi, sigmas):
+        """(χ², box penalty, max |z| over the boxes, amplitudes)."""
+        chi2, penalty, z_max, amps = 0.0, 0.0, 0.0, []
+        for (emu, (o, _), _, theta_fn, amp_fn), sig in zip(self._spectra(), sigmas):
+            theta = theta_fn(phi)
+            z = jnp.abs(emu.box_coordinates(theta))
+            penalty += _BARRIER * jnp.sum(jnp.maximum(z - 1.0, 0.0) ** 2)
+            z_max = jnp.maximum(z_max, jnp.max(z))
+            c2, a = _fixed_sigma_chi2(emu.mean(theta), o, sig, None if amp_fn is None else amp_fn(phi))
+            chi2, amps = chi2 + c2, amps + [a]
+        return chi2, penalty, z_max, amps
+
+    def objective(self, phi, sigmas):
+        chi2, penalty, _, _ = self.terms(phi, sigmas)
+        return chi2 + penalty
+
+    def data_covariances(self, phi):
+        """Σ*_k = a_k² S_k(θ_k) + diag(σ_ℓ²) at φ, the amplitude profiled with Σ(θ) if not fixed."""
+        out = []
+        for emu, (o, meas), r_sky, theta_fn, amp_fn in self._spectra():
+            theta = theta_fn(phi)
+            sky = emu.sky_covariance(theta, r_sky)
+            _, a = _gls_chi2(emu.mean(theta), sky, o, meas, None if amp_fn is None else amp_fn(phi))
+            out.append(a**2 * sky + meas)
+        return out
+
+    def model_spectra(self, phi, sigmas):
+        """(ℓ, a⟨C_ℓ⟩, a·sqrt(diag S_sky)) per spectrum at φ, and the amplitudes a."""
+        _, _, _, amps = self.terms(phi, sigmas)
+        out = []
+        for (emu, _, r_sky, theta_fn, _), ell, a in zip(self._spectra(), self.ells, amps):
+            theta = theta_fn(phi)
+            sky = np.diag(np.asarray(emu.sky_covariance(theta, r_sky)))
+            out.append((np.array(ell), float(a) * np.asarray(emu.mean(theta)), float(a) * np.sqrt(sky)))
+        return out, [float(a) for a in amps]
+
+
+@eqx.filter_jit
+def _emulated_grid(like: _EmulatedLikelihood, grid, sigmas):
+    return jax.vmap(like.objective, in_axes=(0, None))(grid, sigmas)
+
+
+@eqx.filter_jit
+def _emulated_minimum(like: _EmulatedLikelihood, x0, sigmas, fixed, value):
+    """(φ, χ² without penalty, max |z|) at the minimum of the emulated χ² from x0, the components
+    where ``fixed`` is true held at ``value`` (a profile; none fixed for the best fit): they are
+    overwritten inside the objective, so their gradient vanishes and L-BFGS moves only the others.
+    One compilation serves the best fit and every profile point."""
+    insert = lambda p: jnp.where(fixed, value, p)  # noqa: E731
+    phi = insert(_lbfgs_minimise(lambda p: like.objective(insert(p), sigmas), x0))
+    chi2, _, z_max, _ = like.terms(phi, sigmas)
+    return phi, chi2, z_max
+
+
+@eqx.filter_jit
+def _emulated_covariances(like: _EmulatedLikelihood, phi):
+    return like.data_covariances(phi)
+
+
+@eqx.filter_jit
+def _emulated_hessian(like: _EmulatedLikelihood, phi, sigmas):
+    return jax.hessian(lambda p: like.terms(p, sigmas)[0])(phi)
+
+
+def _minimise_emulated(like: _EmulatedLikelihood, centre, halfwidth, n_start: int = 9, iterations: int = 3):
+    """Best fit (φ̂, χ², max |z|) and Σ* there: the best of an n_start^P grid over centre ±
+    halfwidth, polished by L-BFGS; Σ* refreshed at the best fit ``iterations`` times."""
+    grid = np.stack(np.meshgrid(*[c + h * np.linspace(-1, 1, n_start) for c, h in zip(centre, halfwidth)],
+                                indexing="ij"), -1).reshape(-1, len(centre))
+    sigmas = _emulated_covariances(like, jnp.asarray(centre))
+    phi = jnp.asarray(grid[int(np.nanargmin(np.asarray(_emulated_grid(like, jnp.asarray(grid), sigmas))))])
+    free = jnp.zeros(len(centre), dtype=bool)
+    for _ in range(iterations):
+        phi, chi2, z_max = _emulated_minimum(like, phi, sigmas, free, jnp.asarray(0.0))
+        sigmas = _emulated_covariances(like, phi)
+    phi, chi2, z_max = _emulated_minimum(like, phi, sigmas, free, jnp.asarray(0.0))
+    return phi, sigmas, float(chi2), float(z_max)
+
+
+def _emulated_profile(like: _EmulatedLikelihood, index: int, values, phi_hat, sigmas):
+    """Profile χ² with φ_index fixed at each of ``values`` (increasing): (χ², max |z|) arrays,
+    each point started from its neighbour's solution, outward from the best fit."""
+    fixed = jnp.arange(len(phi_hat)) == index
+    chi2, z_max = np.empty(len(values)), np.empty(len(values))
+    k = int(np.argmin(np.abs(np.asarray(values) - float(phi_hat[index]))))
+    for order in (range(k, len(values)), range(k - 1, -1, -1)):
+        start = phi_hat
+        for j in order:
+            start, c2, z = _emulated_minimum(like, start, sigmas, fixed, jnp.asarray(float(values[j])))
+            chi2[j], z_max[j] = float(c2), float(z)
+    return chi2, z_max
+
+
+def _design_pools(problem, reuse):
+    """Per spectrum the design points evaluated so far: those of ``reuse`` (a previous emulator
+    fit of the same spectra and models) or none."""
+    if reuse is None:
+        return [dict(model=model, theta=np.zeros((0, 2)), mean=None, cov=None) for _, model, _, _ in problem]
+    if not reuse.design or len(reuse.design) != len(problem):
+        raise ValueError("reuse must be a FitResult of an emulator fit of as many spectra")
+    for k, ((_, model, _, _), pool) in enumerate(zip(problem, reuse.design)):
+        if pool["model"] != model:
+            raise ValueError(f"reuse: spectrum {k} was fitted with another model or mask ({pool['model']} vs {model})")
+    return [dict(pool) for pool in reuse.design]
+
+
+def _run_emulator_fit(problem, phi0, names, box_axes, *, box, design_points, max_rounds, reuse, progress,
+                      degree: int = 2):
+    """Fit on emulators built from designs centred on the current estimate (see ``fit_spectrum``).
+    ``box_axes[i]`` says which half-width of ``box`` (σ² or ρ) sets the search range of φ_i."""
+    from tqdm.auto import tqdm
+
+    _checks.check_positive_int("max_rounds", max_rounds)
+    _checks.check_positive_int("design_points", design_points)
+    if design_points < 3:
+        raise ValueError(f"design_points must be >= 3 (a quadratic emulator per axis); got {design_points}")
+    box = np.asarray(box, dtype=float)
+    if box.shape != (2,):
+        raise ValueError(f"box must give two half-widths (e-folds of σ² and ρ); got shape {box.shape}")
+    _checks.check_positive("box", box)
+    t0 = _time.perf_counter()
+    pools = _design_pools(problem, reuse)
+    centre, halfwidth = np.asarray(phi0, dtype=float), box[list(box_axes)]
+    history, converged, message = [], False, f"max_rounds={max_rounds} reached before the estimate settled"
+    bar = tqdm(total=max_rounds, disable=not progress, desc="fit (emulator)", unit="round")
+    for rnd in range(max_rounds):
+        emulators = []
+        for k, ((observed, model, theta_fn, _), pool) in enumerate(zip(problem, pools)):
+            c = np.asarray(theta_fn(jnp.asarray(centre)))
+            design = _design_grid(c, box, design_points)
+            mean, cov = _model_moments(model, design, 1 + _TAG_STRIDE * k + len(pool["theta"]))
+            pool["theta"] = np.concatenate([pool["theta"], design])
+            pool["mean"] = mean if pool["mean"] is None else np.concatenate([pool["mean"], mean])
+            pool["cov"] = cov if pool["cov"] is None else np.concatenate([pool["cov"], cov])
+            inside = np.all(np.abs(pool["theta"] - c) <= box * (1 + 1e-9), axis=1)
+            ell, _ = _covered(observed, model.lmax + 1)
+            emulators.append(_SpectrumEmulator.fit(pool["theta"][inside], pool["mean"][inside][:, ell],
+                                                   pool["cov"][inside][:, ell][:, :, ell], model.n_realisations,
+                                                   degree, c, box))
+        like = _EmulatedLikelihood.build(problem, emulators)
+        phi, sigmas, chi2, z_max = _minimise_emulated(like, centre, halfwidth)
+        fisher = 0.5 * np.asarray(_emulated_hessian(like, phi, sigmas))
+        cov, null = _fisher_covariance(fisher)
+        sigma = np.sqrt(np.where(np.isfinite(np.diag(cov)) & (np.diag(cov) >= 0), np.diag(cov), np.inf))
+        shift = np.asarray(phi) - centre
+        history.append(dict(round=rnd, centre=dict(zip(names, np.exp(centre).tolist())),
+                            estimate=dict(zip(names, np.exp(np.asarray(phi)).tolist())), chi2=float(chi2),
+                            shift_sigma=(np.abs(shift) / sigma).tolist(), box_z_max=float(z_max),
+                            design_points=[int(np.sum(np.all(np.abs(p["theta"] - e.centre) <= box * (1 + 1e-9), 1)))
+                                           for p, e in zip(pools, emulators)],
+                            emulator_max_reduced_chi2=[float(max(e.reduced_chi2)) for e in emulators],
+                            wall_time_s=_time.perf_counter() - t0))
+        bar.set_postfix_str(f"χ²={float(chi2):.4g}, shift {np.max(np.abs(shift) / sigma):.2f}σ, |z|={float(z_max):.2f}")
+        bar.update(1)
+        centre = np.asarray(phi)
+        if float(z_max) <= 0.75 and np.all(np.abs(shift) <= sigma):
+            converged = True
+            message = (f"estimate within 1σ of the design centre and inside the inner 75 % of the design box "
+                       f"after {rnd + 1} rounds")
+            break
+    bar.close()
+    phi_hat = jnp.asarray(centre)
+    intervals, log_unc, degenerate = {}, {}, _degenerate(cov, null, names)
+    for i, name in enumerate(names):
+        reach = min(max(4.0 * sigma[i], 0.2), 2.0 * halfwidth[i]) if np.isfinite(sigma[i]) else 2.0 * halfwidth[i]
+        x = float(phi_hat[i]) + reach * np.linspace(-1.0, 1.0, 41)
+        prof, z = _emulated_profile(like, i, x, phi_hat, sigmas)
+        edge = z > 1.0 - 1e-3
+        intervals[name] = {f"{lvl}": _level_interval(x, prof - float(chi2), level, stop=edge)
+                           for lvl, level in (("68", 1.0), ("95", 4.0))}
+        lo, hi, closed_lo, closed_hi = intervals[name]["68"]
+        log_unc[name] = 0.5 * float(np.log(hi / lo)) if closed_lo and closed_hi else float("inf")
+        if not (closed_lo and closed_hi):
+            degenerate.append(f"{name}: the 68 % profile-likelihood interval [{lo:.3g}, {hi:.3g}] does not close "
+                              f"inside the emulator's design box ({'low' if not closed_lo else 'high'} end open)")
+    spectra, amps = like.model_spectra(phi_hat, sigmas)
+    lyap = []
+    for _, model, theta_fn, _ in problem:
+        lam, lam_se = _model_lyapunov(theta_fn(phi_hat), model)
+        lyap.append((lam, lam_se, lam * model.time))
+    return FitResult(
+        parameters=dict(zip(names, np.exp(np.asarray(phi_hat)).tolist())), log_uncertainties=log_unc,
+        covariance=cov, names=tuple(names), amplitudes=amps, chi2=float(chi2),
+        n_data=int(sum(len(ell) for ell, _, _ in spectra)), converged=converged, message=message,
+        degenerate=degenerate, history=history, estimator="emulator", wall_time_s=_time.perf_counter() - t0,
+        model_spectra=spectra, optimizer="lbfgs", lyapunov=lyap, fisher=fisher, intervals=intervals, design=pools)
 
 
 @dataclasses.dataclass
@@ -859,43 +1241,18 @@ class LikelihoodScan:
         obs = self.observed
         ell, sel = _covered(obs, self.mean_cl.shape[-1])
         x, y = np.log(self.sigma2), np.log(self.rho)
-        cx, sx, cy, sy = x.mean(), np.ptp(x) / 2, y.mean(), np.ptp(y) / 2
-
-        def design(xx, yy):
-            u, v = (np.ravel(xx) - cx) / sx, (np.ravel(yy) - cy) / sy
-            return np.stack([u**i * v**j for i in range(degree + 1) for j in range(degree + 1 - i)], -1)
-
         X, Y = np.meshgrid(x, y, indexing="ij")
-        F = design(X, Y)  # (K, n_coef)
-        m = self.mean_cl.reshape(-1, self.mean_cl.shape[-1])[:, ell]  # (K, L')
-        cov = self.cov_cl.reshape(-1, *self.cov_cl.shape[-2:])[:, ell][:, :, ell]
-        if np.any(m <= 0):
-            raise ValueError("emulated() needs positive model spectra on every grid point")
-        rel = np.mean(cov / (m[:, :, None] * m[:, None, :]), axis=0)  # pooled relative covariance
-        # SE² of ln⟨C_ℓ⟩ from the pooled relative variance, the same at every point: weights from
-        # each point's own sample variance would be biased, since for these skewed spectra a high
-        # mean comes with a high variance (a far-wandering realisation) and would be down-weighted.
-        var_log = np.diag(rel) / self.n_realisations
-        # E[ln mean] ≈ ln⟨C⟩ − var/2 (delta method): fit the corrected logarithm
-        log_m = np.log(m) + var_log / 2
-        # Every ℓ has the same design and uniform weights, so one least-squares solve serves all.
-        FtF_inv = np.linalg.inv(F.T @ F)
-        coef = FtF_inv @ F.T @ log_m  # (n_coef, L')
-        resid = log_m - F @ coef
-        red = (np.sum(resid**2, 0) / var_log / max(len(F) - F.shape[1], 1)).tolist()
-        inflate = np.sqrt(np.maximum(red, 1.0))
+        emu = _SpectrumEmulator.fit(np.stack([X.ravel(), Y.ravel()], -1),
+                                    self.mean_cl.reshape(-1, self.mean_cl.shape[-1])[:, ell],
+                                    self.cov_cl.reshape(-1, *self.cov_cl.shape[-2:])[:, ell][:, :, ell],
+                                    self.n_realisations, degree, centre=(x.mean(), y.mean()),
+                                    scale=(np.ptp(x) / 2, np.ptp(y) / 2))
         xs = np.linspace(x[0], x[-1], points)
         ys = np.linspace(y[0], y[-1], points)
         Xs, Ys = np.meshgrid(xs, ys, indexing="ij")
-        Fs = design(Xs, Ys)
-        mean = np.exp(Fs @ coef)  # (points², L')
-        # The emulator's error in ln⟨C⟩ at θ is correlated across ℓ like the realisations are
-        # (a far-wandering realisation raises every ℓ): h(θ) · D R̄ D / N_B, h = fᵀ(FᵀF)⁻¹f the
-        # leverage of θ, D the reduced-χ² inflation. Its coherent part moves σ² most.
-        leverage = np.einsum("ki,ij,kj->k", Fs, FtF_inv, Fs)
-        rel_emu = inflate[:, None] * rel * inflate[None, :] / self.n_realisations
-        rel_total = rel[None] / obs.sky_realisations + leverage[:, None, None] * rel_emu[None]
-        sky = mean[:, :, None] * mean[:, None, :] * rel_total
+        thetas = jnp.asarray(np.stack([Xs.ravel(), Ys.ravel()], -1))
+        mean = np.asarray(jax.vmap(emu.mean)(thetas))  # (points², L')
+        sky = np.asarray(jax.vmap(lambda t: emu.sky_covariance(t, obs.sky_realisations))(thetas))
         o = jnp.asarray(obs.cl[sel]) - obs.noise_level
         meas = jnp.diag(jnp.asarray(obs.sigma[sel]) ** 2)
         amp = None if self.amplitude is None else jnp.asarray(self.amplitude)
@@ -904,8 +1261,7 @@ class LikelihoodScan:
             # The data covariance Σ* = a*² S(θ*) + diag(σ²) in absolute units, at the best fit θ*,
             # for every point (with the amplitude profiled, a relative S would scale with 1/⟨C⟩²
             # through a and favour small models); iterated: best point → Σ* → surface → best point.
-            zero = jnp.zeros((len(ell), len(ell)))
-            fixed = jax.vmap(lambda mm, sig: _gls_chi2(mm, zero, o, sig, amp), in_axes=(0, None))
+            fixed = jax.vmap(lambda mm, sig: _fixed_sigma_chi2(mm, o, sig, amp), in_axes=(0, None))
             for _ in range(3):
                 best = int(np.argmin(np.asarray(c2)))
                 a_best = float(amp) if amp is not None else float(np.asarray(a)[best])
@@ -916,8 +1272,8 @@ class LikelihoodScan:
         return dataclasses.replace(
             self, sigma2=np.exp(xs), rho=np.exp(ys), chi2=c2, amplitudes=np.asarray(a).reshape(points, points),
             kind=f"emulated, degree {degree}, {covariance} Σ", mean_cl=None, cov_cl=None,
-            emulator=dict(degree=degree, covariance=covariance, ell=ell.tolist(), reduced_chi2=red,
-                          max_reduced_chi2=float(max(red)), grid_points=int(F.shape[0]),
+            emulator=dict(degree=degree, covariance=covariance, ell=ell.tolist(), reduced_chi2=emu.reduced_chi2.tolist(),
+                          max_reduced_chi2=float(max(emu.reduced_chi2)), grid_points=int(X.size),
                           mean_cl=mean.reshape(points, points, -1)))
 
     def summary(self) -> str:
@@ -946,19 +1302,26 @@ def _parabolic_minimum(x, y):
     return float(xv), float(min(np.polyval(c, xv), y[k]))
 
 
-def _level_interval(x, dy, level):
-    """Where dy(x) ≤ level around its minimum, by linear interpolation of the crossings, in exp(x)."""
+def _level_interval(x, dy, level, stop=None):
+    """Where dy(x) ≤ level around its minimum, by linear interpolation of the crossings, in exp(x).
+
+    ``stop`` (one bool per point) marks points where the profile is not to be trusted (beyond
+    the emulator's design box): an end that reaches one before crossing is returned open, at the
+    last trusted point."""
+    stop = np.zeros(len(x), dtype=bool) if stop is None else np.asarray(stop)
     k = int(np.argmin(dy))
-    lo, closed_lo = x[0], False
-    for i in range(k, 0, -1):
-        if dy[i - 1] > level:
-            lo, closed_lo = x[i] + (x[i - 1] - x[i]) * (level - dy[i]) / (dy[i - 1] - dy[i]), True
-            break
-    hi, closed_hi = x[-1], False
-    for i in range(k, len(x) - 1):
-        if dy[i + 1] > level:
-            hi, closed_hi = x[i] + (x[i + 1] - x[i]) * (level - dy[i]) / (dy[i + 1] - dy[i]), True
-            break
+    ends = []
+    for step, last in ((-1, 0), (1, len(x) - 1)):
+        end, closed = x[last], False
+        for i in range(k, last, step):
+            if stop[i + step]:
+                end = x[i]
+                break
+            if dy[i + step] > level:
+                end, closed = x[i] + (x[i + step] - x[i]) * (level - dy[i]) / (dy[i + step] - dy[i]), True
+                break
+        ends.append((end, closed))
+    (lo, closed_lo), (hi, closed_hi) = ends
     return float(np.exp(lo)), float(np.exp(hi)), closed_lo, closed_hi
 
 
@@ -1005,15 +1368,12 @@ def profile_likelihood(observed: ObservedSpectrum, model: SpectrumModel, sigma2,
     bar = tqdm(total=means[..., 0].size, disable=not progress, desc="likelihood scan", unit="point")
     for i, s2 in enumerate(grids[0]):
         for j, r in enumerate(grids[1]):
-            theta = jnp.log(jnp.array([s2, r]))
+            theta = np.log([[s2, r]])
             if common_random_numbers:
-                keys = _realisation_keys(m)
+                spectra = _spectra_at(jnp.broadcast_to(jnp.asarray(theta[0]), (m.n_realisations, 2)), m)
+                means[i, j], covs[i, j] = spectra.mean(0), spectrum_covariance(spectra)
             else:
-                keys = jax.random.split(jax.random.fold_in(jax.random.key(m.seed), 1 + i * len(grids[1]) + j),
-                                        m.n_realisations)
-            spectra = _spectra_compiled(jnp.broadcast_to(theta, (m.n_realisations, 2)), keys,
-                                        dataclasses.replace(m, seed=0), "reverse")
-            means[i, j], covs[i, j] = spectra.mean(0), spectrum_covariance(spectra)
+                (means[i, j],), (covs[i, j],) = _model_moments(m, theta, 1 + i * len(grids[1]) + j)
             bar.update(1)
     bar.close()
     scan = LikelihoodScan(sigma2=grids[0], rho=grids[1], chi2=np.zeros(shape), amplitudes=np.zeros(shape), n_data=0,

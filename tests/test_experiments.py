@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import jaxcr
 
@@ -50,12 +51,13 @@ def test_scripts_explain_presets_in_help():
         assert "quick" in out and "paper" in out
 
 
-def test_fit_spectra_script_writes_synthetic_spectra_fits_and_plot(tmp_path):
-    # Tiny model (nside 2, 4 realisations, 8 modes, ΩT = 2, 2 Fisher steps): the four fits run,
-    # every file is written and labelled synthetic, and the unknown-gradient joint fit reports
-    # the ln λ_c − ln B0 degeneracy.
+@pytest.mark.parametrize("method", ["emulator", "gradient"])
+def test_fit_spectra_script_writes_synthetic_spectra_fits_and_plot(tmp_path, method):
+    # Tiny model (nside 2, 4 realisations, 8 modes, ΩT = 2; 2 Fisher steps or a 3 × 3 design): the
+    # four fits run, every file is written and labelled synthetic, and the unknown-gradient joint
+    # fit reports the ln λ_c − ln B0 degeneracy.
     args = ["--nside", "2", "--realisations", "4", "--modes", "8", "--time", "2", "--sky", "4", "--max-steps", "2",
-            "--no-progress", "--out", str(tmp_path)]
+            "--design-points", "3", "--method", method, "--no-progress", "--out", str(tmp_path)]
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "fit_spectra.py"), *args], capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -66,7 +68,11 @@ def test_fit_spectra_script_writes_synthetic_spectra_fits_and_plot(tmp_path):
     fits = json.loads((tmp_path / "fits.json").read_text())
     assert fits["model"]["nside"] == 2 and fits["sky_realisations"] == 4
     assert any("ln lambda_c_pc" in d and "ln b0_microgauss" in d for d in fits["joint_profiled"]["degenerate"])
-    assert all(np.isfinite(h["lyapunov"][0]) for h in fits["single"]["history"])
+    assert all(np.isfinite(lam) for lam, _, _ in fits["single"]["lyapunov"])
+    if method == "gradient":
+        assert all(np.isfinite(h["lyapunov"][0]) for h in fits["single"]["history"])
+    else:
+        assert set(fits["single"]["intervals"]) == {"sigma2", "rho"}
 
 
 def test_calibrate_likelihood_script_writes_coverage_and_plot(tmp_path):
