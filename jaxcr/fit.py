@@ -60,6 +60,15 @@ Profile likelihood (:func:`profile_likelihood`, :class:`LikelihoodScan`): χ² o
 pools the grid's realisations (each point's own sampling noise makes the direct surface jagged at
 long T). Its Δχ² intervals are the check on the Fisher errors; experiments/calibrate_likelihood.py
 measures how often they cover the truth over many synthetic skies.
+
+Emulator fits (``fit_spectrum``/``fit_joint`` with ``method="emulator"``) turn that scan into a fit
+that starts anywhere: per spectrum, a design of independent model evaluations on a box around the
+current estimate, a quadratic emulator of ln⟨C_ℓ⟩(ln σ², ln ρ) through them, the emulated χ²
+minimised by optax L-BFGS with exact AD gradients (the emulator is smooth: chaos is averaged out
+in the design, not differentiated through), then a new box around the estimate until it settles.
+The reported uncertainties are profile-likelihood intervals of the emulated χ². This is the
+method to use at long backtracking times, where the gradient estimators' Jacobian noise biases
+the Fisher errors (experiments/README.md); the gradient fit stays the fast choice at small λT.
 """
 
 from __future__ import annotations
@@ -819,6 +828,11 @@ class _SpectrumEmulator(eqx.Module):
         """From per-point model means (K, L') and covariances (K, L', L') of ``n_realisations``
         realisations each at ``thetas`` (K, 2)."""
         means, covs = np.asarray(means), np.asarray(covs)
+        bad = ~(np.all(np.isfinite(means), axis=1) & np.all(np.isfinite(covs), axis=(1, 2)))
+        if bad.any():
+            raise FloatingPointError(f"non-finite model spectra at the design point (ln σ², ln ρ) = "
+                                     f"{np.round(np.asarray(thetas)[np.argmax(bad)], 3).tolist()}: check the model "
+                                     "settings (dt, time) there")
         if np.any(means <= 0):
             raise ValueError("the emulator needs positive model spectra at every design point")
         centre, scale = np.asarray(centre, dtype=float), np.asarray(scale, dtype=float)
@@ -1077,6 +1091,9 @@ def _run_emulator_fit(problem, phi0, names, box_axes, *, box, design_points, max
                                                    degree, c, box))
         like = _EmulatedLikelihood.build(problem, emulators)
         phi, sigmas, chi2, z_max = _minimise_emulated(like, centre, halfwidth)
+        if not (np.isfinite(chi2) and np.all(np.isfinite(np.asarray(phi)))):
+            raise FloatingPointError(f"the emulated χ² is not finite at its minimum in round {rnd} (χ² = {chi2}): "
+                                     "check the spectra (σ_ℓ > 0, finite C_ℓ, C_ℓ above the noise level)")
         fisher = 0.5 * np.asarray(_emulated_hessian(like, phi, sigmas))
         cov, null = _fisher_covariance(fisher)
         sigma = np.sqrt(np.where(np.isfinite(np.diag(cov)) & (np.diag(cov) >= 0), np.diag(cov), np.inf))
@@ -1309,7 +1326,7 @@ def _level_interval(x, dy, level, stop=None):
     the emulator's design box): an end that reaches one before crossing is returned open, at the
     last trusted point."""
     stop = np.zeros(len(x), dtype=bool) if stop is None else np.asarray(stop)
-    k = int(np.argmin(dy))
+    k = int(np.argmin(np.where(stop, np.inf, dy))) if not stop.all() else int(np.argmin(dy))  # a trusted minimum
     ends = []
     for step, last in ((-1, 0), (1, len(x) - 1)):
         end, closed = x[last], False

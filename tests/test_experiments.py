@@ -93,3 +93,12 @@ def test_calibrate_likelihood_script_writes_coverage_and_plot(tmp_path):
     assert rec["jaxcr_version"] == jaxcr.__version__ and rec["args"]["skies"] == "2"
     assert rec["dispersion_ratio"]["value"] > 0
     assert (tmp_path / "calibration.png").stat().st_size > 0
+    # --fit: each sky fitted by the emulator fit (amplitude known); 1 sky, a 3 × 3 design
+    out = tmp_path / "fit"
+    args = ["--skies", "1", "--grid", "3", "--realisations", "4", "--nside", "2", "--time", "2", "--blocks", "0",
+            "--sky", "4", "--fit", "--no-progress", "--out", str(out)]
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "calibrate_likelihood.py"), *args],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = json.loads((out / "calibration.json").read_text())
+    assert len(rec["coverage"]) == 4 and 1 <= rec["skies"][0]["known"]["rounds"] <= 3

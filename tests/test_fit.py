@@ -194,6 +194,14 @@ def test_profile_likelihood_interval_of_a_gaussian_is_its_marginal_error():
     assert not closed_lo and not closed_hi and lo == pytest.approx(s2[0]) and hi == pytest.approx(s2[-1])
     with pytest.raises(ValueError, match="name"):
         scan.interval("b0")
+    # points flagged untrusted (beyond an emulator's box) neither host the minimum nor close an end
+    x = np.linspace(-2.0, 2.0, 41)
+    stop = np.abs(x) > 1.5 + 1e-9
+    dy = np.where(stop, -5.0, x**2)
+    lo, hi, closed_lo, closed_hi = fit._level_interval(x, dy, 1.0, stop=stop)
+    assert (np.log(lo), np.log(hi), closed_lo, closed_hi) == (pytest.approx(-1.0), pytest.approx(1.0), True, True)
+    lo, hi, closed_lo, closed_hi = fit._level_interval(x, dy, 4.0, stop=stop)
+    assert (np.log(lo), np.log(hi), closed_lo, closed_hi) == (pytest.approx(-1.5), pytest.approx(1.5), False, False)
 
 
 def test_profile_likelihood_scan_of_a_noise_free_model_sky_has_its_minimum_at_the_truth():
@@ -371,6 +379,12 @@ def test_emulator_fit_input_errors():
         fit.fit_spectrum(obs, model, init, method="emulator", box=(1.0, 0.5, 0.2))
     with pytest.raises(ValueError, match="box"):
         fit.fit_spectrum(obs, model, init, method="emulator", box=(1.0, -0.5))
+    # a non-finite model spectrum at a design point is reported with the point, not fitted through
+    thetas = np.zeros((6, 2))
+    means, covs = np.ones((6, 3)), np.ones((6, 3, 3))
+    means[4, 1] = np.nan
+    with pytest.raises(FloatingPointError, match="design point"):
+        fit._SpectrumEmulator.fit(thetas, means, covs, 4, 2, (0.0, 0.0), (1.0, 1.0))
 
 
 def test_emulator_injection_recovery_reduced():
