@@ -19,6 +19,11 @@ written is labelled synthetic. Then:
   4. the same without the gradient: only λ_c·B0 is constrained, and the fit must report the
      direction ln λ_c − ln B0 as unconstrained.
 
+Method (``--method``): ``emulator`` (default) fits on a quadratic emulator of the model built
+from 9 × 9 designs of N_B independent realisations recentred on the estimate, with
+profile-likelihood intervals (fits 1-2 and 3-4 share their design points); ``gradient`` runs
+Fisher scoring with the CRN gradient estimator (``--estimator``) and Fisher errors.
+
 Presets (model): quick — nside 4, 32 realisations, N = 32 modes, ΩT = 20, synthetic skies of 64
 realisations; full — the same with 128 model realisations and 256-realisation skies.
 λ_min/λ_c = 0.1, λ_max/λ_c = 10, Boris dt = 0.05/Ω. Writes into --out (default

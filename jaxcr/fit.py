@@ -1043,6 +1043,10 @@ def _emulated_profile(like: _EmulatedLikelihood, index: int, values, phi_hat, si
     return chi2, z_max
 
 
+def _open_ends(closed_lo, closed_hi):
+    return "both ends" if not (closed_lo or closed_hi) else ("low end" if not closed_lo else "high end")
+
+
 def _design_pools(problem, reuse):
     """Per spectrum the design points evaluated so far: those of ``reuse`` (a previous emulator
     fit of the same spectra and models) or none."""
@@ -1127,7 +1131,7 @@ def _run_emulator_fit(problem, phi0, names, box_axes, *, box, design_points, max
         log_unc[name] = 0.5 * float(np.log(hi / lo)) if closed_lo and closed_hi else float("inf")
         if not (closed_lo and closed_hi):
             degenerate.append(f"{name}: the 68 % profile-likelihood interval [{lo:.3g}, {hi:.3g}] does not close "
-                              f"inside the emulator's design box ({'low' if not closed_lo else 'high'} end open)")
+                              f"inside the emulator's design box ({_open_ends(closed_lo, closed_hi)} open)")
     spectra, amps = like.model_spectra(phi_hat, sigmas)
     lyap = []
     for _, model, theta_fn, _ in problem:
