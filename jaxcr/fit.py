@@ -917,10 +917,10 @@ def _lbfgs_minimise(f, x0, max_steps: int = 300, tol: float = 1e-8):
     return jax.lax.while_loop(going, step, (x0, opt.init(x0)))[0]
 
 
-def _design_grid(centre, box, n: int):
-    """n × n points filling centre ± box in (ln σ², ln ρ)."""
-    axes = [c + h * np.linspace(-1.0, 1.0, n) for c, h in zip(centre, box)]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+def _box_grid(centre, halfwidth, n: int):
+    """n^P points filling centre ± halfwidth (P = len(centre)), shape (n^P, P)."""
+    axes = [c + h * np.linspace(-1.0, 1.0, n) for c, h in zip(centre, halfwidth)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
 
 
 class _EmulatedLikelihood(eqx.Module):
@@ -1017,8 +1017,7 @@ def _emulated_hessian(like: _EmulatedLikelihood, phi, sigmas):
 def _minimise_emulated(like: _EmulatedLikelihood, centre, halfwidth, n_start: int = 9, iterations: int = 3):
     """Best fit (φ̂, χ², max |z|) and Σ* there: the best of an n_start^P grid over centre ±
     halfwidth, polished by L-BFGS; Σ* refreshed at the best fit ``iterations`` times."""
-    grid = np.stack(np.meshgrid(*[c + h * np.linspace(-1, 1, n_start) for c, h in zip(centre, halfwidth)],
-                                indexing="ij"), -1).reshape(-1, len(centre))
+    grid = _box_grid(centre, halfwidth, n_start)
     sigmas = _emulated_covariances(like, jnp.asarray(centre))
     phi = jnp.asarray(grid[int(np.nanargmin(np.asarray(_emulated_grid(like, jnp.asarray(grid), sigmas))))])
     free = jnp.zeros(len(centre), dtype=bool)
@@ -1083,7 +1082,7 @@ def _run_emulator_fit(problem, phi0, names, box_axes, *, box, design_points, max
         emulators = []
         for k, ((observed, model, theta_fn, _), pool) in enumerate(zip(problem, pools)):
             c = np.asarray(theta_fn(jnp.asarray(centre)))
-            design = _design_grid(c, box, design_points)
+            design = _box_grid(c, box, design_points)
             mean, cov = _model_moments(model, design, 1 + _TAG_STRIDE * k + len(pool["theta"]))
             pool["theta"] = np.concatenate([pool["theta"], design])
             pool["mean"] = mean if pool["mean"] is None else np.concatenate([pool["mean"], mean])
