@@ -265,21 +265,25 @@ def chi2_profiled(mean_cl, cov_cl, observed: ObservedSpectrum, n_model: int, amp
 
 
 def _gls_chi2(m, sky, o, meas, amplitude=None):
-    """χ² and amplitude of o ≈ a m with Σ = a² sky + meas (see :func:`chi2_profiled`)."""
+    """χ² and amplitude of o ≈ a m with Σ = a² sky + meas (see :func:`chi2_profiled`);
+    ``sky=None``: Σ = meas, fixed, and the profiled amplitude needs no fixed-point iteration."""
 
     def gls_amplitude(sigma):
         w = jnp.linalg.solve(sigma, m)
         return jnp.dot(w, o) / jnp.dot(w, m)
 
+    def covariance(a):
+        return jax.lax.stop_gradient(meas if sky is None else a**2 * sky + meas)
+
     if amplitude is None:
         a = jax.lax.stop_gradient(gls_amplitude(meas))
-        for _ in range(_AMPLITUDE_ITERATIONS):
-            a = jax.lax.stop_gradient(gls_amplitude(a**2 * sky + meas))
-        sigma = jax.lax.stop_gradient(a**2 * sky + meas)
+        for _ in range(0 if sky is None else _AMPLITUDE_ITERATIONS):
+            a = jax.lax.stop_gradient(gls_amplitude(covariance(a)))
+        sigma = covariance(a)
         a = gls_amplitude(sigma)
     else:
         a = amplitude
-        sigma = jax.lax.stop_gradient(a**2 * sky + meas)
+        sigma = covariance(a)
     r = o - a * m
     return jnp.dot(r, jnp.linalg.solve(sigma, r)), a
 
@@ -871,7 +875,7 @@ class _SpectrumEmulator(eqx.Module):
 
 def _fixed_sigma_chi2(m, o, sigma, amplitude=None):
     """χ² and amplitude of o ≈ a m with the covariance Σ held fixed (absolute units)."""
-    return _gls_chi2(m, jnp.zeros_like(sigma), o, sigma, amplitude)
+    return _gls_chi2(m, None, o, sigma, amplitude)
 
 
 def _model_moments(model: SpectrumModel, thetas, first_tag: int):
@@ -1079,7 +1083,7 @@ def _run_emulator_fit(problem, phi0, names, box_axes, *, box, design_points, max
     history, converged, message = [], False, f"max_rounds={max_rounds} reached before the estimate settled"
     bar = tqdm(total=max_rounds, disable=not progress, desc="fit (emulator)", unit="round")
     for rnd in range(max_rounds):
-        emulators = []
+        emulators, n_inside = [], []
         for k, ((observed, model, theta_fn, _), pool) in enumerate(zip(problem, pools)):
             c = np.asarray(theta_fn(jnp.asarray(centre)))
             design = _box_grid(c, box, design_points)
@@ -1088,6 +1092,7 @@ def _run_emulator_fit(problem, phi0, names, box_axes, *, box, design_points, max
             pool["mean"] = mean if pool["mean"] is None else np.concatenate([pool["mean"], mean])
             pool["cov"] = cov if pool["cov"] is None else np.concatenate([pool["cov"], cov])
             inside = np.all(np.abs(pool["theta"] - c) <= box * (1 + 1e-9), axis=1)
+            n_inside.append(int(inside.sum()))
             ell, _ = _covered(observed, model.lmax + 1)
             emulators.append(_SpectrumEmulator.fit(pool["theta"][inside], pool["mean"][inside][:, ell],
                                                    pool["cov"][inside][:, ell][:, :, ell], model.n_realisations,
@@ -1104,8 +1109,7 @@ def _run_emulator_fit(problem, phi0, names, box_axes, *, box, design_points, max
         history.append(dict(round=rnd, centre=dict(zip(names, np.exp(centre).tolist())),
                             estimate=dict(zip(names, np.exp(np.asarray(phi)).tolist())), chi2=float(chi2),
                             shift_sigma=(np.abs(shift) / sigma).tolist(), box_z_max=float(z_max),
-                            design_points=[int(np.sum(np.all(np.abs(p["theta"] - e.centre) <= box * (1 + 1e-9), 1)))
-                                           for p, e in zip(pools, emulators)],
+                            design_points=n_inside,
                             emulator_max_reduced_chi2=[float(max(e.reduced_chi2)) for e in emulators],
                             wall_time_s=_time.perf_counter() - t0))
         bar.set_postfix_str(f"χ²={float(chi2):.4g}, shift {np.max(np.abs(shift) / sigma):.2f}σ, |z|={float(z_max):.2f}")
