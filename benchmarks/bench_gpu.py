@@ -1,4 +1,4 @@
-"""GPU figures for issue 6, in one process and inside a wall-time budget (device time is scarce).
+"""GPU figures, in one process and inside a wall-time budget (device time is scarce).
 
     python benchmarks/bench_gpu.py [--budget 420] [--out DIR] [--sections ...] [--paper-t-max 10000]
 
@@ -9,14 +9,14 @@ failure is recorded with its traceback, so one broken part costs no other figure
    (|r| ≤ 10⁴ r_L, phases up to ~10⁶ rad) for every layout (--layouts) and both precisions,
    and short orbits (ΩT = 10, not yet chaotic: float64 must agree to ~1e-9 r_L);
 2. Boris backtracking particle-steps/s (paper field, N = 256, λ_min/20) at 12 288 particles (the
-   issue's shape), 122 880 (the paper preset: 10 realisations × nside 32; every layout and
+   CPU benchmark's shape), 122 880 (the paper preset: 10 realisations × nside 32; every layout and
    precision) and 983 040 (the fastest layout of each precision);
 3. field mode-evaluations/s for N = 64, 256, 1024;
 4. the paper Fig. 2 preset (experiments/fig2.py --preset paper, fastest layout) run once to
    --paper-t-max; without it, to ΩT = 10⁴ if the measured rate says it fits, else to the
    longest of 3000/1000/300/100/30 that fits, with a short run (ΩT ≤ 10) to separate the fixed costs (the first run of a process also pays ~35 s of one-time set-up,
    so that short run must not be the first); peak GPU memory from the allocator;
-5. one fit step (fit.estimate_gradient, CRN) of the quick fit model.
+5. one fit step (inference.estimate_gradient, CRN) of the quick fit model.
 
 Writes ``bench_gpu.json`` (every figure with its parameters, the machine, jax and jaxcr versions)
 into --out after every section.
@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "experiments"))
 
-from _machine import describe, timed  # noqa: E402
+from _machine import describe, timed
 
 
 def main():
@@ -50,8 +50,11 @@ def main():
     ap.add_argument("--layouts", nargs="+", default=["fused", "split", "matmul"], help="mode-sum layouts to compare")
     ap.add_argument("--field-points", type=int, nargs="+", default=[12288, 491520])
     ap.add_argument("--field-modes", type=int, nargs="+", default=[64, 256, 1024])
-    ap.add_argument("--paper-t-max", type=float,
-                    help="run the paper preset once to this ΩT (no short run, no extrapolation): the honest wall time")
+    ap.add_argument(
+        "--paper-t-max",
+        type=float,
+        help="run the paper preset once to this ΩT (no short run, no extrapolation): the honest wall time",
+    )
     args = ap.parse_args()
     import jax.numpy as jnp
     import numpy as np
@@ -64,13 +67,17 @@ def main():
         return args.budget - (time.perf_counter() - t_start)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    rec = dict(machine=describe(), jaxcr_version=jaxcr.__version__, args={k: str(v) for k, v in vars(args).items()},
-               errors={})
+    rec = dict(
+        machine=describe(), jaxcr_version=jaxcr.__version__, args={k: str(v) for k, v in vars(args).items()}, errors={}
+    )
     try:
         rec["nvidia_smi"] = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total,driver_version,clocks.max.sm", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20).stdout.strip()
-    except Exception as e:  # noqa: BLE001
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
+    except Exception as e:
         rec["nvidia_smi"] = repr(e)
     print(rec["machine"], "|", rec["nvidia_smi"], flush=True)
     gpu, cpu = jax.devices()[0], jax.devices("cpu")[0]
@@ -88,7 +95,7 @@ def main():
         t = time.perf_counter()
         try:
             fn()
-        except Exception:  # noqa: BLE001
+        except Exception:
             rec["errors"][name] = traceback.format_exc()[-3000:]
             print(f"[error] {name}:\n{rec['errors'][name]}", flush=True)
         print(f"[done] {name} in {time.perf_counter() - t:.1f} s; {left():.0f} s left", flush=True)
@@ -103,8 +110,9 @@ def main():
     def accuracy():
         pts = jax.random.uniform(jax.random.key(1), (12288, 3), minval=-1e4, maxval=1e4)
         with jax.default_device(cpu):
-            ref = np.asarray(jax.jit(lambda f, r: f(r))(jax.device_put(field.with_layout("matmul"), cpu),
-                                                        jax.device_put(pts, cpu)))
+            ref = np.asarray(
+                jax.jit(lambda f, r: f(r))(jax.device_put(field.with_layout("matmul"), cpu), jax.device_put(pts, cpu))
+            )
         rms = float(np.sqrt(np.mean(np.sum((ref - np.asarray(field.regular_field)) ** 2, -1))))
         out = {}
         for prec, lay in variants:
@@ -114,11 +122,21 @@ def main():
         print("field max |Δb|/b_rms vs XLA:CPU float64 (|r| ≤ 1e4 r_L):", out, flush=True)
         dirs = jaxcr.pixel_directions(4)
         with jax.default_device(cpu):
-            ref_r = np.asarray(jaxcr.backtrack(jax.device_put(field.with_layout("matmul"), cpu),
-                                               jax.device_put(dirs, cpu), [10.0], dt=dt).positions[-1])
+            ref_r = np.asarray(
+                jaxcr.backtrack(
+                    jax.device_put(field.with_layout("matmul"), cpu),
+                    jax.device_put(dirs, cpu),
+                    [10.0],
+                    solver=jaxcr.Boris(dt=dt),
+                ).positions[-1]
+            )
         orb = {}
         for prec, lay in variants:
-            got = np.asarray(jaxcr.backtrack(field.with_precision(prec).with_layout(lay), dirs, [10.0], dt=dt).positions[-1])
+            got = np.asarray(
+                jaxcr.backtrack(
+                    field.with_precision(prec).with_layout(lay), dirs, [10.0], solver=jaxcr.Boris(dt=dt)
+                ).positions[-1]
+            )
             orb[f"{prec}/{lay}"] = float(np.max(np.linalg.norm(got - ref_r, axis=-1)))
         rec["orbit_error_vs_cpu_float64_r_L_at_OmegaT_10"] = orb
         print(f"orbit max |Δr| (r_L) at ΩT = 10, {dirs.shape[0]} particles, vs XLA:CPU float64:", orb, flush=True)
@@ -137,16 +155,35 @@ def main():
                     if left() < 25:
                         return
                     f = field.with_precision(prec).with_layout(lay)
-                    first, best = timed(lambda: jaxcr.backtrack(f, n, [dt * args.steps], dt=dt)
-                                        .positions.block_until_ready(), 2)
+                    first, best = timed(
+                        lambda: jaxcr.backtrack(
+                            f, n, [dt * args.steps], solver=jaxcr.Boris(dt=dt)
+                        ).positions.block_until_ready(),
+                        2,
+                    )
                     r = P * args.steps / best
                     rates[(P, prec, lay)] = r
-                    rec.setdefault("backtracking", []).append(dict(
-                        particles=P, modes=256, precision=prec, layout=lay, steps=args.steps, dt=dt,
-                        first_call_s=first, best_s=best, particle_steps_per_s=r, mode_evaluations_per_s=r * 256))
-                    print(f"backtracking: Boris N=256, {P} particles, dt={dt:.4g}/Ω (λ_min/20), {args.steps} steps, "
-                          f"{prec}/{lay}: {best:.3f} s (first {first:.1f} s) → {r:.3g} particle-steps/s, "
-                          f"{r * 256:.3g} mode-evaluations/s", flush=True)
+                    rec.setdefault("backtracking", []).append(
+                        dict(
+                            particles=P,
+                            modes=256,
+                            precision=prec,
+                            layout=lay,
+                            steps=args.steps,
+                            dt=dt,
+                            first_call_s=first,
+                            best_s=best,
+                            particle_steps_per_s=r,
+                            mode_evaluations_per_s=r * 256,
+                        )
+                    )
+                    print(
+                        f"backtracking: Boris N=256, {P} particles, dt={dt:.4g}/Ω (λ_min/20), {args.steps} steps, "
+                        f"{prec}/{lay}: {best:.3f} s (first {first:.1f} s) → {r:.3g} particle-steps/s, "
+                        f"{r * 256:.3g} mode-evaluations/s",
+                        flush=True,
+                    )
+
         return run
 
     section("backtracking_122880", backtracking([122880], variants), 60)
@@ -155,8 +192,11 @@ def main():
         cand = [(r, lay) for (P, p, lay), r in rates.items() if p == prec and P == 122880]
         best_of_prec[prec] = max(cand)[1] if cand else "fused"
     rec["best_layout"] = best_of_prec
-    section("backtracking_12288_983040",
-            backtracking([12288, 983040], [(p, best_of_prec[p]) for p in ("float64", "float32")]), 60)
+    section(
+        "backtracking_12288_983040",
+        backtracking([12288, 983040], [(p, best_of_prec[p]) for p in ("float64", "float32")]),
+        60,
+    )
 
     # 3 -------------------------------------------------------------------------------------------
     def field_rate():
@@ -171,10 +211,13 @@ def main():
                     f = base.with_precision(prec).with_layout(lay)
                     _, best = timed(lambda: ev(f, pts).block_until_ready(), 5)
                     r = P * modes / best
-                    rec.setdefault("field", []).append(dict(points=P, modes=modes, precision=prec, layout=lay,
-                                                            best_s=best, mode_evaluations_per_s=r))
-                    print(f"field: N={modes}, {P} points, {prec}/{lay}: {best * 1e3:.3f} ms → {r:.3g} "
-                          "mode-evaluations/s", flush=True)
+                    rec.setdefault("field", []).append(
+                        dict(points=P, modes=modes, precision=prec, layout=lay, best_s=best, mode_evaluations_per_s=r)
+                    )
+                    print(
+                        f"field: N={modes}, {P} points, {prec}/{lay}: {best * 1e3:.3f} ms → {r:.3g} mode-evaluations/s",
+                        flush=True,
+                    )
 
     section("field", field_rate, 40)
 
@@ -185,17 +228,37 @@ def main():
 
             lay = best_of_prec[precision]
             rate = rates.get((122880, precision, lay)) or 1e6  # unmeasured: assume a CPU-like rate
+
             def go(t_max):
                 with tempfile.TemporaryDirectory() as out:
                     t = time.perf_counter()
-                    fig2.main(["--preset", "paper", "--t-max", str(t_max), "--no-progress", "--out", out,
-                               "--field-precision", precision, "--field-layout", lay])
+                    fig2.main(
+                        [
+                            "--preset",
+                            "paper",
+                            "--t-max",
+                            str(t_max),
+                            "--no-progress",
+                            "--out",
+                            out,
+                            "--field-precision",
+                            precision,
+                            "--field-layout",
+                            lay,
+                        ]
+                    )
                     return time.perf_counter() - t
+
             if args.paper_t_max:
                 wall = go(args.paper_t_max)
-                entry = dict(precision=precision, layout=lay, t_max=args.paper_t_max, wall_s=wall,
-                             particle_steps_per_s_incl_everything=122880 / 0.02 * args.paper_t_max / wall,
-                             peak_gpu_memory_mb=(gpu.memory_stats() or {}).get("peak_bytes_in_use", 0) / 2**20)
+                entry = dict(
+                    precision=precision,
+                    layout=lay,
+                    t_max=args.paper_t_max,
+                    wall_s=wall,
+                    particle_steps_per_s_incl_everything=122880 / 0.02 * args.paper_t_max / wall,
+                    peak_gpu_memory_mb=(gpu.memory_stats() or {}).get("peak_bytes_in_use", 0) / 2**20,
+                )
                 rec.setdefault("paper_preset", []).append(entry)
                 print("paper preset:", entry, flush=True)
                 return
@@ -210,28 +273,36 @@ def main():
             if chosen is not None:
                 wall = go(chosen)
                 bt_rate = steps_per_T * (chosen - 10.0) / max(wall - short, 1e-9)
-                entry.update(t_max=chosen, wall_s=wall, particle_steps_per_s=bt_rate,
-                             extrapolated_wall_s_to_10000=short + steps_per_T * 1e4 / bt_rate,
-                             extrapolated_wall_s_to_1000=short + steps_per_T * 1e3 / bt_rate)
+                entry.update(
+                    t_max=chosen,
+                    wall_s=wall,
+                    particle_steps_per_s=bt_rate,
+                    extrapolated_wall_s_to_10000=short + steps_per_T * 1e4 / bt_rate,
+                    extrapolated_wall_s_to_1000=short + steps_per_T * 1e3 / bt_rate,
+                )
             else:
                 entry.update(extrapolated_from_rate_wall_s_to_10000=short + steps_per_T * 1e4 / rate)
             entry["peak_gpu_memory_mb"] = (gpu.memory_stats() or {}).get("peak_bytes_in_use", 0) / 2**20
             rec.setdefault("paper_preset", []).append(entry)
             print("paper preset:", entry, flush=True)
+
         return run
 
     section("paper_float64", paper("float64"), 60)
 
     # 5 -------------------------------------------------------------------------------------------
     def fit_step():
-        from jaxcr import fit
+        from jaxcr import inference
 
-        model = fit.SpectrumModel(nside=4, n_realisations=32, time=20.0, n_modes=32)
+        model = inference.SpectrumModel(nside=4, n_realisations=32, time=20.0, n_modes=32)
         theta = jnp.array([0.0, np.log(0.1)])
-        first, best = timed(lambda: fit.estimate_gradient(theta, model, "crn", step=0.2), 2)
+        first, best = timed(lambda: inference.estimate_gradient(theta, model, inference.CRN(step=0.2)), 2)
         rec["fit_step"] = dict(first_s=first, best_s=best, model="nside 4, 32 realisations, N 32, ΩT 20, CRN h 0.2")
-        print(f"fit step (estimate_gradient, CRN, nside 4, 32 realisations, N 32, ΩT 20, with λ): {best:.2f} s "
-              f"(first {first:.1f} s)", flush=True)
+        print(
+            f"fit step (estimate_gradient, CRN, nside 4, 32 realisations, N 32, ΩT 20, with λ): {best:.2f} s "
+            f"(first {first:.1f} s)",
+            flush=True,
+        )
 
     section("fit_step", fit_step, 40)
     section("paper_float32", paper("float32"), 60)

@@ -5,7 +5,7 @@
 Compiles (gcc -O3 -march=native -ffast-math -fopenmp) and times the same sum jaxcr evaluates,
 Σ_n E_n cos(k_n·r + β_n), with the phase in float64 reduced to [-π, π] in turns, then cos by a
 polynomial: (a) all float64, (b) the polynomial and the sum in float32. OpenMP over points, 1 and
-2 threads. It is a yardstick for what this CPU can do (the issue's reference figures were
+2 threads. It is a yardstick for what this CPU can do (the reference figures were
 measured on a different, AVX-512 machine), not part of jaxcr. Needs gcc; prints the machine.
 """
 
@@ -98,16 +98,20 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         src, exe = Path(tmp) / "plane_waves.c", Path(tmp) / "plane_waves"
         src.write_text(SOURCE)
-        subprocess.run(["gcc", "-O3", "-march=native", "-ffast-math", "-fopenmp", str(src), "-o", str(exe), "-lm"],
-                       check=True)
+        subprocess.run(
+            ["gcc", "-O3", "-march=native", "-ffast-math", "-fopenmp", str(src), "-o", str(exe), "-lm"], check=True
+        )
         for threads in (1, 2):
             env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-            out = subprocess.run([str(exe), str(args.points), str(args.modes)], capture_output=True, text=True,
-                                 env=env, check=True).stdout
+            out = subprocess.run(
+                [str(exe), str(args.points), str(args.modes)], capture_output=True, text=True, env=env, check=True
+            ).stdout
             for line in out.splitlines():
                 precision, nthreads, rate, err = line.split()
-                print(f"C loop, {precision} polynomial and sum, {nthreads} thread(s), N={args.modes}, "
-                      f"{args.points} points: {float(rate):.3g} mode-evaluations/s (max |ΔB| vs float64 {err})")
+                print(
+                    f"C loop, {precision} polynomial and sum, {nthreads} thread(s), N={args.modes}, "
+                    f"{args.points} points: {float(rate):.3g} mode-evaluations/s (max |ΔB| vs float64 {err})"
+                )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
    to --paper-t-max; the difference gives the backtracking rate and the extrapolated wall time to
    ΩT = 10³ (the full run takes ~45-90 min on 2 cores; `python experiments/fig2.py --preset
    paper` times it for real).
-3. One fit step: ``fit.estimate_gradient`` (CRN, h = 0.2) of the quick fit model (nside 4, 32
+3. One fit step: ``inference.estimate_gradient`` (CRN, h = 0.2) of the quick fit model (nside 4, 32
    realisations, N = 32, ΩT = 20), i.e. five spectra of 32 backtracked skies plus the Lyapunov
    exponent, after compilation.
 
@@ -20,7 +20,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import jax
@@ -29,7 +28,7 @@ jax.config.update("jax_enable_x64", True)
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _machine import best_of, describe  # noqa: E402
+from _machine import best_of, describe
 
 CHILD = """
 import os, resource, runpy, sys, time
@@ -49,8 +48,9 @@ def run_fig2(extra):
     script = str(HERE.parent / "experiments" / "fig2.py")
     with tempfile.TemporaryDirectory() as out:
         argv = [script, "--no-progress", "--out", out, *extra]
-        proc = subprocess.run([sys.executable, "-c", CHILD.format(argv=argv, script=script)], capture_output=True,
-                              text=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD.format(argv=argv, script=script)], capture_output=True, text=True
+        )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     line = [x for x in proc.stdout.splitlines() if x.startswith("BENCH")][-1]
@@ -68,8 +68,11 @@ def main():
     record = dict(machine=describe())
     if not args.skip_quick:
         wall, rss = run_fig2([])
-        print(f"Fig. 2 quick preset (nside 16, N_B 4, N 64, dt 0.02, ΩT ≤ 1000, 24 times): wall {wall:.1f} s, "
-              f"peak memory {rss:.0f} MB", flush=True)
+        print(
+            f"Fig. 2 quick preset (nside 16, N_B 4, N 64, dt 0.02, ΩT ≤ 1000, 24 times): wall {wall:.1f} s, "
+            f"peak memory {rss:.0f} MB",
+            flush=True,
+        )
         record["quick"] = dict(wall_s=wall, peak_rss_mb=rss)
     # Two truncated paper runs with the same 10 save times: the difference of their wall times is
     # the backtracking alone (start-up, compilation and per-save statistics cancel).
@@ -80,27 +83,38 @@ def main():
     particles = 12 * 32**2 * 10
     rate = particles * (t_long - t_short) / 0.02 / (wall_l - wall_s)
     full = particles * 1000 / 0.02 / rate + wall_s  # + the fixed costs of a run (an upper bound for them)
-    print(f"Fig. 2 paper preset (nside 32, N_B 10, N 256, dt 0.02, 10 times) to ΩT = {t_short:g} / {t_long:g}: "
-          f"wall {wall_s:.1f} / {wall_l:.1f} s, peak memory {rss:.0f} MB; backtracking {rate:.3g} particle-steps/s "
-          f"→ ΩT = 10³ extrapolated {full / 60:.1f} min", flush=True)
-    record["paper"] = dict(t_max=[t_short, t_long], wall_s=[wall_s, wall_l], peak_rss_mb=rss,
-                           particle_steps_per_s=rate, extrapolated_wall_s_to_1000=full)
+    print(
+        f"Fig. 2 paper preset (nside 32, N_B 10, N 256, dt 0.02, 10 times) to ΩT = {t_short:g} / {t_long:g}: "
+        f"wall {wall_s:.1f} / {wall_l:.1f} s, peak memory {rss:.0f} MB; backtracking {rate:.3g} particle-steps/s "
+        f"→ ΩT = 10³ extrapolated {full / 60:.1f} min",
+        flush=True,
+    )
+    record["paper"] = dict(
+        t_max=[t_short, t_long],
+        wall_s=[wall_s, wall_l],
+        peak_rss_mb=rss,
+        particle_steps_per_s=rate,
+        extrapolated_wall_s_to_1000=full,
+    )
     if not args.skip_fit:
         import jax.numpy as jnp
         import numpy as np
 
-        from jaxcr import fit
+        from jaxcr import inference
 
-        model = fit.SpectrumModel(nside=4, n_realisations=32, time=20.0, n_modes=32)
+        model = inference.SpectrumModel(nside=4, n_realisations=32, time=20.0, n_modes=32)
         theta = jnp.array([0.0, np.log(0.1)])
-        t = best_of(lambda: fit.estimate_gradient(theta, model, "crn", step=0.2), 2)
-        print(f"fit step (estimate_gradient, CRN, nside 4, 32 realisations, N 32, ΩT 20, with λ): {t:.2f} s", flush=True)
+        t = best_of(lambda: inference.estimate_gradient(theta, model, inference.CRN(step=0.2)), 2)
+        print(
+            f"fit step (estimate_gradient, CRN, nside 4, 32 realisations, N 32, ΩT 20, with λ): {t:.2f} s", flush=True
+        )
         record["fit_step_s"] = t
     import jaxcr
 
     record.update(args=vars(args), jaxcr_version=jaxcr.__version__)
-    jaxcr.io.atomic_write(Path("results") / "bench_presets.json",
-                          lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    jaxcr.io.atomic_write(
+        Path("results") / "bench_presets.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1))
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 
-import jaxcr  # noqa: E402
+import jaxcr
 
 
 def main(argv=None):
@@ -33,19 +33,37 @@ def main(argv=None):
     ap.add_argument("--out", default="results/convergence")
     args = ap.parse_args(argv)
     rows = []
-    runs = [(n, dt) for n in args.modes for dt in args.dts if n == max(args.modes) or dt == max(d for d in args.dts if d <= 0.05)]
+    runs = [
+        (n, dt)
+        for n in args.modes
+        for dt in args.dts
+        if n == max(args.modes) or dt == max(d for d in args.dts if d <= 0.05)
+    ]
     for n_modes, dt in runs:
-        cfg = jaxcr.EnsembleConfig(turbulence=dict(n_modes=n_modes), nside=args.nside, n_realisations=args.realisations,
-                                   times=(args.T / 10, args.T), dt=dt, seed=1, gradients={"parallel": (0.0, 0.0, 1.0)})
+        cfg = jaxcr.EnsembleConfig(
+            turbulence=dict(n_modes=n_modes),
+            nside=args.nside,
+            n_realisations=args.realisations,
+            times=(args.T / 10, args.T),
+            solver=jaxcr.Boris(dt=dt),
+            seed=1,
+            gradients={"parallel": (0.0, 0.0, 1.0)},
+        )
         t = time.perf_counter()
         ds = jaxcr.run_ensemble(cfg, progress=False)
         wall = time.perf_counter() - t
         last = ds.isel(time=-1, gradient=0)
-        row = dict(n_modes=n_modes, dt=dt, wall_s=round(wall, 2),
-                   K_zz=float(last.diffusion_tensor[2, 2]), K_zz_sem=float(last.diffusion_tensor_sem[2, 2]),
-                   K_xx=float(last.diffusion_tensor[0, 0]), K_xx_sem=float(last.diffusion_tensor_sem[0, 0]),
-                   **{f"C{ell}": float(last.cl_mean[ell]) for ell in (1, 2, 5)},
-                   **{f"C{ell}_sem": float(last.cl_sem[ell]) for ell in (1, 2, 5)})
+        row = dict(
+            n_modes=n_modes,
+            dt=dt,
+            wall_s=round(wall, 2),
+            K_zz=float(last.diffusion_tensor[2, 2]),
+            K_zz_sem=float(last.diffusion_tensor_sem[2, 2]),
+            K_xx=float(last.diffusion_tensor[0, 0]),
+            K_xx_sem=float(last.diffusion_tensor_sem[0, 0]),
+            **{f"C{ell}": float(last.cl_mean[ell]) for ell in (1, 2, 5)},
+            **{f"C{ell}_sem": float(last.cl_sem[ell]) for ell in (1, 2, 5)},
+        )
         rows.append(row)
         print(json.dumps(row), flush=True)
     out = Path(args.out)

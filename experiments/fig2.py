@@ -29,8 +29,9 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import jaxcr  # noqa: E402
-from _presets import parse_preset_args  # noqa: E402
+from _presets import parse_preset_args
+
+import jaxcr
 
 PRESETS = {
     "quick": dict(nside=16, realisations=4, modes=64, dt=0.02, t_min=0.1, t_max=1000.0, n_times=24),
@@ -41,10 +42,18 @@ PRESETS = {
 def parse_args(argv=None):
     def extra(ap):
         ap.add_argument("--fick-term", action="store_true", help="include −3p̂·K·g in δI (Eq. 5) instead of Eq. 7")
-        ap.add_argument("--field-precision", choices=jaxcr.turbulence.PRECISIONS, default="float64",
-                        help="mode-sum precision (float32: cos and sum in float32 after a float64 phase reduction)")
-        ap.add_argument("--field-layout", choices=jaxcr.turbulence.LAYOUTS, default="auto",
-                        help="mode-sum layout for XLA (auto: matmul on CPU, fused on GPU)")
+        ap.add_argument(
+            "--field-precision",
+            choices=[p.value for p in jaxcr.FieldPrecision],
+            default="float64",
+            help="mode-sum precision (float32: cos and sum in float32 after a float64 phase reduction)",
+        )
+        ap.add_argument(
+            "--field-layout",
+            choices=[m.value for m in jaxcr.ModeSumLayout],
+            default="auto",
+            help="mode-sum layout for XLA (auto: matmul on CPU, split on GPU)",
+        )
 
     return parse_preset_args(__doc__, PRESETS, "fig2", argv, extra)
 
@@ -57,7 +66,7 @@ def config_from_args(args) -> jaxcr.EnsembleConfig:
         times=jaxcr.log_time_grid(args.t_min, args.t_max, args.n_times),
         gradients={"parallel": (0.0, 0.0, 1.0), "perpendicular": (1.0, 0.0, 0.0)},
         seed=args.seed,
-        dt=args.dt,
+        solver=jaxcr.Boris(dt=args.dt),
         fick_term=args.fick_term,
         field_precision=args.field_precision,
         field_layout=args.field_layout,
@@ -69,25 +78,37 @@ def main(argv=None) -> int:
     cfg = config_from_args(args)
     cfg.validate()
     args.out.mkdir(parents=True, exist_ok=True)
-    params = dict(preset=args.preset, config=cfg.as_dict(), jaxcr_version=jaxcr.__version__,
-                  device=str(jax.devices()[0].device_kind))
+    params = dict(
+        preset=args.preset,
+        config=cfg.as_dict(),
+        jaxcr_version=jaxcr.__version__,
+        device=str(jax.devices()[0].device_kind),
+    )
     (args.out / "params.json").write_text(json.dumps(params, indent=1))
-    print(f"Fig. 2 ({args.preset}): nside {cfg.nside}, N_B {cfg.n_realisations}, N {args.modes} modes, "
-          f"dt {cfg.dt}/Ω, ΩT {cfg.times[0]:.3g}..{cfg.times[-1]:.3g} ({len(cfg.times)} times) → {args.out}")
+    print(
+        f"Fig. 2 ({args.preset}): nside {cfg.nside}, N_B {cfg.n_realisations}, N {args.modes} modes, "
+        f"dt {args.dt}/Ω, ΩT {cfg.times[0]:.3g}..{cfg.times[-1]:.3g} ({len(cfg.times)} times) → {args.out}"
+    )
     t0 = time.perf_counter()
-    ds = jaxcr.run_ensemble(cfg, checkpoint=args.out / "fig2.ckpt.npz", output=args.out / "fig2.nc",
-                            progress=not args.no_progress)
-    png = jaxcr.plot.plot_fig2(ds, args.out / "fig2.png",
-                               title=f"Fig. 2 ({args.preset}): nside {cfg.nside}, N_B {cfg.n_realisations}, N {args.modes}")
+    ds = jaxcr.run_ensemble(
+        cfg, checkpoint=args.out / "fig2.ckpt.npz", output=args.out / "fig2.nc", progress=not args.no_progress
+    )
+    png = jaxcr.plot.plot_fig2(
+        ds,
+        args.out / "fig2.png",
+        title=f"Fig. 2 ({args.preset}): nside {cfg.nside}, N_B {cfg.n_realisations}, N {args.modes}",
+    )
     last = ds.isel(time=-1)
     print(f"done in {time.perf_counter() - t0:.1f} s (run total {ds.attrs['wall_time_s']:.1f} s incl. resumed parts)")
     for g in ds.gradient.values:
         s = last.sel(gradient=g)
-        print(f"  ΩT={float(last.time):.4g} {g:>13}: <C_0>={float(s.cl_mean[0]):.4g} <C_1>={float(s.cl_mean[1]):.4g} "
-              f"noise(Eq.12)={float(s.noise_level):.4g} C_1(<map>)={float(s.cl_standard_diffusion[1]):.4g} "
-              f"Eq.6(GK K)={float(s.standard_diffusion_dipole_eq6_green_kubo):.4g} "
-              f"Eq.8 lhs/rhs={float(s.sum_rule_lhs / s.sum_rule_rhs):.3f} "
-              f"(noise-corrected {float(s.sum_rule_lhs_noise_corrected / s.sum_rule_rhs):.3f})")
+        print(
+            f"  ΩT={float(last.time):.4g} {g:>13}: <C_0>={float(s.cl_mean[0]):.4g} <C_1>={float(s.cl_mean[1]):.4g} "
+            f"noise(Eq.12)={float(s.noise_level):.4g} C_1(<map>)={float(s.cl_standard_diffusion[1]):.4g} "
+            f"Eq.6(GK K)={float(s.standard_diffusion_dipole_eq6_green_kubo):.4g} "
+            f"Eq.8 lhs/rhs={float(s.sum_rule_lhs / s.sum_rule_rhs):.3f} "
+            f"(noise-corrected {float(s.sum_rule_lhs_noise_corrected / s.sum_rule_rhs):.3f})"
+        )
     print(f"wrote {png}, {args.out / 'fig2.nc'}, {args.out / 'params.json'}")
     return 0
 

@@ -30,8 +30,9 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 
-import jaxcr  # noqa: E402
-from _presets import parse_preset_args  # noqa: E402
+from _presets import parse_preset_args
+
+import jaxcr
 
 PRESETS = {
     "quick": dict(nside=16, realisations=4, modes=64, dt=0.02, t_min=0.1, t_max=300.0, n_times=20),
@@ -45,10 +46,16 @@ def parse_args(argv=None):
 
 def config(args, b0: float) -> jaxcr.EnsembleConfig:
     return jaxcr.EnsembleConfig(
-        turbulence=dict(sigma2=1.0, coherence_length=10.0, lambda_min=0.1, lambda_max=1000.0, n_modes=args.modes, b0=b0),
-        nside=args.nside, n_realisations=args.realisations,
+        turbulence=dict(
+            sigma2=1.0, coherence_length=10.0, lambda_min=0.1, lambda_max=1000.0, n_modes=args.modes, b0=b0
+        ),
+        nside=args.nside,
+        n_realisations=args.realisations,
         times=jaxcr.log_time_grid(args.t_min, args.t_max, args.n_times),
-        gradients={"parallel": (0.0, 0.0, 1.0)}, seed=args.seed, dt=args.dt, liouville_dipole=(0.0, 0.0, 1.0),
+        gradients={"parallel": (0.0, 0.0, 1.0)},
+        seed=args.seed,
+        solver=jaxcr.Boris(dt=args.dt),
+        liouville_dipole=(0.0, 0.0, 1.0),
     )
 
 
@@ -75,28 +82,41 @@ def main(argv=None) -> int:
         label = "B0 = 0 (pure turbulence)" if b0 == 0 else "B0 = 1, σ² = 1"
         print(f"{label}: nside {cfg.nside}, N_B {cfg.n_realisations}, N {args.modes}, ΩT ≤ {cfg.times[-1]:.3g}")
         stem = f"gedanken_b0_{int(b0)}"
-        ds = jaxcr.run_ensemble(cfg, checkpoint=args.out / f"{stem}.ckpt.npz", output=args.out / f"{stem}.nc",
-                                progress=not args.no_progress)
+        ds = jaxcr.run_ensemble(
+            cfg, checkpoint=args.out / f"{stem}.ckpt.npz", output=args.out / f"{stem}.nc", progress=not args.no_progress
+        )
         runs[label] = ds
         sums = ds.liouville_sum.values.mean(1)
         msq = ds.liouville_mean_square.values.mean(1)
         summary[label] = dict(
             config=cfg.as_dict(),
-            initial_sum=float(sums[0]), final_sum=float(sums[-1]),
-            pixel_mean_square_min=float(msq.min()), pixel_mean_square_max=float(msq.max()),
+            initial_sum=float(sums[0]),
+            final_sum=float(sums[-1]),
+            pixel_mean_square_min=float(msq.min()),
+            pixel_mean_square_max=float(msq.max()),
             ratios_vs_time=late_time_ratios(ds),
             eq4={f"l{ell}": float(jaxcr.theory.asymptotic_ratio(ell)) for ell in (2, 3, 4, 5, 10)},
             wall_time_s=float(ds.attrs["wall_time_s"]),
         )
         last = summary[label]["ratios_vs_time"][-1]
-        print(f"  Eq. 3 sum (ℓ ≤ {ds.sizes['ell'] - 1}): {sums[0]:.4f} → {sums[-1]:.4f}; pixel ⟨f²⟩ in "
-              f"[{msq.min():.4f}, {msq.max():.4f}] (exact value 1/3 for an isotropic p̂(−T))")
-        print("  ΩT={:.3g} ratios C_ℓ/C_1: ".format(last["OmegaT"])
-              + ", ".join(f"ℓ={k[1:]}: {v:.4f} (Eq. 4: {summary[label]['eq4'][k]:.4f})" for k, v in last.items() if k != "OmegaT"))
+        print(
+            f"  Eq. 3 sum (ℓ ≤ {ds.sizes['ell'] - 1}): {sums[0]:.4f} → {sums[-1]:.4f}; pixel ⟨f²⟩ in "
+            f"[{msq.min():.4f}, {msq.max():.4f}] (exact value 1/3 for an isotropic p̂(−T))"
+        )
+        print(
+            "  ΩT={:.3g} ratios C_ℓ/C_1: ".format(last["OmegaT"])
+            + ", ".join(
+                f"ℓ={k[1:]}: {v:.4f} (Eq. 4: {summary[label]['eq4'][k]:.4f})" for k, v in last.items() if k != "OmegaT"
+            )
+        )
     png = jaxcr.plot.plot_gedanken(runs, args.out / "gedanken.png")
     (args.out / "ratios.json").write_text(json.dumps(summary, indent=1))
-    (args.out / "params.json").write_text(json.dumps(dict(preset=args.preset, args={k: str(v) for k, v in vars(args).items()},
-                                                          jaxcr_version=jaxcr.__version__), indent=1))
+    (args.out / "params.json").write_text(
+        json.dumps(
+            dict(preset=args.preset, args={k: str(v) for k, v in vars(args).items()}, jaxcr_version=jaxcr.__version__),
+            indent=1,
+        )
+    )
     print(f"done in {time.perf_counter() - t0:.1f} s; wrote {png}, ratios.json, params.json and the .nc files")
     return 0
 

@@ -18,11 +18,18 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax.numpy as jnp
+import numpy as np
 
-import jaxcr  # noqa: E402
-from jaxcr import fit  # noqa: E402
+import jaxcr
+from jaxcr import inference
+
+ESTIMATORS = {
+    "pathwise": inference.Pathwise(),
+    "crn": inference.CRN(step=0.05),
+    "spsa": inference.SPSA(step=0.05),
+    "score": inference.Score(step=0.05),
+}
 
 
 def main(argv=None):
@@ -36,25 +43,45 @@ def main(argv=None):
     theta = jnp.array([0.0, np.log(0.1)])
     rows = []
     for T in args.times:
-        model = fit.SpectrumModel(nside=args.nside, n_realisations=args.realisations, time=T, n_modes=args.modes,
-                                  gaussian_amplitudes=True)
-        field = jaxcr.PlaneWaveTurbulence.sample(0, jaxcr.TurbulenceParameters(
-            coherence_length=10.0, lambda_min=model.lambda_min_over_lc * 10, lambda_max=model.lambda_max_over_lc * 10,
-            n_modes=args.modes))
+        model = inference.SpectrumModel(
+            nside=args.nside, n_realisations=args.realisations, time=T, n_modes=args.modes, gaussian_amplitudes=True
+        ).resolved(theta)
+        field = jaxcr.PlaneWaveTurbulence.sample(
+            0,
+            jaxcr.TurbulenceParameters(
+                coherence_length=10.0,
+                lambda_min=model.lambda_min_over_lc * 10,
+                lambda_max=model.lambda_max_over_lc * 10,
+                n_modes=args.modes,
+            ),
+        )
         lyap = jaxcr.chaos.lyapunov_exponent(field, jaxcr.pixel_directions(2), 200.0, dt=model.dt)
-        for method in fit.ESTIMATORS:
+        for method, estimator in ESTIMATORS.items():
             t0 = time.perf_counter()
-            est = fit.estimate_gradient(theta, model, method)
-            row = dict(T=T, method=method, columns=list(est.methods), wall_s=round(time.perf_counter() - t0, 2),
-                       lyapunov=float(lyap.exponent), lambda_T=float(lyap.exponent) * T,
-                       J=np.asarray(est.jacobian[1:3]).tolist(), J_se=np.asarray(est.jacobian_stderr[1:3]).tolist())
+            est = inference.estimate_gradient(theta, model, estimator)
+            row = dict(
+                T=T,
+                method=method,
+                columns=list(est.methods),
+                wall_s=round(time.perf_counter() - t0, 2),
+                lyapunov=float(lyap.exponent),
+                lambda_T=float(lyap.exponent) * T,
+                J=np.asarray(est.jacobian[1:3]).tolist(),
+                J_se=np.asarray(est.jacobian_stderr[1:3]).tolist(),
+            )
             rows.append(row)
-            fmt = lambda a, b: "  ".join(f"{x:+.3e}±{y:.1e}" for x, y in zip(np.ravel(a), np.ravel(b)))  # noqa: E731
-            print(f"ΩT={T:g} λT={row['lambda_T']:.1f} {method:>8}: dC1/dlnσ², dC1/dlnρ, dC2/dlnσ², dC2/dlnρ = "
-                  f"{fmt(row['J'], row['J_se'])}", flush=True)
+            fmt = lambda a, b: "  ".join(f"{x:+.3e}±{y:.1e}" for x, y in zip(np.ravel(a), np.ravel(b)))
+            print(
+                f"ΩT={T:g} λT={row['lambda_T']:.1f} {method:>8}: dC1/dlnσ², dC1/dlnρ, dC2/dlnσ², dC2/dlnρ = "
+                f"{fmt(row['J'], row['J_se'])}",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(dict(args={k: str(v) for k, v in vars(args).items()}, rows=rows,
-                                        jaxcr_version=jaxcr.__version__), indent=1))
+    args.out.write_text(
+        json.dumps(
+            dict(args={k: str(v) for k, v in vars(args).items()}, rows=rows, jaxcr_version=jaxcr.__version__), indent=1
+        )
+    )
     print(f"wrote {args.out}")
 
 

@@ -1,58 +1,113 @@
 """jaxcr: a JAX toolkit for the power spectrum of cosmic-ray arrival directions.
 
-Data flow: parameters → field → trajectories → maps → spectra → statistics → fit.
+Data flow: parameters → field → trajectories → maps → spectra → statistics → inference.
+Reference: M. Ahlers, "The power spectrum of cosmic ray arrival directions", ASTRA Proc. 2,
+45-49 (2015); equation numbers in the docstrings are that paper's.
 """
 
-__version__ = "0.1.0"
-
-from . import units
-from .dynamics import Boris, Trajectories, backtrack, continue_backtrack, default_step, lorentz_vector_field, track
-from .turbulence import (
-    PlaneWaveTurbulence,
-    TurbulenceNoise,
-    TurbulenceParameters,
-    mode_amplitudes,
-    mode_wavenumbers,
-    spectral_weight,
+from . import (
+    chaos as chaos,
 )
-from .sky import declination_band_mask, liouville_map, pixel_directions, relative_intensity
-from .spectra import angular_power_spectrum, map_to_alm
-from .simulate import EnsembleConfig, log_time_grid, run_ensemble
-from . import chaos, diffusion, distributed, fit, io, observations, plot, sky, spectra, theory
-
-__all__ = [
-    "__version__",
-    "units",
-    "Boris",
-    "Trajectories",
-    "backtrack",
-    "continue_backtrack",
-    "default_step",
-    "lorentz_vector_field",
-    "track",
-    "PlaneWaveTurbulence",
-    "TurbulenceNoise",
-    "TurbulenceParameters",
-    "mode_amplitudes",
-    "mode_wavenumbers",
-    "spectral_weight",
-    "declination_band_mask",
-    "liouville_map",
-    "pixel_directions",
-    "relative_intensity",
-    "angular_power_spectrum",
-    "map_to_alm",
-    "EnsembleConfig",
-    "log_time_grid",
-    "run_ensemble",
-    "chaos",
-    "diffusion",
-    "distributed",
-    "fit",
-    "io",
-    "observations",
-    "plot",
-    "sky",
-    "spectra",
-    "theory",
-]
+from . import (
+    diffusion as diffusion,
+)
+from . import (
+    distributed as distributed,
+)
+from . import (
+    forward as forward,
+)
+from . import (
+    inference as inference,
+)
+from . import (
+    io as io,
+)
+from . import (
+    observations as observations,
+)
+from . import (
+    plot as plot,
+)
+from . import (
+    random as random,
+)
+from . import (
+    sky as sky,
+)
+from . import (
+    spectra as spectra,
+)
+from . import (
+    synthetic as synthetic,
+)
+from . import (
+    theory as theory,
+)
+from . import (
+    units as units,
+)
+from ._version import __version__ as __version__
+from .backtracking import (
+    Trajectories as Trajectories,
+)
+from .backtracking import (
+    backtrack as backtrack,
+)
+from .backtracking import (
+    continue_backtrack as continue_backtrack,
+)
+from .backtracking import (
+    track as track,
+)
+from .dynamics import Boris as Boris
+from .dynamics import LorentzForce as LorentzForce
+from .dynamics import default_step as default_step
+from .field import (
+    AbstractField as AbstractField,
+)
+from .field import (
+    FieldPrecision as FieldPrecision,
+)
+from .field import (
+    ModeSumLayout as ModeSumLayout,
+)
+from .field import (
+    UniformField as UniformField,
+)
+from .forward import SkyModel as SkyModel
+from .simulate import EnsembleConfig as EnsembleConfig
+from .simulate import log_time_grid as log_time_grid
+from .simulate import run_ensemble as run_ensemble
+from .sky import (
+    declination_band_mask as declination_band_mask,
+)
+from .sky import (
+    liouville_map as liouville_map,
+)
+from .sky import (
+    pixel_directions as pixel_directions,
+)
+from .sky import (
+    relative_intensity as relative_intensity,
+)
+from .spectra import angular_power_spectrum as angular_power_spectrum
+from .spectra import map_to_alm as map_to_alm
+from .turbulence import (
+    PlaneWaveTurbulence as PlaneWaveTurbulence,
+)
+from .turbulence import (
+    TurbulenceNoise as TurbulenceNoise,
+)
+from .turbulence import (
+    TurbulenceParameters as TurbulenceParameters,
+)
+from .turbulence import (
+    mode_amplitudes as mode_amplitudes,
+)
+from .turbulence import (
+    mode_wavenumbers as mode_wavenumbers,
+)
+from .turbulence import (
+    spectral_weight as spectral_weight,
+)

@@ -1,9 +1,10 @@
 """Input validation shared by the public API.
 
 Every check runs eagerly on concrete values, before any expensive work, and raises a
-``ValueError`` that names the offending parameter and says what to fix. Inside a traced
-computation (``jax.grad``, ``jax.jit``) values are abstract and the checks are skipped: the
-caller validated the concrete inputs before tracing.
+``ValueError`` (``TypeError`` for a value of the wrong kind) that names the offending parameter
+and says what is allowed. Inside a traced computation (``jax.grad``, ``jax.jit``) values are
+abstract and these checks are skipped; what only shows while tracing (a NaN made inside
+compiled code) is caught there by ``equinox.error_if`` (see :mod:`jaxcr.backtracking`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def check_finite(name: str, x) -> None:
     if v is not None and not np.all(np.isfinite(v)):
         bad = np.argwhere(~np.isfinite(v))
         where = f" at index {tuple(bad[0])}" if v.ndim else ""
-        raise ValueError(f"{name} must be finite; got a non-finite value{where}: {v.ravel()[~np.isfinite(v.ravel())][0]}")
+        raise ValueError(
+            f"{name} must be finite; got a non-finite value{where}: {v.ravel()[~np.isfinite(v.ravel())][0]}"
+        )
 
 
 def check_positive(name: str, x) -> None:
@@ -101,3 +104,17 @@ def check_positive_int(name: str, n) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"{name} must be a positive integer; got {n!r}")
     return int(n)
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def check_seed(name: str, seed) -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer; got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{name} must be >= 0; got {seed}")
+    return int(seed)

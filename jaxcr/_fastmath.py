@@ -1,4 +1,4 @@
-"""Fast, accurate cosine for the plane-wave sum (the hot spot, DESIGN §3).
+"""Fast, accurate cosine for the plane-wave sum (the hot spot of the mode sum).
 
 ``jnp.cos`` on XLA:CPU is ~10x slower than an explicit polynomial. :func:`fast_cos` reduces the
 phase to y ∈ [-π, π] in the input precision (float64 when x64 is on; 2π split into a high and a
@@ -9,9 +9,9 @@ phase itself (ulp(1e6) = 1.2e-10); in float32, 6e-5 for |x| ≤ 1e3 (again the i
 Measured 8x faster than ``jnp.cos`` on the 2-core CPU (12288 points × 256 modes).
 The derivative is defined exactly (−sin x) through a custom JVP.
 
-:func:`fast_cos_float32` is the optional single-precision evaluation (issue 6): the phase is
+:func:`fast_cos_float32` is the optional single-precision evaluation: the phase is
 still reduced in the input precision (float64: phases of 10⁴-10⁶ rad after long backtracking
-lose 10⁻² rad in float32, DESIGN §3), then y ∈ [-π, π] is rounded to float32 and cos(y/2) is a
+lose 10⁻² rad in float32), then y ∈ [-π, π] is rounded to float32 and cos(y/2) is a
 degree-12 Taylor polynomial in float32 (truncation 6e-9, below float32 rounding). Max absolute
 error vs ``jnp.cos``: 4e-7 for any |x| ≤ 1e6 (tests/test_fastmath.py).
 """

@@ -2,7 +2,7 @@
 
 Trajectories in σ² ≈ 1 turbulence are chaotic: tangent vectors grow like e^{λt}. Pathwise
 (backprop) derivatives of anything computed at backtracking time T then scale like e^{λT}, so
-they are informative only while λT ≲ a few (DESIGN §3). This module measures λ by tangent-vector
+they are informative only while λT ≲ a few. This module measures λ by tangent-vector
 renormalisation (Benettin et al. 1980): the Boris map and its exact linearisation (``jax.jvp``)
 are iterated together, the 6-D tangent vector (δr, δu) is renormalised every ``renormalise_every``
 (1/Ω) and λ = Σ ln|δ| / T. Units: 1/Ω (internal).
@@ -14,11 +14,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from . import _checks
-from .dynamics import _validate_field, boris_step
-from .turbulence import PlaneWaveTurbulence
+from .dynamics import boris_step
+from .field import AbstractField, check_field
 
 __all__ = ["LyapunovEstimate", "lyapunov_exponent"]
 
@@ -64,8 +64,8 @@ def _exponents(field, directions, v0, dt, n_intervals: int, steps_per_interval: 
 
 
 def lyapunov_exponent(
-    field: PlaneWaveTurbulence,
-    directions: Float[Array, "P 3"],
+    field: AbstractField,
+    directions: Float[ArrayLike, "P 3"],
     total_time: float,
     *,
     dt: float = 0.02,
@@ -85,7 +85,7 @@ def lyapunov_exponent(
     Returns:
         :class:`LyapunovEstimate` with the mean over orbits and its standard error.
     """
-    _validate_field(field)
+    check_field(field)
     _checks.check_unit_vectors("directions", directions)
     if np.ndim(directions) != 2:
         raise ValueError(f"directions must have shape (P, 3); got {np.shape(directions)}")
@@ -96,12 +96,24 @@ def lyapunov_exponent(
     n_intervals = max(1, int(round(total_time / (steps * dt))))
     v0 = jax.random.normal(jax.random.key(seed), (np.shape(directions)[0], 6))
     v0 = v0 / jnp.linalg.norm(v0, axis=-1, keepdims=True)
-    logs = _exponents(field, jnp.asarray(directions, dtype=float), v0, jnp.asarray(float(dt)), n_intervals, steps,
-                      jnp.asarray(-float(charge_sign)))
+    logs = _exponents(
+        field,
+        jnp.asarray(directions, dtype=float),
+        v0,
+        jnp.asarray(float(dt)),
+        n_intervals,
+        steps,
+        jnp.asarray(-float(charge_sign)),
+    )
     T = n_intervals * steps * dt
     lam = np.asarray(logs).ravel() / T
     if not np.all(np.isfinite(lam)):
-        raise FloatingPointError("non-finite Lyapunov exponent: the tangent vector overflowed; "
-                                 "reduce renormalise_every")
-    return LyapunovEstimate(exponent=jnp.asarray(lam.mean()), stderr=jnp.asarray(lam.std(ddof=1) / np.sqrt(lam.size)),
-                            per_orbit=jnp.asarray(np.asarray(logs) / T), total_time=float(T))
+        raise FloatingPointError(
+            "non-finite Lyapunov exponent: the tangent vector overflowed; reduce renormalise_every"
+        )
+    return LyapunovEstimate(
+        exponent=jnp.asarray(lam.mean()),
+        stderr=jnp.asarray(lam.std(ddof=1) / np.sqrt(lam.size)),
+        per_orbit=jnp.asarray(np.asarray(logs) / T),
+        total_time=float(T),
+    )

@@ -15,7 +15,7 @@ Each estimator also returns its standard error from the spread over realisations
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 __all__ = ["diffusion_tensor", "green_kubo_diffusion_tensor", "relative_diffusion_tensor", "mean_and_sem"]
 
@@ -37,14 +37,14 @@ def mean_and_sem(per_real):
     return mean, sem
 
 
-def diffusion_tensor(positions: Float[Array, "R P 3"], time) -> tuple[Float[Array, "3 3"], Float[Array, "3 3"]]:
+def diffusion_tensor(positions: Float[ArrayLike, "R P 3"], time) -> tuple[Float[Array, "3 3"], Float[Array, "3 3"]]:
     """K(T) = ⟨Δr Δr⟩/(2T) and its standard error over realisations (units r_L·c)."""
     r = _per_realisation(positions)
     per = jnp.einsum("rpi,rpj->rij", r, r) / r.shape[1] / (2 * time)
     return mean_and_sem(per)
 
 
-def green_kubo_diffusion_tensor(positions: Float[Array, "R P 3"], directions: Float[Array, "P 3"], time=None):
+def green_kubo_diffusion_tensor(positions: Float[ArrayLike, "R P 3"], directions: Float[ArrayLike, "P 3"], time=None):
     """K^GK = −⟨r_i(−T) p̂_j(0)⟩ (symmetric part) with p̂(0) = −n̂; ``directions`` are the n̂.
 
     Follows from r(−T) = −∫_{−T}^0 p̂ dt and K = ∫_0^∞ ⟨p̂(0) p̂(t)⟩ dt; valid for T ≫ the
@@ -58,7 +58,7 @@ def green_kubo_diffusion_tensor(positions: Float[Array, "R P 3"], directions: Fl
     return mean_and_sem(per)
 
 
-def relative_diffusion_tensor(positions: Float[Array, "R P 3"], time):
+def relative_diffusion_tensor(positions: Float[ArrayLike, "R P 3"], time):
     """K̃s(T) = Cov_pixels(r)/(2T) (Eq. 9), averaged over realisations, with standard error."""
     r = _per_realisation(positions)
     d = r - r.mean(1, keepdims=True)

@@ -34,8 +34,9 @@ import jax
 __all__ = ["initialize", "is_writer"]
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, **kwargs) -> None:
+def initialize(
+    coordinator_address: str | None = None, num_processes: int | None = None, process_id: int | None = None, **kwargs
+) -> None:
     """Connect this process to the others (``jax.distributed.initialize``).
 
     Arguments default to the environment variables ``JAXCR_COORDINATOR`` (host:port),
@@ -51,13 +52,16 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         process_id = int(env["JAXCR_PROCESS_ID"])
     given = [x is not None for x in (coordinator_address, num_processes, process_id)]
     if any(given) and not all(given):
-        raise ValueError("give all of coordinator_address, num_processes and process_id (or JAXCR_COORDINATOR, "
-                         "JAXCR_NUM_PROCESSES, JAXCR_PROCESS_ID), or none of them for SLURM / Open MPI detection")
-    if num_processes is not None and not 0 <= process_id < num_processes:
+        raise ValueError(
+            "give all of coordinator_address, num_processes and process_id (or JAXCR_COORDINATOR, "
+            "JAXCR_NUM_PROCESSES, JAXCR_PROCESS_ID), or none of them for SLURM / Open MPI detection"
+        )
+    if num_processes is not None and process_id is not None and not 0 <= process_id < num_processes:
         raise ValueError(f"process_id must be in [0, {num_processes}); got {process_id}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts; GPUs use NCCL
-    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                               process_id=process_id, **kwargs)
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id, **kwargs
+    )
 
 
 def is_writer() -> bool:

@@ -1,4 +1,4 @@
-"""Cosmic-ray motion in a static magnetic field, and backtracking.
+"""Equations of motion of a cosmic ray in a static magnetic field, and the Boris integrator.
 
 Conventions (stated once; tested in ``tests/test_dynamics.py``):
 
@@ -8,21 +8,17 @@ Conventions (stated once; tested in ``tests/test_dynamics.py``):
       dr/dt = p̂,   dp̂/dt = s p̂ × b(r).
 
 * A CR *observed from sky direction* n̂ (the direction it arrives from, a HEALPix pixel centre)
-  moves along p̂(0) = −n̂ at the observer, r(0) = 0.
-* Backtracking integrates the time-reversed system from t = 0 to t = −T. With τ = −t and
-  u = −p̂ this is the forward motion of the antiparticle (charge −s) launched outward along
-  u(0) = n̂:  dr/dτ = u,  du/dτ = −s u × b(r).  jaxcr integrates that and reports
-  r(−T) and p̂(−T) = −u(T).
+  moves along p̂(0) = −n̂ at the observer, r(0) = 0. Backtracking (:mod:`jaxcr.backtracking`)
+  integrates the time-reversed system, i.e. the antiparticle (charge −s) launched along +n̂.
 
-Solvers: :class:`Boris` (fixed step, second order, |p̂| conserved to rounding) written as a
-``diffrax.AbstractSolver``; or any diffrax adaptive solver (``"tsit5"``, ``"dopri5"``,
-``"dopri8"``) with a PID step-size controller. Only the requested save times are stored, so
-memory does not depend on the number of steps.
+:class:`LorentzForce` is the vector field as an equinox Module that carries its field and charge
+sign, so a diffrax term built from it is all a solver needs. :class:`Boris` is the Boris pusher
+as a fixed-step diffrax solver that reads the field from that term. :class:`SaveAlignedSteps`
+makes fixed steps that end exactly on every save time.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import ClassVar
 
 import diffrax
@@ -30,48 +26,31 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from . import _checks
-from .turbulence import PlaneWaveTurbulence
+from .field import AbstractField
+from .turbulence import TurbulenceParameters, mode_wavenumbers
 
-__all__ = ["Boris", "Trajectories", "lorentz_vector_field", "track", "backtrack", "continue_backtrack", "default_step"]
+__all__ = ["LorentzForce", "Boris", "boris_step", "SaveAlignedSteps", "default_step", "steps_per_interval"]
 
-
-def lorentz_vector_field(t, y, args):
-    """d/dt (r, u) = (u, s u × b(r)) for the forward motion of charge sign s; args = (field, s)."""
-    del t
-    field, charge_sign = args
-    r, u = y
-    return u, charge_sign * jnp.cross(u, field(r))
+MAX_DEFAULT_STEP = 0.1  # 1/Ω: ≥ 60 steps per gyration in weak turbulence
+STEPS_PER_SMALLEST_WAVELENGTH = 20  # the reference C++ benchmark's choice, λ_min/20
 
 
-class _BorisInterpolation(diffrax.AbstractLocalInterpolation):
-    """Dense output between Boris steps: r linear; u linear in direction with its norm
-    interpolated linearly, so that |u| between steps is |u| at the steps (no artificial dip)."""
+class LorentzForce(eqx.Module):
+    """d/dt (r, u) = (u, s u × b(r)) for the forward motion of charge sign s in ``field``."""
 
-    t0: Float[Array, ""]
-    t1: Float[Array, ""]
-    y0: tuple
-    y1: tuple
+    field: AbstractField
+    charge_sign: Float[Array, ""]
 
-    def evaluate(self, t0, t1=None, left: bool = True):
-        del left
-        if t1 is not None:
-            a, b = self.evaluate(t0), self.evaluate(t1)
-            return jax.tree_util.tree_map(lambda x, y: y - x, a, b)
-        theta = jnp.where(self.t1 == self.t0, 0.0, (t0 - self.t0) / jnp.where(self.t1 == self.t0, 1.0, self.t1 - self.t0))
-        r0, u0 = self.y0
-        r1, u1 = self.y1
-        r = r0 + theta * (r1 - r0)
-        u = u0 + theta * (u1 - u0)
-        n0, n1 = jnp.linalg.norm(u0), jnp.linalg.norm(u1)
-        nu = jnp.linalg.norm(u)
-        u = u * ((n0 + theta * (n1 - n0)) / jnp.where(nu > 0, nu, 1.0))
-        return r, u
+    def __call__(self, t, y, args):
+        del t, args
+        r, u = y
+        return u, self.charge_sign * jnp.cross(u, self.field(r))
 
 
-def boris_step(field, charge_sign, y, h):
+def boris_step(field: AbstractField, charge_sign, y, h):
     """One Boris step (drift-kick-drift) of size h for dr/dt = u, du/dt = s u × b(r); y = (r, u)."""
     r, u = y
     r_half = r + 0.5 * h * u
@@ -82,6 +61,32 @@ def boris_step(field, charge_sign, y, h):
     return r_half + 0.5 * h * u_new, u_new
 
 
+class _BorisInterpolation(diffrax.AbstractLocalInterpolation):
+    """Dense output between Boris steps: r linear; u linear in direction with its norm
+    interpolated linearly, so that |u| between steps is |u| at the steps (no artificial dip)."""
+
+    t0: Float[Array, ""]  # type: ignore[misc]
+    t1: Float[Array, ""]  # type: ignore[misc]
+    y0: tuple
+    y1: tuple
+
+    def evaluate(self, t0, t1=None, left: bool = True):
+        del left
+        if t1 is not None:
+            a, b = self.evaluate(t0), self.evaluate(t1)
+            return jax.tree_util.tree_map(lambda x, y: y - x, a, b)
+        span = jnp.where(self.t1 == self.t0, 1.0, self.t1 - self.t0)
+        theta = jnp.where(self.t1 == self.t0, 0.0, (t0 - self.t0) / span)
+        r0, u0 = self.y0
+        r1, u1 = self.y1
+        r = r0 + theta * (r1 - r0)
+        u = u0 + theta * (u1 - u0)
+        n0, n1 = jnp.linalg.norm(u0), jnp.linalg.norm(u1)
+        nu = jnp.linalg.norm(u)
+        u = u * ((n0 + theta * (n1 - n0)) / jnp.where(nu > 0, nu, 1.0))
+        return r, u
+
+
 class Boris(diffrax.AbstractSolver):
     """The Boris pusher (drift-kick-drift form) as a fixed-step diffrax solver.
 
@@ -89,9 +94,13 @@ class Boris(diffrax.AbstractSolver):
         r½ = r + u h/2;  t = ω(r½) h/2;  u' = u + u × t;  u⁺ = u + u' × 2t/(1+|t|²);
         r⁺ = r½ + u⁺ h/2.
     Second order, time-symmetric, and the rotation conserves |u| exactly (to rounding).
-    The field and charge sign are read from ``args = (field, charge_sign)``; use it with
-    ``diffrax.ODETerm(lorentz_vector_field)`` and ``diffrax.ConstantStepSize``.
+
+    The field and charge sign are read from the term, ``diffrax.ODETerm(LorentzForce(field, s))``.
+    ``dt`` is the step in 1/Ω (None: :func:`default_step` of the field); :func:`jaxcr.track` makes
+    the steps end exactly on every save time (:class:`SaveAlignedSteps`).
     """
+
+    dt: float | None = None
 
     term_structure: ClassVar = diffrax.AbstractTerm
     interpolation_cls: ClassVar = _BorisInterpolation
@@ -103,284 +112,93 @@ class Boris(diffrax.AbstractSolver):
         return None
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        del solver_state, made_jump
-        field, charge_sign = args
-        y1 = boris_step(field, charge_sign, y0, t1 - t0)
+        del args, solver_state, made_jump
+        force = _lorentz_force(terms)
+        if not isinstance(force, LorentzForce):
+            raise TypeError(f"Boris needs an ODETerm of a LorentzForce; got {type(force).__name__}")
+        y1 = boris_step(force.field, force.charge_sign, y0, t1 - t0)
         return y1, None, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
 
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
 
 
-_ADAPTIVE = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
+def _lorentz_force(term):
+    """The vector field inside a (possibly wrapped: diffrax's WrapTerm) ODETerm."""
+    while not hasattr(term, "vector_field") and hasattr(term, "term"):
+        term = term.term
+    return getattr(term, "vector_field", None)
 
 
-class Trajectories(eqx.Module):
-    """Positions and momentum directions at the save times.
-
-    ``positions``/``momenta`` have shape (..., n_times, n_particles, 3); a leading realisation
-    axis is present when the field was an ensemble. Units: positions in r_L, times in 1/Ω.
-    For :func:`backtrack` they are r(−T) and p̂(−T) at T = ``times``.
-    """
-
-    times: Float[Array, " T"]
-    positions: Float[Array, "... T P 3"]
-    momenta: Float[Array, "... T P 3"]
-
-
-def default_step(field: PlaneWaveTurbulence) -> float:
-    """Default Boris step: min(0.1, λ_min/20) in units of 1/Ω, λ_min = 2π/max|k_n|.
+def default_step(field: AbstractField | TurbulenceParameters) -> float:
+    """Default Boris step in 1/Ω: min(0.1, λ_min/20), λ_min = 2π/max|k_n| the smallest wavelength
+    of the field (or of the field that ``TurbulenceParameters`` describe; concrete values).
 
     λ_min/20 resolves the smallest wave of the field with 20 steps (the reference C++
-    benchmark's choice); 0.1 gives ≥ 60 steps per gyration in weak turbulence.
+    benchmark's choice); 0.1 gives ≥ 60 steps per gyration in weak turbulence. The result is
+    rounded to 12 significant digits, so that a λ_min/20 of 0.005 is the float 0.005 and not
+    0.004999999999999988 (|k_n| carries the rounding of the wave vectors' norms).
     """
-    k = _checks.concrete(field.wavevectors)
-    if k is None:
-        raise ValueError("dt must be given explicitly when the field is traced")
-    kmax = float(np.max(np.linalg.norm(k, axis=-1))) if k.size else 0.0
-    return 0.1 if kmax == 0 else min(0.1, 2 * np.pi / kmax / 20)
-
-
-def _default_dt(field, solver: str) -> float:
-    """Boris: :func:`default_step`; adaptive solvers: initial step 0.01/Ω."""
-    return default_step(field) if solver == "boris" else 0.01
-
-
-def _validate_field(field):
-    if not isinstance(field, PlaneWaveTurbulence):
-        raise TypeError(f"field must be a PlaneWaveTurbulence; got {type(field).__name__}")
-    for name in ("wavevectors", "polarisations", "phases", "regular_field"):
-        _checks.check_finite(f"field.{name}", getattr(field, name))
-
-
-def track(
-    field: PlaneWaveTurbulence,
-    positions: Float[Array, "P 3"],
-    momenta: Float[Array, "P 3"],
-    save_times,
-    *,
-    charge_sign: float = 1.0,
-    solver: str = "boris",
-    dt: float | None = None,
-    rtol: float = 1e-8,
-    atol: float = 1e-10,
-    max_steps: int | None = None,
-    particle_chunk: int | None = None,
-    adjoint: str = "reverse",
-    devices: int | str | None = None,
-) -> Trajectories:
-    """Forward motion dr/dt = p̂, dp̂/dt = s p̂ × b(r) from (r(0), p̂(0)); saved at t = save_times.
-
-    Args:
-        field: a field, or a stack of R realisations (then every particle is run in each).
-        positions, momenta: initial r (r_L) and unit p̂, shape (P, 3), or (R, P, 3) to give
-            each realisation its own initial states.
-        save_times: strictly increasing times ≥ 0 (units 1/Ω); only these are stored.
-        charge_sign: s, +1 for positive charges.
-        solver: "boris" (fixed step ``dt``) or an adaptive diffrax solver "tsit5", "dopri5",
-            "dopri8" (tolerances ``rtol``/``atol``).
-        dt: Boris step (1/Ω); default :func:`default_step`. Initial step for adaptive solvers.
-        max_steps: solver step limit; default: enough for Boris, 10⁷ for adaptive solvers.
-        particle_chunk: integrate particles in sequential chunks of this size (bounds memory).
-        adjoint: how derivatives through the solver are taken: "reverse" (``jax.grad``;
-            diffrax's recursive checkpointing) or "forward" (``jax.jvp``/``jax.jacfwd``).
-        devices: shard the particles over this many devices with ``jax.shard_map`` (field
-            replicated, no collective inside the solver loop; particles padded to a multiple of
-            ``devices``; one all-gather of the final states at the end). None: one device;
-            "all": every device of every process, which is what a multi-host run
-            (:func:`jaxcr.distributed.initialize`) needs. Results equal the single-device ones
-            to rounding (bit for bit when each device gets the same shapes).
-    """
-    _validate_field(field)
-    ts = _checks.check_increasing_times("save_times", save_times)
-    _checks.check_last_axis("positions", positions)
-    _checks.check_finite("positions", positions)
-    _checks.check_unit_vectors("momenta", momenta)
-    per_realisation = field.is_ensemble and np.ndim(positions) == 3 and np.shape(positions)[0] == field.n_realisations
-    if np.shape(positions) != np.shape(momenta) or not (np.ndim(positions) == 2 or per_realisation):
-        raise ValueError(
-            "positions and momenta must both have shape (P, 3), or (R, P, 3) with R the number of field "
-            f"realisations; got {np.shape(positions)} and {np.shape(momenta)}"
-        )
-    if charge_sign not in (1, -1, 1.0, -1.0):
-        raise ValueError(f"charge_sign must be +1 or -1; got {charge_sign!r}")
-    if particle_chunk is not None:
-        _checks.check_positive_int("particle_chunk", particle_chunk)
-    if adjoint not in ("reverse", "forward"):
-        raise ValueError(f"adjoint must be 'reverse' or 'forward'; got {adjoint!r}")
-    solver = solver.lower()
-    if solver != "boris" and solver not in _ADAPTIVE:
-        raise ValueError(f"solver must be 'boris' or one of {sorted(_ADAPTIVE)}; got {solver!r}")
-    if dt is None:
-        dt = _default_dt(field, solver)
-    _checks.check_positive("dt", dt)
-    if solver != "boris":
-        _checks.check_positive("rtol", rtol)
-        _checks.check_positive("atol", atol)
-    if max_steps is None:
-        max_steps = int(np.ceil(ts[-1] / dt)) + 4 if solver == "boris" else 10_000_000
-    max_steps = _checks.check_positive_int("max_steps", max_steps)
-    if devices == "all":
-        devices = jax.device_count()
-    if devices is not None:
-        _checks.check_positive_int("devices", devices)
-        if devices > jax.device_count():
-            raise ValueError(f"devices={devices} but only {jax.device_count()} device(s) are available "
-                             f"({jax.local_device_count()} local, {jax.process_count()} process(es); on CPU, set "
-                             "XLA_FLAGS=--xla_force_host_platform_device_count=N before importing jax)")
-        if jax.process_count() > 1 and devices != jax.device_count():
-            raise ValueError(f"with {jax.process_count()} processes (jax.distributed) shard over all "
-                             f"{jax.device_count()} devices: devices='all'; got devices={devices}")
-    integrate = _integrate if devices in (None, 1) else functools.partial(_integrate_sharded, devices=devices)
-    ys = integrate(
-        field,
-        jnp.asarray(positions, dtype=float),
-        jnp.asarray(momenta, dtype=float),
-        jnp.asarray(ts),
-        jnp.asarray(float(charge_sign)),
-        jnp.asarray(float(dt)),
-        jnp.asarray(float(rtol)),
-        jnp.asarray(float(atol)),
-        solver=solver,
-        max_steps=max_steps,
-        particle_chunk=particle_chunk,
-        adjoint=adjoint,
-    )
-    _check_solution_finite(ys, solver, dt)
-    return Trajectories(times=jnp.asarray(ts), positions=ys[0], momenta=ys[1])
-
-
-def _check_solution_finite(ys, solver, dt):
-    """Raise (never return a silent NaN) when the integration produced non-finite values."""
-    r = _checks.concrete(ys[0])
-    if r is None:
-        return
-    u = _checks.concrete(ys[1])
-    bad = ~(np.isfinite(r).all(axis=-1) & np.isfinite(u).all(axis=-1))
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise FloatingPointError(
-            f"backtracking produced non-finite positions/momenta (first at index {idx} of shape {bad.shape}, "
-            f"axes (..., time, particle)); solver={solver!r}, dt={dt}. Likely causes: a step too large for "
-            "the field's smallest scale (reduce dt), or a non-finite field parameter."
-        )
-
-
-@eqx.filter_jit
-def _integrate(field, r0, u0, ts, charge_sign, dt, rtol, atol, *, solver, max_steps, particle_chunk, adjoint):
-    # dt, rtol, atol are traced (no recompilation per step size); max_steps and chunks are static.
-    if solver == "boris":
-        solver_obj = Boris()
-        controller = diffrax.ConstantStepSize()
+    if isinstance(field, TurbulenceParameters):
+        k = _checks.concrete(mode_wavenumbers(field))
+        if k is None:
+            raise ValueError("the default step needs concrete turbulence parameters; give Boris(dt=...)")
+        kmax = float(np.max(k))
     else:
-        solver_obj = _ADAPTIVE[solver]()
-        controller = diffrax.PIDController(rtol=rtol, atol=atol)
-    term = diffrax.ODETerm(lorentz_vector_field)
+        kmax = float(getattr(field, "max_wavenumber", 0.0))
+    if kmax == 0.0:
+        return MAX_DEFAULT_STEP
+    return min(MAX_DEFAULT_STEP, float(f"{2 * np.pi / (kmax * STEPS_PER_SMALLEST_WAVELENGTH):.12g}"))
 
-    def one(f, r, u):
-        sol = diffrax.diffeqsolve(
-            term,
-            solver_obj,
-            t0=0.0,
-            t1=ts[-1],
-            dt0=dt,
-            y0=(r, u),
-            args=(f, charge_sign),
-            saveat=diffrax.SaveAt(ts=ts),
-            stepsize_controller=controller,
-            max_steps=max_steps,
-            adjoint=diffrax.ForwardMode() if adjoint == "forward" else diffrax.RecursiveCheckpointAdjoint(),
+
+def steps_per_interval(save_times, dt: float, t0: float = 0.0) -> np.ndarray:
+    """Number of equal Boris steps in each interval between t0 and the save times: the smallest
+    count whose step is ≤ dt (to 1e-9 relative); 0 for an interval of zero length."""
+    bounds = np.concatenate([[t0], np.asarray(save_times, dtype=float)])
+    durations = np.diff(bounds)
+    counts = np.ceil(durations / dt - 1e-9).astype(np.int64)
+    return np.where(durations > 0, np.maximum(counts, 1), 0)
+
+
+class SaveAlignedSteps(diffrax.AbstractStepSizeController):
+    """Fixed steps that end exactly on every save time.
+
+    Interval k, from the previous save time (or t0) to save time k, is divided into
+    ``counts[k]`` equal steps; step j of it ends at b_k + (b_{k+1} − b_k)·(j/n_k), and its last
+    step at b_{k+1} exactly. Saved states are therefore states at step ends, not
+    interpolations. ``counts`` comes from :func:`steps_per_interval`.
+    """
+
+    bounds: Float[Array, " K1"]  # t0 followed by the save times
+    cumulative: Int[Array, " K"]  # cumulative step counts at the end of each interval
+
+    def __init__(self, save_times, counts, t0=0.0):
+        self.bounds = jnp.concatenate(
+            [jnp.reshape(jnp.asarray(t0, dtype=float), (1,)), jnp.asarray(save_times, dtype=float)]
         )
-        return sol.ys  # ((T, 3), (T, 3))
+        self.cumulative = jnp.cumsum(jnp.asarray(counts))
 
-    def particles(f, r0, u0):
-        if particle_chunk is None or particle_chunk >= r0.shape[0]:
-            out = jax.vmap(one, in_axes=(None, 0, 0))(f, r0, u0)
-        else:
-            out = jax.lax.map(lambda ru: one(f, *ru), (r0, u0), batch_size=particle_chunk)
-        # (P, T, 3) -> (T, P, 3)
-        return jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), out)
+    def wrap(self, direction):
+        return self
 
-    if field.is_ensemble:
-        if r0.ndim == 3:  # one set of initial states per realisation
-            return jax.vmap(particles)(field, r0, u0)
-        return jax.vmap(lambda f: particles(f, r0, u0))(field)
-    return particles(field, r0, u0)
+    def _time_of_step(self, m):
+        """End time of global step m (1-based)."""
+        k = jnp.clip(jnp.sum(self.cumulative < m), 0, self.cumulative.shape[0] - 1)
+        before = jnp.where(k > 0, self.cumulative[jnp.maximum(k - 1, 0)], 0)
+        n = jnp.maximum(self.cumulative[k] - before, 1)
+        j = jnp.clip(m - before, 0, n)
+        b0, b1 = self.bounds[k], self.bounds[k + 1]
+        span, nf = b1 - b0, n.astype(b0.dtype)
+        # first step b0 + span/n, later ones b0 + span·(j/n): the arithmetic of diffrax's
+        # ConstantStepSize with dt0 = span/n, so results equal a constant-step run bit for bit
+        t = jnp.where(j == 1, b0 + span / nf, b0 + span * (j.astype(b0.dtype) / nf))
+        return jnp.where(j == n, b1, t)
 
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        del terms, t0, t1, y0, dt0, args, func, error_order
+        return self._time_of_step(1), jnp.asarray(1)
 
-def _integrate_sharded(field, r0, u0, ts, charge_sign, dt, rtol, atol, *, devices, **static):
-    """:func:`_integrate` with the particle axis split over ``devices`` local devices (shard_map)."""
-    from jax.sharding import AxisType
-    from jax.sharding import PartitionSpec as P
-
-    n = r0.shape[-2]
-    pad = (-n) % devices
-    if pad:  # repeat the last particle; dropped again below
-        r0 = jnp.concatenate([r0, jnp.repeat(r0[..., -1:, :], pad, axis=-2)], axis=-2)
-        u0 = jnp.concatenate([u0, jnp.repeat(u0[..., -1:, :], pad, axis=-2)], axis=-2)
-    multi_process = jax.process_count() > 1
-    mesh = jax.make_mesh((devices,), ("particles",), axis_types=(AxisType.Auto,),
-                         devices=jax.devices() if multi_process else jax.local_devices()[:devices])
-    lead = (None,) * (r0.ndim - 2)
-    out_lead = (None,) * (1 + int(field.is_ensemble))  # (R,) T axes before the particle axis
-    spec_in, spec_out = P(*lead, "particles"), P(*out_lead, "particles")
-    sharded = jax.shard_map(
-        lambda f, r, u, t, c, h, rt, at: _integrate(f, r, u, t, c, h, rt, at, **static),
-        mesh=mesh,
-        in_specs=(P(), spec_in, spec_in, P(), P(), P(), P(), P()),
-        out_specs=(spec_out, spec_out),
-        check_vma=False,
-    )
-    args = (field, r0, u0, ts, charge_sign, dt, rtol, atol)
-    if multi_process:  # host values, identical on every process, are taken as replicated inputs
-        from jax.experimental import multihost_utils
-
-        args = jax.tree_util.tree_map(np.asarray, args)
-        ys = multihost_utils.process_allgather(jax.jit(sharded)(*args), tiled=True)  # the one collective
-        return tuple(jnp.asarray(y[..., :n, :]) for y in ys)
-    ys = jax.jit(sharded)(*args)
-    return tuple(y[..., :n, :] for y in ys)
-
-
-def backtrack(
-    field: PlaneWaveTurbulence,
-    directions: Float[Array, "P 3"],
-    save_times,
-    *,
-    charge_sign: float = 1.0,
-    **solver_options,
-) -> Trajectories:
-    """Backtrack CRs observed from sky directions n̂ (unit, shape (P, 3)) to times −T.
-
-    A CR observed from n̂ has r(0) = 0 and p̂(0) = −n̂. Returns r(−T) and p̂(−T) for every
-    T in ``save_times`` (ΩT, strictly increasing, ≥ 0), shape (..., n_times, P, 3). Internally the
-    antiparticle (charge −s) is tracked forward along u(0) = n̂ and p̂(−T) = −u(T) (module doc).
-    ``solver_options`` are those of :func:`track` (solver, dt, rtol, atol, max_steps,
-    particle_chunk, adjoint, devices). Log-spaced save grids cost nothing extra: only saves are stored.
-    """
-    _checks.check_unit_vectors("directions", directions)
-    if np.ndim(directions) != 2:
-        raise ValueError(f"directions must have shape (P, 3); got {np.shape(directions)}")
-    if charge_sign not in (1, -1, 1.0, -1.0):
-        raise ValueError(f"charge_sign must be +1 or -1; got {charge_sign!r}")
-    n = jnp.asarray(directions, dtype=float)
-    out = track(field, jnp.zeros_like(n), n, save_times, charge_sign=-charge_sign, **solver_options)
-    return Trajectories(times=out.times, positions=out.positions, momenta=-out.momenta)
-
-
-def continue_backtrack(
-    field: PlaneWaveTurbulence,
-    positions: Float[Array, "... P 3"],
-    momenta: Float[Array, "... P 3"],
-    duration: float,
-    *,
-    charge_sign: float = 1.0,
-    **solver_options,
-) -> tuple[Float[Array, "... P 3"], Float[Array, "... P 3"]]:
-    """Backtrack further: from r(−T), p̂(−T) to r(−T−duration), p̂(−T−duration).
-
-    ``positions``/``momenta`` have shape (P, 3), or (R, P, 3) for a stack of R realisations.
-    This is how long runs proceed segment by segment (and resume from checkpoints).
-    """
-    out = track(field, positions, -jnp.asarray(momenta), [duration], charge_sign=-charge_sign, **solver_options)
-    return out.positions[..., -1, :, :], -out.momenta[..., -1, :, :]
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state):
+        del t0, y0, y1_candidate, args, y_error, error_order
+        m = controller_state + 1
+        return True, t1, self._time_of_step(m), False, m, diffrax.RESULTS.successful

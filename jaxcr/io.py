@@ -15,7 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "save_dataset", "load_dataset", "to_json"]
+__all__ = [
+    "check_writable",
+    "atomic_write",
+    "save_checkpoint",
+    "load_checkpoint",
+    "save_dataset",
+    "load_dataset",
+    "to_json",
+]
 
 
 def to_json(obj) -> str:
@@ -27,6 +35,28 @@ def to_json(obj) -> str:
         raise TypeError(f"cannot serialise {type(o).__name__}")
 
     return json.dumps(obj, default=default, sort_keys=True)
+
+
+def check_writable(name: str, path) -> Path:
+    """Check, before any work, that ``path`` can be written: not a folder, its parent a folder
+    (created if missing) in which a file can be made. Raises a ``ValueError`` naming ``name``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name}={str(path)!r} is a folder; give a file path")
+    parent = path.parent
+    for ancestor in (parent, *parent.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise ValueError(f"{name}={str(path)!r}: {str(ancestor)!r} is a file, not a folder")
+            break
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"{name}={str(path)!r} cannot be written: {err.strerror}") from None
+    return path
 
 
 def atomic_write(path, write) -> Path:

@@ -33,7 +33,7 @@ variance, correlated across ℓ, is computed by the fit from the model's realisa
 
 No published table of observed C_ℓ values is available in this environment, so jaxcr ships no
 observed numbers: the presets below carry only the observatories' published characteristics
-(DESIGN §4), and synthetic spectra are made with jaxcr at known parameters (marked
+(the papers cited on each preset), and synthetic spectra are made with jaxcr at known parameters (marked
 ``synthetic: true``). Adding a real table is writing one file in this format.
 """
 
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ __all__ = ["Observatory", "OBSERVATORIES", "ObservedSpectrum", "load_spectrum", 
 
 @dataclasses.dataclass(frozen=True)
 class Observatory:
-    """Published characteristics (DESIGN §4). Masks marked assumed: bands giving the stated f_sky."""
+    """Published characteristics (the paper, Sec. 1, and the observatories' papers). Masks marked assumed: bands giving the stated f_sky."""
 
     name: str
     median_energy_tev: float
@@ -67,10 +68,13 @@ class Observatory:
 
 
 OBSERVATORIES = {
-    "icecube": Observatory("IceCube (Aartsen et al. 2013)", 20.0, 0.3, -90.0, -23.6, events=1.5e11, noise_level=2.5e-11),
+    "icecube": Observatory(
+        "IceCube (Aartsen et al. 2013)", 20.0, 0.3, -90.0, -23.6, events=1.5e11, noise_level=2.5e-11
+    ),
     "hawc": Observatory("HAWC (Abeysekara et al. 2014)", 2.0, 0.7, -30.0, 64.0, events=4.9e10, noise_level=1.8e-10),
-    "hawc+icecube": Observatory("HAWC + IceCube (Abeysekara et al. 2019)", 10.0, 0.93, -85.0, 70.0, lmax=40,
-                                mask_assumed=False),
+    "hawc+icecube": Observatory(
+        "HAWC + IceCube (Abeysekara et al. 2019)", 10.0, 0.93, -85.0, 70.0, lmax=40, mask_assumed=False
+    ),
 }
 
 
@@ -104,9 +108,22 @@ class ObservedSpectrum:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("ell", "cl", "sigma")}
 
 
-_REQUIRED_META = {"observatory": str, "energy_tev": float, "noise_level": float, "dec_min_deg": float, "dec_max_deg": float}
-_OPTIONAL_META = {"nside": int, "remove_ell_max": int, "sky_realisations": int, "synthetic": lambda v: v.strip().lower() in ("1", "true", "yes"),
-                  "source": str, "jaxcr-spectrum": str}
+_REQUIRED_META: dict[str, Callable] = {
+    "observatory": str,
+    "energy_tev": float,
+    "noise_level": float,
+    "dec_min_deg": float,
+    "dec_max_deg": float,
+}
+_OPTIONAL_META: dict[str, Callable] = {
+    "nside": int,
+    "remove_ell_max": int,
+    "sky_realisations": int,
+    "synthetic": lambda v: v.strip().lower() in ("1", "true", "yes"),
+    "source": str,
+    "jaxcr-spectrum": str,
+}
+_CONVERTERS: dict[str, Callable] = {**_REQUIRED_META, **_OPTIONAL_META}
 _COLUMNS = ("ell", "cl", "sigma")
 
 
@@ -123,45 +140,61 @@ def load_spectrum(path) -> ObservedSpectrum:
                 key, value = line[1:].split(":", 1)
                 key = key.strip()
                 if key in _REQUIRED_META or key in _OPTIONAL_META:
-                    conv = {**_REQUIRED_META, **_OPTIONAL_META}[key]
+                    conv: Callable = _CONVERTERS[key]
                     try:
                         meta[key] = conv(value.strip())
                     except ValueError:
-                        raise SpectrumFileError(f"{path}: line {lineno}: metadata {key!r} has an invalid value {value.strip()!r}") from None
+                        raise SpectrumFileError(
+                            f"{path}: line {lineno}: metadata {key!r} has an invalid value {value.strip()!r}"
+                        ) from None
             continue
         cells = [c.strip() for c in line.split(",")]
         if header is None:
             header = cells
             missing = [c for c in _COLUMNS if c not in header]
             if missing:
-                raise SpectrumFileError(f"{path}: line {lineno}: missing column(s) {', '.join(missing)} in header {header}; "
-                                        f"required: {', '.join(_COLUMNS)}")
+                raise SpectrumFileError(
+                    f"{path}: line {lineno}: missing column(s) {', '.join(missing)} in header {header}; "
+                    f"required: {', '.join(_COLUMNS)}"
+                )
             continue
         if len(cells) != len(header):
             raise SpectrumFileError(f"{path}: line {lineno}: {len(cells)} values for {len(header)} columns {header}")
         rows.append((lineno, {name: cells[header.index(name)] for name in _COLUMNS}))
     if header is None or not rows:
-        raise SpectrumFileError(f"{path}: no data rows (expected a header row '{','.join(_COLUMNS)}' and one row per ℓ)")
+        raise SpectrumFileError(
+            f"{path}: no data rows (expected a header row '{','.join(_COLUMNS)}' and one row per ℓ)"
+        )
     missing = [k for k in _REQUIRED_META if k not in meta]
     if missing:
-        raise SpectrumFileError(f"{path}: missing metadata {', '.join(missing)} (lines '# key: value' before the header)")
-    ell, cl, sigma = [], [], []
+        raise SpectrumFileError(
+            f"{path}: missing metadata {', '.join(missing)} (lines '# key: value' before the header)"
+        )
+    ell: list[int] = []
+    cl: list[float] = []
+    sigma: list[float] = []
     for lineno, row in rows:
         values = {}
         for name in _COLUMNS:
             try:
                 values[name] = float(row[name])
             except ValueError:
-                raise SpectrumFileError(f"{path}: line {lineno}, column {name!r}: not a number: {row[name]!r}") from None
+                raise SpectrumFileError(
+                    f"{path}: line {lineno}, column {name!r}: not a number: {row[name]!r}"
+                ) from None
             if not math.isfinite(values[name]):
                 raise SpectrumFileError(f"{path}: line {lineno}, column {name!r}: non-finite value {row[name]!r}")
         if values["ell"] != int(values["ell"]) or values["ell"] < 0:
-            raise SpectrumFileError(f"{path}: line {lineno}, column 'ell': must be a non-negative integer, got {row['ell']!r}")
+            raise SpectrumFileError(
+                f"{path}: line {lineno}, column 'ell': must be a non-negative integer, got {row['ell']!r}"
+            )
         if values["sigma"] <= 0:
             raise SpectrumFileError(f"{path}: line {lineno}, column 'sigma': must be > 0, got {row['sigma']!r}")
         if ell and values["ell"] <= ell[-1]:
-            raise SpectrumFileError(f"{path}: line {lineno}, column 'ell': multipoles must be strictly increasing "
-                                    f"(ℓ = {int(values['ell'])} after ℓ = {ell[-1]})")
+            raise SpectrumFileError(
+                f"{path}: line {lineno}, column 'ell': multipoles must be strictly increasing "
+                f"(ℓ = {int(values['ell'])} after ℓ = {ell[-1]})"
+            )
         ell.append(int(values["ell"]))
         cl.append(values["cl"])
         sigma.append(values["sigma"])
@@ -181,5 +214,5 @@ def save_spectrum(spectrum: ObservedSpectrum, path) -> Path:
             continue
         lines.append(f"# {key}: {str(value).lower() if isinstance(value, bool) else value}")
     lines.append(",".join(_COLUMNS))
-    lines += [f"{int(l)},{c:.17g},{s:.17g}" for l, c, s in zip(spectrum.ell, spectrum.cl, spectrum.sigma)]
+    lines += [f"{int(ell_)},{c:.17g},{s:.17g}" for ell_, c, s in zip(spectrum.ell, spectrum.cl, spectrum.sigma)]
     return io.atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n", encoding="utf-8"))

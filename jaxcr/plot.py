@@ -57,23 +57,40 @@ def plot_fig2(ds, path, medium_ells=(4, 8, 16), title: str | None = None) -> Pat
             ax.plot(t, sub.cl_mean.values[:, ell], ls, color=c, label=lab(f"⟨C_{ell}⟩"))
         ax.plot(t, sub.noise_level.values, ls, color="tab:red", label=lab("noise (Eq. 12)"))
         ax.plot(t, sub.cl_standard_diffusion.values[:, 1], ls, color="m", label=lab("C₁ of ⟨map⟩ (std. diffusion)"))
-        ax.plot(t, sub.standard_diffusion_dipole_eq6.values, ls, color="m", alpha=0.35, lw=3,
-                label=lab("Eq. 6 with K(T)"))
+        ax.plot(
+            t, sub.standard_diffusion_dipole_eq6.values, ls, color="m", alpha=0.35, lw=3, label=lab("Eq. 6 with K(T)")
+        )
     top = float(ds.cl_mean.max())
     ax.set_ylim(1e-6 * top, 3 * top)
-    ax.set(xscale="log", yscale="log", xlabel="ΩT", ylabel="⟨C_ℓ⟩  [(r_L ∇n/n)²]",
-           title=title or "Fig. 2: ensemble-averaged power spectrum vs backtracking time")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="ΩT",
+        ylabel="⟨C_ℓ⟩  [(r_L ∇n/n)²]",
+        title=title or "Fig. 2: ensemble-averaged power spectrum vs backtracking time",
+    )
     ax.legend(fontsize=7, ncol=2, title="solid: ∇n ∥ B0, dotted: ∇n ⊥ B0", title_fontsize=7)
     ell = ds.ell.values[1:]
     picks = sorted({int(np.argmin(np.abs(np.log(t / x)))) for x in np.geomspace(max(t[0], 1.0), t[-1], 4)})
     for i, ti in enumerate(picks):
         sub = ds.sel(gradient=ds.gradient.values[0]).isel(time=ti)
-        ax2.plot(ell, sub.cl_mean.values[1:] / sub.cl_mean.values[1], "o-", ms=3,
-                 color=plt.cm.viridis(i / len(picks)), label=f"ΩT = {t[ti]:.3g}")
+        ax2.plot(
+            ell,
+            sub.cl_mean.values[1:] / sub.cl_mean.values[1],
+            "o-",
+            ms=3,
+            color=plt.cm.viridis(i / len(picks)),
+            label=f"ΩT = {t[ti]:.3g}",
+        )
     ax2.plot(ell, np.asarray(theory.asymptotic_ratio(ell)), "k--", label="Eq. 4")
     ax2.set_ylim(1e-5, 3)
-    ax2.set(xscale="log", yscale="log", xlabel="ℓ", ylabel="⟨C_ℓ⟩/⟨C₁⟩",
-            title=f"spectrum shape ({ds.gradient.values[0]} gradient)")
+    ax2.set(
+        xscale="log",
+        yscale="log",
+        xlabel="ℓ",
+        ylabel="⟨C_ℓ⟩/⟨C₁⟩",
+        title=f"spectrum shape ({ds.gradient.values[0]} gradient)",
+    )
     ax2.legend(fontsize=7)
     return _save(fig, path)
 
@@ -93,14 +110,24 @@ def plot_gedanken(runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20), ratio_times=(1
         ls = ["-", "--", ":"][k % 3]
         lmax = cl.shape[-1] - 1
         for i, ell in enumerate([e for e in ells if e <= lmax]):
-            axes[0].plot(t, cl[:, ell], ls, color=plt.cm.plasma(i / len(ells)), label=f"ℓ={ell} ({label})" if k == 0 else None)
+            axes[0].plot(
+                t, cl[:, ell], ls, color=plt.cm.plasma(i / len(ells)), label=f"ℓ={ell} ({label})" if k == 0 else None
+            )
         axes[1].plot(t, ds.liouville_sum.values.mean(1), ls, color="k", label=f"Σ_ℓ≤{lmax} ({label})")
-        axes[1].plot(t, ds.liouville_mean_square.values.mean(1), ls, color="tab:orange", label=f"pixel ⟨f²⟩, all ℓ ({label})")
+        axes[1].plot(
+            t, ds.liouville_mean_square.values.mean(1), ls, color="tab:orange", label=f"pixel ⟨f²⟩, all ℓ ({label})"
+        )
         ell = np.arange(1, lmax + 1)
         picks = sorted({int(np.argmin(np.abs(np.log(t / x)))) for x in ratio_times if t[0] <= x <= t[-1]})
         for j, ti in enumerate(picks):
-            axes[2].plot(ell, cl[ti, 1:] / cl[ti, 1], "o" + ls, ms=2.5, color=plt.cm.viridis(j / max(len(picks), 1)),
-                         label=f"ΩT = {t[ti]:.3g} ({label})")
+            axes[2].plot(
+                ell,
+                cl[ti, 1:] / cl[ti, 1],
+                "o" + ls,
+                ms=2.5,
+                color=plt.cm.viridis(j / max(len(picks), 1)),
+                label=f"ΩT = {t[ti]:.3g} ({label})",
+            )
     ell = np.arange(1, 41)
     axes[2].plot(ell, np.asarray(theory.asymptotic_ratio(ell)), "k-", lw=2, alpha=0.5, label="Eq. 4")
     axes[0].set(xscale="log", yscale="log", xlabel="ΩT", ylabel="⟨C_ℓ⟩", title="Liouville: ⟨C_ℓ⟩(T), dipole start")

@@ -1,21 +1,14 @@
 """Ensemble runs over backtracking time: maps, spectra and diffusion statistics (Fig. 2).
 
 For N_B field realisations every HEALPix pixel is backtracked segment by segment along a grid
-of times ΩT. After each segment jaxcr computes and keeps, per time:
-
-* per-realisation C_ℓ(T) of the δI maps (Eq. 5, or Eq. 7 without the Fick term) for each
-  gradient; ⟨C_ℓ⟩ and its standard error; C_ℓ of the realisation-averaged map (the standard-
-  diffusion prediction, Fig. 2 magenta) and Eq. 6 with K from both estimators (the Green-Kubo
-  running integral converges like the averaged map does; the Einstein K(T) = ⟨ΔrΔr⟩/2T lags by
-  ~τ_c/T, so at finite T the magenta curve sits nearer Eq. 6 with the Green-Kubo K);
-* K(T) (Einstein), the Green-Kubo estimate, K̃s(T) (Eq. 9), each with standard errors;
-* the noise level (Eq. 12) and both sides of the sum rule (Eq. 8), plus the pixel variance
-  (the exact Parseval value of the ℓ ≥ 1 sum including power above lmax). The left side sums
-  only ℓ ≤ lmax; once pixel noise dominates, part of the power lies above lmax (for white noise
-  the fraction (lmax+1)²/N_pix is captured). ``sum_rule_lhs_noise_corrected`` adds the missing
-  (N_pix − (lmax+1)²) modes at the mean ⟨C_ℓ⟩ of the upper half of the spectrum, i.e. assumes the
-  power above lmax is white: valid at late times, when noise dominates the high ℓ;
-* optionally the Liouville maps f̃(p̂(−T)) of a dipole f̃ (Sec. 2) and their spectra.
+of times ΩT. After each segment :func:`jaxcr.forward.observe` computes, per time, the
+per-realisation C_ℓ(T) of the δI maps (Eq. 5, or Eq. 7 without the Fick term) for each gradient,
+⟨C_ℓ⟩ and its standard error, the C_ℓ of the realisation-averaged map (the standard-diffusion
+prediction, Fig. 2 magenta), Eq. 6 with K from both estimators (the Green-Kubo running integral
+converges like the averaged map does; the Einstein K(T) = ⟨ΔrΔr⟩/2T lags by ~τ_c/T), K(T),
+its Green-Kubo estimate, K̃s(T) (Eq. 9), the noise level (Eq. 12), both sides of the sum rule
+(Eq. 8) and the pixel variance; optionally the Liouville maps f̃(p̂(−T)) of a dipole f̃ (Sec. 2)
+and their spectra.
 
 Only the particles' current state and the per-time statistics are stored, so memory does not
 grow with the number of steps. A checkpoint is written atomically after each segment; a run
@@ -30,18 +23,21 @@ import hashlib
 import time as _time
 from pathlib import Path
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import __version__, _checks, io, theory
-from .diffusion import diffusion_tensor, green_kubo_diffusion_tensor, mean_and_sem, relative_diffusion_tensor
-from .dynamics import _ADAPTIVE, _default_dt, continue_backtrack
-from .sky import pixel_directions, relative_intensity
-from .spectra import _check_lmax, angular_power_spectrum
-from .turbulence import LAYOUTS, PRECISIONS, PlaneWaveTurbulence, TurbulenceParameters
+from . import _checks, io, theory
+from ._version import __version__
+from .dynamics import Boris, default_step
+from .field import FieldPrecision, ModeSumLayout, as_option
+from .forward import SkyModel, advance, initial_state, observe, sample_fields
+from .random import realisation_keys
+from .spectra import angular_power_spectrum, check_lmax
+from .turbulence import TurbulenceParameters
 
-__all__ = ["EnsembleConfig", "run_ensemble", "log_time_grid"]
+__all__ = ["EnsembleConfig", "run_ensemble", "log_time_grid", "describe_solver"]
 
 _PARAM_NAMES = ("sigma2", "coherence_length", "lambda_min", "lambda_max", "larmor_radius", "spectral_index", "b0")
 
@@ -52,6 +48,19 @@ def log_time_grid(t_min: float, t_max: float, n: int) -> tuple[float, ...]:
     _checks.check_less("t_min", t_min, "t_max", t_max)
     _checks.check_positive_int("n", n)
     return tuple(float(t) for t in np.geomspace(t_min, t_max, n))
+
+
+def describe_solver(solver, controller=None) -> dict:
+    """A JSON-able record of an integrator: its type and its numeric settings."""
+    out: dict = {"type": type(solver).__name__}
+    if isinstance(solver, Boris):
+        out["dt"] = solver.dt
+    if controller is not None:
+        out["stepsize_controller"] = {
+            "type": type(controller).__name__,
+            **{k: getattr(controller, k) for k in ("rtol", "atol") if hasattr(controller, k)},
+        }
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,19 +74,19 @@ class EnsembleConfig:
         times: strictly increasing ΩT at which everything is evaluated.
         gradients: name → g = ∇n/n (1/r_L). C_ℓ scale as |g|²; the defaults are unit vectors
             parallel and perpendicular to B0 = ẑ (paper Fig. 2).
-        seed: integer seed of the field realisations (realisation i uses fold_in(seed, i)).
+        seed: integer seed of the field realisations (realisation i uses
+            :func:`jaxcr.random.realisation_key` (seed, i), as everywhere in jaxcr).
         b0_direction: ê of the regular field.
         charge_sign: +1 for nuclei.
-        solver, dt, rtol, atol: see :func:`jaxcr.track`; dt=None → :func:`jaxcr.default_step`.
+        solver: ``Boris(dt=...)`` (default ``Boris()``: :func:`jaxcr.default_step`) or a diffrax
+            solver with ``stepsize_controller`` (default PIDController(rtol=1e-8, atol=1e-10)).
         lmax, iterations: spectrum settings (lmax ≤ 2·nside − 1; None → 2·nside − 1).
         fick_term: include −3p̂·K·g in δI (Eq. 5) with the run's own K(T); False → Eq. 7 maps.
         liouville_dipole: if given, also compute the spectra of f̃(p̂(−T)) = d·p̂(−T) (Sec. 2).
         particle_chunk: integrate particles in chunks of this size (memory/cache).
-        field_precision: "float64" or "float32" evaluation of the mode sum
-            (:meth:`PlaneWaveTurbulence.with_precision`; positions and phases stay float64).
-        field_layout: how the mode sum is laid out for XLA ("auto", "matmul", "split",
-            "fused"; :meth:`PlaneWaveTurbulence.with_layout`); an execution option, results
-            agree to rounding.
+        field_precision: :class:`FieldPrecision` of the mode sum (positions and phases stay float64).
+        field_layout: :class:`ModeSumLayout` of the mode sum (an execution option; results
+            agree to rounding).
     """
 
     turbulence: dict = dataclasses.field(default_factory=lambda: {"n_modes": 256})
@@ -90,25 +99,27 @@ class EnsembleConfig:
     seed: int = 0
     b0_direction: tuple = (0.0, 0.0, 1.0)
     charge_sign: float = 1.0
-    solver: str = "boris"
-    dt: float | None = None
-    rtol: float = 1e-8
-    atol: float = 1e-10
+    solver: diffrax.AbstractSolver = Boris()
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None
     lmax: int | None = None
     iterations: int = 3
     fick_term: bool = False
     liouville_dipole: tuple | None = None
     particle_chunk: int | None = None
-    field_precision: str = "float64"
-    field_layout: str = "auto"
+    field_precision: FieldPrecision | str = FieldPrecision.FLOAT64
+    field_layout: ModeSumLayout | str = ModeSumLayout.AUTO
 
     def parameters(self) -> TurbulenceParameters:
         return TurbulenceParameters(**self.turbulence)
 
     def as_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["times"] = [float(t) for t in self.times]
         d["gradients"] = {k: [float(x) for x in v] for k, v in self.gradients.items()}
+        d["solver"] = describe_solver(self.solver, self.stepsize_controller)
+        del d["stepsize_controller"]
+        d["field_precision"] = as_option(FieldPrecision, "field_precision", self.field_precision).value
+        d["field_layout"] = as_option(ModeSumLayout, "field_layout", self.field_layout).value
         return d
 
     def digest(self) -> str:
@@ -120,56 +131,56 @@ class EnsembleConfig:
         _checks.check_power_of_two("nside", self.nside)
         _checks.check_positive_int("n_realisations", self.n_realisations)
         _checks.check_increasing_times("times", np.asarray(self.times))
+        _checks.check_seed("seed", self.seed)
         if not self.gradients:
             raise ValueError("gradients must name at least one gradient vector")
         for name, g in self.gradients.items():
             if np.shape(g) != (3,):
                 raise ValueError(f"gradient {name!r} must be a 3-vector; got shape {np.shape(g)}")
             _checks.check_finite(f"gradient {name!r}", np.asarray(g, dtype=float))
-        if self.solver != "boris" and self.solver not in _ADAPTIVE:
-            raise ValueError(f"solver must be 'boris' or one of {sorted(_ADAPTIVE)}; got {self.solver!r}")
-        if self.field_precision not in PRECISIONS:
-            raise ValueError(f"field_precision must be one of {PRECISIONS}; got {self.field_precision!r}")
-        if self.field_layout not in LAYOUTS:
-            raise ValueError(f"field_layout must be one of {LAYOUTS}; got {self.field_layout!r}")
-        if self.dt is not None:
-            _checks.check_positive("dt", self.dt)
-        _check_lmax(self.lmax, self.nside)
+        if not isinstance(self.solver, diffrax.AbstractSolver):
+            raise TypeError(f"solver must be jaxcr.Boris(dt=...) or a diffrax solver; got {self.solver!r}")
+        if isinstance(self.solver, Boris) and self.solver.dt is not None:
+            _checks.check_positive("solver dt", self.solver.dt)
+        if isinstance(self.charge_sign, bool) or self.charge_sign not in (1, -1):
+            raise ValueError(f"charge_sign must be +1 or -1; got {self.charge_sign!r}")
+        as_option(FieldPrecision, "field_precision", self.field_precision)
+        as_option(ModeSumLayout, "field_layout", self.field_layout)
+        _checks.check_bool("fick_term", self.fick_term)
+        check_lmax(self.lmax, self.nside)
         if self.liouville_dipole is not None and np.shape(self.liouville_dipole) != (3,):
             raise ValueError(f"liouville_dipole must be a 3-vector; got shape {np.shape(self.liouville_dipole)}")
 
+    def sky_model(self) -> SkyModel:
+        """The :class:`jaxcr.forward.SkyModel` this configuration describes."""
+        return SkyModel(
+            turbulence=self.parameters(),
+            b0_direction=jnp.asarray(self.b0_direction, dtype=float),
+            gradients=jnp.asarray([self.gradients[k] for k in self.gradients], dtype=float),
+            gradient_names=tuple(self.gradients),
+            times=tuple(float(t) for t in self.times),
+            nside=self.nside,
+            solver=self.solver,
+            stepsize_controller=self.stepsize_controller,
+            charge_sign=float(self.charge_sign),
+            fick_term=self.fick_term,
+            lmax=self.lmax,
+            iterations=self.iterations,
+            field_precision=as_option(FieldPrecision, "field_precision", self.field_precision),
+            field_layout=as_option(ModeSumLayout, "field_layout", self.field_layout),
+        )
 
-def _statistics(positions, momenta, directions, T, gradients, cfg: EnsembleConfig):
+    def fields(self):
+        """The run's field realisations 0..N_B−1, stacked (:func:`jaxcr.forward.sample_fields`)."""
+        return sample_fields(self.sky_model(), realisation_keys(self.seed, self.n_realisations))
+
+
+def _statistics(model: SkyModel, positions, momenta, T: float, liouville_dipole) -> dict:
     """All per-time statistics (dict of NumPy arrays) for positions/momenta of shape (R, P, 3)."""
-    npix = positions.shape[1]
-    lmax = cfg.lmax
-    K, K_sem = diffusion_tensor(positions, T)
-    Kgk, Kgk_sem = green_kubo_diffusion_tensor(positions, directions)
-    Ks, Ks_sem = relative_diffusion_tensor(positions, T)
-    maps = jnp.stack(
-        [relative_intensity(positions, momenta, g, K if cfg.fick_term else None) for g in gradients], axis=1
-    )  # (R, G, P)
-    cl = angular_power_spectrum(maps, lmax=lmax, iterations=cfg.iterations)  # (R, G, L)
-    cl_mean, cl_sem = mean_and_sem(cl)
-    cl_std = angular_power_spectrum(maps.mean(0), lmax=lmax, iterations=cfg.iterations)  # (G, L)
-    out = dict(
-        cl=cl, cl_mean=cl_mean, cl_sem=cl_sem, cl_standard_diffusion=cl_std,
-        diffusion_tensor=K, diffusion_tensor_sem=K_sem,
-        diffusion_tensor_green_kubo=Kgk, diffusion_tensor_green_kubo_sem=Kgk_sem,
-        relative_diffusion_tensor=Ks, relative_diffusion_tensor_sem=Ks_sem,
-        noise_level=jnp.stack([theory.noise_level(K, g, T, npix) for g in gradients]),
-        standard_diffusion_dipole_eq6=jnp.stack([theory.standard_diffusion_dipole(K, g) for g in gradients]),
-        standard_diffusion_dipole_eq6_green_kubo=jnp.stack(
-            [theory.standard_diffusion_dipole(Kgk, g) for g in gradients]),
-        sum_rule_lhs=theory.multipole_sum(cl_mean, ell_min=1),
-        sum_rule_lhs_noise_corrected=theory.multipole_sum(cl_mean, ell_min=1)
-        + (npix - cl_mean.shape[-1] ** 2) * cl_mean[:, cl_mean.shape[-1] // 2:].mean(-1) / (4 * jnp.pi),
-        sum_rule_rhs=jnp.stack([theory.sum_rule_rhs(Ks, g, T) for g in gradients]),
-        map_variance=maps.var(-1).mean(0),
-    )
-    if cfg.liouville_dipole is not None:
-        lmaps = momenta @ jnp.asarray(cfg.liouville_dipole, dtype=float)  # f̃(p̂(−T)), (R, P)
-        lcl = angular_power_spectrum(lmaps, lmax=lmax, iterations=cfg.iterations)
+    out = observe(model, positions, momenta, T)
+    if liouville_dipole is not None:
+        lmaps = momenta @ jnp.asarray(liouville_dipole, dtype=float)  # f̃(p̂(−T)), (R, P)
+        lcl = angular_power_spectrum(lmaps, lmax=model.lmax, iterations=model.iterations)
         out.update(liouville_cl=lcl, liouville_sum=theory.multipole_sum(lcl), liouville_mean_square=(lmaps**2).mean(-1))
     return {k: np.asarray(v) for k, v in out.items()}
 
@@ -191,8 +202,10 @@ _DIMS = {
     "liouville_mean_square": ("time", "realisation"),
 }
 _UNITS = {
-    "cl": "dimensionless (δI²)", "noise_level": "dimensionless (δI²)",
-    "diffusion_tensor": "r_L c (internal)", "relative_diffusion_tensor": "r_L c (internal)",
+    "cl": "dimensionless (δI²)",
+    "noise_level": "dimensionless (δI²)",
+    "diffusion_tensor": "r_L c (internal)",
+    "relative_diffusion_tensor": "r_L c (internal)",
     "diffusion_tensor_green_kubo": "r_L c (internal)",
 }
 
@@ -219,8 +232,12 @@ def _to_dataset(stats: dict, cfg: EnsembleConfig, times, extra_attrs: dict):
     )
     ds["gradient_vector"] = (("gradient", "i"), np.array([cfg.gradients[k] for k in cfg.gradients], dtype=float))
     ds.attrs.update(
-        config=io.to_json(cfg.as_dict()), config_digest=cfg.digest(), seed=cfg.seed, jaxcr_version=__version__,
-        npix=12 * cfg.nside**2, units="internal: lengths r_L, times 1/Omega, fields B0, c = 1",
+        config=io.to_json(cfg.as_dict()),
+        config_digest=cfg.digest(),
+        seed=cfg.seed,
+        jaxcr_version=__version__,
+        npix=12 * cfg.nside**2,
+        units="internal: lengths r_L, times 1/Omega, fields B0, c = 1",
         **{f"turbulence_{k}": float(v) for k, v in _turbulence_values(cfg).items()},
         **extra_attrs,
     )
@@ -261,28 +278,22 @@ def run_ensemble(
             the checkpoint and the output file and shows the progress bar.
     """
     config.validate()
+    if stop_after is not None:
+        _checks.check_positive_int("stop_after", stop_after)
+    for name, path in (("output", output), ("checkpoint", checkpoint)):
+        if path is not None:
+            io.check_writable(name, path)
     times = np.asarray(config.times, dtype=float)
-    params = config.parameters()
-    fields = PlaneWaveTurbulence.sample_ensemble(config.seed, params, config.n_realisations,
-                                                 b0_direction=config.b0_direction)
-    fields = fields.with_precision(config.field_precision).with_layout(config.field_layout)
-    directions = pixel_directions(config.nside)
-    gradients = [jnp.asarray(g, dtype=float) for g in config.gradients.values()]
-    dt = config.dt if config.dt is not None else _default_dt(fields, config.solver)
+    model = config.sky_model()
+    fields = config.fields()
     durations = np.diff(np.concatenate([[0.0], times]))
-    if config.solver == "boris":
-        steps = np.ceil(durations / dt - 1e-9).astype(int)
-        seg_dt = durations / steps  # each segment ends exactly on its save time
-        max_steps = int(steps.max()) + 4
-    else:
-        seg_dt = np.full_like(durations, dt)
-        max_steps = 10_000_000
-    solver_opts = dict(solver=config.solver, rtol=config.rtol, atol=config.atol, max_steps=max_steps,
-                       particle_chunk=config.particle_chunk, devices=devices)
+    execution = dict(particle_chunk=config.particle_chunk, devices=devices)
+    dt = model.solver.dt if isinstance(model.solver, Boris) else None
+    if isinstance(model.solver, Boris) and dt is None:
+        dt = default_step(fields)
+        model = model.replace(solver=Boris(dt=dt))
 
-    R, P = config.n_realisations, directions.shape[0]
-    positions = jnp.zeros((R, P, 3))
-    momenta = jnp.broadcast_to(-directions, (R, P, 3))
+    positions, momenta = initial_state(model, config.n_realisations)
     stats: dict[str, list] = {}
     start, elapsed = 0, 0.0
     meta = dict(config_digest=config.digest(), jaxcr_version=__version__, config=config.as_dict())
@@ -304,14 +315,19 @@ def run_ensemble(
 
     end = len(times) if stop_after is None else min(len(times), stop_after)
     # Progress in units of ΩT (the cost is proportional to it), so the ETA is right on log grids.
-    bar = tqdm(total=float(times[-1]), initial=float(times[start - 1]) if start else 0.0, disable=not progress,
-               desc="backtracking ΩT", unit="ΩT", bar_format="{l_bar}{bar}| {n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
+    bar = tqdm(
+        total=float(times[-1]),
+        initial=float(times[start - 1]) if start else 0.0,
+        disable=not progress,
+        desc="backtracking ΩT",
+        unit="ΩT",
+        bar_format="{l_bar}{bar}| {n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]",
+    )
     t_wall = _time.perf_counter()
     for k in range(start, end):
         bar.set_postfix_str(f"ΩT → {times[k]:.4g}")
-        positions, momenta = continue_backtrack(fields, positions, momenta, float(durations[k]),
-                                                charge_sign=config.charge_sign, dt=float(seg_dt[k]), **solver_opts)
-        seg = _statistics(positions, momenta, directions, float(times[k]), gradients, config)
+        positions, momenta = advance(model, fields, positions, momenta, float(durations[k]), **execution)
+        seg = _statistics(model, positions, momenta, float(times[k]), config.liouville_dipole)
         for name, value in seg.items():
             stats.setdefault(name, []).append(value)
         if checkpoint is not None and writer:
@@ -324,8 +340,17 @@ def run_ensemble(
     bar.close()
     wall = elapsed + _time.perf_counter() - t_wall
     stacked = {n: np.stack(v) for n, v in stats.items()}
-    ds = _to_dataset(stacked, config, times, dict(wall_time_s=wall, dt=float(dt), complete=int(end == len(times)),
-                                                   device=str(jax.devices()[0].device_kind)))
+    ds = _to_dataset(
+        stacked,
+        config,
+        times,
+        dict(
+            wall_time_s=wall,
+            dt=float("nan") if dt is None else float(dt),
+            complete=int(end == len(times)),
+            device=str(jax.devices()[0].device_kind),
+        ),
+    )
     if output is not None and end == len(times) and writer:
         io.save_dataset(ds, output)
     return ds

@@ -10,7 +10,7 @@ from __future__ import annotations
 import healpy as hp
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from . import _checks
 
@@ -41,10 +41,10 @@ def npix_to_nside(npix: int) -> int:
 
 
 def relative_intensity(
-    positions: Float[Array, "... P 3"],
-    momenta: Float[Array, "... P 3"] | None,
-    gradient: Float[Array, "3"],
-    diffusion_tensor: Float[Array, "3 3"] | None = None,
+    positions: Float[ArrayLike, "... P 3"],
+    momenta: Float[ArrayLike, "... P 3"] | None,
+    gradient: Float[ArrayLike, "3"],
+    diffusion_tensor: Float[ArrayLike, "3 3"] | None = None,
 ) -> Float[Array, "... P"]:
     """δI_i = (r_i(−T) − 3 p̂_i(−T)·K)·g  (paper Eq. 5, Fick's law ansatz).
 
@@ -62,7 +62,8 @@ def relative_intensity(
         raise ValueError(f"gradient must be a 3-vector; got shape {g.shape}")
     _checks.check_finite("gradient", g)
     _checks.check_last_axis("positions", positions)
-    di = positions @ g
+    r = jnp.asarray(positions)
+    di = r @ g
     if diffusion_tensor is None:
         return di
     k = jnp.asarray(diffusion_tensor, dtype=float)
@@ -70,10 +71,10 @@ def relative_intensity(
         raise ValueError(f"diffusion_tensor must have shape (3, 3); got {k.shape}")
     if momenta is None or np.shape(momenta) != np.shape(positions):
         raise ValueError("momenta of the same shape as positions are needed for the Fick term -3 p̂·K·g")
-    return di - 3.0 * (momenta @ (k @ g))
+    return di - 3.0 * (jnp.asarray(momenta) @ (k @ g))
 
 
-def dipole_distribution(dipole: Float[Array, "3"]):
+def dipole_distribution(dipole: Float[ArrayLike, "3"]):
     """f̃(p̂) = d·p̂: a homogeneous dipole initial distribution (Sec. 2), amplitude |d|."""
     d = jnp.asarray(dipole, dtype=float)
     if d.shape != (3,):
@@ -81,7 +82,7 @@ def dipole_distribution(dipole: Float[Array, "3"]):
     return lambda p: p @ d
 
 
-def liouville_map(momenta: Float[Array, "... P 3"], initial=None) -> Float[Array, "... P"]:
+def liouville_map(momenta: Float[ArrayLike, "... P 3"], initial=None) -> Float[Array, "... P"]:
     """f(T, 0, p̂) = f̃(p̂(−T)) (Sec. 2, Liouville); ``initial`` defaults to the dipole ẑ·p̂."""
     f = initial if initial is not None else dipole_distribution(jnp.array([0.0, 0.0, 1.0]))
     return f(momenta)

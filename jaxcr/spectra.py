@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import functools
 
+import equinox as eqx
 import healpy as hp
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Complex, Float
+from jaxtyping import Array, ArrayLike, Complex, Float
 
 from . import _checks
 from .sky import check_mask, npix_to_nside
@@ -38,6 +39,7 @@ __all__ = [
     "angular_power_spectrum",
     "remove_low_multipoles",
     "max_lmax",
+    "check_lmax",
 ]
 
 
@@ -62,19 +64,22 @@ def _forward(m, nside):
     from s2fft.precompute_transforms import spherical
 
     L = 2 * nside
-    return spherical.forward(m, L, kernel=_kernels(nside)[0], sampling="healpix", reality=True,
-                             method="jax", nside=nside, iter=0)
+    return spherical.forward(
+        m, L, kernel=_kernels(nside)[0], sampling="healpix", reality=True, method="jax", nside=nside, iter=0
+    )
 
 
 def _inverse(flm, nside):
     from s2fft.precompute_transforms import spherical
 
     L = 2 * nside
-    return spherical.inverse(flm, L, kernel=_kernels(nside)[1], sampling="healpix", reality=True,
-                             method="jax", nside=nside)
+    return spherical.inverse(
+        flm, L, kernel=_kernels(nside)[1], sampling="healpix", reality=True, method="jax", nside=nside
+    )
 
 
-def _check_lmax(lmax, nside) -> int:
+def check_lmax(lmax, nside) -> int:
+    """``lmax`` validated for maps of ``nside`` (None → 2·nside − 1); a clear error otherwise."""
     if lmax is None:
         return max_lmax(nside)
     if isinstance(lmax, bool) or not isinstance(lmax, (int, np.integer)) or lmax < 0:
@@ -109,8 +114,9 @@ def _batched(fn, x, core_ndim=1):
     return out.reshape(lead + out.shape[1:])
 
 
-def map_to_alm(maps: Float[Array, "... npix"], lmax: int | None = None, iterations: int = 3
-               ) -> Complex[Array, "... l m"]:
+def map_to_alm(
+    maps: Float[ArrayLike, "... npix"], lmax: int | None = None, iterations: int = 3
+) -> Complex[Array, "... l m"]:
     """Spherical-harmonic coefficients a_ℓm of HEALPix RING maps, like ``healpy.map2alm(iter=)``.
 
     Returns shape (..., lmax+1, 2·lmax+1) with m = −lmax..lmax along the last axis (index
@@ -118,7 +124,7 @@ def map_to_alm(maps: Float[Array, "... npix"], lmax: int | None = None, iteratio
     """
     maps = jnp.asarray(maps)
     nside = npix_to_nside(maps.shape[-1])
-    lmax = _check_lmax(lmax, nside)
+    lmax = check_lmax(lmax, nside)
     iterations = _check_iterations(iterations)
     return _batched(lambda m: _map_to_alm_single(m, nside, lmax, iterations), maps)
 
@@ -128,7 +134,7 @@ def alm_to_map(alm: Complex[Array, "... l m"], nside: int) -> Float[Array, "... 
     nside = _checks.check_power_of_two("nside", nside)
     alm = jnp.asarray(alm)
     lmax = alm.shape[-2] - 1
-    _check_lmax(lmax, nside)
+    check_lmax(lmax, nside)
     L = 2 * nside
     pad = ((0, L - 1 - lmax), (L - 1 - lmax, L - 1 - lmax))
     return _batched(lambda a: jnp.real(_inverse(jnp.pad(a, pad), nside)), alm, core_ndim=2)
@@ -136,10 +142,10 @@ def alm_to_map(alm: Complex[Array, "... l m"], nside: int) -> Float[Array, "... 
 
 def alm_to_healpy(alm: Complex[Array, "l m"]) -> np.ndarray:
     """Convert the (lmax+1, 2·lmax+1) layout to healpy's packed m ≥ 0 ordering."""
-    alm = np.asarray(alm)
-    lmax = alm.shape[-2] - 1
+    a = np.asarray(alm)
+    lmax = a.shape[-2] - 1
     ell, m = hp.Alm.getlm(lmax)
-    return alm[..., ell, lmax + m]
+    return a[..., ell, lmax + m]
 
 
 @functools.lru_cache(maxsize=16)
@@ -149,14 +155,14 @@ def _real_harmonic_basis(nside: int, ell_max: int) -> np.ndarray:
     basis = []
     for ell in range(ell_max + 1):
         for m in range(ell + 1):
-            for value in ((1.0,) if m == 0 else (1.0, 1.0j)):
+            for value in (1.0,) if m == 0 else (1.0, 1.0j):
                 alm = np.zeros(size, dtype=complex)
                 alm[hp.Alm.getidx(ell_max, ell, m)] = value
                 basis.append(hp.alm2map(alm, nside, lmax=ell_max))
     return np.array(basis)
 
 
-def remove_low_multipoles(maps: Float[Array, "... npix"], ell_max: int, mask=None) -> Float[Array, "... npix"]:
+def remove_low_multipoles(maps: Float[ArrayLike, "... npix"], ell_max: int, mask=None) -> Float[Array, "... npix"]:
     """Subtract the least-squares fit of all multipoles ℓ ≤ ell_max on the observed pixels.
 
     With ``mask`` (weights in [0, 1]) the fit uses only the observed pixels, as the observatories
@@ -175,7 +181,7 @@ def remove_low_multipoles(maps: Float[Array, "... npix"], ell_max: int, mask=Non
 
 
 def angular_power_spectrum(
-    maps: Float[Array, "... npix"],
+    maps: Float[ArrayLike, "... npix"],
     *,
     lmax: int | None = None,
     iterations: int = 3,
@@ -195,11 +201,15 @@ def angular_power_spectrum(
     if maps.ndim == 0:
         raise ValueError("maps must have a pixel axis of length 12·nside²")
     nside = npix_to_nside(maps.shape[-1])
-    lmax = _check_lmax(lmax, nside)
+    lmax = check_lmax(lmax, nside)
+    if jnp.iscomplexobj(maps):
+        raise TypeError("maps must be real (relative intensities); got a complex array")
     if not _checks.is_traced(maps):
         _checks.check_finite("maps", maps)
+    maps = eqx.error_if(maps, ~jnp.all(jnp.isfinite(maps)), "angular_power_spectrum: the maps contain NaN or inf")
+    npix = jnp.shape(maps)[-1]
     if mask is not None:
-        mask = check_mask(mask, maps.shape[-1])
+        mask = check_mask(mask, npix)
     if remove_ell_max is not None:
         maps = remove_low_multipoles(maps, remove_ell_max, mask)
     if mask is not None:

@@ -28,10 +28,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Key, PRNGKeyArray
 
 from . import _checks
 from ._fastmath import fast_cos, fast_cos_float32
+from .field import AbstractField, FieldPrecision, ModeSumLayout, as_option
+from .random import realisation_key, realisation_keys
 
 __all__ = [
     "TurbulenceParameters",
@@ -40,19 +42,10 @@ __all__ = [
     "mode_wavenumbers",
     "mode_amplitudes",
     "spectral_weight",
-    "as_key",
+    "polarisation_basis",
 ]
 
 KOLMOGOROV_INDEX = 11.0 / 3.0
-PRECISIONS = ("float64", "float32")
-LAYOUTS = ("auto", "matmul", "split", "fused")
-
-
-def as_key(seed) -> PRNGKeyArray:
-    """A PRNG key from an integer seed (or a key, returned unchanged)."""
-    if isinstance(seed, (int, np.integer)):
-        return jax.random.key(int(seed))
-    return seed
 
 
 class TurbulenceParameters(eqx.Module):
@@ -102,7 +95,7 @@ class TurbulenceParameters(eqx.Module):
         _checks.check_finite("spectral_index", spectral_index)
         _checks.check_nonnegative("b0", b0)
         self.n_modes = _checks.check_positive_int("n_modes", n_modes)
-        as_float = lambda x: jnp.asarray(x, dtype=float)  # noqa: E731
+        as_float = lambda x: jnp.asarray(x, dtype=float)
         self.sigma2 = as_float(sigma2)
         self.coherence_length = as_float(coherence_length)
         self.lambda_min = as_float(lambda_min)
@@ -117,9 +110,9 @@ class TurbulenceParameters(eqx.Module):
 
         Lengths in Larmor radii: λ_c = 10, λ_min = 0.1, λ_max = 1000. The paper does not state N.
         """
-        kw = dict(sigma2=1.0, coherence_length=10.0, lambda_min=0.1, lambda_max=1000.0, n_modes=n_modes)
+        kw: dict = dict(sigma2=1.0, coherence_length=10.0, lambda_min=0.1, lambda_max=1000.0)
         kw.update(overrides)
-        return cls(**kw)
+        return cls(n_modes=n_modes, **kw)
 
     @property
     def rigidity_ratio(self):
@@ -152,15 +145,26 @@ def mode_amplitudes(params: TurbulenceParameters) -> Float[Array, " N"]:
 
 
 class TurbulenceNoise(eqx.Module):
-    """The random draws of one field realisation: k̂_n, α_n, β_n."""
+    """The random draws of one field realisation: k̂_n, α_n, β_n, and optionally Gaussian amplitudes.
+
+    With ``gaussian`` = (ξ_n, η_n) ~ N(0, 1) the polarisation vectors are
+    E_n = A_n/√2 (ξ_n a_n + η_n b_n) instead of A_n (a_n cos α_n + b_n sin α_n): the same
+    ⟨|E_n|²⟩ = A_n², but drawn from a density that depends on σ², which the score-function
+    gradient estimator needs (:mod:`jaxcr.inference.estimators`).
+    """
 
     directions: Float[Array, "N 3"]
     alpha: Float[Array, " N"]
     beta: Float[Array, " N"]
+    gaussian: Float[Array, "2 N"] | None = None
 
     @classmethod
-    def sample(cls, key: PRNGKeyArray, n_modes: int) -> "TurbulenceNoise":
-        """k̂ uniform on the sphere (cos θ uniform in [-1, 1]), α, β uniform in [0, 2π)."""
+    def sample(cls, key: PRNGKeyArray, n_modes: int, gaussian_amplitudes: bool = False) -> "TurbulenceNoise":
+        """k̂ uniform on the sphere (cos θ uniform in [-1, 1]), α, β uniform in [0, 2π).
+
+        The Gaussian amplitudes, if asked for, come from ``fold_in(key, 7)``, so the directions
+        and phases are the same with and without them.
+        """
         k1, k2, k3, k4 = jax.random.split(key, 4)
         cos_t = jax.random.uniform(k1, (n_modes,), minval=-1.0, maxval=1.0)
         phi = jax.random.uniform(k2, (n_modes,), minval=0.0, maxval=2 * jnp.pi)
@@ -168,14 +172,23 @@ class TurbulenceNoise(eqx.Module):
         directions = jnp.stack([sin_t * jnp.cos(phi), sin_t * jnp.sin(phi), cos_t], axis=-1)
         alpha = jax.random.uniform(k3, (n_modes,), minval=0.0, maxval=2 * jnp.pi)
         beta = jax.random.uniform(k4, (n_modes,), minval=0.0, maxval=2 * jnp.pi)
-        return cls(directions, alpha, beta)
+        gaussian = jax.random.normal(jax.random.fold_in(key, 7), (2, n_modes)) if gaussian_amplitudes else None
+        return cls(directions, alpha, beta, gaussian)
+
+    def sigma2_score(self) -> Float[Array, ""]:
+        """d ln p / d ln σ² of the Gaussian amplitudes (A_n ∝ σ): Σ_n (ξ_n² + η_n² − 2)/2."""
+        if self.gaussian is None:
+            raise ValueError(
+                "the score needs Gaussian amplitudes (TurbulenceNoise.sample(..., gaussian_amplitudes=True))"
+            )
+        return 0.5 * jnp.sum(self.gaussian[0] ** 2 + self.gaussian[1] ** 2 - 2.0)
 
 
 def _unit(v):
     return v / jnp.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def polarisation_basis(k_hat: Float[Array, "N 3"]) -> tuple[Float[Array, "N 3"], Float[Array, "N 3"]]:
+def polarisation_basis(k_hat: Float[ArrayLike, "N 3"]) -> tuple[Float[Array, "N 3"], Float[Array, "N 3"]]:
     """a_n = unit(k̂_n × ẑ), b_n = unit(k̂_n × a_n). For k̂ ∥ ẑ (measure zero) a_n = x̂."""
     z = jnp.array([0.0, 0.0, 1.0])
     cross = jnp.cross(k_hat, z)
@@ -186,8 +199,8 @@ def polarisation_basis(k_hat: Float[Array, "N 3"]) -> tuple[Float[Array, "N 3"],
     return a, b
 
 
-class PlaneWaveTurbulence(eqx.Module):
-    """A static magnetic field b(r) = b0 ê + Σ_n E_n cos(k_n·r + β_n), internal units.
+class PlaneWaveTurbulence(AbstractField):
+    """A static magnetic field b(r) = b0 ê + Σ_n E_n cos(k_n·r + β_n), internal units (Eq. 10).
 
     ``E_n = A(k_n)(a_n cos α_n + b_n sin α_n)`` are the polarisation vectors (amplitude included),
     ``k_n`` the wave vectors in 1/r_L, ``β_n`` the phases, ``regular_field`` = b0 ê. A stack of
@@ -196,31 +209,30 @@ class PlaneWaveTurbulence(eqx.Module):
 
     Call it on positions of shape (..., 3) to get the total field b (..., 3).
 
-    ``precision`` (static) selects how the mode sum is evaluated: "float64" (default; error
-    ~1e-13 relative) or "float32" (phases still formed and reduced in the positions' precision,
-    cos and the sum over modes in float32; error ~1e-6 of the rms field, far below the Boris
-    truncation error at the default steps; see :meth:`with_precision`).
+    ``precision`` (static, :class:`FieldPrecision`) selects how the mode sum is evaluated:
+    float64 (default; error ~1e-13 relative) or float32 (phases still formed and reduced in the
+    positions' precision, cos and the sum over modes in float32; error ~1e-6 of the rms field,
+    far below the Boris truncation error at the default steps).
 
-    ``layout`` (static) selects how XLA is asked for the sum (same numbers to rounding):
-    "matmul" forms the phases k_n·r as a matrix product and the sum Σ E_n cos(·) as a second
-    one (on XLA:CPU all three layouts run within the VM's timing noise; this one keeps the
-    CPU results of earlier releases bit for bit); "split" forms
-    phases and cos as one elementwise kernel (broadcasts) and the sum as a matrix product;
-    "fused" writes the sum as a reduction too, which XLA fuses into one kernel, so no
-    (points × modes) array is written to memory. "auto" (default) takes "matmul" on CPU and
-    "split" on GPU/TPU, decided when the function is traced (H200, N = 256, 122 880 particles:
-    "split" 4.3×10⁸ Boris particle-steps/s, "matmul" 3.2×10⁸, "fused" 3.0×10⁸; the fused
-    reduction is slower because XLA evaluates the cosines once per field component).
-    Matrix products run at Precision.HIGHEST (on GPUs a float32 product would otherwise use
-    TF32: measured 6.5e-4 of the rms field off on an H200, 1.5e-6 with HIGHEST).
+    ``layout`` (static, :class:`ModeSumLayout`) selects how XLA is asked for the sum (same
+    numbers to rounding): MATMUL forms the phases k_n·r as a matrix product and the sum
+    Σ E_n cos(·) as a second one (on XLA:CPU all three layouts run within the timing noise;
+    this one keeps the CPU results of earlier releases bit for bit); SPLIT forms phases and
+    cos as one elementwise kernel (broadcasts) and the sum as a matrix product; FUSED writes the
+    sum as a reduction too, which XLA fuses into one kernel, so no (points × modes) array is
+    written to memory. AUTO (default) takes MATMUL on CPU and SPLIT on GPU/TPU, decided when the
+    function is traced (H200, N = 256, 122 880 particles: SPLIT 4.3×10⁸ Boris particle-steps/s,
+    MATMUL 3.2×10⁸, FUSED 3.0×10⁸). Matrix products run at Precision.HIGHEST (on GPUs a float32
+    product would otherwise use TF32: measured 6.5e-4 of the rms field off on an H200, 1.5e-6
+    with HIGHEST).
     """
 
-    wavevectors: Float[Array, "N 3"]
-    polarisations: Float[Array, "N 3"]
-    phases: Float[Array, " N"]
-    regular_field: Float[Array, "3"]
-    precision: str = eqx.field(static=True, default="float64")
-    layout: str = eqx.field(static=True, default="auto")
+    wavevectors: Float[Array, "*R N 3"]
+    polarisations: Float[Array, "*R N 3"]
+    phases: Float[Array, "*R N"]
+    regular_field: Float[Array, "*R 3"]
+    precision: FieldPrecision = eqx.field(static=True, default=FieldPrecision.FLOAT64)
+    layout: ModeSumLayout = eqx.field(static=True, default=ModeSumLayout.AUTO)
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -255,7 +267,11 @@ class PlaneWaveTurbulence(eqx.Module):
         k = mode_wavenumbers(params)
         amp = mode_amplitudes(params)
         a, b = polarisation_basis(noise.directions)
-        pol = amp[:, None] * (a * jnp.cos(noise.alpha)[:, None] + b * jnp.sin(noise.alpha)[:, None])
+        if noise.gaussian is None:
+            pol = amp[:, None] * (a * jnp.cos(noise.alpha)[:, None] + b * jnp.sin(noise.alpha)[:, None])
+        else:
+            xi, eta = noise.gaussian
+            pol = (amp / jnp.sqrt(2.0))[:, None] * (xi[:, None] * a + eta[:, None] * b)
         e_hat = jnp.asarray(b0_direction, dtype=float)
         return cls(
             wavevectors=k[:, None] * noise.directions,
@@ -265,25 +281,40 @@ class PlaneWaveTurbulence(eqx.Module):
         )
 
     @classmethod
+    def from_keys(
+        cls,
+        keys: Key[Array, " R"],
+        params: TurbulenceParameters,
+        b0_direction=(0.0, 0.0, 1.0),
+        gaussian_amplitudes: bool = False,
+    ) -> "PlaneWaveTurbulence":
+        """One realisation per key (keys of shape (R,)), stacked; see :mod:`jaxcr.random`."""
+        return jax.vmap(
+            lambda k: cls.from_parameters(
+                params, TurbulenceNoise.sample(k, params.n_modes, gaussian_amplitudes), b0_direction
+            )
+        )(keys)
+
+    @classmethod
     def sample(cls, key, params: TurbulenceParameters, realisation: int = 0, b0_direction=(0.0, 0.0, 1.0)):
         """Realisation number ``realisation`` of the field for a seed (int) or PRNG key.
 
-        Realisation i uses ``fold_in(key, i)``: the same (seed, i) always gives the same field and
-        different i give independent fields.
+        Realisation i uses :func:`jaxcr.random.realisation_key` (``fold_in(key, i)``): the same
+        (seed, i) always gives the same field, in every part of jaxcr, and different i give
+        independent fields.
         """
         _check_direction("b0_direction", b0_direction)
-        noise = TurbulenceNoise.sample(jax.random.fold_in(as_key(key), realisation), params.n_modes)
+        noise = TurbulenceNoise.sample(realisation_key(key, realisation), params.n_modes)
         return cls.from_parameters(params, noise, b0_direction)
 
     @classmethod
-    def sample_ensemble(cls, key, params: TurbulenceParameters, n_realisations: int, first: int = 0,
-                        b0_direction=(0.0, 0.0, 1.0)):
+    def sample_ensemble(
+        cls, key, params: TurbulenceParameters, n_realisations: int, first: int = 0, b0_direction=(0.0, 0.0, 1.0)
+    ):
         """Realisations first..first+n-1 stacked along a leading axis (same fields as :meth:`sample`)."""
         _checks.check_positive_int("n_realisations", n_realisations)
         _check_direction("b0_direction", b0_direction)
-        key = as_key(key)
-        idx = jnp.arange(first, first + n_realisations)
-        return jax.vmap(lambda i: cls.sample(key, params, i, b0_direction))(idx)
+        return cls.from_keys(realisation_keys(key, n_realisations, first), params, b0_direction)
 
     # --- evaluation ---------------------------------------------------------------------------
     @property
@@ -296,46 +327,42 @@ class PlaneWaveTurbulence(eqx.Module):
         return self.wavevectors.ndim == 3
 
     @property
-    def n_realisations(self) -> int:
-        return self.wavevectors.shape[0] if self.is_ensemble else 1
+    def max_wavenumber(self) -> float:
+        """max |k_n| over the modes (and realisations), 1/r_L; needs a concrete field."""
+        k = _checks.concrete(self.wavevectors)
+        if k is None:
+            raise ValueError("the largest wave number needs a concrete (not traced) field")
+        return float(np.max(np.linalg.norm(k, axis=-1))) if k.size else 0.0
 
-    def with_precision(self, precision: str) -> "PlaneWaveTurbulence":
-        """The same field evaluated in "float64" or "float32" (see the class docstring)."""
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
-        return dataclasses.replace(self, precision=precision)
+    def with_precision(self, precision: FieldPrecision | str) -> "PlaneWaveTurbulence":
+        """The same field evaluated in float64 or float32 (see the class docstring)."""
+        return dataclasses.replace(self, precision=as_option(FieldPrecision, "precision", precision))
 
-    def with_layout(self, layout: str) -> "PlaneWaveTurbulence":
-        """The same field with the mode sum laid out as "auto", "matmul", "split" or "fused" (class docstring)."""
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}; got {layout!r}")
-        return dataclasses.replace(self, layout=layout)
+    def with_layout(self, layout: ModeSumLayout | str) -> "PlaneWaveTurbulence":
+        """The same field with the mode sum laid out as AUTO, MATMUL, SPLIT or FUSED (class docstring)."""
+        return dataclasses.replace(self, layout=as_option(ModeSumLayout, "layout", layout))
 
-    def realisation(self, i: int) -> "PlaneWaveTurbulence":
-        """One realisation out of a stack."""
-        if not self.is_ensemble:
-            raise ValueError("realisation(i) needs a stack of fields (from sample_ensemble)")
-        return jax.tree_util.tree_map(lambda x: x[i], self)
-
-    def turbulent(self, positions: Float[Array, "... 3"]) -> Float[Array, "... 3"]:
+    def turbulent(self, positions: Float[ArrayLike, "... 3"]) -> Float[Array, "... 3"]:
         """δb(r) = Σ_n E_n cos(k_n·r + β_n) (Eq. 10), in units of B0; positions in r_L."""
-        cos = fast_cos_float32 if self.precision == "float32" else fast_cos  # reduced-phase polynomial
-        pol = self.polarisations.astype(jnp.float32) if self.precision == "float32" else self.polarisations
+        positions = jnp.asarray(positions)
+        single = self.precision == FieldPrecision.FLOAT32
+        cos = fast_cos_float32 if single else fast_cos  # reduced-phase polynomial
+        pol = self.polarisations.astype(jnp.float32) if single else self.polarisations
         layout = self.layout
-        if layout == "auto":
-            layout = "matmul" if jax.default_backend() == "cpu" else "split"
+        if layout == ModeSumLayout.AUTO:
+            layout = ModeSumLayout.MATMUL if jax.default_backend() == "cpu" else ModeSumLayout.SPLIT
         dot = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
         k = self.wavevectors
-        if layout == "matmul":
+        if layout == ModeSumLayout.MATMUL:
             c = cos(dot(positions, k.T) + self.phases)  # (..., N), phases float64 when x64 is on
         else:
             x, y, z = (positions[..., i, None] for i in range(3))  # (..., 1) each
             c = cos(x * k[:, 0] + y * k[:, 1] + z * k[:, 2] + self.phases)  # (..., N), one elementwise kernel
-        if layout == "fused":
+        if layout == ModeSumLayout.FUSED:
             return jnp.stack([jnp.sum(c * pol[:, j], axis=-1) for j in range(3)], axis=-1).astype(positions.dtype)
         return dot(c, pol).astype(positions.dtype)
 
-    def __call__(self, positions: Float[Array, "... 3"]) -> Float[Array, "... 3"]:
+    def __call__(self, positions: Float[ArrayLike, "... 3"]) -> Float[Array, "... 3"]:
         """Total field b(r) = b0 ê + δb(r) in units of B0; positions in r_L."""
         return self.regular_field + self.turbulent(positions)
 

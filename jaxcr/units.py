@@ -1,6 +1,6 @@
 """Physical <-> internal units.
 
-Internal units (DESIGN §1): c = 1, lengths in units of the Larmor radius
+Internal units (the paper's conventions, README "Conventions"): c = 1, lengths in units of the Larmor radius
 r_L = p / (|q| B0), times in units of the inverse gyro-frequency 1/Ω with Ω = |q| B0 c / p
 (so r_L = c / Ω), magnetic fields in units of B0. A backtracking time ΩT = 1000 therefore
 means 1000 gyro-times, and a position r = 10 means ten Larmor radii.

@@ -1,4 +1,4 @@
-"""Test configuration: float64 everywhere (DESIGN §3: float32 phases and SHTs are not accurate)."""
+"""Test configuration: float64 everywhere (float32 phases and spherical transforms are not accurate)."""
 
 import jax
 
@@ -13,8 +13,14 @@ SMALL_RUN_TURBULENCE = dict(sigma2=1.0, coherence_length=10.0, lambda_min=1.0, l
 
 @pytest.fixture(scope="session")
 def small_run():
-    from jaxcr import EnsembleConfig, run_ensemble
+    from jaxcr import Boris, EnsembleConfig, run_ensemble
 
-    cfg = EnsembleConfig(turbulence=SMALL_RUN_TURBULENCE, nside=8, n_realisations=8,
-                         times=(0.01, 2.0, 20.0, 100.0, 400.0, 1000.0), dt=0.05, seed=3)
+    cfg = EnsembleConfig(
+        turbulence=SMALL_RUN_TURBULENCE,
+        nside=8,
+        n_realisations=8,
+        times=(0.01, 2.0, 20.0, 100.0, 400.0, 1000.0),
+        solver=Boris(dt=0.05),
+        seed=3,
+    )
     return cfg, run_ensemble(cfg, progress=False)

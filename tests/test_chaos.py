@@ -20,7 +20,10 @@ def test_lyapunov_exponent_matches_two_trajectory_separation_growth():
     est = lyapunov_exponent(FIELD, N, T, dt=0.05)
     pert = N + 1e-8 * jnp.array([0.0, 1.0, 0.0])
     pert = pert / jnp.linalg.norm(pert, axis=-1, keepdims=True)
-    a, b = jaxcr.backtrack(FIELD, N, [T], dt=0.05), jaxcr.backtrack(FIELD, pert, [T], dt=0.05)
+    a, b = (
+        jaxcr.backtrack(FIELD, N, [T], solver=jaxcr.Boris(dt=0.05)),
+        jaxcr.backtrack(FIELD, pert, [T], solver=jaxcr.Boris(dt=0.05)),
+    )
     sep = jnp.sqrt(jnp.sum((a.positions - b.positions) ** 2, -1) + jnp.sum((a.momenta - b.momenta) ** 2, -1))[-1]
     fd = float(np.mean(np.log(sep / jnp.linalg.norm(pert - N, axis=-1))) / T)
     assert float(est.exponent) == pytest.approx(fd, rel=0.15)

@@ -49,7 +49,9 @@ def test_relative_diffusion_vanishes_early_and_approaches_k_late(small_run):
     np.testing.assert_allclose(ds.relative_diffusion_tensor.values[0] / 0.01, np.eye(3) / 6, rtol=0.01, atol=1e-4)
     # T ≫ 1: pairs decorrelate and K̃s → K (within 3 combined standard errors on the diagonal).
     ks, k = np.diagonal(ds.relative_diffusion_tensor.values[-1]), np.diagonal(ds.diffusion_tensor.values[-1])
-    err = np.hypot(np.diagonal(ds.relative_diffusion_tensor_sem.values[-1]), np.diagonal(ds.diffusion_tensor_sem.values[-1]))
+    err = np.hypot(
+        np.diagonal(ds.relative_diffusion_tensor_sem.values[-1]), np.diagonal(ds.diffusion_tensor_sem.values[-1])
+    )
     assert np.all(np.abs(ks - k) < 3 * err)
     assert np.all(ks <= k + 1e-12)  # K − K̃s = |⟨r⟩_pixels|²/2T ≥ 0
 
@@ -62,7 +64,10 @@ def test_standard_diffusion_dipole_approaches_eq6(small_run):
     c1 = float(ds.cl_standard_diffusion.sel(gradient="parallel").values[-1, 1])
     noise = float(ds.noise_level.sel(gradient="parallel").values[-1]) / ds.sizes["realisation"]
     eq6 = float(ds.standard_diffusion_dipole_eq6_green_kubo.sel(gradient="parallel").values[-1])
-    kzz, skzz = float(ds.diffusion_tensor_green_kubo.values[-1, 2, 2]), float(ds.diffusion_tensor_green_kubo_sem.values[-1, 2, 2])
+    kzz, skzz = (
+        float(ds.diffusion_tensor_green_kubo.values[-1, 2, 2]),
+        float(ds.diffusion_tensor_green_kubo_sem.values[-1, 2, 2]),
+    )
     assert abs(c1 - noise - eq6) < 3 * 2 * eq6 * skzz / kzz, (c1, noise, eq6)
 
 

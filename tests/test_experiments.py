@@ -11,13 +11,32 @@ import pytest
 import jaxcr
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--nside", "2", "--realisations", "2", "--modes", "8", "--dt", "0.05", "--t-min", "0.5", "--t-max", "5",
-        "--n-times", "3", "--no-progress"]
+TINY = [
+    "--nside",
+    "2",
+    "--realisations",
+    "2",
+    "--modes",
+    "8",
+    "--dt",
+    "0.05",
+    "--t-min",
+    "0.5",
+    "--t-max",
+    "5",
+    "--n-times",
+    "3",
+    "--no-progress",
+]
 
 
 def _run(script, out, *extra):
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / script), *TINY, "--out", str(out), *extra],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / script), *TINY, "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -36,6 +55,7 @@ def test_fig2_script_writes_png_data_and_parameters(tmp_path):
     assert (again.cl.values == ds.cl.values).all()
 
 
+@pytest.mark.slow
 def test_gedanken_script_writes_png_ratios_and_data(tmp_path):
     _run("gedanken.py", tmp_path)
     for name in ("gedanken.png", "gedanken_b0_0.nc", "gedanken_b0_1.nc", "ratios.json", "params.json"):
@@ -46,23 +66,54 @@ def test_gedanken_script_writes_png_ratios_and_data(tmp_path):
 
 def test_scripts_explain_presets_in_help():
     for script in ("fig2.py", "gedanken.py"):
-        out = subprocess.run([sys.executable, str(ROOT / "experiments" / script), "--help"], capture_output=True,
-                             text=True, timeout=120).stdout
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "experiments" / script), "--help"], capture_output=True, text=True, timeout=120
+        ).stdout
         assert "quick" in out and "paper" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["emulator", "gradient"])
 def test_fit_spectra_script_writes_synthetic_spectra_fits_and_plot(tmp_path, method):
     # Tiny model (nside 2, 4 realisations, 8 modes, ΩT = 2; 2 Fisher steps or a 3 × 3 design): the
     # four fits run, every file is written and labelled synthetic, and the unknown-gradient joint
     # fit reports the ln λ_c − ln B0 degeneracy.
-    args = ["--nside", "2", "--realisations", "4", "--modes", "8", "--time", "2", "--sky", "4", "--max-steps", "2",
-            "--design-points", "3", "--method", method, "--no-progress", "--out", str(tmp_path)]
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "fit_spectra.py"), *args], capture_output=True,
-                          text=True, timeout=900)
+    args = [
+        "--nside",
+        "2",
+        "--realisations",
+        "4",
+        "--modes",
+        "8",
+        "--time",
+        "2",
+        "--sky",
+        "4",
+        "--max-steps",
+        "2",
+        "--design-points",
+        "3",
+        "--method",
+        method,
+        "--no-progress",
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "fit_spectra.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("fits.json", "params.json", "fit_spectra.png", "synthetic_icecube.csv", "synthetic_hawc.csv",
-                 "synthetic_hawc_icecube.csv"):
+    for name in (
+        "fits.json",
+        "params.json",
+        "fit_spectra.png",
+        "synthetic_icecube.csv",
+        "synthetic_hawc.csv",
+        "synthetic_hawc_icecube.csv",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
     assert jaxcr.observations.load_spectrum(tmp_path / "synthetic_hawc.csv").synthetic
     fits = json.loads((tmp_path / "fits.json").read_text())
@@ -75,14 +126,36 @@ def test_fit_spectra_script_writes_synthetic_spectra_fits_and_plot(tmp_path, met
         assert set(fits["single"]["intervals"]) == {"sigma2", "rho"}
 
 
+@pytest.mark.slow
 def test_calibrate_likelihood_script_writes_coverage_and_plot(tmp_path):
     # Tiny grid (3 × 3, nside 2, 4 realisations, ΩT = 2, 2 skies): the script runs end to end,
     # every coverage entry is a fraction of the 2 skies, each interval lies inside the grid, and
     # the record carries its parameters and the jaxcr version.
-    args = ["--skies", "2", "--grid", "3", "--realisations", "4", "--nside", "2", "--time", "2", "--blocks", "2",
-            "--sky", "4", "--no-progress", "--out", str(tmp_path)]
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "calibrate_likelihood.py"), *args],
-                          capture_output=True, text=True, timeout=600)
+    args = [
+        "--skies",
+        "2",
+        "--grid",
+        "3",
+        "--realisations",
+        "4",
+        "--nside",
+        "2",
+        "--time",
+        "2",
+        "--blocks",
+        "2",
+        "--sky",
+        "4",
+        "--no-progress",
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "calibrate_likelihood.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec = json.loads((tmp_path / "calibration.json").read_text())
     assert set(rec["coverage"].values()) <= {0.0, 0.5, 1.0} and len(rec["coverage"]) == 8
@@ -95,10 +168,32 @@ def test_calibrate_likelihood_script_writes_coverage_and_plot(tmp_path):
     assert (tmp_path / "calibration.png").stat().st_size > 0
     # --fit: each sky fitted by the emulator fit (amplitude known); 1 sky, a 3 × 3 design
     out = tmp_path / "fit"
-    args = ["--skies", "1", "--grid", "3", "--realisations", "4", "--nside", "2", "--time", "2", "--blocks", "0",
-            "--sky", "4", "--fit", "--no-progress", "--out", str(out)]
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "calibrate_likelihood.py"), *args],
-                          capture_output=True, text=True, timeout=600)
+    args = [
+        "--skies",
+        "1",
+        "--grid",
+        "3",
+        "--realisations",
+        "4",
+        "--nside",
+        "2",
+        "--time",
+        "2",
+        "--blocks",
+        "0",
+        "--sky",
+        "4",
+        "--fit",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "calibrate_likelihood.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec = json.loads((out / "calibration.json").read_text())
     assert len(rec["coverage"]) == 4 and 1 <= rec["skies"][0]["known"]["rounds"] <= 3

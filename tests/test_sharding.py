@@ -20,14 +20,14 @@ CHILD = textwrap.dedent("""
     p = jaxcr.TurbulenceParameters(lambda_min=1.0, lambda_max=100.0, n_modes=16)
     fields = jaxcr.PlaneWaveTurbulence.sample_ensemble(0, p, 2)
     n = jaxcr.pixel_directions(2)  # 48 particles: 12 per device
-    one = jaxcr.backtrack(fields, n, [5.0, 20.0], dt=0.05)
-    four = jaxcr.backtrack(fields, n, [5.0, 20.0], dt=0.05, devices=4)
+    one = jaxcr.backtrack(fields, n, [5.0, 20.0], solver=jaxcr.Boris(dt=0.05))
+    four = jaxcr.backtrack(fields, n, [5.0, 20.0], solver=jaxcr.Boris(dt=0.05), devices=4)
     print("maxdiff", float(np.abs(np.asarray(one.positions) - np.asarray(four.positions)).max()))
     # Same per-device shapes: device k's 12 particles run alone on one device, bit for bit.
-    same = all(np.array_equal(np.asarray(jaxcr.backtrack(fields, n[12 * k:12 * k + 12], [5.0, 20.0], dt=0.05).positions),
+    same = all(np.array_equal(np.asarray(jaxcr.backtrack(fields, n[12 * k:12 * k + 12], [5.0, 20.0], solver=jaxcr.Boris(dt=0.05)).positions),
                               np.asarray(four.positions[:, :, 12 * k:12 * k + 12])) for k in range(4))
     print("bitwise", same)
-    odd = jaxcr.backtrack(fields, n[:45], [5.0], dt=0.05, devices=4)  # padded to 48
+    odd = jaxcr.backtrack(fields, n[:45], [5.0], solver=jaxcr.Boris(dt=0.05), devices=4)  # padded to 48
     print("padded", odd.positions.shape, float(np.abs(np.asarray(odd.positions) - np.asarray(one.positions[:, :1, :45])).max()))
 """)
 
@@ -46,8 +46,12 @@ def test_sharded_backtracking_equals_single_device_on_4_cpu_devices():
 
 def test_asking_for_more_devices_than_exist_is_an_error():
     with pytest.raises(ValueError, match="devices"):
-        jaxcr.backtrack(jaxcr.PlaneWaveTurbulence.sample(0, jaxcr.TurbulenceParameters(n_modes=2)),
-                        jaxcr.pixel_directions(1), [1.0], devices=jax.local_device_count() + 1)
+        jaxcr.backtrack(
+            jaxcr.PlaneWaveTurbulence.sample(0, jaxcr.TurbulenceParameters(n_modes=2)),
+            jaxcr.pixel_directions(1),
+            [1.0],
+            devices=jax.local_device_count() + 1,
+        )
 
 
 MULTI = textwrap.dedent("""
@@ -62,17 +66,18 @@ MULTI = textwrap.dedent("""
     p = jaxcr.TurbulenceParameters(lambda_min=1.0, lambda_max=100.0, n_modes=16)
     fields = jaxcr.PlaneWaveTurbulence.sample_ensemble(0, p, 2)
     n = jaxcr.pixel_directions(2)  # 48 particles: 12 per device over 2 processes x 2 devices
-    four = jaxcr.backtrack(fields, n, [5.0, 20.0], dt=0.05, devices="all")
-    same = all(np.array_equal(np.asarray(jaxcr.backtrack(fields, n[12 * k:12 * k + 12], [5.0, 20.0], dt=0.05).positions),
+    four = jaxcr.backtrack(fields, n, [5.0, 20.0], solver=jaxcr.Boris(dt=0.05), devices="all")
+    same = all(np.array_equal(np.asarray(jaxcr.backtrack(fields, n[12 * k:12 * k + 12], [5.0, 20.0], solver=jaxcr.Boris(dt=0.05)).positions),
                               np.asarray(four.positions[:, :, 12 * k:12 * k + 12])) for k in range(4))
     cfg = jaxcr.EnsembleConfig(turbulence=dict(lambda_min=1.0, lambda_max=100.0, n_modes=8), nside=2, n_realisations=2,
-                               times=(2.0, 4.0), dt=0.05)
+                               times=(2.0, 4.0), solver=jaxcr.Boris(dt=0.05))
     out = sys.argv[1] + f"/run{jax.process_index()}.nc"
     ds = jaxcr.run_ensemble(cfg, output=out, progress=False, devices="all")
     print(jax.process_index(), "bitwise", same, "cl", repr(float(ds.cl_mean.values.sum())), "wrote", os.path.exists(out))
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_with_jax_distributed_match_single_process(tmp_path):
     # Two processes on this machine, 2 forced CPU devices each, connected by
     # jaxcr.distributed.initialize (gloo): backtracking sharded over all 4 devices must equal
@@ -86,9 +91,18 @@ def test_two_processes_with_jax_distributed_match_single_process(tmp_path):
         port = s.getsockname()[1]
     procs = []
     for pid in range(2):
-        env = dict(os.environ, JAXCR_COORDINATOR=f"127.0.0.1:{port}", JAXCR_NUM_PROCESSES="2", JAXCR_PROCESS_ID=str(pid))
-        procs.append(subprocess.Popen([sys.executable, "-c", MULTI, str(tmp_path)], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        env = dict(
+            os.environ, JAXCR_COORDINATOR=f"127.0.0.1:{port}", JAXCR_NUM_PROCESSES="2", JAXCR_PROCESS_ID=str(pid)
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", MULTI, str(tmp_path)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]

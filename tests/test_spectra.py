@@ -30,8 +30,10 @@ def test_spectrum_matches_healpy_anafast_on_random_maps(lmax, iterations):
 
 
 def test_spectrum_matches_healpy_on_backtracked_delta_i_map():
-    field = jaxcr.PlaneWaveTurbulence.sample(0, jaxcr.TurbulenceParameters(lambda_min=1.0, lambda_max=100.0, n_modes=16))
-    out = jaxcr.backtrack(field, pixel_directions(8), [30.0], dt=0.05)
+    field = jaxcr.PlaneWaveTurbulence.sample(
+        0, jaxcr.TurbulenceParameters(lambda_min=1.0, lambda_max=100.0, n_modes=16)
+    )
+    out = jaxcr.backtrack(field, pixel_directions(8), [30.0], solver=jaxcr.Boris(dt=0.05))
     m = jaxcr.relative_intensity(out.positions[-1], out.momenta[-1], jnp.array([0.0, 0.0, 1.0]), jnp.eye(3))
     assert _rel(spectra.angular_power_spectrum(m), hp.anafast(np.asarray(m), lmax=15, iter=3)) <= 1e-10
 
@@ -84,9 +86,9 @@ def test_gradient_of_weighted_spectrum_matches_finite_differences():
     # differences are exact up to rounding: tolerance 1e-7 relative.
     w = jnp.asarray(RNG.uniform(size=32))
     m0 = jnp.asarray(MAPS[1])
-    loss = lambda m: jnp.sum(w * spectra.angular_power_spectrum(m, lmax=31))  # noqa: E731
+    loss = lambda m: jnp.sum(w * spectra.angular_power_spectrum(m, lmax=31))
     g = jax.grad(loss)(m0)
-    for i in range(3):
+    for _i in range(3):
         v = jnp.asarray(RNG.normal(size=m0.shape))
         h = 1e-3
         fd = (loss(m0 + h * v) - loss(m0 - h * v)) / (2 * h)

@@ -9,8 +9,10 @@ from jaxcr import angular_power_spectrum, pixel_directions, theory
 
 
 def test_eq4_asymptotic_ratio_values():
-    # Values quoted in DESIGN §1 (rounded there to 3-4 digits).
-    np.testing.assert_allclose(theory.asymptotic_ratio([1, 2, 3, 4, 10]), [1.0, 0.3, 0.12857, 0.066667, 0.0064935], rtol=1e-4)
+    # Values of Eq. 4 computed by hand (rounded to 3-4 digits).
+    np.testing.assert_allclose(
+        theory.asymptotic_ratio([1, 2, 3, 4, 10]), [1.0, 0.3, 0.12857, 0.066667, 0.0064935], rtol=1e-4
+    )
 
 
 def test_eq6_standard_dipole_equals_power_of_the_fick_dipole_map():

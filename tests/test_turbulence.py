@@ -111,8 +111,9 @@ def test_field_gradient_wrt_parameters_matches_finite_differences():
 
     def bx(theta):
         s2, lc, rl = theta
-        p = TurbulenceParameters(sigma2=s2, coherence_length=lc, lambda_min=0.1, lambda_max=1000.0,
-                                 n_modes=32, larmor_radius=rl)
+        p = TurbulenceParameters(
+            sigma2=s2, coherence_length=lc, lambda_min=0.1, lambda_max=1000.0, n_modes=32, larmor_radius=rl
+        )
         return PlaneWaveTurbulence.from_parameters(p, noise)(r)[0]
 
     theta = jnp.array([0.8, 12.0, 1.3])

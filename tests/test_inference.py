@@ -6,20 +6,26 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcr import fit
+from jaxcr import inference
+from jaxcr.inference import CRN, SPSA, EmulatorFit, GradientFit, Pathwise, Score
+from jaxcr.inference.profile import level_interval
 from jaxcr.observations import ObservedSpectrum
+from jaxcr.synthetic import synthetic_spectrum
+
+# the estimators compared below, with the step of the short-time comparison (h = 0.05)
+ESTIMATORS = {"pathwise": Pathwise(), "crn": CRN(step=0.05), "spsa": SPSA(step=0.05), "score": Score(step=0.05)}
 
 THETA = jnp.array([0.0, np.log(0.1)])  # σ² = 1, r_L/λ_c = 0.1
 
 
 def _model(T):
-    return fit.SpectrumModel(nside=2, n_realisations=8, time=T, n_modes=16, gaussian_amplitudes=True)
+    return inference.SpectrumModel(nside=2, n_realisations=8, time=T, n_modes=16, gaussian_amplitudes=True)
 
 
 @pytest.fixture(scope="module")
 def short():
     m = _model(3.0)
-    return {k: fit.estimate_gradient(THETA, m, k) for k in fit.ESTIMATORS}
+    return {k: inference.estimate_gradient(THETA, m, e) for k, e in ESTIMATORS.items()}
 
 
 def test_lyapunov_exponent_is_reported_beside_every_gradient(short):
@@ -57,8 +63,8 @@ def test_pathwise_gradient_is_useless_at_long_times_while_estimators_agree():
     # combined standard errors.
     m = _model(300.0)
     with pytest.warns(UserWarning, match="chaos amplifies"):  # λT ≈ 44 > PATHWISE_MAX_GROWTH
-        est = {k: fit.estimate_gradient(THETA, m, k) for k in fit.ESTIMATORS}
-    assert est["pathwise"].chaos_growth > fit.PATHWISE_MAX_GROWTH
+        est = {k: inference.estimate_gradient(THETA, m, e) for k, e in ESTIMATORS.items()}
+    assert est["pathwise"].chaos_growth > inference.PATHWISE_MAX_GROWTH
     assert np.abs(np.asarray(est["pathwise"].jacobian)).max() > 1e15
     crn, crn_se = np.asarray(est["crn"].jacobian), np.asarray(est["crn"].jacobian_stderr)
     assert np.abs(crn).max() < 1e5
@@ -67,41 +73,63 @@ def test_pathwise_gradient_is_useless_at_long_times_while_estimators_agree():
         assert np.all(np.abs(e - crn) <= 3 * np.hypot(se, crn_se) + 1e-9), k
 
 
+@pytest.mark.slow
 def test_joint_fit_without_known_gradient_reports_lambda_c_b0_degeneracy():
     # Spectral shapes depend on ρ_k = r_L(E_k, B0)/λ_c ∝ 1/(λ_c B0) only, so moving along
     # ln λ_c − ln B0 changes nothing: the fit must say so (a Fisher null direction, infinite
     # uncertainties) instead of returning arbitrary λ_c and B0 with finite errors, while the
     # product λ_c·B0 stays constrained (a positive Fisher eigenvalue along ln λ_c + ln B0).
-    m = fit.SpectrumModel(nside=2, n_realisations=16, time=5.0, n_modes=8)
-    specs = [fit.synthetic_spectrum(THETA, m, observatory="synthetic", energy_tev=e, amplitude=1e-9,
-                                    noise_level=0.0, ells=[1, 2, 3]) for e in (2.0, 20.0)]
-    res = fit.fit_joint(specs, m, {"sigma2": 1.0, "lambda_c_pc": 0.07, "b0_microgauss": 3.0}, max_steps=2, progress=False)
-    assert any("-1.00·ln lambda_c_pc +1.00·ln b0_microgauss" in d or "+1.00·ln lambda_c_pc -1.00·ln b0_microgauss" in d
-               for d in res.degenerate), res.degenerate
+    m = inference.SpectrumModel(nside=2, n_realisations=16, time=5.0, n_modes=8)
+    specs = [
+        synthetic_spectrum(
+            THETA, m, observatory="synthetic", energy_tev=e, amplitude=1e-9, noise_level=0.0, ells=[1, 2, 3]
+        )
+        for e in (2.0, 20.0)
+    ]
+    res = inference.fit_joint(
+        specs,
+        m,
+        {"sigma2": 1.0, "lambda_c_pc": 0.07, "b0_microgauss": 3.0},
+        method=GradientFit(max_steps=2),
+        progress=False,
+    )
+    assert any(
+        "-1.00·ln lambda_c_pc +1.00·ln b0_microgauss" in d or "+1.00·ln lambda_c_pc -1.00·ln b0_microgauss" in d
+        for d in res.degenerate
+    ), res.degenerate
     assert np.isinf(res.log_uncertainties["lambda_c_pc"]) and np.isinf(res.log_uncertainties["b0_microgauss"])
     product = [v for v, _ in res.constrained_directions() if abs(abs(v[1]) - abs(v[2])) < 0.1 and v[1] * v[2] > 0]
     assert product, res.constrained_directions()
-    assert all(s.synthetic for s in specs)
 
 
 def test_estimator_and_model_input_errors():
-    with pytest.raises(ValueError, match="method"):
-        fit.estimate_gradient(THETA, _model(1.0), "magic")
+    with pytest.raises(TypeError, match="estimator"):
+        inference.estimate_gradient(THETA, _model(1.0), "crn")
+    with pytest.raises(ValueError, match="step"):
+        CRN(step=-0.1)
     with pytest.raises(ValueError, match="gaussian_amplitudes"):
-        fit.estimate_gradient(THETA, fit.SpectrumModel(nside=2, n_realisations=4), "score")
+        inference.estimate_gradient(THETA, inference.SpectrumModel(nside=2, n_realisations=4), Score())
     with pytest.raises(ValueError, match="nside"):
-        fit.estimate_gradient(THETA, fit.SpectrumModel(nside=3), "crn")
+        inference.estimate_gradient(THETA, inference.SpectrumModel(nside=3), CRN())
     with pytest.raises(ValueError, match="theta"):
-        fit.estimate_gradient(jnp.array([0.0, jnp.nan]), _model(1.0), "crn")
+        inference.estimate_gradient(jnp.array([0.0, jnp.nan]), _model(1.0), CRN())
     spec = ObservedSpectrum(np.array([1]), np.array([1.0]), np.array([0.1]), "x", 1.0, 0.0, -10.0, 10.0)
     with pytest.raises(ValueError, match="rho"):
-        fit.fit_spectrum(spec, _model(1.0), {"sigma2": 1.0})
+        inference.fit_spectrum(spec, _model(1.0), {"sigma2": 1.0})
 
 
 def _synthetic_observed(rng, ell, sky_realisations):
-    return ObservedSpectrum(ell=ell, cl=1e-6 / ell**2 * (1 + 0.1 * rng.normal(size=ell.size)) + 1e-9,
-                            sigma=0.05e-6 / ell**2, observatory="x", energy_tev=1.0, noise_level=1e-9,
-                            dec_min_deg=-90.0, dec_max_deg=90.0, sky_realisations=sky_realisations)
+    return ObservedSpectrum(
+        ell=ell,
+        cl=1e-6 / ell**2 * (1 + 0.1 * rng.normal(size=ell.size)) + 1e-9,
+        sigma=0.05e-6 / ell**2,
+        observatory="x",
+        energy_tev=1.0,
+        noise_level=1e-9,
+        dec_min_deg=-90.0,
+        dec_max_deg=90.0,
+        sky_realisations=sky_realisations,
+    )
 
 
 def test_chi2_uses_the_full_sky_covariance_and_the_gls_amplitude():
@@ -114,7 +142,9 @@ def test_chi2_uses_the_full_sky_covariance_and_the_gls_amplitude():
     ell = np.arange(1, lmax + 1)
     spectra = np.exp(rng.normal(size=(R, 1)) + 0.3 * rng.normal(size=(R, lmax + 1))) / np.arange(1, lmax + 2) ** 2
     obs = _synthetic_observed(rng, ell, sky_realisations=4)
-    chi2, a = fit.chi2_profiled(jnp.asarray(spectra.mean(0)), fit.spectrum_covariance(jnp.asarray(spectra)), obs, R)
+    chi2, a = inference.chi2_profiled(
+        jnp.asarray(spectra.mean(0)), inference.spectrum_covariance(jnp.asarray(spectra)), obs, R
+    )
     S = np.cov(spectra[:, ell].T)
     m, o = spectra.mean(0)[ell], obs.cl - obs.noise_level
 
@@ -134,10 +164,13 @@ def test_chi2_uses_the_full_sky_covariance_and_the_gls_amplitude():
     assert abs(chi2_np(float(a), np.diag(np.diag(sig))) - float(chi2)) > 0.1 * float(chi2)
     # more sky realisations → smaller sky variance → larger χ² for the same residuals
     obs64 = dataclasses.replace(obs, sky_realisations=64)
-    chi2_64, _ = fit.chi2_profiled(jnp.asarray(spectra.mean(0)), fit.spectrum_covariance(jnp.asarray(spectra)), obs64, R)
+    chi2_64, _ = inference.chi2_profiled(
+        jnp.asarray(spectra.mean(0)), inference.spectrum_covariance(jnp.asarray(spectra)), obs64, R
+    )
     assert float(chi2_64) > float(chi2)
 
 
+@pytest.mark.slow
 def test_injection_recovery_reduced():
     # Reduced injection-recovery (the full one is experiments/fit_spectra.py): a synthetic sky,
     # the mean of 64 realisations independent of the fit's 32, at σ² = 1 and r_L/λ_c = 0.1 with
@@ -148,12 +181,20 @@ def test_injection_recovery_reduced():
     # Checks: convergence, a χ² consistent with 7 points (the old diagonal error model gave
     # 22-80), every constrained direction recovered within 2σ of its own uncertainty, and any
     # unconstrained parameter reported with an infinite error.
-    model = fit.SpectrumModel(nside=4, n_realisations=32, time=20.0, n_modes=32)
+    model = inference.SpectrumModel(nside=4, n_realisations=32, time=20.0, n_modes=32)
     truth = np.log([1.0, 0.1])
-    spec = fit.synthetic_spectrum(jnp.asarray(truth), model, observatory="synthetic", energy_tev=20.0, amplitude=1e-6,
-                                  noise_level=1e-8, sky_realisations=64, seed=1)
+    spec = synthetic_spectrum(
+        jnp.asarray(truth),
+        model,
+        observatory="synthetic",
+        energy_tev=20.0,
+        amplitude=1e-6,
+        noise_level=1e-8,
+        sky_realisations=64,
+        seed=1,
+    )
     assert spec.synthetic and spec.sky_realisations == 64
-    res = fit.fit_spectrum(spec, model, {"sigma2": 2.0, "rho": 0.2}, progress=False)
+    res = inference.fit_spectrum(spec, model, {"sigma2": 2.0, "rho": 0.2}, method=GradientFit(), progress=False)
     assert res.converged, res.message
     assert res.chi2 < 20
     delta = np.log([res.parameters["sigma2"], res.parameters["rho"]]) - truth
@@ -177,8 +218,9 @@ def test_profile_likelihood_interval_of_a_gaussian_is_its_marginal_error():
     rho = np.exp(np.linspace(centre[1] - 0.4, centre[1] + 0.4, 31))
     d = np.stack(np.meshgrid(np.log(s2), np.log(rho), indexing="ij"), -1) - centre
     chi2 = np.einsum("...i,ij,...j->...", d, np.linalg.inv(cov), d) + 5.0
-    scan = fit.LikelihoodScan(sigma2=s2, rho=rho, chi2=chi2, amplitudes=np.ones_like(chi2), n_data=7,
-                              n_realisations=1, wall_time_s=0.0)
+    scan = inference.LikelihoodScan(
+        sigma2=s2, rho=rho, chi2=chi2, amplitudes=np.ones_like(chi2), n_data=7, n_realisations=1, wall_time_s=0.0
+    )
     for k, name in enumerate(("sigma2", "rho")):
         for level, n_sigma in ((1.0, 1.0), (4.0, 2.0)):
             lo, hi, closed_lo, closed_hi = scan.interval(name, level)
@@ -198,9 +240,9 @@ def test_profile_likelihood_interval_of_a_gaussian_is_its_marginal_error():
     x = np.linspace(-2.0, 2.0, 41)
     stop = np.abs(x) > 1.5 + 1e-9
     dy = np.where(stop, -5.0, x**2)
-    lo, hi, closed_lo, closed_hi = fit._level_interval(x, dy, 1.0, stop=stop)
+    lo, hi, closed_lo, closed_hi = level_interval(x, dy, 1.0, stop=stop)
     assert (np.log(lo), np.log(hi), closed_lo, closed_hi) == (pytest.approx(-1.0), pytest.approx(1.0), True, True)
-    lo, hi, closed_lo, closed_hi = fit._level_interval(x, dy, 4.0, stop=stop)
+    lo, hi, closed_lo, closed_hi = level_interval(x, dy, 4.0, stop=stop)
     assert (np.log(lo), np.log(hi), closed_lo, closed_hi) == (pytest.approx(-1.5), pytest.approx(1.5), False, False)
 
 
@@ -208,23 +250,34 @@ def test_profile_likelihood_scan_of_a_noise_free_model_sky_has_its_minimum_at_th
     # The "observed" sky is the model's own realisations at the truth (same keys: a CRN scan) times a known
     # amplitude, with tiny σ_ℓ: the residual vanishes exactly at the true grid point (χ² ~ 0
     # there, > 0 elsewhere), and each grid value equals chi2_profiled evaluated directly.
-    model = fit.SpectrumModel(nside=2, n_realisations=4, time=2.0, n_modes=8)
+    model = inference.SpectrumModel(nside=2, n_realisations=4, time=2.0, n_modes=8, dt=0.05)
     truth = jnp.array([0.0, np.log(0.1)])
-    spectra = fit.realisation_spectra(truth, model)
+    spectra = inference.realisation_spectra(truth, model)
     ell = np.arange(1, model.lmax + 1)
     cl = 2e-6 * np.asarray(spectra.mean(0))[ell]
-    obs = ObservedSpectrum(ell=ell, cl=cl, sigma=1e-4 * cl, observatory="test", energy_tev=1.0, noise_level=0.0,
-                           dec_min_deg=-90.0, dec_max_deg=90.0, nside=2, sky_realisations=10**6)
-    scan = fit.profile_likelihood(obs, model, [0.5, 1.0, 2.0], [0.05, 0.1, 0.2], common_random_numbers=True,
-                                  progress=False)
+    obs = ObservedSpectrum(
+        ell=ell,
+        cl=cl,
+        sigma=1e-4 * cl,
+        observatory="test",
+        energy_tev=1.0,
+        noise_level=0.0,
+        dec_min_deg=-90.0,
+        dec_max_deg=90.0,
+        nside=2,
+        sky_realisations=10**6,
+    )
+    scan = inference.profile_likelihood(
+        obs, model, [0.5, 1.0, 2.0], [0.05, 0.1, 0.2], common_random_numbers=True, progress=False
+    )
     assert np.unravel_index(np.argmin(scan.chi2), scan.chi2.shape) == (1, 1)
     assert scan.chi2[1, 1] < 1e-8 and np.all(np.delete(scan.chi2.ravel(), 4) > 1.0)
     assert scan.amplitudes[1, 1] == pytest.approx(2e-6, rel=1e-9)
-    s = fit.realisation_spectra(jnp.log(jnp.array([2.0, 0.05])), model)
-    direct, _ = fit.chi2_profiled(s.mean(0), fit.spectrum_covariance(s), obs, model.n_realisations)
+    s = inference.realisation_spectra(jnp.log(jnp.array([2.0, 0.05])), model)
+    direct, _ = inference.chi2_profiled(s.mean(0), inference.spectrum_covariance(s), obs, model.n_realisations)
     assert scan.chi2[2, 0] == pytest.approx(float(direct), rel=1e-10)
     with pytest.raises(ValueError, match="increasing"):
-        fit.profile_likelihood(obs, model, [1.0, 0.5, 2.0], [0.05, 0.1, 0.2], progress=False)
+        inference.profile_likelihood(obs, model, [1.0, 0.5, 2.0], [0.05, 0.1, 0.2], progress=False)
 
 
 def test_emulated_scan_reproduces_a_smooth_model_and_its_gaussian_chi2():
@@ -248,11 +301,31 @@ def test_emulated_scan_reproduces_a_smooth_model_and_its_gaussian_chi2():
     covs = means[..., :, None] * means[..., None, :] * R
     x0, y0, a, r_sky = np.log(1.0), np.log(0.1), 2e-6, 64
     cl = a * mean(x0, y0)[ell]
-    obs = ObservedSpectrum(ell=ell, cl=cl, sigma=0.05 * cl, observatory="test", energy_tev=1.0, noise_level=0.0,
-                           dec_min_deg=-90.0, dec_max_deg=90.0, nside=4, sky_realisations=r_sky)
-    scan = fit.LikelihoodScan(sigma2=s2, rho=rho, chi2=np.zeros((7, 7)), amplitudes=np.zeros((7, 7)), n_data=5,
-                              n_realisations=10**12, wall_time_s=0.0, mean_cl=means, cov_cl=covs, observed=obs,
-                              amplitude=a)
+    obs = ObservedSpectrum(
+        ell=ell,
+        cl=cl,
+        sigma=0.05 * cl,
+        observatory="test",
+        energy_tev=1.0,
+        noise_level=0.0,
+        dec_min_deg=-90.0,
+        dec_max_deg=90.0,
+        nside=4,
+        sky_realisations=r_sky,
+    )
+    scan = inference.LikelihoodScan(
+        sigma2=s2,
+        rho=rho,
+        chi2=np.zeros((7, 7)),
+        amplitudes=np.zeros((7, 7)),
+        n_data=5,
+        n_realisations=10**12,
+        wall_time_s=0.0,
+        mean_cl=means,
+        cov_cl=covs,
+        observed=obs,
+        amplitude=a,
+    )
     for covariance in ("varying", "fixed"):
         emu = scan.emulated(points=41, degree=2, covariance=covariance)
         assert emu.emulator["max_reduced_chi2"] < 1e-12
@@ -284,7 +357,7 @@ def _log_quadratic_moments(model, thetas, first_tag):
 _REL_COV = 0.6 * np.eye(8) + 0.4  # 100 % scatter per ℓ, correlation 0.4 between multipoles
 
 
-def test_emulator_fit_of_an_exactly_emulated_model_finds_its_minimum_and_profile(monkeypatch):
+def test_emulator_fit_of_an_exactly_emulated_model_finds_its_minimum_and_profile():
     # With the log-quadratic model above in place of backtracking (and 10⁶ realisations per point,
     # so the emulator's own error is ~1e-4 of the sky variance) the emulator fit must, started a
     # factor 2 away, converge on the noise-free sky's truth (χ² < 1e-8), and its profile-likelihood
@@ -294,16 +367,31 @@ def test_emulator_fit_of_an_exactly_emulated_model_finds_its_minimum_and_profile
     # the profile linearly between 41 points across ±4σ).
     from scipy.optimize import brentq, minimize_scalar
 
-    monkeypatch.setattr(fit, "_model_moments", _log_quadratic_moments)
-    model = fit.SpectrumModel(nside=4, n_realisations=10**6, time=2.0, n_modes=8)
+    model = inference.SpectrumModel(nside=4, n_realisations=10**6, time=2.0, n_modes=8)
     truth, a, r_sky = np.array([0.0, np.log(0.1)]), 2e-6, 1000
     ell = np.arange(1, 8)
     m_true = _log_quadratic_moments(model, truth[None], 0)[0][0]
     cl = a * m_true[ell]
-    obs = ObservedSpectrum(ell=ell, cl=cl, sigma=0.02 * cl, observatory="test", energy_tev=1.0, noise_level=0.0,
-                           dec_min_deg=-90.0, dec_max_deg=90.0, nside=4, sky_realisations=r_sky)
-    res = fit.fit_spectrum(obs, model, {"sigma2": 2.0, "rho": 0.2}, amplitude=a, method="emulator", design_points=5,
-                           progress=False)
+    obs = ObservedSpectrum(
+        ell=ell,
+        cl=cl,
+        sigma=0.02 * cl,
+        observatory="test",
+        energy_tev=1.0,
+        noise_level=0.0,
+        dec_min_deg=-90.0,
+        dec_max_deg=90.0,
+        nside=4,
+        sky_realisations=r_sky,
+    )
+    res = inference.fit_spectrum(
+        obs,
+        model,
+        {"sigma2": 2.0, "rho": 0.2},
+        amplitude=a,
+        method=EmulatorFit(design_points=5, moments=_log_quadratic_moments),
+        progress=False,
+    )
     assert res.converged, res.message
     assert res.chi2 < 1e-8 and len(res.history) >= 2  # the first round is centred on the start
     assert np.log([res.parameters["sigma2"], res.parameters["rho"]]) == pytest.approx(truth, abs=1e-4)
@@ -315,9 +403,9 @@ def test_emulator_fit_of_an_exactly_emulated_model_finds_its_minimum_and_profile
 
     for k, name in enumerate(("sigma2", "rho")):
         if k == 0:
-            prof = lambda x: minimize_scalar(lambda y: chi2(x, y), bracket=(truth[1] - 0.1, truth[1] + 0.1)).fun  # noqa: E731
+            prof = lambda x: minimize_scalar(lambda y: chi2(x, y), bracket=(truth[1] - 0.1, truth[1] + 0.1)).fun
         else:
-            prof = lambda y: minimize_scalar(lambda x: chi2(x, y), bracket=(-0.1, 0.1)).fun  # noqa: E731
+            prof = lambda y: minimize_scalar(lambda x: chi2(x, y), bracket=(-0.1, 0.1)).fun
         for level in ("68", "95"):
             lo, hi, closed_lo, closed_hi = res.intervals[name][level]
             d = {"68": 1.0, "95": 4.0}[level]
@@ -326,21 +414,21 @@ def test_emulator_fit_of_an_exactly_emulated_model_finds_its_minimum_and_profile
             assert closed_lo and closed_hi
             assert np.log(hi) - truth[k] == pytest.approx(ref_hi - truth[k], rel=0.02)
             assert truth[k] - np.log(lo) == pytest.approx(truth[k] - ref_lo, rel=0.02)
-        assert res.log_uncertainties[name] == pytest.approx(0.5 * np.log(res.intervals[name]["68"][1] /
-                                                                         res.intervals[name]["68"][0]))
+        assert res.log_uncertainties[name] == pytest.approx(
+            0.5 * np.log(res.intervals[name]["68"][1] / res.intervals[name]["68"][0])
+        )
     # the Laplace covariance is the inverse of half the exact Hessian of χ² (the Fisher matrix)
     assert np.linalg.inv(res.fisher) == pytest.approx(res.covariance, rel=1e-9)
 
 
-def test_emulator_joint_fit_recovers_lambda_c_and_b0_with_a_known_gradient(monkeypatch):
+def test_emulator_joint_fit_recovers_lambda_c_and_b0_with_a_known_gradient():
     # Two noise-free spectra at 20 and 2 TeV made by the exactly emulated model at σ² = 1,
     # λ_c = 0.072 pc, B0 = 3 μG (ρ = 0.1 and 0.01) with the amplitude (r_L |∇n/n|)²: started a
     # factor 2.5 away, the joint emulator fit returns all three (1e-4 in ln), and without the
     # gradient it reports ln λ_c − ln B0 as the unconstrained direction instead of a number.
     from jaxcr import units
 
-    monkeypatch.setattr(fit, "_model_moments", _log_quadratic_moments)
-    model = fit.SpectrumModel(nside=4, n_realisations=10**6, time=2.0, n_modes=8)
+    model = inference.SpectrumModel(nside=4, n_realisations=10**6, time=2.0, n_modes=8)
     truth = {"sigma2": 1.0, "lambda_c_pc": 0.072, "b0_microgauss": 3.0}
     specs = []
     for e in (20.0, 2.0):
@@ -348,45 +436,88 @@ def test_emulator_joint_fit_recovers_lambda_c_and_b0_with_a_known_gradient(monke
         ell = np.arange(1, 8)
         m = _log_quadratic_moments(model, np.log([[1.0, r_l / truth["lambda_c_pc"]]]), 0)[0][0]
         cl = (0.01 * r_l) ** 2 * m[ell]
-        specs.append(ObservedSpectrum(ell=ell, cl=cl, sigma=0.02 * cl, observatory="test", energy_tev=e,
-                                      noise_level=0.0, dec_min_deg=-90.0, dec_max_deg=90.0, nside=4,
-                                      sky_realisations=1000))
+        specs.append(
+            ObservedSpectrum(
+                ell=ell,
+                cl=cl,
+                sigma=0.02 * cl,
+                observatory="test",
+                energy_tev=e,
+                noise_level=0.0,
+                dec_min_deg=-90.0,
+                dec_max_deg=90.0,
+                nside=4,
+                sky_realisations=1000,
+            )
+        )
     start = {"sigma2": 2.5, "lambda_c_pc": 0.18, "b0_microgauss": 7.5}
-    res = fit.fit_joint(specs, model, start, gradient_per_pc=0.01, method="emulator", design_points=5, progress=False)
+    exact = EmulatorFit(design_points=5, moments=_log_quadratic_moments)
+    res = inference.fit_joint(specs, model, start, gradient_per_pc=0.01, method=exact, progress=False)
     assert res.converged, res.message
     for name, value in truth.items():
         assert np.log(res.parameters[name] / value) == pytest.approx(0.0, abs=1e-4), name
         assert np.isfinite(res.log_uncertainties[name])
-    free = fit.fit_joint(specs, model, start, method="emulator", design_points=5, progress=False, reuse=res)
+    free = inference.fit_joint(specs, model, start, method=dataclasses.replace(exact, reuse=res), progress=False)
     assert any("ln lambda_c_pc" in d and "ln b0_microgauss" in d and "unconstrained" in d for d in free.degenerate)
     assert np.isinf(free.log_uncertainties["lambda_c_pc"]) and np.isinf(free.log_uncertainties["b0_microgauss"])
     with pytest.raises(ValueError, match="another model"):
-        fit.fit_joint(specs[:1] * 2, dataclasses.replace(model, nside=2), start, method="emulator", reuse=res,
-                      progress=False)
+        inference.fit_joint(
+            specs[:1] * 2,
+            dataclasses.replace(model, nside=2),
+            start,
+            method=dataclasses.replace(exact, reuse=res),
+            progress=False,
+        )
 
 
 def test_emulator_fit_input_errors():
-    model = fit.SpectrumModel(nside=2, n_realisations=4, time=2.0, n_modes=8)
+    model = inference.SpectrumModel(nside=2, n_realisations=4, time=2.0, n_modes=8)
     ell = np.arange(1, 4)
-    obs = ObservedSpectrum(ell=ell, cl=np.ones(3), sigma=np.ones(3), observatory="test", energy_tev=1.0,
-                           noise_level=0.0, dec_min_deg=-90.0, dec_max_deg=90.0, nside=2)
+    obs = ObservedSpectrum(
+        ell=ell,
+        cl=np.ones(3),
+        sigma=np.ones(3),
+        observatory="test",
+        energy_tev=1.0,
+        noise_level=0.0,
+        dec_min_deg=-90.0,
+        dec_max_deg=90.0,
+        nside=2,
+    )
     init = {"sigma2": 1.0, "rho": 0.1}
-    with pytest.raises(ValueError, match="method"):
-        fit.fit_spectrum(obs, model, init, method="newton")
+    with pytest.raises(TypeError, match="method"):
+        inference.fit_spectrum(obs, model, init, method="emulator")
     with pytest.raises(ValueError, match="design_points"):
-        fit.fit_spectrum(obs, model, init, method="emulator", design_points=2)
+        inference.fit_spectrum(obs, model, init, method=EmulatorFit(design_points=2))
     with pytest.raises(ValueError, match="box"):
-        fit.fit_spectrum(obs, model, init, method="emulator", box=(1.0, 0.5, 0.2))
+        inference.fit_spectrum(obs, model, init, method=EmulatorFit(box=(1.0, 0.5, 0.2)))
     with pytest.raises(ValueError, match="box"):
-        fit.fit_spectrum(obs, model, init, method="emulator", box=(1.0, -0.5))
+        inference.fit_spectrum(obs, model, init, method=EmulatorFit(box=(1.0, -0.5)))
+    with pytest.raises(TypeError, match="optimizer"):
+        inference.fit_spectrum(obs, model, init, method=GradientFit(optimizer="adam"))
+    # a spectrum with no multipole inside the model's ℓ ≤ 2·nside − 1 = 3 is refused, not fitted on nothing
+    far = ObservedSpectrum(
+        ell=np.arange(10, 13),
+        cl=np.ones(3),
+        sigma=np.ones(3),
+        observatory="test",
+        energy_tev=1.0,
+        noise_level=0.0,
+        dec_min_deg=-90.0,
+        dec_max_deg=90.0,
+        nside=2,
+    )
+    with pytest.raises(ValueError, match="nside"):
+        inference.chi2_profiled(jnp.ones(4), jnp.eye(4), far, 4)
     # a non-finite model spectrum at a design point is reported with the point, not fitted through
     thetas = np.zeros((6, 2))
     means, covs = np.ones((6, 3)), np.ones((6, 3, 3))
     means[4, 1] = np.nan
     with pytest.raises(FloatingPointError, match="design point"):
-        fit._SpectrumEmulator.fit(thetas, means, covs, 4, 2, (0.0, 0.0), (1.0, 1.0))
+        inference.SpectrumEmulator.fit(thetas, means, covs, 4, 2, (0.0, 0.0), (1.0, 1.0))
 
 
+@pytest.mark.slow
 def test_emulator_injection_recovery_reduced():
     # Reduced injection-recovery of the emulator fit (the full one: experiments/fit_spectra.py; its
     # coverage over many skies: experiments/calibrate_likelihood.py --fit). Synthetic sky: the
@@ -394,12 +525,21 @@ def test_emulator_injection_recovery_reduced():
     # noise, nside 4, ΩT = 20 (λT ≈ 3), the amplitude (the CR gradient) known; the fit starts a
     # factor 2 away in both and uses 5 × 5 designs of 16 realisations. It must settle, bracket the
     # truth within its 95 % (2σ) profile intervals, and measure both to better than 30 % (68 %
-    # half-widths here ≈ 22 % and 15 %; the bound).
-    model = fit.SpectrumModel(nside=4, n_realisations=16, time=20.0, n_modes=32)
-    spec = fit.synthetic_spectrum(jnp.log(jnp.array([1.0, 0.1])), model, observatory="synthetic", energy_tev=20.0,
-                                  amplitude=1e-6, noise_level=1e-8, sky_realisations=64, seed=1)
-    res = fit.fit_spectrum(spec, model, {"sigma2": 2.0, "rho": 0.2}, amplitude=1e-6, method="emulator",
-                           design_points=5, progress=False)
+    # half-widths here ≈ 22 % and 15 %; the target bound).
+    model = inference.SpectrumModel(nside=4, n_realisations=16, time=20.0, n_modes=32)
+    spec = synthetic_spectrum(
+        jnp.log(jnp.array([1.0, 0.1])),
+        model,
+        observatory="synthetic",
+        energy_tev=20.0,
+        amplitude=1e-6,
+        noise_level=1e-8,
+        sky_realisations=64,
+        seed=1,
+    )
+    res = inference.fit_spectrum(
+        spec, model, {"sigma2": 2.0, "rho": 0.2}, amplitude=1e-6, method=EmulatorFit(design_points=5), progress=False
+    )
     assert res.converged, res.message
     for name, truth in (("sigma2", 1.0), ("rho", 0.1)):
         lo, hi, closed_lo, closed_hi = res.intervals[name]["95"]

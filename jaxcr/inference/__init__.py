@@ -1,0 +1,54 @@
+"""Inference: fit turbulence parameters to observed angular power spectra.
+
+One job per module: :mod:`~jaxcr.inference.model` (the forward model as a function of
+θ = (ln σ², ln ρ)), :mod:`~jaxcr.inference.likelihood` (full-covariance χ² with cosmic
+variance), :mod:`~jaxcr.inference.estimators` (gradient estimators that survive chaos),
+:mod:`~jaxcr.inference.fisher` (Fisher algebra), :mod:`~jaxcr.inference.emulator` (a smooth
+emulator of the model), :mod:`~jaxcr.inference.profile` (profile likelihoods),
+:mod:`~jaxcr.inference.gradient_fit` and :mod:`~jaxcr.inference.emulator_fit` (the two fit
+methods), :mod:`~jaxcr.inference.fit` (the public fits), :mod:`~jaxcr.inference.results`.
+"""
+
+from .emulator import SpectrumEmulator as SpectrumEmulator
+from .emulator_fit import EMULATOR_BOX as EMULATOR_BOX
+from .emulator_fit import EmulatorFit as EmulatorFit
+from .estimators import (
+    CRN as CRN,
+)
+from .estimators import (
+    PATHWISE_MAX_GROWTH as PATHWISE_MAX_GROWTH,
+)
+from .estimators import (
+    SPSA as SPSA,
+)
+from .estimators import (
+    GradientEstimate as GradientEstimate,
+)
+from .estimators import (
+    GradientEstimator as GradientEstimator,
+)
+from .estimators import (
+    Pathwise as Pathwise,
+)
+from .estimators import (
+    Score as Score,
+)
+from .estimators import (
+    estimate_gradient as estimate_gradient,
+)
+from .fit import fit_joint as fit_joint
+from .fit import fit_spectrum as fit_spectrum
+from .gradient_fit import GradientFit as GradientFit
+from .likelihood import chi2_profiled as chi2_profiled
+from .model import (
+    SpectrumModel as SpectrumModel,
+)
+from .model import (
+    realisation_spectra as realisation_spectra,
+)
+from .model import (
+    spectrum_covariance as spectrum_covariance,
+)
+from .profile import LikelihoodScan as LikelihoodScan
+from .profile import profile_likelihood as profile_likelihood
+from .results import FitResult as FitResult

@@ -1,0 +1,128 @@
+"""A smooth emulator of the model spectrum: ln⟨C_ℓ⟩ as a polynomial in θ = (ln σ², ln ρ).
+
+At long backtracking times the model at neighbouring θ is decorrelated by chaos, so each design
+point carries its own sampling noise; the emulator pools them into a smooth, differentiable
+⟨C_ℓ⟩(θ) and cosmic variance S(θ). Also here: the box grid of design points and the optax
+L-BFGS minimiser the emulator fits use.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+__all__ = ["poly_features", "SpectrumEmulator", "lbfgs_minimise", "box_grid"]
+
+
+def poly_features(z, degree: int, xp=np):
+    """Monomials u^i v^j (i + j ≤ degree) of box coordinates z = (u, v), shape (..., n_coef)."""
+    u, v = z[..., 0], z[..., 1]
+    return xp.stack([u**i * v**j for i in range(degree + 1) for j in range(degree + 1 - i)], -1)
+
+
+class SpectrumEmulator(eqx.Module):
+    """ln⟨C_ℓ⟩ as a polynomial in θ = (ln σ², ln ρ) fitted to independent design points.
+
+    At long backtracking times the model at neighbouring θ is decorrelated by chaos, so each
+    design point carries its own sampling noise; the emulator pools them. Per multipole,
+    ln⟨C_ℓ⟩ is fitted by a polynomial of ``degree`` in the box coordinates z = (θ − centre)/scale
+    (least squares; standard errors from the pooled relative variance), and the cosmic variance
+    is modelled as S(θ) = ⟨C⟩⟨C⟩ᵀ ∘ R̄ with R̄ the relative covariance S/(⟨C⟩⟨C⟩ᵀ) averaged over
+    the points (assumes the relative scatter varies little across the box). The emulator's own
+    error in ln⟨C⟩ at θ is h(θ)·D R̄ D/N_B, correlated across ℓ like the realisations are (a
+    far-wandering realisation raises every ℓ), with h = fᵀ(FᵀF)⁻¹f the leverage of θ and D the
+    reduced-χ² inflation of the polynomial fit where that exceeds 1.
+    """
+
+    centre: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray  # (n_coef, L')
+    ftf_inv: np.ndarray  # (n_coef, n_coef)
+    rel: np.ndarray  # (L', L') pooled relative covariance of one realisation
+    rel_emu: np.ndarray  # (L', L') the emulator's error per unit leverage
+    reduced_chi2: np.ndarray  # (L',) of the polynomial fit
+    degree: int = eqx.field(static=True)
+
+    @classmethod
+    def fit(cls, thetas, means, covs, n_realisations: int, degree: int, centre, scale) -> "SpectrumEmulator":
+        """From per-point model means (K, L') and covariances (K, L', L') of ``n_realisations``
+        realisations each at ``thetas`` (K, 2)."""
+        means, covs = np.asarray(means), np.asarray(covs)
+        bad = ~(np.all(np.isfinite(means), axis=1) & np.all(np.isfinite(covs), axis=(1, 2)))
+        if bad.any():
+            raise FloatingPointError(
+                f"non-finite model spectra at the design point (ln σ², ln ρ) = "
+                f"{np.round(np.asarray(thetas)[np.argmax(bad)], 3).tolist()}: check the model "
+                "settings (dt, time) there"
+            )
+        if np.any(means <= 0):
+            raise ValueError("the emulator needs positive model spectra at every design point")
+        centre, scale = np.asarray(centre, dtype=float), np.asarray(scale, dtype=float)
+        F = poly_features((np.asarray(thetas) - centre) / scale, degree)  # (K, n_coef)
+        if F.shape[0] < F.shape[1]:
+            raise ValueError(f"a degree-{degree} emulator needs at least {F.shape[1]} design points; got {F.shape[0]}")
+        rel = np.mean(covs / (means[:, :, None] * means[:, None, :]), axis=0)
+        # SE² of ln⟨C_ℓ⟩ from the pooled relative variance, the same at every point: weights from
+        # each point's own sample variance would be biased, since for these skewed spectra a high
+        # mean comes with a high variance (a far-wandering realisation) and would be down-weighted.
+        var_log = np.diag(rel) / n_realisations
+        log_m = np.log(means) + var_log / 2  # E[ln mean] ≈ ln⟨C⟩ − var/2 (delta method)
+        # Every ℓ has the same design and uniform weights, so one least-squares solve serves all.
+        ftf_inv = np.linalg.inv(F.T @ F)
+        coef = ftf_inv @ F.T @ log_m
+        resid = log_m - F @ coef
+        red = np.sum(resid**2, 0) / var_log / max(len(F) - F.shape[1], 1)
+        inflate = np.sqrt(np.maximum(red, 1.0))
+        return cls(
+            centre=centre,
+            scale=scale,
+            degree=degree,
+            coef=coef,
+            ftf_inv=ftf_inv,
+            rel=rel,
+            rel_emu=inflate[:, None] * rel * inflate[None, :] / n_realisations,
+            reduced_chi2=np.array(red),
+        )
+
+    def box_coordinates(self, theta):
+        return (theta - self.centre) / self.scale
+
+    def mean(self, theta):
+        """Emulated ⟨C_ℓ⟩ at θ (differentiable in θ)."""
+        return jnp.exp(poly_features(self.box_coordinates(theta), self.degree, jnp) @ self.coef)
+
+    def sky_covariance(self, theta, sky_realisations: int):
+        """⟨C⟩⟨C⟩ᵀ ∘ (R̄/R_sky + h(θ) D R̄ D/N_B): the scatter of a sky of ``sky_realisations``
+        about the emulated mean, the emulator's own error included (unit amplitude)."""
+        f = poly_features(self.box_coordinates(theta), self.degree, jnp)
+        m = self.mean(theta)
+        return m[:, None] * m[None, :] * (self.rel / sky_realisations + (f @ self.ftf_inv @ f) * self.rel_emu)
+
+
+def lbfgs_minimise(f, x0, max_steps: int = 300, tol: float = 1e-8):
+    """Minimise f from x0 with optax L-BFGS (zoom line search) until |∇f| < tol; jit/vmap-able."""
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(f)
+
+    def step(carry):
+        x, state = carry
+        value, grad = value_and_grad(x, state=state)
+        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=f)
+        return optax.apply_updates(x, updates), state
+
+    def going(carry):
+        _, state = carry
+        count = optax.tree_utils.tree_get(state, "count")
+        grad = optax.tree_utils.tree_get(state, "grad")
+        return (count == 0) | ((count < max_steps) & (optax.tree_utils.tree_norm(grad) >= tol))
+
+    return jax.lax.while_loop(going, step, (x0, opt.init(x0)))[0]
+
+
+def box_grid(centre, halfwidth, n: int):
+    """n^P points filling centre ± halfwidth (P = len(centre)), shape (n^P, P)."""
+    axes = [c + h * np.linspace(-1.0, 1.0, n) for c, h in zip(centre, halfwidth)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))

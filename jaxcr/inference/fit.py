@@ -1,0 +1,124 @@
+"""Fits of σ², ρ = r_L/λ_c (one spectrum) or σ², λ_c, B0 (spectra at several energies).
+
+``method`` selects how: :class:`jaxcr.inference.EmulatorFit` (default; a smooth emulator of the
+model, optax L-BFGS, profile-likelihood intervals: the method for long backtracking times) or
+:class:`jaxcr.inference.GradientFit` (Fisher scoring or any optax optimiser on estimated
+gradients: fast at small λT). Both optimise natural logarithms of the parameters.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from .. import _checks, units
+from ..observations import ObservedSpectrum
+from .emulator_fit import EmulatorFit, run_emulator_fit
+from .gradient_fit import GradientFit, run_gradient_fit
+from .model import SpectrumModel
+from .results import FitResult
+
+__all__ = ["fit_spectrum", "fit_joint"]
+
+
+def _check_init(init, names):
+    if not isinstance(init, dict):
+        raise TypeError(f"init must be a dict with {', '.join(names)}; got {type(init).__name__}")
+    for n in names:
+        if n not in init:
+            raise ValueError(f"init must give {', '.join(names)}; missing {n!r}")
+        _checks.check_positive(f"init[{n!r}]", init[n])
+
+
+def _check_inputs(spectra, model, method):
+    for k, spec in enumerate(spectra):
+        if not isinstance(spec, ObservedSpectrum):
+            raise TypeError(
+                f"spectrum {k} must be an ObservedSpectrum (jaxcr.observations.load_spectrum); "
+                f"got {type(spec).__name__}"
+            )
+    if not isinstance(model, SpectrumModel):
+        raise TypeError(f"model must be a SpectrumModel; got {type(model).__name__}")
+    model.validate()
+    if not isinstance(method, (EmulatorFit, GradientFit)):
+        raise TypeError(f"method must be EmulatorFit(...) or GradientFit(...); got {method!r}")
+    method.validate()
+
+
+def _run(problem, phi0, names, box_axes, method, progress) -> FitResult:
+    if isinstance(method, EmulatorFit):
+        return run_emulator_fit(problem, phi0, names, box_axes, method, progress)
+    return run_gradient_fit(problem, phi0, names, method, progress)
+
+
+def fit_spectrum(
+    observed: ObservedSpectrum,
+    model: SpectrumModel,
+    init: dict,
+    *,
+    amplitude: float | None = None,
+    method: EmulatorFit | GradientFit | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Fit σ² and ρ = r_L/λ_c to one spectrum.
+
+    ``init`` = {"sigma2": ..., "rho": ...}. The amplitude a = (r_L |∇n/n|)² is profiled unless
+    ``amplitude`` is given (a known CR gradient). With a profiled amplitude only the *shape* of
+    the spectrum informs the fit, and its dependence on σ² is weak against the sky-to-sky
+    variance: expect σ² to be reported as poorly constrained (experiments/README.md).
+    The model's Boris step, if unset, is the default step at ``init`` for the whole fit.
+    """
+    names = ("sigma2", "rho")
+    method = EmulatorFit() if method is None else method
+    _check_init(init, names)
+    _check_inputs([observed], model, method)
+    amp_fn = None
+    if amplitude is not None:
+        _checks.check_positive("amplitude", amplitude)
+        value = float(amplitude)
+        amp_fn = lambda p: jnp.asarray(value)
+    phi0 = jnp.log(jnp.array([init["sigma2"], init["rho"]], dtype=float))
+    problem = [(observed, model.with_observatory(observed).resolved(phi0), lambda p: p, amp_fn)]
+    return _run(problem, phi0, names, (0, 1), method, progress)
+
+
+def fit_joint(
+    spectra: list,
+    model: SpectrumModel,
+    init: dict,
+    *,
+    gradient_per_pc: float | None = None,
+    charge: float = 1.0,
+    method: EmulatorFit | GradientFit | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Joint fit of spectra at several energies with shared σ², λ_c (pc) and B0 (μG).
+
+    Each spectrum k has ρ_k = r_L(E_k, B0)/λ_c with r_L ∝ E/(Z B0) (:mod:`jaxcr.units`). The
+    spectral shapes fix only the ρ_k, i.e. the product λ_c·B0; λ_c and B0 separate only through
+    the amplitude a_k = (r_L,k |∇n/n|)², so pass ``gradient_per_pc`` = |∇n/n| (1/pc) if it is known.
+    Without it the amplitudes are profiled, only the product λ_c·B0 is constrained, and the fit
+    reports the direction ln λ_c − ln B0 as unconstrained (infinite uncertainties).
+    """
+    names = ("sigma2", "lambda_c_pc", "b0_microgauss")
+    method = EmulatorFit() if method is None else method
+    _check_init(init, names)
+    if not isinstance(spectra, (list, tuple)) or len(spectra) < 1:
+        raise ValueError("fit_joint needs a list of at least one spectrum")
+    _check_inputs(spectra, model, method)
+    if gradient_per_pc is not None:
+        _checks.check_positive("gradient_per_pc", gradient_per_pc)
+    _checks.check_positive("charge", charge)
+    phi0 = jnp.log(jnp.array([init[n] for n in names], dtype=float))
+    problem = []
+    for spec in spectra:
+        e = float(spec.energy_tev)
+
+        def theta_fn(p, e=e):
+            r_l = units.larmor_radius_pc(e, jnp.exp(p[2]), charge)
+            return jnp.stack([p[0], jnp.log(r_l) - p[1]])
+
+        amp_fn = None
+        if gradient_per_pc is not None:
+            amp_fn = lambda p, e=e: (gradient_per_pc * units.larmor_radius_pc(e, jnp.exp(p[2]), charge)) ** 2
+        problem.append((spec, model.with_observatory(spec).resolved(theta_fn(phi0)), theta_fn, amp_fn))
+    return _run(problem, phi0, names, (0, 1, 1), method, progress)

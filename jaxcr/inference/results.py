@@ -1,0 +1,74 @@
+"""The result of a fit: best fit, uncertainties, intervals, diagnostics and the model spectra."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .fisher import fisher_eigen
+
+__all__ = ["FitResult"]
+
+
+@dataclasses.dataclass
+class FitResult:
+    """Best fit, uncertainties and diagnostics.
+
+    ``parameters`` are the fitted physical values; ``log_uncertainties`` are 1σ errors of their
+    natural logarithms (≈ relative errors) from the Fisher matrix (Gauss-Newton curvature of χ²
+    with the estimated Jacobian and the full covariance Σ, the profiled amplitudes marginalised,
+    the Jacobian's own noise subtracted; see :func:`_fisher`);
+    ``degenerate`` lists parameter combinations the data do not constrain (then the corresponding
+    values are not meaningful and are reported as such, not hidden). ``history`` has one entry per
+    step (χ², parameters, gradient ± SE, Lyapunov exponent λ and λT of each spectrum's model).
+    ``model_spectra`` holds, per spectrum, (ℓ, a⟨C_ℓ⟩, expected data-model scatter
+    a·sqrt(diag S (1/R_sky + 1/N_B))) at the best fit, without the noise level N.
+    """
+
+    parameters: dict
+    log_uncertainties: dict
+    covariance: np.ndarray
+    names: tuple
+    amplitudes: list
+    chi2: float
+    n_data: int
+    converged: bool
+    message: str
+    degenerate: list
+    history: list
+    estimator: str
+    wall_time_s: float
+    model_spectra: list  # (ell, a⟨C_ℓ⟩, expected scatter) per spectrum at the best fit
+    optimizer: str = "fisher"
+    lyapunov: list = dataclasses.field(default_factory=list)  # (λ, SE, λT) per spectrum at the best fit
+    fisher: np.ndarray | None = None  # marginal Fisher matrix of the ln-parameters (Jacobian noise removed)
+    intervals: dict | None = None  # emulator fits: {name: {"68"|"95": (low, high, closed_low, closed_high)}}
+    design: list | None = None  # emulator fits: the design points evaluated per spectrum (for ``reuse``)
+
+    def constrained_directions(self):
+        """[(unit vector in ln-parameter space, 1σ along it)] for every direction the data
+        constrain (positive Fisher eigenvalue): with a degeneracy, what the fit *does* measure."""
+        vals, vecs, null = fisher_eigen(self.fisher)
+        return [(vecs[:, i], float(1 / np.sqrt(vals[i]))) for i in np.flatnonzero(~null)]
+
+    def summary(self) -> str:
+        chaos = "; ".join(f"λT = {g:.1f}" for _, _, g in self.lyapunov)
+        how = (
+            "emulator, optax L-BFGS"
+            if self.estimator == "emulator"
+            else f"{self.optimizer}, {self.estimator} gradients"
+        )
+        lines = [
+            f"fit ({how}{', ' + chaos if chaos else ''}): "
+            f"χ² = {self.chi2:.3g} for {self.n_data} points, "
+            f"{'converged' if self.converged else 'NOT converged'} ({self.message}), {self.wall_time_s:.1f} s"
+        ]
+        for name in self.names:
+            line = f"  {name} = {self.parameters[name]:.4g} (±{100 * self.log_uncertainties[name]:.1f} %)"
+            for level, (lo, hi, closed_lo, closed_hi) in (self.intervals or {}).get(name, {}).items():
+                line += f", {level} % [{lo:.4g}{'' if closed_lo else ' open'}, {hi:.4g}{'' if closed_hi else ' open'}]"
+            lines.append(line)
+        for d in self.degenerate:
+            lines.append(f"  DEGENERATE: {d}")
+        return "\n".join(lines)
