@@ -26,7 +26,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from . import _checks
-from .dynamics import Boris, LorentzForce, SaveAlignedSteps, default_step, steps_per_interval
+from .dynamics import Boris, LorentzForce, SaveAlignedSteps, check_step_resolves, default_step, steps_per_interval
 from .field import AbstractField, check_field
 
 __all__ = ["Trajectories", "track", "backtrack", "continue_backtrack"]
@@ -121,6 +121,7 @@ def track(
         ValueError, TypeError: for bad input, before any compilation.
         equinox.EquinoxRuntimeError: a non-finite orbit (also inside ``jit``/``grad``).
     """
+    _checks.require_x64("track/backtrack")
     check_field(field)
     ts = _checks.check_increasing_times("save_times", save_times)
     _checks.check_last_axis("positions", positions)
@@ -153,6 +154,7 @@ def track(
             )
         dt = default_step(field) if solver.dt is None else solver.dt
         _checks.check_positive("Boris dt", dt)
+        check_step_resolves(float(dt), field.resolution_scales(), solver.allow_unresolved)
         counts = steps_per_interval(ts, float(dt))
         controller: diffrax.AbstractStepSizeController = SaveAlignedSteps(ts, counts)
         needed = int(counts.sum()) + 1

@@ -17,6 +17,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from . import _checks
+
 __all__ = ["diffusion_tensor", "green_kubo_diffusion_tensor", "relative_diffusion_tensor", "mean_and_sem"]
 
 
@@ -29,6 +31,11 @@ def _per_realisation(positions):
     return r
 
 
+def _check_time(time) -> None:
+    _checks.check_scalar("time", time)
+    _checks.check_positive("time (the backtracking time ΩT)", time)
+
+
 def mean_and_sem(per_real):
     """Mean over the leading (realisation) axis and its standard error (NaN for one realisation)."""
     n = per_real.shape[0]
@@ -39,6 +46,7 @@ def mean_and_sem(per_real):
 
 def diffusion_tensor(positions: Float[ArrayLike, "R P 3"], time) -> tuple[Float[Array, "3 3"], Float[Array, "3 3"]]:
     """K(T) = ⟨Δr Δr⟩/(2T) and its standard error over realisations (units r_L·c)."""
+    _check_time(time)
     r = _per_realisation(positions)
     per = jnp.einsum("rpi,rpj->rij", r, r) / r.shape[1] / (2 * time)
     return mean_and_sem(per)
@@ -60,6 +68,7 @@ def green_kubo_diffusion_tensor(positions: Float[ArrayLike, "R P 3"], directions
 
 def relative_diffusion_tensor(positions: Float[ArrayLike, "R P 3"], time):
     """K̃s(T) = Cov_pixels(r)/(2T) (Eq. 9), averaged over realisations, with standard error."""
+    _check_time(time)
     r = _per_realisation(positions)
     d = r - r.mean(1, keepdims=True)
     per = jnp.einsum("rpi,rpj->rij", d, d) / r.shape[1] / (2 * time)

@@ -32,10 +32,20 @@ from . import _checks
 from .field import AbstractField
 from .turbulence import TurbulenceParameters, mode_wavenumbers
 
-__all__ = ["LorentzForce", "Boris", "boris_step", "SaveAlignedSteps", "default_step", "steps_per_interval"]
+__all__ = [
+    "LorentzForce",
+    "Boris",
+    "boris_step",
+    "SaveAlignedSteps",
+    "default_step",
+    "steps_per_interval",
+    "check_step_resolves",
+]
 
 MAX_DEFAULT_STEP = 0.1  # 1/Ω: ≥ 60 steps per gyration in weak turbulence
 STEPS_PER_SMALLEST_WAVELENGTH = 20  # the reference C++ benchmark's choice, λ_min/20
+MIN_STEPS_PER_SMALLEST_WAVELENGTH = 2  # a step must not exceed λ_min/2 ...
+MIN_STEPS_PER_GYRATION = 10  # ... nor a tenth of the gyro-period 2π/|b| in the strongest typical field
 
 
 class LorentzForce(eqx.Module):
@@ -97,10 +107,14 @@ class Boris(diffrax.AbstractSolver):
 
     The field and charge sign are read from the term, ``diffrax.ODETerm(LorentzForce(field, s))``.
     ``dt`` is the step in 1/Ω (None: :func:`default_step` of the field); :func:`jaxcr.track` makes
-    the steps end exactly on every save time (:class:`SaveAlignedSteps`).
+    the steps end exactly on every save time (:class:`SaveAlignedSteps`). A step must resolve the
+    field (:func:`check_step_resolves`: dt ≤ λ_min/2 and ≤ a tenth of the gyro-period): the Boris
+    rotation keeps |p̂| = 1 whatever the step, so an unresolved step never shows as NaN, only as
+    wrong statistics. ``allow_unresolved=True`` skips that check.
     """
 
     dt: float | None = None
+    allow_unresolved: bool = False
 
     term_structure: ClassVar = diffrax.AbstractTerm
     interpolation_cls: ClassVar = _BorisInterpolation
@@ -149,6 +163,38 @@ def default_step(field: AbstractField | TurbulenceParameters) -> float:
     if kmax == 0.0:
         return MAX_DEFAULT_STEP
     return min(MAX_DEFAULT_STEP, float(f"{2 * np.pi / (kmax * STEPS_PER_SMALLEST_WAVELENGTH):.12g}"))
+
+
+def check_step_resolves(dt: float, scales: tuple[float, float] | None, allow_unresolved: bool = False) -> None:
+    """Raise a ``ValueError`` when a Boris step ``dt`` (1/Ω) cannot resolve a field with ``scales``
+    = (smallest wavelength λ_min in r_L, typical strongest |b| in B0): dt must be ≤ λ_min/2 and
+    ≤ (2π/|b|)/10. With the paper's turbulence dt = 2 gave K_zz −33 % and K_xx +19 % against
+    dt = 0.01 without any NaN. ``scales`` None (traced field) or ``allow_unresolved``: no check."""
+    if scales is None or allow_unresolved:
+        return
+    lambda_min, b_typ = scales
+    limits = [
+        (
+            lambda_min / MIN_STEPS_PER_SMALLEST_WAVELENGTH,
+            f"λ_min/{MIN_STEPS_PER_SMALLEST_WAVELENGTH}",
+            f"the field's smallest wavelength λ_min = {lambda_min:.4g} r_L",
+        )
+    ]
+    if b_typ > 0:
+        period = 2 * np.pi / b_typ
+        limits.append(
+            (
+                period / MIN_STEPS_PER_GYRATION,
+                f"1/{MIN_STEPS_PER_GYRATION} of the gyro-period",
+                f"the gyro-period 2π/|b| = {period:.4g}/Ω in the strongest typical field |b| ≈ {b_typ:.3g} B0",
+            )
+        )
+    for limit, rule, scale in limits:
+        if dt > limit:
+            raise ValueError(
+                f"Boris dt = {dt:g}/Ω does not resolve {scale}: use dt ≤ {rule} = {limit:.4g} (the default step "
+                "min(0.1, λ_min/20) is safe), or Boris(dt=..., allow_unresolved=True) if you know what you do"
+            )
 
 
 def steps_per_interval(save_times, dt: float, t0: float = 0.0) -> np.ndarray:

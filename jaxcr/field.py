@@ -14,6 +14,7 @@ import enum
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from . import _checks
@@ -34,7 +35,12 @@ class FieldPrecision(enum.StrEnum):
 
 class ModeSumLayout(enum.StrEnum):
     """How XLA is asked for the mode sum (:meth:`PlaneWaveTurbulence.with_layout`); same numbers
-    to rounding. ``AUTO`` takes ``MATMUL`` on CPU and ``SPLIT`` on GPU/TPU."""
+    to rounding. MATMUL forms the phases k_n·r and the sum Σ E_n cos(·) as two matrix products (on
+    XLA:CPU the layouts run within timing noise; this one keeps earlier releases' CPU results bit
+    for bit); SPLIT forms phases and cos as one elementwise kernel and the sum as a product; FUSED
+    writes the sum as a reduction too, so no (points × modes) array is written to memory. AUTO
+    takes MATMUL on CPU and SPLIT on GPU/TPU, decided when traced (H200, N = 256, 122 880
+    particles: SPLIT 4.3×10⁸ Boris particle-steps/s, MATMUL 3.2×10⁸, FUSED 3.0×10⁸)."""
 
     AUTO = "auto"
     MATMUL = "matmul"
@@ -80,6 +86,11 @@ class AbstractField(eqx.Module):
             raise ValueError("realisation(i) needs a stack of fields (from sample_ensemble)")
         return jax.tree_util.tree_map(lambda x: x[i], self)
 
+    def resolution_scales(self) -> tuple[float, float] | None:
+        """(smallest wavelength λ_min in r_L, typical strongest |b| in B0) that a step must resolve,
+        or None when unknown (a traced field, or a field without such scales)."""
+        return None
+
     def check_finite(self) -> None:
         """Raise a ``ValueError`` naming the first array of the field with a non-finite value."""
         for path, leaf in jax.tree_util.tree_leaves_with_path(self):
@@ -101,6 +112,10 @@ class UniformField(AbstractField):
     @property
     def is_ensemble(self) -> bool:
         return self.regular_field.ndim == 2
+
+    def resolution_scales(self) -> tuple[float, float] | None:
+        b = _checks.concrete(self.regular_field)
+        return None if b is None else (float("inf"), float(np.max(np.linalg.norm(b, axis=-1))))
 
     def __call__(self, positions: Float[ArrayLike, "... 3"]) -> Float[Array, "... 3"]:
         r = jnp.asarray(positions)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "CheckpointError",
     "check_writable",
     "atomic_write",
     "save_checkpoint",
@@ -35,6 +36,25 @@ def to_json(obj) -> str:
         raise TypeError(f"cannot serialise {type(o).__name__}")
 
     return json.dumps(obj, default=default, sort_keys=True)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and says how to start afresh."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporary files of earlier writes to ``path`` that were killed before their rename."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
 
 
 def check_writable(name: str, path) -> Path:
@@ -63,8 +83,10 @@ def atomic_write(path, write) -> Path:
     """Call ``write(tmp_path)`` then atomically move the temporary file to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # as open() would create it, not mkstemp's 0600
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
@@ -88,10 +110,23 @@ def save_checkpoint(path, arrays: dict, metadata: dict) -> Path:
 
 
 def load_checkpoint(path) -> tuple[dict, dict]:
-    """Read a checkpoint written by :func:`save_checkpoint`: (arrays, metadata)."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files if k != "__metadata__"}
-        metadata = json.loads(str(z["__metadata__"]))
+    """Read a checkpoint written by :func:`save_checkpoint`: (arrays, metadata).
+
+    Raises:
+        CheckpointError: the file is empty, truncated, not a checkpoint or lacks its metadata.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files") or "__metadata__" not in z.files:
+                raise ValueError("no jaxcr metadata record")
+            arrays = {k: z[k] for k in z.files if k != "__metadata__"}
+            metadata = json.loads(str(z["__metadata__"]))
+    except Exception as err:  # zipfile, EOF, pickle refusal, JSON: all mean the same to the user
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {path} cannot be used ({reason}): it is damaged or not a jaxcr checkpoint. Delete it "
+            "to start the run afresh, or give another checkpoint path"
+        ) from None
     return arrays, metadata
 
 

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io
+from . import _checks, io
 
 __all__ = ["Observatory", "OBSERVATORIES", "ObservedSpectrum", "load_spectrum", "save_spectrum", "SpectrumFileError"]
 
@@ -78,6 +78,9 @@ OBSERVATORIES = {
 }
 
 
+MAX_SPECTRUM_VALUE = 1e100  # χ² squares residuals over σ²: larger values overflow float64
+
+
 class SpectrumFileError(ValueError):
     """A malformed spectrum file; the message names the file, line and column."""
 
@@ -101,8 +104,53 @@ class ObservedSpectrum:
     source: str = ""
 
     def __post_init__(self):
-        if int(self.sky_realisations) != self.sky_realisations or self.sky_realisations < 1:
-            raise ValueError(f"sky_realisations must be an integer >= 1; got {self.sky_realisations!r}")
+        """Validate every value (a ``ValueError``/``TypeError`` names the first bad one)."""
+        arrays = {}
+        for name in ("ell", "cl", "sigma"):
+            v = np.asarray(getattr(self, name))
+            if v.ndim != 1 or v.size == 0:
+                raise ValueError(f"{name} must be a non-empty 1-D array; got shape {v.shape}")
+            if np.iscomplexobj(v) or not (np.issubdtype(v.dtype, np.integer) or np.issubdtype(v.dtype, np.floating)):
+                raise TypeError(f"{name} must hold real numbers; got dtype {v.dtype}")
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"{name} must be finite; got {v[~np.isfinite(v)][0]}")
+            arrays[name] = v
+        if not len(arrays["ell"]) == len(arrays["cl"]) == len(arrays["sigma"]):
+            raise ValueError(
+                f"ell, cl and sigma must have the same length; got {len(arrays['ell'])}, "
+                f"{len(arrays['cl'])}, {len(arrays['sigma'])}"
+            )
+        ell = arrays["ell"]
+        if np.any(ell != np.round(ell)) or np.any(ell < 0) or np.any(np.diff(ell) <= 0):
+            raise ValueError(f"ell must be strictly increasing integers >= 0; got {ell.tolist()}")
+        if np.any(arrays["sigma"] <= 0):
+            raise ValueError("sigma (the 1σ measurement errors) must be > 0")
+        for name in ("cl", "sigma"):
+            if np.max(np.abs(arrays[name])) > MAX_SPECTRUM_VALUE:
+                raise ValueError(
+                    f"{name} reaches {np.max(np.abs(arrays[name])):.3g}: values above "
+                    f"{MAX_SPECTRUM_VALUE:g} overflow χ² (relative-intensity C_ℓ are ≪ 1)"
+                )
+        object.__setattr__(self, "ell", ell.astype(int))
+        object.__setattr__(self, "cl", arrays["cl"].astype(float))
+        object.__setattr__(self, "sigma", arrays["sigma"].astype(float))
+        if not isinstance(self.observatory, str) or not self.observatory:
+            raise ValueError(f"observatory must be a non-empty name; got {self.observatory!r}")
+        _checks.check_positive("energy_tev", self.energy_tev)
+        _checks.check_nonnegative("noise_level", self.noise_level)
+        for name in ("dec_min_deg", "dec_max_deg"):
+            _checks.check_finite(name, getattr(self, name))
+        if not -90.0 <= self.dec_min_deg < self.dec_max_deg <= 90.0:
+            raise ValueError(f"need -90 <= dec_min_deg < dec_max_deg <= 90; got {self.dec_min_deg}, {self.dec_max_deg}")
+        _checks.check_power_of_two("nside", self.nside)
+        if self.remove_ell_max is not None and (
+            isinstance(self.remove_ell_max, bool)
+            or not isinstance(self.remove_ell_max, (int, np.integer))
+            or self.remove_ell_max < 0
+        ):
+            raise ValueError(f"remove_ell_max must be None or an integer >= 0; got {self.remove_ell_max!r}")
+        _checks.check_positive_int("sky_realisations", self.sky_realisations)
+        _checks.check_bool("synthetic", self.synthetic)
 
     def metadata(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("ell", "cl", "sigma")}
@@ -119,7 +167,9 @@ _OPTIONAL_META: dict[str, Callable] = {
     "nside": int,
     "remove_ell_max": int,
     "sky_realisations": int,
-    "synthetic": lambda v: v.strip().lower() in ("1", "true", "yes"),
+    "synthetic": lambda v: {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}[
+        v.strip().lower()
+    ],
     "source": str,
     "jaxcr-spectrum": str,
 }
@@ -131,7 +181,15 @@ def load_spectrum(path) -> ObservedSpectrum:
     """Read and validate a spectrum file (format in the module docstring)."""
     path = Path(path)
     meta, header, rows = {}, None, []
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpectrumFileError(
+            f"{path}: not a UTF-8 text file (a spectrum file is CSV text; see jaxcr.observations for the format)"
+        ) from None
+    except OSError as err:
+        raise SpectrumFileError(f"{path}: cannot be read: {err.strerror}") from None
+    for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
             continue
@@ -143,7 +201,7 @@ def load_spectrum(path) -> ObservedSpectrum:
                     conv: Callable = _CONVERTERS[key]
                     try:
                         meta[key] = conv(value.strip())
-                    except ValueError:
+                    except (ValueError, KeyError):
                         raise SpectrumFileError(
                             f"{path}: line {lineno}: metadata {key!r} has an invalid value {value.strip()!r}"
                         ) from None
@@ -203,7 +261,10 @@ def load_spectrum(path) -> ObservedSpectrum:
     if meta.get("sky_realisations", 1) < 1:
         raise SpectrumFileError(f"{path}: metadata sky_realisations must be >= 1, got {meta['sky_realisations']}")
     meta.pop("jaxcr-spectrum", None)
-    return ObservedSpectrum(ell=np.array(ell), cl=np.array(cl), sigma=np.array(sigma), **meta)
+    try:
+        return ObservedSpectrum(ell=np.array(ell), cl=np.array(cl), sigma=np.array(sigma), **meta)
+    except (ValueError, TypeError) as err:
+        raise SpectrumFileError(f"{path}: {err}") from None
 
 
 def save_spectrum(spectrum: ObservedSpectrum, path) -> Path:

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _checks, io, theory
 from ._version import __version__
-from .dynamics import Boris, default_step
+from .dynamics import Boris, check_step_resolves, default_step
 from .field import FieldPrecision, ModeSumLayout, as_option
 from .forward import SkyModel, advance, initial_state, observe, sample_fields
 from .random import realisation_keys
@@ -55,6 +55,8 @@ def describe_solver(solver, controller=None) -> dict:
     out: dict = {"type": type(solver).__name__}
     if isinstance(solver, Boris):
         out["dt"] = solver.dt
+        if solver.allow_unresolved:
+            out["allow_unresolved"] = True
     if controller is not None:
         out["stepsize_controller"] = {
             "type": type(controller).__name__,
@@ -127,6 +129,10 @@ class EnsembleConfig:
 
     def validate(self) -> None:
         """Raise a clear error for bad settings, before any expensive work."""
+        if not isinstance(self.turbulence, dict):
+            raise TypeError(
+                f"turbulence must be a dict of TurbulenceParameters arguments; got {type(self.turbulence).__name__}"
+            )
         self.parameters()
         _checks.check_power_of_two("nside", self.nside)
         _checks.check_positive_int("n_realisations", self.n_realisations)
@@ -142,14 +148,32 @@ class EnsembleConfig:
             raise TypeError(f"solver must be jaxcr.Boris(dt=...) or a diffrax solver; got {self.solver!r}")
         if isinstance(self.solver, Boris) and self.solver.dt is not None:
             _checks.check_positive("solver dt", self.solver.dt)
+            check_step_resolves(
+                float(self.solver.dt), self.parameters().resolution_scales(), self.solver.allow_unresolved
+            )
+        if (
+            not (isinstance(self.iterations, (int, np.integer)) and not isinstance(self.iterations, bool))
+            or self.iterations < 0
+        ):
+            raise ValueError(f"iterations must be a non-negative integer; got {self.iterations!r}")
+        if self.lmax is not None and (not isinstance(self.lmax, (int, np.integer)) or self.lmax < 2):
+            raise ValueError(
+                f"lmax must be an integer >= 2 (the sum rule and noise correction need ℓ ≥ 1 and the "
+                f"upper half of the spectrum); got {self.lmax!r}"
+            )
+        _checks.check_unit_vectors("b0_direction", np.asarray(self.b0_direction, dtype=float))
+        if self.particle_chunk is not None:
+            _checks.check_positive_int("particle_chunk", self.particle_chunk)
         if isinstance(self.charge_sign, bool) or self.charge_sign not in (1, -1):
             raise ValueError(f"charge_sign must be +1 or -1; got {self.charge_sign!r}")
         as_option(FieldPrecision, "field_precision", self.field_precision)
         as_option(ModeSumLayout, "field_layout", self.field_layout)
         _checks.check_bool("fick_term", self.fick_term)
         check_lmax(self.lmax, self.nside)
-        if self.liouville_dipole is not None and np.shape(self.liouville_dipole) != (3,):
-            raise ValueError(f"liouville_dipole must be a 3-vector; got shape {np.shape(self.liouville_dipole)}")
+        if self.liouville_dipole is not None:
+            if np.shape(self.liouville_dipole) != (3,):
+                raise ValueError(f"liouville_dipole must be a 3-vector; got shape {np.shape(self.liouville_dipole)}")
+            _checks.check_finite("liouville_dipole", np.asarray(self.liouville_dipole, dtype=float))
 
     def sky_model(self) -> SkyModel:
         """The :class:`jaxcr.forward.SkyModel` this configuration describes."""
@@ -277,6 +301,7 @@ def run_ensemble(
             every process runs the same call and gets the same Dataset; only process 0 writes
             the checkpoint and the output file and shows the progress bar.
     """
+    _checks.require_x64("run_ensemble")
     config.validate()
     if stop_after is not None:
         _checks.check_positive_int("stop_after", stop_after)
@@ -285,20 +310,17 @@ def run_ensemble(
             io.check_writable(name, path)
     times = np.asarray(config.times, dtype=float)
     model = config.sky_model()
-    fields = config.fields()
-    durations = np.diff(np.concatenate([[0.0], times]))
-    execution = dict(particle_chunk=config.particle_chunk, devices=devices)
-    dt = model.solver.dt if isinstance(model.solver, Boris) else None
-    if isinstance(model.solver, Boris) and dt is None:
-        dt = default_step(fields)
-        model = model.replace(solver=Boris(dt=dt))
-
-    positions, momenta = initial_state(model, config.n_realisations)
     stats: dict[str, list] = {}
     start, elapsed = 0, 0.0
     meta = dict(config_digest=config.digest(), jaxcr_version=__version__, config=config.as_dict())
     if checkpoint is not None and Path(checkpoint).exists():
         arrays, saved = io.load_checkpoint(checkpoint)
+        if saved.get("jaxcr_version") != __version__:
+            raise io.CheckpointError(
+                f"checkpoint {checkpoint} was written by jaxcr {saved.get('jaxcr_version')}, this is jaxcr "
+                f"{__version__}: resuming would mix two versions in one result. Delete it to start afresh, or "
+                "finish the run with that version"
+            )
         if saved.get("config_digest") != config.digest():
             raise ValueError(
                 f"checkpoint {checkpoint} was written for another configuration "
@@ -307,6 +329,16 @@ def run_ensemble(
         start, elapsed = int(saved["segments_done"]), float(saved.get("elapsed_s", 0.0))
         positions, momenta = jnp.asarray(arrays.pop("positions")), jnp.asarray(arrays.pop("momenta"))
         stats = {k: list(v) for k, v in arrays.items()}
+
+    fields = config.fields()
+    if start == 0:
+        positions, momenta = initial_state(model, config.n_realisations)
+    durations = np.diff(np.concatenate([[0.0], times]))
+    execution = dict(particle_chunk=config.particle_chunk, devices=devices)
+    dt = model.solver.dt if isinstance(model.solver, Boris) else None
+    if isinstance(model.solver, Boris) and dt is None:
+        dt = default_step(fields)
+        model = model.replace(solver=Boris(dt=dt))
 
     from tqdm.auto import tqdm
 

@@ -62,6 +62,7 @@ def relative_intensity(
         raise ValueError(f"gradient must be a 3-vector; got shape {g.shape}")
     _checks.check_finite("gradient", g)
     _checks.check_last_axis("positions", positions)
+    _checks.check_finite("positions", positions)
     r = jnp.asarray(positions)
     di = r @ g
     if diffusion_tensor is None:
@@ -69,8 +70,10 @@ def relative_intensity(
     k = jnp.asarray(diffusion_tensor, dtype=float)
     if k.shape != (3, 3):
         raise ValueError(f"diffusion_tensor must have shape (3, 3); got {k.shape}")
+    _checks.check_finite("diffusion_tensor", k)
     if momenta is None or np.shape(momenta) != np.shape(positions):
         raise ValueError("momenta of the same shape as positions are needed for the Fick term -3 p̂·K·g")
+    _checks.check_finite("momenta", momenta)
     return di - 3.0 * (jnp.asarray(momenta) @ (k @ g))
 
 
@@ -95,7 +98,13 @@ def declination_band_mask(nside: int, dec_min_deg: float = -90.0, dec_max_deg: f
         raise ValueError(f"need -90 <= dec_min_deg < dec_max_deg <= 90; got {dec_min_deg}, {dec_max_deg}")
     theta, _ = hp.pix2ang(nside, np.arange(hp.nside2npix(nside)))
     dec = 90.0 - np.degrees(theta)
-    return jnp.asarray(((dec >= dec_min_deg) & (dec <= dec_max_deg)).astype(float))
+    inside = (dec >= dec_min_deg) & (dec <= dec_max_deg)
+    if not inside.any():
+        raise ValueError(
+            f"the declination band [{dec_min_deg}°, {dec_max_deg}°] holds no pixel centre at nside={nside} "
+            f"(rings are {180 / (4 * nside):.3g}° apart): widen the band or raise nside"
+        )
+    return jnp.asarray(inside.astype(float))
 
 
 def check_mask(mask, npix: int):

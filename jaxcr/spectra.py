@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 
+MAX_MAP_VALUE = 1e150  # |a_ℓm|² ~ (4π·value)² must stay below the float64 maximum 1.8e308
+
+
 def max_lmax(nside: int) -> int:
     """Largest lmax the transform supports for a HEALPix nside: 2·nside − 1."""
     return 2 * nside - 1
@@ -122,7 +125,7 @@ def map_to_alm(
     Returns shape (..., lmax+1, 2·lmax+1) with m = −lmax..lmax along the last axis (index
     m + lmax); entries with |m| > ℓ are zero. Differentiable with respect to the maps.
     """
-    maps = jnp.asarray(maps)
+    maps = jnp.asarray(_checks.check_real_array("maps", maps))
     nside = npix_to_nside(maps.shape[-1])
     lmax = check_lmax(lmax, nside)
     iterations = _check_iterations(iterations)
@@ -168,7 +171,7 @@ def remove_low_multipoles(maps: Float[ArrayLike, "... npix"], ell_max: int, mask
     With ``mask`` (weights in [0, 1]) the fit uses only the observed pixels, as the observatories
     do before computing their spectra (e.g. ell_max=3); on a full sky it removes exactly ℓ ≤ ell_max.
     """
-    maps = jnp.asarray(maps)
+    maps = jnp.asarray(_checks.check_real_array("maps", maps))
     npix = maps.shape[-1]
     nside = npix_to_nside(npix)
     if isinstance(ell_max, bool) or not isinstance(ell_max, (int, np.integer)) or not 0 <= ell_max <= max_lmax(nside):
@@ -176,6 +179,15 @@ def remove_low_multipoles(maps: Float[ArrayLike, "... npix"], ell_max: int, mask
     w = jnp.ones(npix) if mask is None else check_mask(mask, npix)
     Y = jnp.asarray(_real_harmonic_basis(nside, int(ell_max)))  # (nb, npix)
     normal = (Y * w) @ Y.T
+    n_fit, observed = (int(ell_max) + 1) ** 2, _checks.concrete(w)
+    if observed is not None:
+        n_obs = int(np.count_nonzero(observed))
+        cond = float(np.linalg.cond(np.asarray(normal)))
+        if n_obs < n_fit or not cond < 1e12:
+            raise ValueError(
+                f"cannot fit the {n_fit} multipole coefficients of ℓ ≤ {ell_max} on {n_obs} observed pixels "
+                f"(normal matrix condition number {cond:.3g}): use a smaller ell_max, a larger mask or a larger nside"
+            )
     coeff = jnp.linalg.solve(normal, ((maps * w) @ Y.T)[..., None])[..., 0]
     return maps - coeff @ Y
 
@@ -197,15 +209,20 @@ def angular_power_spectrum(
         mask: optional pixel weights in [0, 1]; the pseudo-C_ℓ of mask·map is returned.
         remove_ell_max: subtract the ℓ ≤ remove_ell_max fit on the observed pixels first.
     """
-    maps = jnp.asarray(maps)
+    _checks.require_x64("angular_power_spectrum")
+    maps = jnp.asarray(_checks.check_real_array("maps", maps))
     if maps.ndim == 0:
         raise ValueError("maps must have a pixel axis of length 12·nside²")
     nside = npix_to_nside(maps.shape[-1])
     lmax = check_lmax(lmax, nside)
-    if jnp.iscomplexobj(maps):
-        raise TypeError("maps must be real (relative intensities); got a complex array")
     if not _checks.is_traced(maps):
         _checks.check_finite("maps", maps)
+        largest = float(np.max(np.abs(np.asarray(maps)))) if maps.size else 0.0
+        if largest > MAX_MAP_VALUE:
+            raise ValueError(
+                f"maps reach |value| = {largest:.3g}: C_ℓ ~ value² would overflow float64 (values up to "
+                f"{MAX_MAP_VALUE:g} are allowed); rescale the maps"
+            )
     maps = eqx.error_if(maps, ~jnp.all(jnp.isfinite(maps)), "angular_power_spectrum: the maps contain NaN or inf")
     npix = jnp.shape(maps)[-1]
     if mask is not None:

@@ -86,6 +86,16 @@ class TurbulenceParameters(eqx.Module):
         spectral_index=KOLMOGOROV_INDEX,
         b0=1.0,
     ):
+        for name, value in (
+            ("sigma2", sigma2),
+            ("coherence_length", coherence_length),
+            ("lambda_min", lambda_min),
+            ("lambda_max", lambda_max),
+            ("larmor_radius", larmor_radius),
+            ("spectral_index", spectral_index),
+            ("b0", b0),
+        ):
+            _checks.check_scalar(name, value)
         _checks.check_nonnegative("sigma2", sigma2)
         _checks.check_positive("coherence_length", coherence_length)
         _checks.check_positive("lambda_min", lambda_min)
@@ -113,6 +123,15 @@ class TurbulenceParameters(eqx.Module):
         kw: dict = dict(sigma2=1.0, coherence_length=10.0, lambda_min=0.1, lambda_max=1000.0)
         kw.update(overrides)
         return cls(n_modes=n_modes, **kw)
+
+    def resolution_scales(self) -> tuple[float, float] | None:
+        """(smallest wavelength of the field's modes in r_L, |b0| + 3σ) that a step must resolve
+        (:func:`jaxcr.dynamics.check_step_resolves`); None when the parameters are traced."""
+        k = _checks.concrete(mode_wavenumbers(self))
+        s2, b0 = _checks.concrete(self.sigma2), _checks.concrete(self.b0)
+        if k is None or s2 is None or b0 is None:
+            return None
+        return 2 * np.pi / float(np.max(k)), float(abs(b0) + 3 * np.sqrt(s2))
 
     @property
     def rigidity_ratio(self):
@@ -209,22 +228,11 @@ class PlaneWaveTurbulence(AbstractField):
 
     Call it on positions of shape (..., 3) to get the total field b (..., 3).
 
-    ``precision`` (static, :class:`FieldPrecision`) selects how the mode sum is evaluated:
-    float64 (default; error ~1e-13 relative) or float32 (phases still formed and reduced in the
-    positions' precision, cos and the sum over modes in float32; error ~1e-6 of the rms field,
-    far below the Boris truncation error at the default steps).
-
-    ``layout`` (static, :class:`ModeSumLayout`) selects how XLA is asked for the sum (same
-    numbers to rounding): MATMUL forms the phases k_n·r as a matrix product and the sum
-    Σ E_n cos(·) as a second one (on XLA:CPU all three layouts run within the timing noise;
-    this one keeps the CPU results of earlier releases bit for bit); SPLIT forms phases and
-    cos as one elementwise kernel (broadcasts) and the sum as a matrix product; FUSED writes the
-    sum as a reduction too, which XLA fuses into one kernel, so no (points × modes) array is
-    written to memory. AUTO (default) takes MATMUL on CPU and SPLIT on GPU/TPU, decided when the
-    function is traced (H200, N = 256, 122 880 particles: SPLIT 4.3×10⁸ Boris particle-steps/s,
-    MATMUL 3.2×10⁸, FUSED 3.0×10⁸). Matrix products run at Precision.HIGHEST (on GPUs a float32
-    product would otherwise use TF32: measured 6.5e-4 of the rms field off on an H200, 1.5e-6
-    with HIGHEST).
+    ``precision`` (:class:`jaxcr.FieldPrecision`: float64 to ~1e-13, or float32 cos and sum to
+    ~1e-6 of the rms field with float64 phases) and ``layout`` (:class:`jaxcr.ModeSumLayout`: how
+    XLA is asked for the sum; MATMUL on CPU keeps earlier releases' results bit for bit, SPLIT is
+    the fastest measured on a GPU) are static. Matrix products run at Precision.HIGHEST (on GPUs
+    a float32 product would otherwise use TF32: 6.5e-4 of the rms field off on an H200).
     """
 
     wavevectors: Float[Array, "*R N 3"]
@@ -245,6 +253,7 @@ class PlaneWaveTurbulence(AbstractField):
             phases: β_n, shape (N,), radians.
             regular_field: b0 ê, shape (3,), in units of B0.
         """
+        _checks.require_x64("PlaneWaveTurbulence.from_modes")
         k = jnp.asarray(wavevectors, dtype=float)
         e = jnp.asarray(polarisations, dtype=float)
         beta = jnp.asarray(phases, dtype=float)
@@ -333,6 +342,17 @@ class PlaneWaveTurbulence(AbstractField):
         if k is None:
             raise ValueError("the largest wave number needs a concrete (not traced) field")
         return float(np.max(np.linalg.norm(k, axis=-1))) if k.size else 0.0
+
+    def resolution_scales(self) -> tuple[float, float] | None:
+        """(λ_min = 2π/max|k_n|, |b0| + 3 σ_b) with σ_b² = Σ|E_n|²/2 the mean turbulent |δb|²,
+        the largest over the realisations; None for a traced field."""
+        k, e, b0 = (_checks.concrete(x) for x in (self.wavevectors, self.polarisations, self.regular_field))
+        if k is None or e is None or b0 is None:
+            return None
+        kmax = float(np.max(np.linalg.norm(k, axis=-1))) if k.size else 0.0
+        sigma_b = np.sqrt(np.sum(e**2, axis=(-1, -2)) / 2)
+        b_typ = float(np.max(np.linalg.norm(b0, axis=-1) + 3 * sigma_b))
+        return (2 * np.pi / kmax if kmax > 0 else float("inf")), b_typ
 
     def with_precision(self, precision: FieldPrecision | str) -> "PlaneWaveTurbulence":
         """The same field evaluated in float64 or float32 (see the class docstring)."""

@@ -20,6 +20,8 @@ from __future__ import annotations
 from astropy import constants as _const
 from astropy import units as _u
 
+from . import _checks
+
 # SI constants from astropy (CODATA 2018), kept as plain floats.
 ELEMENTARY_CHARGE_C: float = float(_const.e.si.value)
 SPEED_OF_LIGHT_M_S: float = float(_const.c.si.value)
@@ -41,7 +43,11 @@ def larmor_radius_pc(energy_tev, b_field_microgauss, charge: float = 1.0):
     """Larmor radius r_L in pc for energy E (TeV), field B (μG) and charge number Z.
 
     r_L = R/(cB) with R = E/Z (ultra-relativistic). 1 TeV proton in 1 μG: 1.0810e-3 pc.
+    Concrete inputs must be positive and finite (a ``ValueError`` names the one that is not).
     """
+    _checks.check_positive("energy_tev", energy_tev)
+    _checks.check_positive("b_field_microgauss", b_field_microgauss)
+    _checks.check_positive("charge", charge)
     return LARMOR_RADIUS_PC_PER_TV_PER_MUG * rigidity_tv(energy_tev, charge) / b_field_microgauss
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jaxcr
 from jaxcr import inference
@@ -156,6 +157,7 @@ def test_same_seed_and_index_give_the_same_field_everywhere():
     assert not np.allclose(other.phases, jaxcr.PlaneWaveTurbulence.sample(seed, params).phases)
 
 
+@pytest.mark.slow
 def test_jaxtyping_annotations_hold_on_the_main_path(tmp_path):
     # jaxtyping + beartype check every annotated jaxcr function and Module at run time (import
     # hook, tests/typecheck.py) along parameters → field → backtracking → maps → spectra →

@@ -49,6 +49,7 @@ from .model import (
 from .model import (
     spectrum_covariance as spectrum_covariance,
 )
+from .profile import CovarianceMode as CovarianceMode
 from .profile import LikelihoodScan as LikelihoodScan
 from .profile import profile_likelihood as profile_likelihood
 from .results import FitResult as FitResult

@@ -152,6 +152,7 @@ def estimate_gradient(
     orbits at θ is measured too and reported beside the estimate; a pathwise estimate with λT
     above ``PATHWISE_MAX_GROWTH`` raises a warning that it is dominated by chaos.
     """
+    _checks.require_x64("estimate_gradient")
     estimator = CRN() if estimator is None else estimator
     if not isinstance(estimator, GradientEstimator):
         raise TypeError(f"estimator must be Pathwise(), CRN(step), SPSA(step, seed) or Score(step); got {estimator!r}")

@@ -8,12 +8,16 @@ gradients: fast at small λT). Both optimise natural logarithms of the parameter
 
 from __future__ import annotations
 
+import warnings
+
 import jax.numpy as jnp
+import numpy as np
 
 from .. import _checks, units
 from ..observations import ObservedSpectrum
 from .emulator_fit import EmulatorFit, run_emulator_fit
 from .gradient_fit import GradientFit, run_gradient_fit
+from .likelihood import observed_multipoles
 from .model import SpectrumModel
 from .results import FitResult
 
@@ -30,6 +34,7 @@ def _check_init(init, names):
 
 
 def _check_inputs(spectra, model, method):
+    _checks.require_x64("the fits")
     for k, spec in enumerate(spectra):
         if not isinstance(spec, ObservedSpectrum):
             raise TypeError(
@@ -39,6 +44,20 @@ def _check_inputs(spectra, model, method):
     if not isinstance(model, SpectrumModel):
         raise TypeError(f"model must be a SpectrumModel; got {type(model).__name__}")
     model.validate()
+    for k, spec in enumerate(spectra):
+        ell, sel = observed_multipoles(spec, model.lmax + 1)
+        if len(ell) < 2:
+            raise ValueError(
+                f"spectrum {k} ({spec.observatory}) shares only ℓ = {ell.tolist()} with the model's "
+                f"ℓ ≤ {model.lmax}: a fit needs at least 2 multipoles; raise the model's nside"
+            )
+        if not sel.all():
+            warnings.warn(
+                f"spectrum {k} ({spec.observatory}): ℓ = {np.asarray(spec.ell)[~sel].tolist()} lie above the "
+                f"model's lmax = 2·nside − 1 = {model.lmax} and are not fitted; raise the model's nside to "
+                "include them",
+                stacklevel=3,
+            )
     if not isinstance(method, (EmulatorFit, GradientFit)):
         raise TypeError(f"method must be EmulatorFit(...) or GradientFit(...); got {method!r}")
     method.validate()

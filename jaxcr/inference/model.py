@@ -24,7 +24,7 @@ from jaxtyping import Array, Float
 
 from .. import _checks
 from ..chaos import lyapunov_exponent
-from ..dynamics import Boris, default_step
+from ..dynamics import Boris, check_step_resolves, default_step
 from ..forward import SkyModel, final_spectra, sample_fields
 from ..observations import ObservedSpectrum
 from ..random import realisation_keys
@@ -97,9 +97,11 @@ class SpectrumModel:
 
     def resolved(self, theta) -> "SpectrumModel":
         """The model with ``dt`` fixed: its own, or the default step at θ (concrete)."""
+        params = turbulence_at(np.asarray(theta, dtype=float), self)
         if self.dt is not None:
+            check_step_resolves(float(self.dt), params.resolution_scales())
             return self
-        return dataclasses.replace(self, dt=default_step(turbulence_at(np.asarray(theta, dtype=float), self)))
+        return dataclasses.replace(self, dt=default_step(params))
 
     @property
     def lmax(self) -> int:

@@ -10,6 +10,7 @@ cover the truth over many synthetic skies.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import time as _time
 
 import jax
@@ -17,12 +18,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks
+from ..field import as_option
 from ..observations import ObservedSpectrum
 from .emulator import SpectrumEmulator
 from .likelihood import chi2_profiled, fixed_sigma_chi2, gls_chi2, observed_multipoles
 from .model import SpectrumModel, model_moments, spectra_at, spectrum_covariance
 
-__all__ = ["LikelihoodScan", "profile_likelihood", "parabolic_minimum", "level_interval"]
+__all__ = ["CovarianceMode", "LikelihoodScan", "profile_likelihood", "parabolic_minimum", "level_interval"]
+
+
+class CovarianceMode(enum.StrEnum):
+    """The data covariance of an emulated χ² surface: FIXED at the best fit (absolute units, the
+    default) or VARYING as Σ(θ) at every point (biases σ² upwards with a known amplitude)."""
+
+    FIXED = "fixed"
+    VARYING = "varying"
 
 
 @dataclasses.dataclass
@@ -117,7 +127,9 @@ class LikelihoodScan:
             n_data=len(ell),
         )
 
-    def emulated(self, points: int = 81, degree: int = 2, covariance: str = "fixed") -> "LikelihoodScan":
+    def emulated(
+        self, points: int = 81, degree: int = 2, covariance: CovarianceMode | str = CovarianceMode.FIXED
+    ) -> "LikelihoodScan":
         """The χ² surface of a smooth emulator of the model, on a ``points`` × ``points`` grid.
 
         At long backtracking times the model at neighbouring grid points is decorrelated by
@@ -131,8 +143,8 @@ class LikelihoodScan:
         emulator's own error (propagated from the fit, correlated across ℓ like the
         realisations, scaled up by the fit's reduced χ² where that exceeds 1).
 
-        ``covariance="fixed"`` (default) evaluates the whole surface with the data covariance Σ*
-        (absolute units) of the best fit, found iteratively; "varying" uses Σ(θ) at every point.
+        ``covariance=CovarianceMode.FIXED`` (default) evaluates the whole surface with the data covariance Σ*
+        (absolute units) of the best fit, found iteratively; VARYING uses Σ(θ) at every point.
         With Σ ∝ ⟨C(θ)⟩², χ² alone is smaller wherever the model is larger, which with a known
         amplitude biases σ² upwards: over 20 synthetic skies (experiments/calibrate_likelihood.py,
         32 realisations per grid point) the 68 % interval of σ² covered the truth in 35 % of them
@@ -147,8 +159,7 @@ class LikelihoodScan:
         _checks.check_positive_int("points", points)
         if degree not in (1, 2, 3):
             raise ValueError(f"degree must be 1, 2 or 3; got {degree!r}")
-        if covariance not in ("fixed", "varying"):
-            raise ValueError(f"covariance must be 'fixed' or 'varying'; got {covariance!r}")
+        mode: CovarianceMode = as_option(CovarianceMode, "covariance", covariance)
         obs = self.observed
         ell, sel = observed_multipoles(obs, self.mean_cl.shape[-1])
         x, y = np.log(self.sigma2), np.log(self.rho)
@@ -173,7 +184,7 @@ class LikelihoodScan:
         meas = jnp.diag(jnp.asarray(obs.sigma[sel]) ** 2)
         amp = None if self.amplitude is None else jnp.asarray(self.amplitude)
         c2, a = jax.vmap(lambda mm, ss: gls_chi2(mm, ss, o, meas, amp))(jnp.asarray(mean), jnp.asarray(sky))
-        if covariance == "fixed":
+        if mode == CovarianceMode.FIXED:
             # The data covariance Σ* = a*² S(θ*) + diag(σ²) in absolute units, at the best fit θ*,
             # for every point (with the amplitude profiled, a relative S would scale with 1/⟨C⟩²
             # through a and favour small models); iterated: best point → Σ* → surface → best point.
@@ -191,12 +202,12 @@ class LikelihoodScan:
             rho=np.exp(ys),
             chi2=c2,
             amplitudes=np.asarray(a).reshape(points, points),
-            kind=f"emulated, degree {degree}, {covariance} Σ",
+            kind=f"emulated, degree {degree}, {mode.value} Σ",
             mean_cl=None,
             cov_cl=None,
             emulator=dict(
                 degree=degree,
-                covariance=covariance,
+                covariance=mode.value,
                 ell=ell.tolist(),
                 reduced_chi2=emu.reduced_chi2.tolist(),
                 max_reduced_chi2=float(max(emu.reduced_chi2)),
