@@ -44,7 +44,8 @@ class Trajectories(eqx.Module):
     ``positions``/``momenta`` have shape (..., n_times, n_particles, 3); a leading realisation
     axis is present when the field was an ensemble. Units: positions in r_L, times in 1/Ω.
     For :func:`backtrack` they are r(−T) and p̂(−T) at T = ``times``. ``num_steps`` is the
-    largest number of solver steps any particle took.
+    largest number of solver steps any particle took (−1 for a sharded run, which does not
+    gather it).
     """
 
     times: Float[Array, " T"]

@@ -28,9 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from . import _checks
 from .field import AbstractField
-from .turbulence import TurbulenceParameters, mode_wavenumbers
+from .turbulence import TurbulenceParameters
 
 __all__ = [
     "LorentzForce",
@@ -44,6 +43,7 @@ __all__ = [
 
 MAX_DEFAULT_STEP = 0.1  # 1/Ω: ≥ 60 steps per gyration in weak turbulence
 STEPS_PER_SMALLEST_WAVELENGTH = 20  # the reference C++ benchmark's choice, λ_min/20
+DEFAULT_STEPS_PER_GYRATION = 30  # the default step's resolution of the strongest typical field
 MIN_STEPS_PER_SMALLEST_WAVELENGTH = 2  # a step must not exceed λ_min/2 ...
 MIN_STEPS_PER_GYRATION = 10  # ... nor a tenth of the gyro-period 2π/|b| in the strongest typical field
 
@@ -145,24 +145,22 @@ def _lorentz_force(term):
 
 
 def default_step(field: AbstractField | TurbulenceParameters) -> float:
-    """Default Boris step in 1/Ω: min(0.1, λ_min/20), λ_min = 2π/max|k_n| the smallest wavelength
-    of the field (or of the field that ``TurbulenceParameters`` describe; concrete values).
+    """Default Boris step in 1/Ω: min(0.1, λ_min/20, 2π/(30 |b|)), for a field or the field that
+    ``TurbulenceParameters`` describe (concrete values).
 
-    λ_min/20 resolves the smallest wave of the field with 20 steps (the reference C++
-    benchmark's choice); 0.1 gives ≥ 60 steps per gyration in weak turbulence. The result is
-    rounded to 12 significant digits, so that a λ_min/20 of 0.005 is the float 0.005 and not
-    0.004999999999999988 (|k_n| carries the rounding of the wave vectors' norms).
+    λ_min is the smallest wavelength of the modes (2π/max|k_n|) and |b| ≈ |b0| + 3σ the strongest
+    typical field (:meth:`resolution_scales`). λ_min/20 resolves the smallest wave with 20 steps
+    (the reference C++ benchmark's choice); 2π/(30|b|) gives 30 steps per gyration in the strongest
+    typical field (0.052 for σ² = 1), three times the minimum :func:`check_step_resolves` accepts;
+    0.1 caps it in weak turbulence. Rounded to 12 significant digits, so that a λ_min/20 of 0.005 is
+    the float 0.005 and not 0.004999999999999988.
     """
-    if isinstance(field, TurbulenceParameters):
-        k = _checks.concrete(mode_wavenumbers(field))
-        if k is None:
-            raise ValueError("the default step needs concrete turbulence parameters; give Boris(dt=...)")
-        kmax = float(np.max(k))
-    else:
-        kmax = float(getattr(field, "max_wavenumber", 0.0))
-    if kmax == 0.0:
-        return MAX_DEFAULT_STEP
-    return min(MAX_DEFAULT_STEP, float(f"{2 * np.pi / (kmax * STEPS_PER_SMALLEST_WAVELENGTH):.12g}"))
+    scales = field.resolution_scales()
+    if scales is None:
+        raise ValueError("the default step needs a concrete field (or concrete parameters); give Boris(dt=...)")
+    lambda_min, b_typ = scales
+    gyration = 2 * np.pi / (DEFAULT_STEPS_PER_GYRATION * b_typ) if b_typ > 0 else MAX_DEFAULT_STEP
+    return float(f"{min(MAX_DEFAULT_STEP, lambda_min / STEPS_PER_SMALLEST_WAVELENGTH, gyration):.12g}")
 
 
 def check_step_resolves(dt: float, scales: tuple[float, float] | None, allow_unresolved: bool = False) -> None:

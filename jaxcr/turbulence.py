@@ -335,14 +335,6 @@ class PlaneWaveTurbulence(AbstractField):
         """True for a stack of realisations (leading batch axis)."""
         return self.wavevectors.ndim == 3
 
-    @property
-    def max_wavenumber(self) -> float:
-        """max |k_n| over the modes (and realisations), 1/r_L; needs a concrete field."""
-        k = _checks.concrete(self.wavevectors)
-        if k is None:
-            raise ValueError("the largest wave number needs a concrete (not traced) field")
-        return float(np.max(np.linalg.norm(k, axis=-1))) if k.size else 0.0
-
     def resolution_scales(self) -> tuple[float, float] | None:
         """(λ_min = 2π/max|k_n|, |b0| + 3 σ_b) with σ_b² = Σ|E_n|²/2 the mean turbulent |δb|²,
         the largest over the realisations; None for a traced field."""
