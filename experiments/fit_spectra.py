@@ -48,8 +48,10 @@ import numpy as np
 
 import jaxcr
 from jaxcr import inference, units
+from jaxcr.conventions import Estimator
 from jaxcr.inference import CRN, SPSA, EmulatorFit, GradientFit, Pathwise, Score
 from jaxcr.observations import OBSERVATORIES, load_spectrum, save_spectrum
+from jaxcr.sky import equatorial_direction
 from jaxcr.synthetic import synthetic_spectrum
 
 ESTIMATORS = {"crn": CRN, "spsa": SPSA, "score": Score, "pathwise": Pathwise}
@@ -162,6 +164,21 @@ def main(argv=None) -> int:
         ("sky", int, "realisations averaged in each synthetic spectrum"),
     ):
         ap.add_argument(f"--{opt}", type=typ, help=f"{help_} (overrides the preset)")
+    ap.add_argument(
+        "--b0-ra-dec",
+        type=float,
+        nargs=2,
+        metavar=("RA", "DEC"),
+        help="direction of B0 in equatorial degrees (default the model frame's z axis; the local "
+        "interstellar field is 229.2 11.4)",
+    )
+    ap.add_argument(
+        "--gradient-ra-dec",
+        type=float,
+        nargs=2,
+        metavar=("RA", "DEC"),
+        help="direction of the CR gradient in equatorial degrees (default RA 0, Dec 0)",
+    )
     ap.add_argument("--out", type=Path)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -171,6 +188,9 @@ def main(argv=None) -> int:
     for opt, key in (("nside", "nside"), ("realisations", "n_realisations"), ("modes", "n_modes"), ("time", "time")):
         if getattr(args, opt) is not None:
             preset["model"][key] = getattr(args, opt)
+    for opt, key in (("b0_ra_dec", "b0_direction"), ("gradient_ra_dec", "gradient_direction")):
+        if getattr(args, opt) is not None:
+            preset["model"][key] = tuple(float(x) for x in equatorial_direction(*getattr(args, opt)))
     model = inference.SpectrumModel(**preset["model"])
     model.validate()
     if args.method == "emulator":
@@ -225,7 +245,7 @@ def main(argv=None) -> int:
                 observatory=f"synthetic {o.name}",
                 energy_tev=energy,
                 amplitude=amplitude,
-                noise_level=o.noise_level or 0.0,
+                noise_level=o.noise_level(Estimator.PSEUDO, nside=model.nside) if o.events else 0.0,
                 relative_error=0.05,
                 sky_realisations=preset["sky"],
                 seed=seed,

@@ -17,6 +17,9 @@ from . import (
     chaos as chaos,
 )
 from . import (
+    conventions as conventions,
+)
+from . import (
     diffusion as diffusion,
 )
 from . import (
@@ -33,6 +36,9 @@ from . import (
 )
 from . import (
     observations as observations,
+)
+from . import (
+    observatory as observatory,
 )
 from . import (
     plot as plot,

@@ -20,13 +20,16 @@ import dataclasses
 import diffrax
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Key
 
 from . import theory
 from .backtracking import backtrack, continue_backtrack
+from .conventions import BackgroundMethod, Estimator, estimator_normalisation
 from .diffusion import diffusion_tensor, green_kubo_diffusion_tensor, mean_and_sem, relative_diffusion_tensor
 from .dynamics import Boris
 from .field import FieldPrecision, ModeSumLayout
+from .observatory import remove_ring_means
 from .sky import pixel_directions, relative_intensity
 from .spectra import angular_power_spectrum
 from .turbulence import PlaneWaveTurbulence, TurbulenceParameters
@@ -57,6 +60,10 @@ class SkyModel(eqx.Module):
         charge_sign: +1 for nuclei.
         fick_term: include −3p̂·K·g in δI (Eq. 5) with the sky's own K(T); False: Eq. 7.
         mask: observed-pixel weights in [0, 1] (None: full sky); the pseudo-C_ℓ of mask·δI.
+        background: how the observatory estimates its background; TIME_SCRAMBLING removes the
+            declination-ring means of δI first (the m = 0 loss; :mod:`jaxcr.observatory`).
+        estimator, dec_band: the spectrum's estimator (:mod:`jaxcr.conventions`) and the band
+            (degrees) its K-correction uses.
         remove_ell_max: subtract the fit of ℓ ≤ L on the observed pixels first (None: keep all).
         lmax, iterations: spectrum settings (lmax ≤ 2·nside − 1; None → 2·nside − 1).
         gaussian_amplitudes: draw Gaussian mode amplitudes (:class:`jaxcr.TurbulenceNoise`).
@@ -74,6 +81,9 @@ class SkyModel(eqx.Module):
     charge_sign: float = eqx.field(static=True, default=1.0)
     fick_term: bool = eqx.field(static=True, default=False)
     mask: Float[Array, " npix"] | None = None
+    background: BackgroundMethod = eqx.field(static=True, default=BackgroundMethod.KNOWN)
+    estimator: Estimator = eqx.field(static=True, default=Estimator.PSEUDO)
+    dec_band: tuple[float, float] = eqx.field(static=True, default=(-90.0, 90.0))
     remove_ell_max: int | None = eqx.field(static=True, default=None)
     lmax: int | None = eqx.field(static=True, default=None)
     iterations: int = eqx.field(static=True, default=3)
@@ -124,10 +134,18 @@ def sky_maps(model: SkyModel, positions, momenta, diffusion=None) -> Float[Array
 
 
 def sky_spectra(model: SkyModel, maps) -> Float[Array, "... l"]:
-    """Pseudo-C_ℓ of the maps through the model's mask and ℓ ≤ L removal (as healpy ``anafast``)."""
-    return angular_power_spectrum(
+    """The spectrum of the maps as the observatory estimates it (as :func:`jaxcr.observatory.observed_spectra`):
+    background (ring means removed if time-scrambled), ℓ ≤ L removal, pseudo-C_ℓ of mask·δI (healpy
+    ``anafast``), divided by the estimator's normalisation. Full sky with the defaults: the plain C_ℓ."""
+    if model.background == BackgroundMethod.TIME_SCRAMBLING:
+        maps = remove_ring_means(maps, model.mask)
+    cl = angular_power_spectrum(
         maps, lmax=model.lmax, iterations=model.iterations, mask=model.mask, remove_ell_max=model.remove_ell_max
     )
+    if model.estimator == Estimator.PSEUDO:
+        return cl
+    weights = np.ones(12 * model.nside**2) if model.mask is None else np.asarray(model.mask)
+    return cl / estimator_normalisation(model.estimator, weights, *model.dec_band)
 
 
 def observe(model: SkyModel, positions, momenta, time) -> dict:

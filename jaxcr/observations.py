@@ -40,20 +40,40 @@ observed numbers: the presets below carry only the observatories' published char
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import _checks, io
+from .conventions import BackgroundMethod, Estimator, shot_noise_level
+from .field import as_option
+from .sky import declination_band_mask
 
 __all__ = ["Observatory", "OBSERVATORIES", "ObservedSpectrum", "load_spectrum", "save_spectrum", "SpectrumFileError"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Observatory:
-    """Published characteristics (the paper, Sec. 1, and the observatories' papers). Masks marked assumed: bands giving the stated f_sky."""
+    """An observatory's published characteristics, and the estimator and background method of its spectra.
+
+    Attributes:
+        name, median_energy_tev: as published.
+        f_sky, dec_min_deg, dec_max_deg: the field of view; ``mask_assumed``: the band is chosen to
+            give the stated f_sky (equatorial declination), not the published exposure.
+        events: N_CR, the number of events of the analysis (None where not published here).
+        published_noise_level: the noise level as the paper quotes it, N = 4π f_sky/N_CR, which is
+            the shot noise of the f_sky-corrected spectrum (``Estimator.FSKY``), not of the
+            pseudo-C_ℓ these observatories publish (f_sky times smaller).
+        nside, lmax: the analysis' HEALPix resolution and largest multipole.
+        estimator: the estimator of the published spectra (:class:`jaxcr.conventions.Estimator`).
+        background: how the expected counts are estimated (:class:`jaxcr.conventions.BackgroundMethod`).
+        remove_ell_max: ℓ ≤ L structure the analysis fits and subtracts before its spectrum (None: none).
+        sources: where each value comes from.
+    """
 
     name: str
     median_energy_tev: float
@@ -61,19 +81,80 @@ class Observatory:
     dec_min_deg: float
     dec_max_deg: float
     events: float | None = None
-    noise_level: float | None = None
+    published_noise_level: float | None = None
     nside: int = 64
     lmax: int | None = None
     mask_assumed: bool = True
+    estimator: Estimator = Estimator.PSEUDO
+    background: BackgroundMethod = BackgroundMethod.TIME_SCRAMBLING
+    remove_ell_max: int | None = None
+    sources: str = ""
+
+    def mask(self, nside: int | None = None):
+        """The field of view at ``nside`` (default the analysis'): 1 in the declination band, else 0."""
+        return np.asarray(declination_band_mask(nside or self.nside, self.dec_min_deg, self.dec_max_deg))
+
+    def expected_counts(self, nside: int | None = None, events: float | None = None):
+        """Expected events per pixel: ``events`` (default the published N_CR) spread uniformly over the band."""
+        total = self.events if events is None else events
+        if total is None:
+            raise ValueError(f"{self.name}: no event number is known here; give events=...")
+        _checks.check_positive("events", total)
+        w = self.mask(nside)
+        return w * total / w.sum()
+
+    def noise_level(
+        self, estimator: Estimator | str | None = None, nside: int | None = None, events: float | None = None
+    ) -> float:
+        """Shot-noise level of the estimator (default: that of the observatory's spectra) for uniform
+        exposure in the band: 4π f_sky²/N_CR for the pseudo-C_ℓ (:func:`jaxcr.conventions.shot_noise_level`)."""
+        nside = nside or self.nside
+        return shot_noise_level(
+            self.expected_counts(nside, events),
+            self.mask(nside),
+            self.estimator if estimator is None else estimator,
+            self.dec_min_deg,
+            self.dec_max_deg,
+        )
 
 
 OBSERVATORIES = {
     "icecube": Observatory(
-        "IceCube (Aartsen et al. 2013)", 20.0, 0.3, -90.0, -23.6, events=1.5e11, noise_level=2.5e-11
+        "IceCube (Aartsen et al. 2013)",
+        20.0,
+        0.3,
+        -90.0,
+        -23.6,
+        events=1.5e11,
+        published_noise_level=2.5e-11,
+        sources="events, energy, f_sky and N = 4π f_sky/N_CR as cited by Ahlers (2015), Sec. 1; band assumed to give "
+        "f_sky; pseudo-C_ℓ with time-scrambled background (Aartsen et al. 2013, ApJ 765 55)",
     ),
-    "hawc": Observatory("HAWC (Abeysekara et al. 2014)", 2.0, 0.7, -30.0, 64.0, events=4.9e10, noise_level=1.8e-10),
+    "hawc": Observatory(
+        "HAWC (Abeysekara et al. 2014)",
+        2.0,
+        0.7,
+        -30.0,
+        64.0,
+        events=4.9e10,
+        published_noise_level=1.8e-10,
+        sources="events, energy and f_sky from Abeysekara et al. 2014, ApJ 796 108 (4.6e10 events in Ahlers 2015); "
+        "band assumed to give f_sky; HAWC estimates its background by direct integration over hours, "
+        "modelled here as a sidereal-day time scrambling (the m = 0 modes lost)",
+    ),
     "hawc+icecube": Observatory(
-        "HAWC + IceCube (Abeysekara et al. 2019)", 10.0, 0.93, -85.0, 70.0, lmax=40, mask_assumed=False
+        "HAWC + IceCube (Abeysekara et al. 2019)",
+        10.0,
+        0.93,
+        -85.0,
+        70.0,
+        nside=64,
+        lmax=40,
+        mask_assumed=False,
+        estimator=Estimator.K_CORRECTED,
+        background=BackgroundMethod.KNOWN,
+        sources="Abeysekara et al. 2019, ApJ 871 96: band −85° < δ < 70°, nside 64, ℓ ≤ 40, C_ℓ divided by the band's K; "
+        "the full relative intensity is reconstructed by a likelihood method (background treated as known)",
     ),
 }
 
@@ -102,6 +183,10 @@ class ObservedSpectrum:
     sky_realisations: int = 1
     synthetic: bool = False
     source: str = ""
+    estimator: Estimator = Estimator.PSEUDO
+    background: BackgroundMethod = BackgroundMethod.KNOWN
+    isotropic_mean: np.ndarray | None = None
+    isotropic_sigma: np.ndarray | None = None
 
     def __post_init__(self):
         """Validate every value (a ``ValueError``/``TypeError`` names the first bad one)."""
@@ -151,9 +236,20 @@ class ObservedSpectrum:
             raise ValueError(f"remove_ell_max must be None or an integer >= 0; got {self.remove_ell_max!r}")
         _checks.check_positive_int("sky_realisations", self.sky_realisations)
         _checks.check_bool("synthetic", self.synthetic)
+        object.__setattr__(self, "estimator", as_option(Estimator, "estimator", self.estimator))
+        object.__setattr__(self, "background", as_option(BackgroundMethod, "background", self.background))
+        for name in ("isotropic_mean", "isotropic_sigma"):
+            value = getattr(self, name)
+            if value is not None:
+                v = np.asarray(value, dtype=float)
+                if v.shape != ell.shape or not np.all(np.isfinite(v)):
+                    raise ValueError(f"{name} must be finite with one value per ℓ ({ell.size}); got shape {v.shape}")
+                object.__setattr__(self, name, v)
 
     def metadata(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("ell", "cl", "sigma")}
+        """Every value but the per-ℓ arrays (options as their strings)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _ARRAY_FIELDS}
+        return {k: v.value if isinstance(v, enum.Enum) else v for k, v in out.items()}
 
 
 _REQUIRED_META: dict[str, Callable] = {
@@ -172,9 +268,13 @@ _OPTIONAL_META: dict[str, Callable] = {
     ],
     "source": str,
     "jaxcr-spectrum": str,
+    "estimator": Estimator,
+    "background": BackgroundMethod,
 }
 _CONVERTERS: dict[str, Callable] = {**_REQUIRED_META, **_OPTIONAL_META}
 _COLUMNS = ("ell", "cl", "sigma")
+_OPTIONAL_COLUMNS = ("isotropic_mean", "isotropic_sigma")  # the spectrum of isotropic skies, mean and 1σ
+_ARRAY_FIELDS = _COLUMNS + _OPTIONAL_COLUMNS
 
 
 def load_spectrum(path) -> ObservedSpectrum:
@@ -218,7 +318,7 @@ def load_spectrum(path) -> ObservedSpectrum:
             continue
         if len(cells) != len(header):
             raise SpectrumFileError(f"{path}: line {lineno}: {len(cells)} values for {len(header)} columns {header}")
-        rows.append((lineno, {name: cells[header.index(name)] for name in _COLUMNS}))
+        rows.append((lineno, {name: cells[header.index(name)] for name in _ARRAY_FIELDS if name in header}))
     if header is None or not rows:
         raise SpectrumFileError(
             f"{path}: no data rows (expected a header row '{','.join(_COLUMNS)}' and one row per ℓ)"
@@ -231,9 +331,10 @@ def load_spectrum(path) -> ObservedSpectrum:
     ell: list[int] = []
     cl: list[float] = []
     sigma: list[float] = []
+    extra: dict[str, list[float]] = {name: [] for name in _OPTIONAL_COLUMNS if name in header}
     for lineno, row in rows:
         values = {}
-        for name in _COLUMNS:
+        for name in _COLUMNS + tuple(extra):
             try:
                 values[name] = float(row[name])
             except ValueError:
@@ -256,13 +357,16 @@ def load_spectrum(path) -> ObservedSpectrum:
         ell.append(int(values["ell"]))
         cl.append(values["cl"])
         sigma.append(values["sigma"])
+        for name in extra:
+            extra[name].append(values[name])
     if not meta["dec_min_deg"] < meta["dec_max_deg"]:
         raise SpectrumFileError(f"{path}: metadata dec_min_deg must be < dec_max_deg")
     if meta.get("sky_realisations", 1) < 1:
         raise SpectrumFileError(f"{path}: metadata sky_realisations must be >= 1, got {meta['sky_realisations']}")
     meta.pop("jaxcr-spectrum", None)
     try:
-        return ObservedSpectrum(ell=np.array(ell), cl=np.array(cl), sigma=np.array(sigma), **meta)
+        arrays: dict[str, Any] = {name: np.array(v) for name, v in extra.items()}
+        return ObservedSpectrum(ell=np.array(ell), cl=np.array(cl), sigma=np.array(sigma), **arrays, **meta)
     except (ValueError, TypeError) as err:
         raise SpectrumFileError(f"{path}: {err}") from None
 
@@ -274,6 +378,8 @@ def save_spectrum(spectrum: ObservedSpectrum, path) -> Path:
         if value is None or value == "":
             continue
         lines.append(f"# {key}: {str(value).lower() if isinstance(value, bool) else value}")
-    lines.append(",".join(_COLUMNS))
-    lines += [f"{int(ell_)},{c:.17g},{s:.17g}" for ell_, c, s in zip(spectrum.ell, spectrum.cl, spectrum.sigma)]
+    columns = [name for name in _ARRAY_FIELDS if getattr(spectrum, name) is not None]
+    lines.append(",".join(columns))
+    table = [np.asarray(getattr(spectrum, name)) for name in columns]
+    lines += [",".join([str(int(row[0]))] + [f"{x:.17g}" for x in row[1:]]) for row in zip(*table)]
     return io.atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n", encoding="utf-8"))

@@ -22,7 +22,26 @@ __all__ = [
     "dipole_distribution",
     "declination_band_mask",
     "check_mask",
+    "equatorial_direction",
+    "LOCAL_INTERSTELLAR_FIELD_RA_DEC",
 ]
+
+
+#: Direction (RA, Dec in degrees, equatorial J2000) of the local interstellar magnetic field as
+#: IBEX measures it and the HAWC-IceCube analysis finds it (RA 229.2° ± 3.5°, Dec 11.4° ± 3.0°;
+#: Abeysekara et al. 2019, ApJ 871 96).
+LOCAL_INTERSTELLAR_FIELD_RA_DEC = (229.2, 11.4)
+
+
+def equatorial_direction(ra_deg: float, dec_deg: float) -> np.ndarray:
+    """Unit vector of (RA, Dec) in degrees, in the frame of jaxcr's sky maps: equatorial, z toward
+    the north celestial pole, x toward RA = 0 (HEALPix θ = 90° − Dec, φ = RA)."""
+    for name, v in (("ra_deg", ra_deg), ("dec_deg", dec_deg)):
+        _checks.check_finite(name, v)
+    if not -90.0 <= dec_deg <= 90.0:
+        raise ValueError(f"dec_deg must lie in [-90, 90]; got {dec_deg}")
+    ra, dec = np.radians(ra_deg), np.radians(dec_deg)
+    return np.array([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
 
 
 def pixel_directions(nside: int) -> Float[Array, "npix 3"]:

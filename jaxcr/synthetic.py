@@ -13,6 +13,8 @@ import numpy as np
 
 from . import _checks
 from ._version import __version__
+from .conventions import BackgroundMethod, Estimator
+from .field import as_option
 from .inference.model import SpectrumModel, realisation_spectra
 from .observations import ObservedSpectrum
 
@@ -34,6 +36,8 @@ def synthetic_spectrum(
     dec_min_deg: float = -90.0,
     dec_max_deg: float = 90.0,
     remove_ell_max: int | None = None,
+    estimator: Estimator | str = Estimator.PSEUDO,
+    background: BackgroundMethod | str = BackgroundMethod.KNOWN,
 ) -> ObservedSpectrum:
     """A synthetic observed spectrum made by jaxcr at known θ (labelled ``synthetic``).
 
@@ -42,8 +46,12 @@ def synthetic_spectrum(
     ``noise_level``; the measurement error σ_ℓ = relative_error·C_ℓ scatters the values
     (Gaussian). The sky-to-sky variance is not in σ_ℓ: the file records ``sky_realisations`` and
     the fit's likelihood adds it (module docstring).
+        The model sky goes through the observatory's operations (band, ``background`` method: ring
+    means removed if time-scrambled, ℓ ≤ L removal, ``estimator``), as the fit's model does.
     """
     theta = np.asarray(theta, dtype=float)
+    est = as_option(Estimator, "estimator", estimator)
+    bg = as_option(BackgroundMethod, "background", background)
     if theta.shape != (2,) or not np.all(np.isfinite(theta)):
         raise ValueError(f"theta must be finite (ln sigma2, ln rho), shape (2,); got {theta!r}")
     _checks.check_positive("amplitude", amplitude)
@@ -62,6 +70,8 @@ def synthetic_spectrum(
         dec_min_deg=dec_min_deg,
         dec_max_deg=dec_max_deg,
         remove_ell_max=remove_ell_max,
+        estimator=est,
+        background=bg,
     )
     sky_model.validate()
     s = np.asarray(realisation_spectra(jnp.asarray(theta), sky_model))[:n_sky]
@@ -88,6 +98,8 @@ def synthetic_spectrum(
         dec_max_deg=dec_max_deg,
         nside=model.nside,
         remove_ell_max=remove_ell_max,
+        estimator=est,
+        background=bg,
         sky_realisations=n_sky,
         synthetic=True,
         source=f"jaxcr {__version__} synthetic, theta={list(map(float, theta))}, "

@@ -64,7 +64,7 @@ def test_presets_carry_published_characteristics():
     # noise level ≈ f_sky 4π / N_CR (Sec. 1)
     for key in ("icecube", "hawc"):
         o = OBSERVATORIES[key]
-        assert o.noise_level == pytest.approx(o.f_sky * 4 * np.pi / o.events, rel=0.1)
+        assert o.published_noise_level == pytest.approx(o.f_sky * 4 * np.pi / o.events, rel=0.1)
 
 
 def test_observed_spectrum_metadata_excludes_arrays():

@@ -55,6 +55,7 @@ def test_dataset_records_parameters_seed_version_and_round_trips(small_run, tmp_
     assert back.attrs["config_digest"] == cfg.digest()
 
 
+@pytest.mark.slow
 def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
     cfg = EnsembleConfig(**RESUME_CONFIG)
     ckpt = tmp_path / "run.ckpt.npz"

@@ -24,7 +24,9 @@ from jaxtyping import Array, Float
 
 from .. import _checks
 from ..chaos import lyapunov_exponent
+from ..conventions import BackgroundMethod, Estimator
 from ..dynamics import Boris, check_step_resolves, default_step
+from ..field import as_option
 from ..forward import SkyModel, final_spectra, sample_fields
 from ..observations import ObservedSpectrum
 from ..random import realisation_keys
@@ -67,6 +69,8 @@ class SpectrumModel:
     dec_min_deg: float = -90.0
     dec_max_deg: float = 90.0
     remove_ell_max: int | None = None
+    estimator: Estimator = Estimator.PSEUDO
+    background: BackgroundMethod = BackgroundMethod.KNOWN
     gaussian_amplitudes: bool = False
     seed: int = 0
 
@@ -84,15 +88,20 @@ class SpectrumModel:
         for name in ("b0_direction", "gradient_direction"):
             _checks.check_unit_vectors(name, np.asarray(getattr(self, name), dtype=float))
         _checks.check_bool("gaussian_amplitudes", self.gaussian_amplitudes)
+        as_option(Estimator, "estimator", self.estimator)
+        as_option(BackgroundMethod, "background", self.background)
         _checks.check_seed("seed", self.seed)
 
     def with_observatory(self, spectrum: ObservedSpectrum) -> "SpectrumModel":
-        """The same model seen through a spectrum's mask and ℓ ≤ L removal."""
+        """The same model seen as the spectrum's observatory sees it: its band (mask), background
+        method (ring means removed if time-scrambled), ℓ ≤ L removal and estimator."""
         return dataclasses.replace(
             self,
             dec_min_deg=spectrum.dec_min_deg,
             dec_max_deg=spectrum.dec_max_deg,
             remove_ell_max=spectrum.remove_ell_max,
+            estimator=spectrum.estimator,
+            background=spectrum.background,
         )
 
     def resolved(self, theta) -> "SpectrumModel":
@@ -125,6 +134,9 @@ class SpectrumModel:
             mask=mask,
             remove_ell_max=self.remove_ell_max,
             gaussian_amplitudes=self.gaussian_amplitudes,
+            estimator=as_option(Estimator, "estimator", self.estimator),
+            background=as_option(BackgroundMethod, "background", self.background),
+            dec_band=(float(self.dec_min_deg), float(self.dec_max_deg)),
         )
 
     def fields(self, theta):

@@ -97,7 +97,7 @@ class LikelihoodScan:
         The spectrum must have the same mask and ℓ ≤ L removal as the scanned one."""
         if self.mean_cl is None or self.observed is None:
             raise ValueError("with_observed() needs a direct scan from profile_likelihood (with its model spectra)")
-        for key in ("dec_min_deg", "dec_max_deg", "remove_ell_max"):
+        for key in ("dec_min_deg", "dec_max_deg", "remove_ell_max", "estimator", "background"):
             if getattr(observed, key) != getattr(self.observed, key):
                 raise ValueError(
                     f"{key} differs from the scanned spectrum's ({getattr(observed, key)} vs "

@@ -1,0 +1,300 @@
+"""The observatory between the sky and a spectrum: counts, background estimation, spectra from maps.
+
+Equatorial coordinates throughout: a HEALPix RING-ordered map's rings are rings of constant
+declination, so a background estimated by time-scrambling over a sidereal day (the detector
+sees every right ascension of a declination with the same exposure) preserves the declination
+profile of the data: the relative intensity δI = N/⟨N⟩ − 1 loses its mean on every ring, i.e. its
+m = 0 part (:func:`remove_ring_means`). To first order in δI (≈ 10⁻³) that is all it does.
+
+* :func:`mock_observation`: from a model relative-intensity map and an observatory (band or
+  exposure, events, background method), Poisson counts and the background the observatory would
+  estimate from them;
+* :func:`spectrum_from_maps`: from maps of counts and background (arrays, or FITS as healpy
+  writes them), the relative intensity, optional ℓ ≤ L removal, the estimator's spectrum
+  (pseudo-C_ℓ as ``anafast``, f_sky- or K-corrected), its shot-noise level from the counts, the
+  measurement errors from Poisson-resampled counts and the band of isotropic skies, as an
+  :class:`jaxcr.observations.ObservedSpectrum` (write it with ``save_spectrum``);
+* :func:`observed_spectra`: the same operations on a model sky without noise (the forward
+  model), and :func:`noise_spectrum`, the expected spectrum of shot noise through them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import healpy as hp
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from . import _checks
+from .conventions import BackgroundMethod, Estimator, estimator_normalisation, shot_noise_level
+from .field import as_option
+from .observations import Observatory, ObservedSpectrum
+from .sky import check_mask, declination_band_mask, npix_to_nside
+from .spectra import angular_power_spectrum, check_lmax
+
+__all__ = [
+    "ring_index",
+    "remove_ring_means",
+    "MockObservation",
+    "mock_observation",
+    "relative_intensity_from_counts",
+    "observed_spectra",
+    "noise_spectrum",
+    "spectrum_from_maps",
+    "read_healpix_maps",
+]
+
+
+@functools.lru_cache(maxsize=16)
+def ring_index(nside: int) -> np.ndarray:
+    """Index of the iso-latitude (declination) ring of every RING-ordered pixel, 0 at the north pole."""
+    theta, _ = hp.pix2ang(_checks.check_power_of_two("nside", nside), np.arange(hp.nside2npix(nside)))
+    return np.unique(theta, return_inverse=True)[1].astype(np.int32)
+
+
+def remove_ring_means(
+    maps: Float[ArrayLike, "... npix"], weights: Float[ArrayLike, " npix"] | None = None
+) -> Float[Array, "... npix"]:
+    """δI minus its weighted mean on every declination ring (the m = 0 loss of time-scrambling).
+
+    The ring mean uses the observed pixels (``weights`` > 0, weighted by them); rings with no
+    observed pixel are left unchanged. Linear and differentiable in the maps.
+    """
+    maps = jnp.asarray(_checks.check_real_array("maps", maps))
+    npix = maps.shape[-1]
+    ring = jnp.asarray(ring_index(npix_to_nside(npix)))
+    w = jnp.ones(npix) if weights is None else check_mask(weights, npix)
+    n_rings = int(ring.max()) + 1
+    total = jax.ops.segment_sum(jnp.moveaxis(maps * w, -1, 0), ring, num_segments=n_rings)  # (rings, ...)
+    norm = jax.ops.segment_sum(w, ring, num_segments=n_rings)
+    mean = jnp.moveaxis(total, 0, -1) / jnp.where(norm > 0, norm, 1.0)
+    return maps - mean[..., ring]
+
+
+@dataclasses.dataclass(frozen=True)
+class MockObservation:
+    """Maps of one mock observation (HEALPix RING, equatorial): ``counts`` (Poisson events),
+    ``background`` (the expected counts as the observatory estimates them), ``expected`` (the
+    true expected counts of an isotropic sky) and ``weights`` (the field of view)."""
+
+    counts: np.ndarray
+    background: np.ndarray
+    expected: np.ndarray
+    weights: np.ndarray
+    background_method: BackgroundMethod
+
+
+def _scrambled_background(counts, expected, weights):
+    """Time-scrambling over a sidereal day: on each declination ring, the ring's counts shared in
+    proportion to the exposure (the expected counts) of its observed pixels."""
+    ring = ring_index(npix_to_nside(counts.size))
+    n_rings = int(ring.max()) + 1
+    obs = weights > 0
+    ring_counts = np.bincount(ring[obs], weights=counts[obs], minlength=n_rings)
+    ring_expected = np.bincount(ring[obs], weights=expected[obs], minlength=n_rings)
+    share = np.where(ring_expected > 0, ring_counts / np.where(ring_expected > 0, ring_expected, 1.0), 0.0)
+    return np.where(obs, expected * share[ring], 0.0)
+
+
+def mock_observation(
+    sky: Float[ArrayLike, " npix"],
+    observatory: Observatory,
+    *,
+    events: float | None = None,
+    seed: int = 0,
+    background: BackgroundMethod | str | None = None,
+    exposure: Float[ArrayLike, " npix"] | None = None,
+) -> MockObservation:
+    """A mock observation of the relative-intensity map ``sky`` (δI, equatorial, RING).
+
+    Expected counts: ``events`` (default the observatory's N_CR) spread over its band in proportion
+    to ``exposure`` (default uniform). Counts are Poisson with mean n_i (1 + δI_i); the background
+    is estimated as the observatory does (``background``, default the observatory's method).
+    """
+    sky = np.asarray(_checks.check_real_array("sky", sky), dtype=float)
+    _checks.check_finite("sky", sky)
+    nside = npix_to_nside(sky.size)
+    if np.any(sky <= -1):
+        raise ValueError("sky is a relative intensity δI and must be > −1 everywhere (a rate 1 + δI ≥ 0)")
+    _checks.check_seed("seed", seed)
+    method = as_option(BackgroundMethod, "background", observatory.background if background is None else background)
+    weights = observatory.mask(nside)
+    if exposure is not None:
+        exposure = np.asarray(exposure, dtype=float)
+        if exposure.shape != sky.shape or not np.all(np.isfinite(exposure)) or np.any(exposure < 0):
+            raise ValueError(f"exposure must be a finite, non-negative map of {sky.size} pixels")
+        if not np.any(exposure * weights > 0):
+            raise ValueError("exposure is zero everywhere in the observatory's band")
+        weights = np.where(exposure > 0, weights, 0.0)
+    total = observatory.events if events is None else events
+    if total is None:
+        raise ValueError(f"{observatory.name}: no event number is known here; give events=...")
+    _checks.check_positive("events", total)
+    shape = weights if exposure is None else weights * exposure
+    expected = shape * (total / shape.sum())
+    counts = np.random.default_rng(seed).poisson(expected * (1.0 + sky)).astype(float)
+    bg = _scrambled_background(counts, expected, weights) if method == BackgroundMethod.TIME_SCRAMBLING else expected
+    return MockObservation(counts=counts, background=bg, expected=expected, weights=weights, background_method=method)
+
+
+def relative_intensity_from_counts(counts, background, weights) -> np.ndarray:
+    """δI = N/⟨N⟩ − 1 on the observed pixels (weights > 0 and background > 0), 0 elsewhere."""
+    counts, background, weights = (np.asarray(x, dtype=float) for x in (counts, background, weights))
+    ok = (weights > 0) & (background > 0)
+    return np.where(ok, counts / np.where(ok, background, 1.0) - 1.0, 0.0)
+
+
+def observed_spectra(
+    maps: Float[ArrayLike, "... npix"],
+    weights: Float[ArrayLike, " npix"],
+    *,
+    estimator: Estimator | str = Estimator.PSEUDO,
+    background: BackgroundMethod | str = BackgroundMethod.KNOWN,
+    remove_ell_max: int | None = None,
+    lmax: int | None = None,
+    dec_min_deg: float = -90.0,
+    dec_max_deg: float = 90.0,
+    iterations: int = 3,
+) -> Float[Array, "... l"]:
+    """The spectrum an observatory would publish of the noise-free relative intensity ``maps``.
+
+    The operations, in order: the background estimate (time-scrambling removes the ring means of the
+    observed pixels), the ℓ ≤ L removal fitted on the observed pixels, the pseudo-C_ℓ of w·δI
+    (``anafast``), divided by the estimator's normalisation. Linear in the maps up to the square, so
+    a model spectrum scales with the CR gradient's amplitude squared. Differentiable.
+    """
+    w = check_mask(weights, np.shape(maps)[-1])
+    if as_option(BackgroundMethod, "background", background) == BackgroundMethod.TIME_SCRAMBLING:
+        maps = remove_ring_means(maps, w)
+    cl = angular_power_spectrum(maps, lmax=lmax, iterations=iterations, mask=w, remove_ell_max=remove_ell_max)
+    return cl / estimator_normalisation(estimator, np.asarray(w), dec_min_deg, dec_max_deg)
+
+
+def noise_spectrum(
+    expected_counts: Float[ArrayLike, " npix"],
+    weights: Float[ArrayLike, " npix"],
+    *,
+    n_maps: int = 64,
+    seed: int = 0,
+    **operations,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error of the spectrum of shot noise through :func:`observed_spectra`.
+
+    White noise of pixel variance 1/n_i goes through the same operations (``operations``: estimator,
+    background, remove_ell_max, lmax, dec bands): without them its mean is the flat
+    :func:`jaxcr.conventions.shot_noise_level`; the ring-mean removal takes out the m = 0 part (a
+    fraction ≈ 1/(2ℓ+1)) and the ℓ ≤ L removal the fitted multipoles, which this Monte Carlo over
+    ``n_maps`` maps accounts for.
+    """
+    n = np.asarray(expected_counts, dtype=float)
+    w = np.asarray(check_mask(weights, n.size))
+    if np.any(n[w > 0] <= 0):
+        raise ValueError("expected_counts must be > 0 in every observed pixel")
+    _checks.check_positive_int("n_maps", n_maps)
+    sd = np.where(w > 0, 1.0 / np.sqrt(np.where(w > 0, n, 1.0)), 0.0)
+    noise = np.random.default_rng(seed).normal(size=(n_maps, n.size)) * sd
+    cl = np.asarray(observed_spectra(noise, w, **operations))
+    return cl.mean(0), cl.std(0, ddof=1) / np.sqrt(n_maps)
+
+
+def spectrum_from_maps(
+    counts: Float[ArrayLike, " npix"],
+    background: Float[ArrayLike, " npix"],
+    *,
+    weights: Float[ArrayLike, " npix"] | None = None,
+    dec_min_deg: float = -90.0,
+    dec_max_deg: float = 90.0,
+    estimator: Estimator | str = Estimator.PSEUDO,
+    background_method: BackgroundMethod | str = BackgroundMethod.TIME_SCRAMBLING,
+    remove_ell_max: int | None = None,
+    lmax: int | None = None,
+    ell_min: int = 1,
+    n_resamples: int = 32,
+    seed: int = 0,
+    observatory: str = "observed",
+    energy_tev: float = 1.0,
+    source: str = "",
+) -> ObservedSpectrum:
+    """The spectrum file an analysis would make from maps of counts and background.
+
+    Args:
+        counts, background: HEALPix RING maps (equatorial) of observed events and of the expected
+            (background) events, as estimated by ``background_method``.
+        weights: the field of view (default: pixels with background > 0 inside the declination band).
+        dec_min_deg, dec_max_deg: the band (for the default weights and the K-corrected estimator).
+        estimator, remove_ell_max, lmax: the spectrum (:mod:`jaxcr.conventions`); ℓ from ``ell_min``.
+        n_resamples: Poisson resamplings of the counts for the measurement errors σ_ℓ, and of the
+            background for the isotropic band (mean and 1σ of isotropic skies).
+    Returns:
+        An :class:`ObservedSpectrum` (noise level from the background, the estimator's convention).
+    """
+    counts = np.asarray(_checks.check_real_array("counts", counts), dtype=float)
+    background = np.asarray(_checks.check_real_array("background", background), dtype=float)
+    if counts.shape != background.shape or counts.ndim != 1:
+        raise ValueError(f"counts and background must be maps of one shape; got {counts.shape}, {background.shape}")
+    for name, m in (("counts", counts), ("background", background)):
+        _checks.check_finite(name, m)
+        if np.any(m < 0):
+            raise ValueError(f"{name} must be >= 0 (event numbers)")
+    nside = npix_to_nside(counts.size)
+    band = np.asarray(declination_band_mask(nside, dec_min_deg, dec_max_deg))
+    w = band * (background > 0) if weights is None else np.asarray(check_mask(weights, counts.size))
+    if np.any(background[w > 0] <= 0):
+        raise ValueError("background must be > 0 in every pixel of the field of view (weights > 0)")
+    lmax = check_lmax(lmax, nside)
+    _checks.check_positive_int("n_resamples", n_resamples)
+    if n_resamples < 2:
+        raise ValueError(f"n_resamples must be >= 2 (the errors are a standard deviation); got {n_resamples}")
+    if isinstance(ell_min, bool) or not isinstance(ell_min, (int, np.integer)) or not 0 <= ell_min <= lmax:
+        raise ValueError(f"ell_min must be an integer in [0, lmax = {lmax}]; got {ell_min!r}")
+    ops: dict[str, Any] = dict(
+        estimator=estimator,
+        background=background_method,
+        remove_ell_max=remove_ell_max,
+        lmax=lmax,
+        dec_min_deg=dec_min_deg,
+        dec_max_deg=dec_max_deg,
+    )
+    rng = np.random.default_rng(seed)
+    cl = np.asarray(observed_spectra(relative_intensity_from_counts(counts, background, w), w, **ops))
+    resampled = np.stack(
+        [relative_intensity_from_counts(rng.poisson(counts), background, w) for _ in range(n_resamples)]
+    )
+    isotropic = np.stack(
+        [relative_intensity_from_counts(rng.poisson(background), background, w) for _ in range(n_resamples)]
+    )
+    sigma = np.asarray(observed_spectra(resampled, w, **ops)).std(0, ddof=1)
+    iso = np.asarray(observed_spectra(isotropic, w, **ops))
+    ell = np.arange(ell_min, lmax + 1)
+    return ObservedSpectrum(
+        ell=ell,
+        cl=cl[ell],
+        sigma=np.maximum(sigma[ell], 1e-300),
+        observatory=observatory,
+        energy_tev=energy_tev,
+        noise_level=shot_noise_level(background, w, estimator, dec_min_deg, dec_max_deg),
+        dec_min_deg=dec_min_deg,
+        dec_max_deg=dec_max_deg,
+        nside=nside,
+        remove_ell_max=remove_ell_max,
+        estimator=as_option(Estimator, "estimator", estimator),
+        background=as_option(BackgroundMethod, "background_method", background_method),
+        isotropic_mean=iso.mean(0)[ell],
+        isotropic_sigma=iso.std(0, ddof=1)[ell],
+        source=source or f"spectrum_from_maps: {int(counts.sum())} events, nside {nside}, {n_resamples} resamplings",
+    )
+
+
+def read_healpix_maps(path, fields=(0,)) -> list[np.ndarray]:
+    """Maps from a FITS file as healpy writes them (one column per map), converted to RING order."""
+    try:
+        maps = hp.read_map(str(path), field=tuple(fields), nest=False)
+    except Exception as err:
+        raise ValueError(f"{path}: cannot be read as a HEALPix FITS map ({err})") from None
+    maps = np.atleast_2d(np.asarray(maps, dtype=float))
+    return [m for m in maps]
