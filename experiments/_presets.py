@@ -1,8 +1,11 @@
-"""Command-line handling shared by the experiment scripts: presets with per-option overrides."""
+"""Command-line handling shared by the experiment scripts: presets with per-option overrides, and
+output folders that belong to one configuration each."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 from pathlib import Path
 
 OVERRIDES = (
@@ -27,13 +30,60 @@ def parse_preset_args(doc: str, presets: dict, name: str, argv=None, add_argumen
     for opt, typ, help_ in OVERRIDES:
         ap.add_argument(f"--{opt}", type=typ, help=f"{help_} (overrides the preset)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the field realisations")
-    ap.add_argument("--out", type=Path, help=f"output folder (default results/{name}_<preset>)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help=f"output folder (default results/{name}_<preset>, plus the options that differ from the preset)",
+    )
+    ap.add_argument(
+        "--fresh",
+        action="store_true",
+        help="delete this configuration's checkpoint and results in the folder and run again",
+    )
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     if add_arguments is not None:
         add_arguments(ap)
     args = ap.parse_args(argv)
+    changed = []
     for key, value in presets[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.out = args.out or Path("results") / f"{name}_{args.preset}"
+        elif getattr(args, key) != value:
+            changed.append(f"{key.replace('_', '-')}{getattr(args, key):g}")
+    if args.seed != 0:
+        changed.append(f"seed{args.seed}")
+    args.out = args.out or Path("results") / "_".join([f"{name}_{args.preset}", *changed])
     return args
+
+
+def claim_output_folder(out: Path, digest: str, params: dict, fresh: bool, outputs=()) -> str:
+    """Make ``out`` the folder of the run with configuration ``digest``, before any work.
+
+    A folder that holds another configuration's run (its params.json has another digest) is an
+    error (give --out). With ``fresh`` the folder's checkpoints and ``outputs`` are deleted. Then
+    params.json is written. Returns what the run will do: "new", "fresh" or "resume".
+    """
+    params_file = out / "params.json"
+    if params_file.exists():
+        try:
+            owner = json.loads(params_file.read_text()).get("config_digest")
+        except (OSError, ValueError):
+            owner = None
+        if owner != digest:
+            raise SystemExit(
+                f"error: {out} holds the results of another configuration (digest {owner}, this one {digest}); "
+                "give another folder with --out (the default folder is named after the options that differ)"
+            )
+    state = "new"
+    if fresh and out.exists():
+        for path in list(out.glob("*.ckpt.npz")) + [out / o for o in outputs]:
+            if path.is_file():
+                path.unlink()
+            elif path.is_dir():
+                shutil.rmtree(path)
+        state = "fresh"
+    elif any(out.glob("*.ckpt.npz")):
+        state = "resume"
+    out.mkdir(parents=True, exist_ok=True)
+    params_file.write_text(json.dumps(dict(params, config_digest=digest), indent=1))
+    return state

@@ -14,14 +14,16 @@ Presets (turbulence always σ² = 1, r_L = 0.1 λ_c, λ_min = 0.01 λ_c, λ_max 
          chosen with experiments/convergence.py, see experiments/README.md).
 
 Maps use the spatial term only (Eq. 7, as in the paper's Fig. 2) unless --fick-term is given.
-Writes into --out (default results/fig2_<preset>): fig2.png, fig2.nc (all statistics, labelled,
-with parameters, seed and jaxcr version in its attributes), params.json, and a checkpoint
-fig2.ckpt.npz after each time segment: run the same command again to resume after a crash.
+Writes into --out (default results/fig2_<preset>, with the options that differ from the preset
+appended, e.g. results/fig2_quick_t-max300): fig2.png, fig2.nc (all statistics, labelled, with
+units, parameters, seed, versions and creation time in its attributes), params.json, and a
+checkpoint fig2.ckpt.npz after each time segment: the same command resumes after a crash (and
+says so); --fresh deletes the checkpoint and results and runs again. A folder that holds another
+configuration's run is refused before anything is written.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -29,7 +31,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from _presets import parse_preset_args
+from _presets import claim_output_folder, parse_preset_args
 
 import jaxcr
 
@@ -77,14 +79,15 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = config_from_args(args)
     cfg.validate()
-    args.out.mkdir(parents=True, exist_ok=True)
     params = dict(
         preset=args.preset,
         config=cfg.as_dict(),
         jaxcr_version=jaxcr.__version__,
         device=str(jax.devices()[0].device_kind),
     )
-    (args.out / "params.json").write_text(json.dumps(params, indent=1))
+    state = claim_output_folder(args.out, cfg.digest(), params, args.fresh, outputs=("fig2.nc", "fig2.png"))
+    if state == "resume":
+        print(f"resuming from the checkpoint in {args.out} (same configuration); --fresh starts again")
     print(
         f"Fig. 2 ({args.preset}): nside {cfg.nside}, N_B {cfg.n_realisations}, N {args.modes} modes, "
         f"dt {args.dt}/Ω, ΩT {cfg.times[0]:.3g}..{cfg.times[-1]:.3g} ({len(cfg.times)} times) → {args.out}"

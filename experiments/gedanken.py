@@ -21,16 +21,18 @@ ratios.json (measured late-time ratios next to Eq. 4, at every ΩT), params.json
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
+from pathlib import Path
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
 
-from _presets import parse_preset_args
+from _presets import claim_output_folder, parse_preset_args
 
 import jaxcr
 
@@ -73,12 +75,22 @@ def late_time_ratios(ds, ells=(2, 3, 4, 5, 10)) -> list[dict]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    configs = {b0: config(args, b0) for b0 in (0.0, 1.0)}
+    for cfg in configs.values():
+        cfg.validate()
+    digest = hashlib.sha256("".join(c.digest() for c in configs.values()).encode()).hexdigest()[:16]
+    params = dict(
+        preset=args.preset,
+        configs={str(b0): c.as_dict() for b0, c in configs.items()},
+        seed=args.seed,
+        jaxcr_version=jaxcr.__version__,
+    )
+    outputs = ("gedanken.png", "ratios.json", "gedanken_b0_0.nc", "gedanken_b0_1.nc")
+    if claim_output_folder(args.out, digest, params, args.fresh, outputs) == "resume":
+        print(f"resuming from the checkpoints in {args.out} (same configuration); --fresh starts again")
     runs, summary = {}, {}
     t0 = time.perf_counter()
-    for b0 in (0.0, 1.0):
-        cfg = config(args, b0)
-        cfg.validate()
+    for b0, cfg in configs.items():
         label = "B0 = 0 (pure turbulence)" if b0 == 0 else "B0 = 1, σ² = 1"
         print(f"{label}: nside {cfg.nside}, N_B {cfg.n_realisations}, N {args.modes}, ΩT ≤ {cfg.times[-1]:.3g}")
         stem = f"gedanken_b0_{int(b0)}"
@@ -110,13 +122,7 @@ def main(argv=None) -> int:
             )
         )
     png = jaxcr.plot.plot_gedanken(runs, args.out / "gedanken.png")
-    (args.out / "ratios.json").write_text(json.dumps(summary, indent=1))
-    (args.out / "params.json").write_text(
-        json.dumps(
-            dict(preset=args.preset, args={k: str(v) for k, v in vars(args).items()}, jaxcr_version=jaxcr.__version__),
-            indent=1,
-        )
-    )
+    jaxcr.io.atomic_write(args.out / "ratios.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
     print(f"done in {time.perf_counter() - t0:.1f} s; wrote {png}, ratios.json, params.json and the .nc files")
     return 0
 

@@ -158,7 +158,9 @@ def track(
         check_step_resolves(float(dt), field.resolution_scales(), solver.allow_unresolved)
         counts = steps_per_interval(ts, float(dt))
         controller: diffrax.AbstractStepSizeController = SaveAlignedSteps(ts, counts)
-        needed = int(counts.sum()) + 1
+        # a bound, not a count: rounded up to a power of two so calls with similar step numbers share
+        # one compiled solver (the number of steps taken is counts.sum(), Trajectories.num_steps)
+        needed = 1 << int(counts.sum()).bit_length()
         solver, dt0 = Boris(), float(dt)
     else:
         controller = (

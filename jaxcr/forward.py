@@ -20,18 +20,16 @@ import dataclasses
 import diffrax
 import equinox as eqx
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, Key
 
 from . import theory
 from .backtracking import backtrack, continue_backtrack
-from .conventions import BackgroundMethod, Estimator, estimator_normalisation
+from .conventions import BackgroundMethod, Estimator
 from .diffusion import diffusion_tensor, green_kubo_diffusion_tensor, mean_and_sem, relative_diffusion_tensor
 from .dynamics import Boris
 from .field import FieldPrecision, ModeSumLayout
-from .observatory import remove_ring_means
+from .observatory import observed_spectra
 from .sky import pixel_directions, relative_intensity
-from .spectra import angular_power_spectrum
 from .turbulence import PlaneWaveTurbulence, TurbulenceParameters
 
 __all__ = [
@@ -134,18 +132,20 @@ def sky_maps(model: SkyModel, positions, momenta, diffusion=None) -> Float[Array
 
 
 def sky_spectra(model: SkyModel, maps) -> Float[Array, "... l"]:
-    """The spectrum of the maps as the observatory estimates it (as :func:`jaxcr.observatory.observed_spectra`):
-    background (ring means removed if time-scrambled), ℓ ≤ L removal, pseudo-C_ℓ of mask·δI (healpy
-    ``anafast``), divided by the estimator's normalisation. Full sky with the defaults: the plain C_ℓ."""
-    if model.background == BackgroundMethod.TIME_SCRAMBLING:
-        maps = remove_ring_means(maps, model.mask)
-    cl = angular_power_spectrum(
-        maps, lmax=model.lmax, iterations=model.iterations, mask=model.mask, remove_ell_max=model.remove_ell_max
+    """The spectrum of the maps as the model's observatory estimates it
+    (:func:`jaxcr.observatory.observed_spectra` with the model's mask, background method, ℓ ≤ L
+    removal and estimator). Full sky with the defaults: the plain C_ℓ (as healpy ``anafast``)."""
+    return observed_spectra(
+        maps,
+        model.mask,
+        estimator=model.estimator,
+        background=model.background,
+        remove_ell_max=model.remove_ell_max,
+        lmax=model.lmax,
+        dec_min_deg=model.dec_band[0],
+        dec_max_deg=model.dec_band[1],
+        iterations=model.iterations,
     )
-    if model.estimator == Estimator.PSEUDO:
-        return cl
-    weights = np.ones(12 * model.nside**2) if model.mask is None else np.asarray(model.mask)
-    return cl / estimator_normalisation(model.estimator, weights, *model.dec_band)
 
 
 def observe(model: SkyModel, positions, momenta, time) -> dict:

@@ -151,7 +151,7 @@ def relative_intensity_from_counts(counts, background, weights) -> np.ndarray:
 
 def observed_spectra(
     maps: Float[ArrayLike, "... npix"],
-    weights: Float[ArrayLike, " npix"],
+    weights: Float[ArrayLike, " npix"] | None = None,
     *,
     estimator: Estimator | str = Estimator.PSEUDO,
     background: BackgroundMethod | str = BackgroundMethod.KNOWN,
@@ -165,14 +165,18 @@ def observed_spectra(
 
     The operations, in order: the background estimate (time-scrambling removes the ring means of the
     observed pixels), the ℓ ≤ L removal fitted on the observed pixels, the pseudo-C_ℓ of w·δI
-    (``anafast``), divided by the estimator's normalisation. Linear in the maps up to the square, so
-    a model spectrum scales with the CR gradient's amplitude squared. Differentiable.
+    (``anafast``; ``weights`` None: the full sky), divided by the estimator's normalisation.
+    Quadratic in the maps, so a model spectrum scales with the CR gradient's amplitude squared.
+    Differentiable. The forward model (:func:`jaxcr.forward.sky_spectra`) is this function.
     """
-    w = check_mask(weights, np.shape(maps)[-1])
+    w = None if weights is None else check_mask(weights, np.shape(maps)[-1])
     if as_option(BackgroundMethod, "background", background) == BackgroundMethod.TIME_SCRAMBLING:
         maps = remove_ring_means(maps, w)
     cl = angular_power_spectrum(maps, lmax=lmax, iterations=iterations, mask=w, remove_ell_max=remove_ell_max)
-    return cl / estimator_normalisation(estimator, np.asarray(w), dec_min_deg, dec_max_deg)
+    if as_option(Estimator, "estimator", estimator) == Estimator.PSEUDO:
+        return cl
+    full = np.ones(np.shape(maps)[-1]) if w is None else np.asarray(w)
+    return cl / estimator_normalisation(estimator, full, dec_min_deg, dec_max_deg)
 
 
 def noise_spectrum(

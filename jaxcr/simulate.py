@@ -28,9 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks, io, theory
+from . import _checks, _dataset, io, theory
 from ._version import __version__
-from .dynamics import Boris, check_step_resolves, default_step
+from .dynamics import Boris, check_step_resolves, default_step, steps_per_interval
 from .field import FieldPrecision, ModeSumLayout, as_option
 from .forward import SkyModel, advance, initial_state, observe, sample_fields
 from .random import realisation_keys
@@ -136,6 +136,11 @@ class EnsembleConfig:
         self.parameters()
         _checks.check_power_of_two("nside", self.nside)
         _checks.check_positive_int("n_realisations", self.n_realisations)
+        if self.n_realisations < 2:
+            raise ValueError(
+                f"n_realisations must be >= 2: the run reports standard errors over realisations; got "
+                f"{self.n_realisations} (for one sky, use jaxcr.backtrack and jaxcr.angular_power_spectrum)"
+            )
         _checks.check_increasing_times("times", np.asarray(self.times))
         _checks.check_seed("seed", self.seed)
         if not self.gradients:
@@ -209,59 +214,36 @@ def _statistics(model: SkyModel, positions, momenta, T: float, liouville_dipole)
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-_DIMS = {
-    "cl": ("time", "realisation", "gradient", "ell"),
-    "cl_mean": ("time", "gradient", "ell"),
-    "cl_sem": ("time", "gradient", "ell"),
-    "cl_standard_diffusion": ("time", "gradient", "ell"),
-    "noise_level": ("time", "gradient"),
-    "standard_diffusion_dipole_eq6": ("time", "gradient"),
-    "standard_diffusion_dipole_eq6_green_kubo": ("time", "gradient"),
-    "sum_rule_lhs": ("time", "gradient"),
-    "sum_rule_lhs_noise_corrected": ("time", "gradient"),
-    "sum_rule_rhs": ("time", "gradient"),
-    "map_variance": ("time", "gradient"),
-    "liouville_cl": ("time", "realisation", "ell"),
-    "liouville_sum": ("time", "realisation"),
-    "liouville_mean_square": ("time", "realisation"),
-}
-_UNITS = {
-    "cl": "dimensionless (δI²)",
-    "noise_level": "dimensionless (δI²)",
-    "diffusion_tensor": "r_L c (internal)",
-    "relative_diffusion_tensor": "r_L c (internal)",
-    "diffusion_tensor_green_kubo": "r_L c (internal)",
-}
-
-
 def _to_dataset(stats: dict, cfg: EnsembleConfig, times, extra_attrs: dict):
+    """The labelled Dataset of a run (schema, units and long names: :mod:`jaxcr._dataset`)."""
     import xarray as xr
 
     n_t = len(stats["cl"])
-    data_vars = {}
-    for name, values in stats.items():
-        dims = _DIMS.get(name, ("time", "i", "j"))
-        data_vars[name] = (dims, np.asarray(values), {"units": _UNITS.get(name.replace("_sem", ""), "")})
     lmax = stats["cl"].shape[-1] - 1
     ds = xr.Dataset(
-        data_vars,
+        {name: _dataset.variable(name, values) for name, values in stats.items()},
         coords=dict(
-            time=("time", np.asarray(times[:n_t]), {"units": "1/Omega (Omega*T)", "long_name": "backtracking time"}),
-            realisation=np.arange(cfg.n_realisations),
-            gradient=list(cfg.gradients),
-            ell=np.arange(lmax + 1),
-            i=["x", "y", "z"],
-            j=["x", "y", "z"],
+            time=_dataset.coordinate("time", np.asarray(times[:n_t])),
+            realisation=_dataset.coordinate("realisation", np.arange(cfg.n_realisations)),
+            gradient=_dataset.coordinate("gradient", list(cfg.gradients)),
+            ell=_dataset.coordinate("ell", np.arange(lmax + 1)),
+            i=_dataset.coordinate("i", ["x", "y", "z"]),
+            j=_dataset.coordinate("j", ["x", "y", "z"]),
         ),
     )
-    ds["gradient_vector"] = (("gradient", "i"), np.array([cfg.gradients[k] for k in cfg.gradients], dtype=float))
+    ds["gradient_vector"] = (
+        ("gradient", "i"),
+        np.array([cfg.gradients[k] for k in cfg.gradients], dtype=float),
+        {"units": "1/r_L", "long_name": "cosmic-ray gradient g = grad n / n"},
+    )
     ds.attrs.update(
         config=io.to_json(cfg.as_dict()),
         config_digest=cfg.digest(),
         seed=cfg.seed,
-        jaxcr_version=__version__,
         npix=12 * cfg.nside**2,
         units="internal: lengths r_L, times 1/Omega, fields B0, c = 1",
+        normalisation=_dataset.NORMALISATION,
+        **_dataset.provenance(),
         **{f"turbulence_{k}": float(v) for k, v in _turbulence_values(cfg).items()},
         **extra_attrs,
     )
@@ -334,11 +316,14 @@ def run_ensemble(
     if start == 0:
         positions, momenta = initial_state(model, config.n_realisations)
     durations = np.diff(np.concatenate([[0.0], times]))
-    execution = dict(particle_chunk=config.particle_chunk, devices=devices)
     dt = model.solver.dt if isinstance(model.solver, Boris) else None
     if isinstance(model.solver, Boris) and dt is None:
         dt = default_step(fields)
         model = model.replace(solver=Boris(dt=dt))
+    # one step bound for every segment: the segments share one compiled solver
+    most = 0 if dt is None else max(int(steps_per_interval([d], float(dt))[0]) for d in durations)
+    bound = None if dt is None else 1 << most.bit_length()
+    execution = dict(particle_chunk=config.particle_chunk, devices=devices, max_steps=bound)
 
     from tqdm.auto import tqdm
 

@@ -57,6 +57,7 @@ CONFIG_CASES = [
     (dict(nside=12), ValueError, "nside"),
     (dict(nside=2.0), ValueError, "nside"),
     (dict(n_realisations=0), ValueError, "n_realisations"),
+    (dict(n_realisations=1), ValueError, "n_realisations must be >= 2"),
     (dict(n_realisations=2.5), ValueError, "n_realisations"),
     (dict(times=(1.0, 0.5)), ValueError, "times"),
     (dict(times=()), ValueError, "times"),

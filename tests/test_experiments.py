@@ -226,3 +226,39 @@ def test_mock_observatory_script_writes_figure_and_agreement(tmp_path):
     for obs in rec["observatories"].values():
         assert obs["max_abs_pull"] < 5, obs["pull"]
     assert (tmp_path / "mock_observatory.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_fig2_runs_with_other_options_get_their_own_folder_and_fresh_reruns(tmp_path):
+    # From a scratch working directory, without --out: the follow-up run with another --t-max
+    # writes into its own folder and leaves the first untouched; giving the first folder to
+    # another configuration is refused before anything is written; --fresh runs again.
+    def run(*extra, cwd=tmp_path):
+        return subprocess.run(
+            [sys.executable, str(ROOT / "experiments" / "fig2.py"), *TINY, *extra],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=cwd,
+        )
+
+    first = run()
+    assert first.returncode == 0, first.stderr[-2000:]
+    (folder,) = (tmp_path / "results").iterdir()
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    second = run("--t-max", "6")
+    assert second.returncode == 0, second.stderr[-2000:]
+    folders = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert len(folders) == 2 and any("t-max6" in f for f in folders), folders
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the first run's folder is untouched
+    clash = run("--t-max", "7", "--out", str(folder))
+    assert clash.returncode != 0 and "another configuration" in clash.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    again = run("--out", str(folder))
+    assert again.returncode == 0 and "resuming" in again.stdout
+    fresh = run("--out", str(folder), "--fresh")
+    assert fresh.returncode == 0 and "resuming" not in fresh.stdout
+    np.testing.assert_array_equal(
+        jaxcr.io.load_dataset(folder / "fig2.nc").cl.values,
+        jaxcr.io.load_dataset(tmp_path / "results" / folder.name / "fig2.nc").cl.values,
+    )

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 
+import jax
 import numpy as np
 import pytest
 from tests_support import RESUME_CONFIG
@@ -52,6 +53,13 @@ def test_dataset_records_parameters_seed_version_and_round_trips(small_run, tmp_
     path = io.save_dataset(ds, tmp_path / "run.nc")
     back = io.load_dataset(path)
     np.testing.assert_array_equal(back.cl.values, ds.cl.values)
+    # every variable and coordinate says its units and what it is; the file states the C_l
+    # normalisation, the versions of its dependencies and when it was made
+    for name in list(back.data_vars) + list(back.coords):
+        assert back[name].attrs.get("units") and back[name].attrs.get("long_name"), name
+    assert "1/r_L" in back.attrs["normalisation"]
+    assert json.loads(back.attrs["dependencies"])["jax"] == jax.__version__
+    assert back.attrs["created_utc"].endswith("+00:00")
     assert back.attrs["config_digest"] == cfg.digest()
 
 
