@@ -30,7 +30,13 @@ import numpy as np
 
 import jaxcr
 from jaxcr.observations import OBSERVATORIES
-from jaxcr.observatory import mock_observation, noise_spectrum, observed_spectra, spectrum_from_maps
+from jaxcr.observatory import (
+    mock_observation,
+    noise_spectrum,
+    observed_spectra,
+    relative_intensity_from_counts,
+    spectrum_from_maps,
+)
 from jaxcr.sky import LOCAL_INTERSTELLAR_FIELD_RA_DEC, equatorial_direction
 
 RMS = 5e-4
@@ -151,7 +157,9 @@ def _plot(sky, panels, path):
         cmap="RdBu_r",
     )
     o, mock, _, _, _, _ = panels["icecube"]
-    di = np.where(mock.weights > 0, mock.counts / np.where(mock.background > 0, mock.background, 1) - 1, hp.UNSEEN)
+    di = np.where(
+        mock.weights > 0, relative_intensity_from_counts(mock.counts, mock.background, mock.weights), hp.UNSEEN
+    )
     hp.mollview(
         di,
         fig=fig.number,

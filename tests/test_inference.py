@@ -34,6 +34,21 @@ def _full_sky_spectrum(ell, cl, sigma, nside, energy_tev=1.0, sky_realisations=1
     )
 
 
+def _injected_sky(model):
+    """The reduced injection-recovery sky: σ² = 1, r_L/λ_c = 0.1, the mean of 64 realisations
+    independent of the model's (seed 1), amplitude 1e-6, noise level 1e-8, 5 % measurement noise."""
+    return synthetic_spectrum(
+        jnp.log(jnp.array([1.0, 0.1])),
+        model,
+        observatory="synthetic",
+        energy_tev=20.0,
+        amplitude=1e-6,
+        noise_level=1e-8,
+        sky_realisations=64,
+        seed=1,
+    )
+
+
 def _model(T):
     return inference.SpectrumModel(nside=2, n_realisations=8, time=T, n_modes=16, gaussian_amplitudes=True)
 
@@ -200,16 +215,7 @@ def test_injection_recovery_reduced():
     # unconstrained parameter reported with an infinite error.
     model = inference.SpectrumModel(nside=4, n_realisations=32, time=20.0, n_modes=32)
     truth = np.log([1.0, 0.1])
-    spec = synthetic_spectrum(
-        jnp.asarray(truth),
-        model,
-        observatory="synthetic",
-        energy_tev=20.0,
-        amplitude=1e-6,
-        noise_level=1e-8,
-        sky_realisations=64,
-        seed=1,
-    )
+    spec = _injected_sky(model)
     assert spec.synthetic and spec.sky_realisations == 64
     res = inference.fit_spectrum(spec, model, {"sigma2": 2.0, "rho": 0.2}, method=GradientFit(), progress=False)
     assert res.converged, res.message
@@ -480,16 +486,7 @@ def test_emulator_injection_recovery_reduced():
     # truth within its 95 % (2σ) profile intervals, and measure both to better than 30 % (68 %
     # half-widths here ≈ 22 % and 15 %; the target bound).
     model = inference.SpectrumModel(nside=4, n_realisations=16, time=20.0, n_modes=32)
-    spec = synthetic_spectrum(
-        jnp.log(jnp.array([1.0, 0.1])),
-        model,
-        observatory="synthetic",
-        energy_tev=20.0,
-        amplitude=1e-6,
-        noise_level=1e-8,
-        sky_realisations=64,
-        seed=1,
-    )
+    spec = _injected_sky(model)
     res = inference.fit_spectrum(
         spec, model, {"sigma2": 2.0, "rho": 0.2}, amplitude=1e-6, method=EmulatorFit(design_points=5), progress=False
     )
