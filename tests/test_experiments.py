@@ -30,13 +30,19 @@ TINY = [
 ]
 
 
-def _run(script, out, *extra):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / script), *TINY, "--out", str(out), *extra],
+def _script(name, *args, timeout=600, cwd=None):
+    """Run experiments/<name> with ``args`` in a fresh process; the completed process."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / name), *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
+        cwd=cwd,
     )
+
+
+def _run(script, out, *extra):
+    proc = _script(script, *TINY, "--out", str(out), *extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -66,9 +72,7 @@ def test_gedanken_script_writes_png_ratios_and_data(tmp_path):
 
 def test_scripts_explain_presets_in_help():
     for script in ("fig2.py", "gedanken.py"):
-        out = subprocess.run(
-            [sys.executable, str(ROOT / "experiments" / script), "--help"], capture_output=True, text=True, timeout=120
-        ).stdout
+        out = _script(script, "--help", timeout=120).stdout
         assert "quick" in out and "paper" in out
 
 
@@ -99,12 +103,7 @@ def test_fit_spectra_script_writes_synthetic_spectra_fits_and_plot(tmp_path, met
         "--out",
         str(tmp_path),
     ]
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "fit_spectra.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    proc = _script("fit_spectra.py", *args, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in (
         "fits.json",
@@ -150,12 +149,7 @@ def test_calibrate_likelihood_script_writes_coverage_and_plot(tmp_path):
         "--out",
         str(tmp_path),
     ]
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "calibrate_likelihood.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _script("calibrate_likelihood.py", *args, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec = json.loads((tmp_path / "calibration.json").read_text())
     assert set(rec["coverage"].values()) <= {0.0, 0.5, 1.0} and len(rec["coverage"]) == 8
@@ -188,12 +182,7 @@ def test_calibrate_likelihood_script_writes_coverage_and_plot(tmp_path):
         "--out",
         str(out),
     ]
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "calibrate_likelihood.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _script("calibrate_likelihood.py", *args, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec = json.loads((out / "calibration.json").read_text())
     assert len(rec["coverage"]) == 4 and 1 <= rec["skies"][0]["known"]["rounds"] <= 3
@@ -203,23 +192,7 @@ def test_calibrate_likelihood_script_writes_coverage_and_plot(tmp_path):
 def test_mock_observatory_script_writes_figure_and_agreement(tmp_path):
     # nside 4, ΩT = 5, 4 mock skies per observatory: the script runs end to end and the mean
     # recovered spectrum agrees with the forward model (every |pull| < 5 at this small size).
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "experiments" / "mock_observatory.py"),
-            "--nside",
-            "4",
-            "--time",
-            "5",
-            "--skies",
-            "4",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _script("mock_observatory.py", "--nside", "4", "--time", "5", "--skies", "4", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec = json.loads((tmp_path / "mock_observatory.json").read_text())
     assert set(rec["observatories"]) == {"icecube", "hawc"}
@@ -233,14 +206,8 @@ def test_fig2_runs_with_other_options_get_their_own_folder_and_fresh_reruns(tmp_
     # From a scratch working directory, without --out: the follow-up run with another --t-max
     # writes into its own folder and leaves the first untouched; giving the first folder to
     # another configuration is refused before anything is written; --fresh runs again.
-    def run(*extra, cwd=tmp_path):
-        return subprocess.run(
-            [sys.executable, str(ROOT / "experiments" / "fig2.py"), *TINY, *extra],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=cwd,
-        )
+    def run(*extra):
+        return _script("fig2.py", *TINY, *extra, cwd=tmp_path)
 
     first = run()
     assert first.returncode == 0, first.stderr[-2000:]
