@@ -320,9 +320,9 @@ def run_ensemble(
     if isinstance(model.solver, Boris) and dt is None:
         dt = default_step(fields)
         model = model.replace(solver=Boris(dt=dt))
-    # one step bound for every segment: the segments share one compiled solver
-    most = 0 if dt is None else max(int(steps_per_interval([d], float(dt))[0]) for d in durations)
-    bound = None if dt is None else 1 << most.bit_length()
+    # Boris steps per segment, and one step bound for every segment (they share one compiled solver)
+    segment_steps = [int(steps_per_interval([d], float(dt))[0]) for d in durations] if dt is not None else None
+    bound = None if segment_steps is None else 1 << max(segment_steps).bit_length()
     execution = dict(particle_chunk=config.particle_chunk, devices=devices, max_steps=bound)
 
     from tqdm.auto import tqdm
@@ -331,14 +331,20 @@ def run_ensemble(
     progress = progress and writer
 
     end = len(times) if stop_after is None else min(len(times), stop_after)
-    # Progress in units of ΩT (the cost is proportional to it), so the ETA is right on log grids.
+    # Progress in units of work, particle steps (Boris: steps × realisations × pixels; adaptive
+    # solvers: ΩT × particles), so the ETA is right on log-spaced grids. The first segment also
+    # compiles the solver and the statistics: it runs under a "compiling" label and the rate (and
+    # so the ETA) is measured from its end on.
+    particles = config.n_realisations * 12 * config.nside**2
+    work = particles * np.asarray(durations if segment_steps is None else segment_steps, dtype=float)
     bar = tqdm(
-        total=float(times[-1]),
-        initial=float(times[start - 1]) if start else 0.0,
+        total=float(work.sum()),
+        initial=float(work[:start].sum()),
         disable=not progress,
-        desc="backtracking ΩT",
-        unit="ΩT",
-        bar_format="{l_bar}{bar}| {n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]",
+        desc="compiling, first segment",
+        unit=" particle-steps" if dt is not None else " ΩT·particles",
+        unit_scale=True,
+        smoothing=0,
     )
     t_wall = _time.perf_counter()
     for k in range(start, end):
@@ -353,7 +359,10 @@ def run_ensemble(
                 dict(positions=positions, momenta=momenta, **{n: np.stack(v) for n, v in stats.items()}),
                 dict(meta, segments_done=k + 1, elapsed_s=elapsed + _time.perf_counter() - t_wall),
             )
-        bar.update(float(durations[k]))
+        bar.update(float(work[k]))
+        if k == start and not bar.disable:  # compiled: time the remaining work only
+            bar.set_description("backtracking")
+            bar.initial, bar.start_t = bar.n, _time.time()
     bar.close()
     wall = elapsed + _time.perf_counter() - t_wall
     stacked = {n: np.stack(v) for n, v in stats.items()}

@@ -138,3 +138,37 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path):
 def test_bad_configuration_raises_before_work(change, match):
     with pytest.raises(ValueError, match=match):
         run_ensemble(EnsembleConfig(**{**RESUME_CONFIG, **change}), progress=False)
+
+
+@pytest.mark.slow
+def test_eta_after_ten_percent_of_the_quick_fig2_run_is_within_a_factor_1_5(monkeypatch):
+    # The quick Fig. 2 configuration with the progress bar recorded at every update: at the first
+    # update past 10 % of the work (particle steps), the ETA the bar shows, (total − n)/rate with the
+    # rate measured after the compiling first segment, is within a factor 1.5 of the time the run
+    # then really took.
+    import pathlib
+    import time
+
+    import tqdm.auto
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
+    import fig2
+
+    cfg = fig2.config_from_args(fig2.parse_args(["--no-progress"]))
+    records = []
+
+    class Recording(tqdm.auto.tqdm):
+        def update(self, n=1):
+            out = super().update(n)
+            now = time.time()
+            rate = (self.n - self.initial) / max(now - self.start_t, 1e-9)
+            records.append((now, self.n / self.total, (self.total - self.n) / rate if rate > 0 else float("inf")))
+            return out
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    run_ensemble(cfg, progress=True)
+    t_end = time.time()
+    now, fraction, eta = next(r for r in records if r[1] >= 0.1)
+    actual = t_end - now
+    assert fraction < 0.5 and actual > 5, (fraction, actual)  # a real prediction, not the last step
+    assert 1 / 1.5 <= eta / actual <= 1.5, (fraction, eta, actual)
