@@ -94,14 +94,16 @@ class Observatory:
         """The field of view at ``nside`` (default the analysis'): 1 in the declination band, else 0."""
         return np.asarray(declination_band_mask(nside or self.nside, self.dec_min_deg, self.dec_max_deg))
 
-    def expected_counts(self, nside: int | None = None, events: float | None = None):
-        """Expected events per pixel: ``events`` (default the published N_CR) spread uniformly over the band."""
+    def expected_counts(self, nside: int | None = None, events: float | None = None, exposure=None):
+        """Expected events per pixel: ``events`` (default the published N_CR) spread over the band in
+        proportion to ``exposure`` (a map; default uniform)."""
         total = self.events if events is None else events
         if total is None:
             raise ValueError(f"{self.name}: no event number is known here; give events=...")
         _checks.check_positive("events", total)
         w = self.mask(nside)
-        return w * total / w.sum()
+        shape = w if exposure is None else w * np.asarray(exposure, dtype=float)
+        return shape * (total / shape.sum())
 
     def noise_level(
         self, estimator: Estimator | str | None = None, nside: int | None = None, events: float | None = None

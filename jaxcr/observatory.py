@@ -131,12 +131,7 @@ def mock_observation(
         if not np.any(exposure * weights > 0):
             raise ValueError("exposure is zero everywhere in the observatory's band")
         weights = np.where(exposure > 0, weights, 0.0)
-    total = observatory.events if events is None else events
-    if total is None:
-        raise ValueError(f"{observatory.name}: no event number is known here; give events=...")
-    _checks.check_positive("events", total)
-    shape = weights if exposure is None else weights * exposure
-    expected = shape * (total / shape.sum())
+    expected = observatory.expected_counts(nside, events, exposure)
     counts = np.random.default_rng(seed).poisson(expected * (1.0 + sky)).astype(float)
     bg = _scrambled_background(counts, expected, weights) if method == BackgroundMethod.TIME_SCRAMBLING else expected
     return MockObservation(counts=counts, background=bg, expected=expected, weights=weights, background_method=method)

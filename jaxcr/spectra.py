@@ -215,9 +215,10 @@ def angular_power_spectrum(
         raise ValueError("maps must have a pixel axis of length 12·nside²")
     nside = npix_to_nside(maps.shape[-1])
     lmax = check_lmax(lmax, nside)
-    if not _checks.is_traced(maps):
-        _checks.check_finite("maps", maps)
-        largest = float(np.max(np.abs(np.asarray(maps)))) if maps.size else 0.0
+    values = _checks.concrete(maps)  # one host copy for both checks (None when traced)
+    if values is not None:
+        _checks.check_finite("maps", values)
+        largest = float(np.max(np.abs(values))) if values.size else 0.0
         if largest > MAX_MAP_VALUE:
             raise ValueError(
                 f"maps reach |value| = {largest:.3g}: C_ℓ ~ value² would overflow float64 (values up to "

@@ -130,25 +130,8 @@ def test_calibrate_likelihood_script_writes_coverage_and_plot(tmp_path):
     # Tiny grid (3 × 3, nside 2, 4 realisations, ΩT = 2, 2 skies): the script runs end to end,
     # every coverage entry is a fraction of the 2 skies, each interval lies inside the grid, and
     # the record carries its parameters and the jaxcr version.
-    args = [
-        "--skies",
-        "2",
-        "--grid",
-        "3",
-        "--realisations",
-        "4",
-        "--nside",
-        "2",
-        "--time",
-        "2",
-        "--blocks",
-        "2",
-        "--sky",
-        "4",
-        "--no-progress",
-        "--out",
-        str(tmp_path),
-    ]
+    tiny = ["--grid", "3", "--realisations", "4", "--nside", "2", "--time", "2", "--sky", "4", "--no-progress"]
+    args = [*tiny, "--skies", "2", "--blocks", "2", "--out", str(tmp_path)]
     proc = _script("calibrate_likelihood.py", *args, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec = json.loads((tmp_path / "calibration.json").read_text())
@@ -162,26 +145,7 @@ def test_calibrate_likelihood_script_writes_coverage_and_plot(tmp_path):
     assert (tmp_path / "calibration.png").stat().st_size > 0
     # --fit: each sky fitted by the emulator fit (amplitude known); 1 sky, a 3 × 3 design
     out = tmp_path / "fit"
-    args = [
-        "--skies",
-        "1",
-        "--grid",
-        "3",
-        "--realisations",
-        "4",
-        "--nside",
-        "2",
-        "--time",
-        "2",
-        "--blocks",
-        "0",
-        "--sky",
-        "4",
-        "--fit",
-        "--no-progress",
-        "--out",
-        str(out),
-    ]
+    args = [*tiny, "--skies", "1", "--blocks", "0", "--fit", "--out", str(out)]
     proc = _script("calibrate_likelihood.py", *args, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec = json.loads((out / "calibration.json").read_text())

@@ -223,9 +223,9 @@ def model_lyapunov(theta, model: SpectrumModel, n_fields: int = 2, n_orbits: int
     """λ (units Ω) and its standard error for the model's orbits at θ: the first ``n_fields``
     realisations, ``n_orbits`` pixel directions each, averaged over ΩT = max(T, 30)."""
     model = model.resolved(theta)
-    fields = model.fields(theta)
-    fields = jax.tree_util.tree_map(lambda x: x[:n_fields], fields)
-    dirs = model.sky_model(jnp.asarray(theta, dtype=float)).directions
+    sky = model.sky_model(jnp.asarray(theta, dtype=float))
+    fields = sample_fields(sky, realisation_keys(model.seed, min(n_fields, model.n_realisations)))
+    dirs = sky.directions
     dirs = dirs[np.linspace(0, dirs.shape[0] - 1, min(n_orbits, dirs.shape[0])).astype(int)]
     assert model.dt is not None  # resolved above
     est = lyapunov_exponent(fields, dirs, max(model.time, 30.0), dt=float(model.dt))
