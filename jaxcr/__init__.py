@@ -35,6 +35,9 @@ from . import (
     io as io,
 )
 from . import (
+    native as native,
+)
+from . import (
     observations as observations,
 )
 from . import (

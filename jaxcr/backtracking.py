@@ -157,11 +157,19 @@ def track(
         _checks.check_positive("Boris dt", dt)
         check_step_resolves(float(dt), field.resolution_scales(), solver.allow_unresolved)
         counts = steps_per_interval(ts, float(dt))
+        boris_steps = int(counts.sum())
+        eager = not any(_checks.is_traced(x) for x in jax.tree_util.tree_leaves((field, positions, momenta)))
+        if solver.fuses(field, eager):
+            # one diffrax step per save interval, its Boris steps inside the native kernel
+            counts = np.minimum(counts, 1)
+            solver = Boris(dt=float(dt), fused=True)
+        else:
+            solver = Boris(fused=False)
         controller: diffrax.AbstractStepSizeController = SaveAlignedSteps(ts, counts)
         # a bound, not a count: rounded up to a power of two so calls with similar step numbers share
         # one compiled solver (the number of steps taken is counts.sum(), Trajectories.num_steps)
         needed = 1 << int(counts.sum()).bit_length()
-        solver, dt0 = Boris(), float(dt)
+        dt0 = float(dt)
     else:
         controller = (
             diffrax.PIDController(rtol=1e-8, atol=1e-10) if stepsize_controller is None else stepsize_controller
@@ -183,6 +191,8 @@ def track(
     else:
         (r, u), steps = _integrate_sharded(*args, devices=devices, **static)
         r, u = _finite_or_raise((r, u))
+    if isinstance(solver, Boris) and solver.fused and devices in (None, 1):
+        steps = jnp.asarray(boris_steps)  # Boris steps taken inside the fused solver steps
     return Trajectories(times=jnp.asarray(ts), positions=r, momenta=u, num_steps=steps)
 
 

@@ -3,6 +3,7 @@
     jaxcr spectrum-from-maps COUNTS.fits [--background BACKGROUND.fits] --band DEC_MIN DEC_MAX \\
         [--estimator pseudo|fsky|k-corrected] [--background-method time-scrambling|known] \\
         [--remove-ell-max L] [--lmax L] [--resamples N] --out spectrum.csv
+    jaxcr native [--rebuild]      # the native CPU kernel: where it is, which CPU variant, (re)build
 
 Maps are HEALPix FITS files as healpy writes them, in equatorial coordinates: counts and
 background as two columns of one file (``--counts-field``, ``--background-field``, default 0
@@ -57,6 +58,22 @@ def _spectrum_from_maps(args) -> int:
     return 0
 
 
+def _native(args) -> int:
+    from .native import build
+
+    if args.rebuild:
+        path = build.library_path()
+        if path.exists():
+            path.unlink()
+    from . import native
+
+    if not native.available():
+        print(f"jaxcr native: unavailable: {native.unavailable_reason()}", file=sys.stderr)
+        return 1
+    print(f"native CPU kernel: {build.library_path()}\ninstruction set in use: {native.instruction_set()}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="jaxcr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -108,6 +125,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--energy-tev", type=float, default=1.0, help="median energy in TeV written into the file")
     s.add_argument("--out", type=Path, required=True, help="the spectrum file to write (.csv)")
     s.set_defaults(run=_spectrum_from_maps)
+    s = sub.add_parser(
+        "native",
+        help="the native CPU mode-sum kernel: build it, say where it is and which CPU variant runs",
+        description="Builds the kernel if needed (C++ compiler and the installed jaxlib's headers), then prints "
+        "the cached library and the instruction-set variant in use (JAXCR_NATIVE_VARIANT forces one).",
+    )
+    s.add_argument("--rebuild", action="store_true", help="delete the cached library first and build it again")
+    s.set_defaults(run=_native)
     return ap
 
 

@@ -28,8 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from . import native
 from .field import AbstractField
-from .turbulence import TurbulenceParameters
+from .turbulence import PlaneWaveTurbulence, TurbulenceParameters
 
 __all__ = [
     "LorentzForce",
@@ -111,10 +112,20 @@ class Boris(diffrax.AbstractSolver):
     field (:func:`check_step_resolves`: dt ≤ λ_min/2 and ≤ a tenth of the gyro-period): the Boris
     rotation keeps |p̂| = 1 whatever the step, so an unresolved step never shows as NaN, only as
     wrong statistics. ``allow_unresolved=True`` skips that check.
+
+    ``fused``: for a :class:`jaxcr.PlaneWaveTurbulence` on the native CPU kernel
+    (:mod:`jaxcr.native`), the steps between two save times run inside the kernel in one call
+    (:func:`jaxcr.native.boris_advance`: the same step, equal to rounding), with no return to
+    XLA per step; fused steps have no derivative. None (default): fused when
+    :func:`jaxcr.track` is called with concrete arrays (not inside ``jax.jit``, ``jax.grad`` or
+    ``jax.vmap``, where nothing can differentiate it), else one diffrax step per Boris step;
+    True: fused wherever the field is on the native kernel (a derivative through it is an error
+    that says so); False: never.
     """
 
     dt: float | None = None
     allow_unresolved: bool = False
+    fused: bool | None = None
 
     term_structure: ClassVar = diffrax.AbstractTerm
     interpolation_cls: ClassVar = _BorisInterpolation
@@ -130,11 +141,41 @@ class Boris(diffrax.AbstractSolver):
         force = _lorentz_force(terms)
         if not isinstance(force, LorentzForce):
             raise TypeError(f"Boris needs an ODETerm of a LorentzForce; got {type(force).__name__}")
-        y1 = boris_step(force.field, force.charge_sign, y0, t1 - t0)
+        if self.fused and self.fuses(force.field):
+            y1 = _fused_steps(force.field, force.charge_sign, y0, t1 - t0, self.dt)
+        else:
+            y1 = boris_step(force.field, force.charge_sign, y0, t1 - t0)
         return y1, None, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
 
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
+
+    def fuses(self, field: AbstractField, eager: bool = False) -> bool:
+        """Whether steps in ``field`` run fused in the native kernel (see the class docstring);
+        ``eager``: the integration was called with concrete arrays."""
+        if self.fused is False or (self.fused is None and not eager):
+            return False
+        return isinstance(field, PlaneWaveTurbulence) and field.uses_native_kernel()
+
+
+def _fused_steps(field, charge_sign, y0, span, dt):
+    """⌈span/dt⌉ equal Boris steps over ``span`` in the native kernel (dt: the step bound)."""
+    if dt is None:
+        raise ValueError("fused Boris steps need Boris(dt=...) (jaxcr.track sets it)")
+    n = jnp.maximum(jnp.ceil(span / dt - 1e-9), 1.0)
+    r, u = y0
+    return native.boris_advance(
+        r,
+        u,
+        span / n,
+        n.astype(jnp.int64),
+        field.wavevectors,
+        field.polarisations,
+        field.phases,
+        field.regular_field,
+        charge_sign=charge_sign,
+        precision=field.precision.value,
+    )
 
 
 def _lorentz_force(term):

@@ -22,7 +22,6 @@ numbers are computed from the parameters inside traced code, so ``jax.grad`` wit
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import equinox as eqx
 import jax
@@ -30,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Key, PRNGKeyArray
 
-from . import _checks
-from ._fastmath import fast_cos, fast_cos_float32
+from . import _checks, native
+from ._fastmath import xla_mode_sum
 from .field import AbstractField, FieldPrecision, ModeSumLayout, as_option
 from .random import realisation_key, realisation_keys
 
@@ -228,10 +227,10 @@ class PlaneWaveTurbulence(AbstractField):
 
     Call it on positions of shape (..., 3) to get the total field b (..., 3).
 
-    ``precision`` (:class:`jaxcr.FieldPrecision`: float64 to ~1e-13, or float32 cos and sum to
-    ~1e-6 of the rms field with float64 phases) and ``layout`` (:class:`jaxcr.ModeSumLayout`: how
-    XLA is asked for the sum; MATMUL on CPU keeps earlier releases' results bit for bit, SPLIT is
-    the fastest measured on a GPU) are static. Matrix products run at Precision.HIGHEST (on GPUs
+    ``precision`` (:class:`jaxcr.FieldPrecision`: FLOAT64 to ~1e-13, FAST to ~1e-9, FLOAT32
+    to ~5e-7 of the rms field, phases always float64) and ``layout`` (:class:`jaxcr.ModeSumLayout`:
+    AUTO is the native C++ kernel on CPU and SPLIT on GPU/TPU; MATMUL keeps 0.1.0's CPU results
+    bit for bit) are static. Matrix products run at Precision.HIGHEST (on GPUs
     a float32 product would otherwise use TF32: 6.5e-4 of the rms field off on an H200).
     """
 
@@ -354,25 +353,30 @@ class PlaneWaveTurbulence(AbstractField):
         """The same field with the mode sum laid out as AUTO, MATMUL, SPLIT or FUSED (class docstring)."""
         return dataclasses.replace(self, layout=as_option(ModeSumLayout, "layout", layout))
 
+    def resolved_layout(self) -> ModeSumLayout:
+        """The layout AUTO stands for here: NATIVE on CPU (MATMUL with a warning if the kernel
+        cannot be built), SPLIT on GPU/TPU; other layouts as they are."""
+        if self.layout != ModeSumLayout.AUTO:
+            return self.layout
+        if jax.default_backend() != "cpu":
+            return ModeSumLayout.SPLIT
+        if native.available():
+            return ModeSumLayout.NATIVE
+        native.warn_fallback()
+        return ModeSumLayout.MATMUL
+
+    def uses_native_kernel(self) -> bool:
+        """True when the mode sum runs in the native CPU kernel (:mod:`jaxcr.native`)."""
+        return self.resolved_layout() == ModeSumLayout.NATIVE
+
     def turbulent(self, positions: Float[ArrayLike, "... 3"]) -> Float[Array, "... 3"]:
         """δb(r) = Σ_n E_n cos(k_n·r + β_n) (Eq. 10), in units of B0; positions in r_L."""
         positions = jnp.asarray(positions)
-        single = self.precision == FieldPrecision.FLOAT32
-        cos = fast_cos_float32 if single else fast_cos  # reduced-phase polynomial
-        pol = self.polarisations.astype(jnp.float32) if single else self.polarisations
-        layout = self.layout
-        if layout == ModeSumLayout.AUTO:
-            layout = ModeSumLayout.MATMUL if jax.default_backend() == "cpu" else ModeSumLayout.SPLIT
-        dot = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
-        k = self.wavevectors
-        if layout == ModeSumLayout.MATMUL:
-            c = cos(dot(positions, k.T) + self.phases)  # (..., N), phases float64 when x64 is on
-        else:
-            x, y, z = (positions[..., i, None] for i in range(3))  # (..., 1) each
-            c = cos(x * k[:, 0] + y * k[:, 1] + z * k[:, 2] + self.phases)  # (..., N), one elementwise kernel
-        if layout == ModeSumLayout.FUSED:
-            return jnp.stack([jnp.sum(c * pol[:, j], axis=-1) for j in range(3)], axis=-1).astype(positions.dtype)
-        return dot(c, pol).astype(positions.dtype)
+        layout = self.resolved_layout()
+        if layout == ModeSumLayout.NATIVE:
+            precision = FieldPrecision(self.precision).value
+            return native.plane_wave_field(positions, self.wavevectors, self.polarisations, self.phases, precision)
+        return xla_mode_sum(positions, self.wavevectors, self.polarisations, self.phases, self.precision, layout)
 
     def __call__(self, positions: Float[ArrayLike, "... 3"]) -> Float[Array, "... 3"]:
         """Total field b(r) = b0 ê + δb(r) in units of B0; positions in r_L."""

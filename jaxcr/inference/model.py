@@ -116,8 +116,10 @@ class SpectrumModel:
     def lmax(self) -> int:
         return max_lmax(self.nside)
 
-    def sky_model(self, theta) -> SkyModel:
-        """The :class:`jaxcr.SkyModel` at θ = (ln σ², ln ρ) (θ may be traced; ``dt`` must be set)."""
+    def sky_model(self, theta, differentiable: bool = False) -> SkyModel:
+        """The :class:`jaxcr.SkyModel` at θ = (ln σ², ln ρ) (θ may be traced; ``dt`` must be set).
+        ``differentiable``: Boris steps one diffrax step each (``fused=False``), so that JAX can
+        differentiate through the orbits."""
         if self.dt is None:
             raise ValueError("SpectrumModel.dt is unset: call model.resolved(theta) first")
         mask = None
@@ -130,7 +132,7 @@ class SpectrumModel:
             gradient_names=("gradient",),
             times=(float(self.time),),
             nside=self.nside,
-            solver=Boris(dt=float(self.dt)),
+            solver=Boris(dt=float(self.dt), fused=not differentiable),
             mask=mask,
             remove_ell_max=self.remove_ell_max,
             gaussian_amplitudes=self.gaussian_amplitudes,
@@ -186,7 +188,7 @@ def spectra_at(thetas, model: SpectrumModel, adjoint: diffrax.AbstractAdjoint | 
 def _spectra_compiled(thetas, keys, model: SpectrumModel, adjoint):
     def one(args):
         key, theta = args
-        return final_spectra(model.sky_model(theta), key[None], adjoint)[0, 0]
+        return final_spectra(model.sky_model(theta, differentiable=adjoint is not None), key[None], adjoint)[0, 0]
 
     # several realisations per map (≈ 2048 particles) keep the vector units busy at small nside
     batch = max(1, min(model.n_realisations, 2048 // (12 * model.nside**2)))
