@@ -40,9 +40,10 @@ from _machine import describe
 CONFIGS = [  # (label, solver, dt, rtol, precision)
     ("boris dt=λmin/20", "boris", "lmin/20", None, "float64"),
     ("boris dt=0.01", "boris", 0.01, None, "float64"),
-    ("boris dt=0.02 (default)", "boris", 0.02, None, "float64"),
+    ("boris dt=0.02 (Fig. 2 presets)", "boris", 0.02, None, "float64"),
     ("boris dt=0.05", "boris", 0.05, None, "float64"),
     ("boris dt=0.1", "boris", 0.1, None, "float64"),
+    ("boris dt=0.02, fast field", "boris", 0.02, None, "fast"),
     ("boris dt=0.02, float32 field", "boris", 0.02, None, "float32"),
     ("tsit5 rtol=1e-5", "tsit5", None, 1e-5, "float64"),
     ("dopri8 rtol=1e-7", "dopri8", None, 1e-7, "float64"),

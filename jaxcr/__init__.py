@@ -53,6 +53,9 @@ from . import (
     sky as sky,
 )
 from . import (
+    skymaps as skymaps,
+)
+from . import (
     spectra as spectra,
 )
 from . import (

@@ -130,6 +130,10 @@ class Boris(diffrax.AbstractSolver):
     term_structure: ClassVar = diffrax.AbstractTerm
     interpolation_cls: ClassVar = _BorisInterpolation
 
+    def __check_init__(self):
+        if self.fused not in (None, True, False):
+            raise ValueError(f"Boris fused must be None, True or False; got {self.fused!r}")
+
     def order(self, terms):
         return 2
 

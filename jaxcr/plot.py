@@ -1,14 +1,15 @@
-"""Figures: the paper's Fig. 2 and the Liouville gedankenexperiment (Sec. 2), from run Datasets."""
+"""Figures: the paper's Fig. 2, the Liouville gedankenexperiment (Sec. 2) and sky maps of δI, from run Datasets."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from . import theory
 
-__all__ = ["plot_fig2", "plot_gedanken"]
+__all__ = ["plot_fig2", "plot_gedanken", "plot_sky_maps"]
 
 
 def _pyplot():
@@ -137,3 +138,52 @@ def plot_gedanken(runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20), ratio_times=(1
     for a in axes:
         a.legend(fontsize=6)
     return _save(fig, path)
+
+
+def plot_sky_maps(
+    ds, path, realisation: int = 0, years_per_unit_time: float | None = None, time_note: str = ""
+) -> Path:
+    """Mollweide maps of δI (``jaxcr.skymaps.sky_maps``): one row per ΩT, one column per
+    gradient (∥, ⊥ B0), each on its own symmetric colour scale (the largest |δI| of the panel).
+
+    ``years_per_unit_time``: if given (r_L/c in years, :func:`jaxcr.units.time_to_years` of 1),
+    the titles also give T in years; ``time_note`` says for which energy and field (caption).
+    """
+    import healpy as hp
+
+    plt = _pyplot()
+    times, gradients = ds.time.values, list(ds.gradient.values)
+    fig = plt.figure(figsize=(5.2 * len(gradients), 3.2 * len(times) + 0.9))
+    for i, t in enumerate(times):
+        for j, g in enumerate(gradients):
+            m = ds.sky_map.values[i, realisation, j]
+            v = float(np.max(np.abs(m))) or 1.0
+            when = f"ΩT = {t:g}" + (f" ({t * years_per_unit_time:.3g} yr)" if years_per_unit_time else "")
+            hp.mollview(
+                m,
+                fig=fig.number,
+                sub=(len(times), len(gradients), i * len(gradients) + j + 1),
+                title=f"{when}, ∇n {'∥' if g == 'parallel' else '⊥'} B0",
+                cmap="RdBu_r",
+                min=-v,
+                max=v,
+                unit="δI  [r_L |∇n/n|]",
+                cbar=True,
+            )
+    turbulence = json.loads(ds.attrs["turbulence"])
+    rho = turbulence["larmor_radius"] / turbulence["coherence_length"]
+    removed = int(ds.attrs["remove_ell_max"])
+    caption = (
+        f"δI = r(−T)·∇n/n (Eq. 7){f', ℓ ≤ {removed} removed' if removed >= 0 else ''}; σ² = {turbulence['sigma2']:g}, "
+        f"r_L/λ_c = {rho:.3g}, N = {turbulence['n_modes']} modes, nside {ds.attrs['nside']}, "
+        f"seed {ds.attrs['seed']}, realisation {realisation}"
+    )
+    for ax in fig.axes:  # make room for the caption below the panels
+        box = ax.get_position()
+        ax.set_position([box.x0, 0.07 + 0.92 * box.y0, box.width, 0.92 * box.height])
+    fig.text(0.5, 0.008, caption + (f"\n{time_note}" if time_note else ""), ha="center", va="bottom", fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -71,7 +71,7 @@ def test_gedanken_script_writes_png_ratios_and_data(tmp_path):
 
 
 def test_scripts_explain_presets_in_help():
-    for script in ("fig2.py", "gedanken.py"):
+    for script in ("fig2.py", "gedanken.py", "sky_maps.py"):
         out = _script(script, "--help", timeout=120).stdout
         assert "quick" in out and "paper" in out
 
@@ -193,3 +193,17 @@ def test_fig2_runs_with_other_options_get_their_own_folder_and_fresh_reruns(tmp_
         jaxcr.io.load_dataset(folder / "fig2.nc").cl.values,
         jaxcr.io.load_dataset(tmp_path / "results" / folder.name / "fig2.nc").cl.values,
     )
+
+
+@pytest.mark.slow
+def test_sky_maps_script_writes_maps_figure_and_parameters(tmp_path):
+    proc = _script(
+        "sky_maps.py", "--nside", "4", "--modes", "8", "--t-min", "1", "--t-max", "10", "--n-times", "2", "--out",
+        str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("sky_maps.png", "sky_maps.nc", "params.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    ds = jaxcr.io.load_dataset(tmp_path / "sky_maps.nc")
+    assert ds.sky_map.shape == (2, 1, 2, 192) and ds.sky_map.attrs["units"] == "1"
+    assert json.loads((tmp_path / "params.json").read_text())["nside"] == 4

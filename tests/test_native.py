@@ -201,3 +201,14 @@ def test_kernel_cosine_coefficients_are_the_chebyshev_fits_with_their_stated_err
     np.testing.assert_allclose(
         _constants("kSinTaylor"), [(-1) ** j * pi ** (2 * j) / factorial(2 * j + 1) for j in range(11)], rtol=1e-15
     )
+
+
+def test_native_command_reports_the_library_and_variant():
+    proc = subprocess.run([sys.executable, "-m", "jaxcr.cli", "native"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "native CPU kernel:" in proc.stdout and native.instruction_set() in proc.stdout
+
+
+def test_boris_fused_option_is_checked():
+    with pytest.raises(ValueError, match="fused must be None, True or False"):
+        jaxcr.Boris(dt=0.01, fused="yes")

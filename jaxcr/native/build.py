@@ -132,7 +132,12 @@ def load_library() -> ctypes.CDLL:
             raise NativeUnavailable("switched off by JAXCR_NATIVE=0")
         path = library_path()
         if not path.exists():
-            build_library()
+            try:
+                build_library()
+            except OSError as err:
+                raise NativeUnavailable(
+                    f"building the kernel into {path.parent} failed: {err}; set JAXCR_NATIVE_CACHE to a writable folder"
+                ) from err
         try:
             lib = ctypes.CDLL(str(path))
         except OSError as err:
