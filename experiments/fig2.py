@@ -45,6 +45,10 @@ def parse_args(argv=None):
     def extra(ap):
         ap.add_argument("--fick-term", action="store_true", help="include −3p̂·K·g in δI (Eq. 5) instead of Eq. 7")
         ap.add_argument(
+            "--energy-tev", type=float, default=10.0, help="proton energy for the figure's time axis in years (TeV)"
+        )
+        ap.add_argument("--b0-mug", type=float, default=3.0, help="regular field for the time axis in years (μG)")
+        ap.add_argument(
             "--field-precision",
             choices=[p.value for p in jaxcr.FieldPrecision],
             default="float64",
@@ -77,6 +81,9 @@ def config_from_args(args) -> jaxcr.EnsembleConfig:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    for name in ("energy_tev", "b0_mug"):
+        if not getattr(args, name) > 0:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive; got {getattr(args, name)}")
     cfg = config_from_args(args)
     cfg.validate()
     params = dict(
@@ -96,10 +103,12 @@ def main(argv=None) -> int:
     ds = jaxcr.run_ensemble(
         cfg, checkpoint=args.out / "fig2.ckpt.npz", output=args.out / "fig2.nc", progress=not args.no_progress
     )
+    r_l = jaxcr.units.larmor_radius_pc(args.energy_tev, args.b0_mug)
     png = jaxcr.plot.plot_fig2(
         ds,
         args.out / "fig2.png",
-        title=f"Fig. 2 ({args.preset}): nside {cfg.nside}, N_B {cfg.n_realisations}, N {args.modes}",
+        years_per_unit_time=jaxcr.units.time_to_years(1.0, r_l),
+        time_note=f"{args.energy_tev:g} TeV protons, B0 = {args.b0_mug:g} μG",
     )
     last = ds.isel(time=-1)
     print(f"done in {time.perf_counter() - t0:.1f} s (run total {ds.attrs['wall_time_s']:.1f} s incl. resumed parts)")

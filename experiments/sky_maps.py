@@ -50,6 +50,10 @@ def parse_args(argv=None):
     for name in ("energy_tev", "b0_mug"):
         if not getattr(args, name) > 0:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive; got {getattr(args, name)}")
+    if not -1 <= args.remove_ell_max < 3 * args.nside:
+        raise SystemExit(
+            f"error: remove_ell_max must be an integer from -1 to {3 * args.nside - 1}; got {args.remove_ell_max}"
+        )
     if args.n_times < 1 or not 0 < args.t_min <= args.t_max:
         raise SystemExit("error: need --n-times ≥ 1 and 0 < --t-min ≤ --t-max")
     return args

@@ -32,45 +32,57 @@ def _save(fig, path) -> Path:
     return path
 
 
-def plot_fig2(ds, path, medium_ells=(4, 8, 16), title: str | None = None) -> Path:
+def plot_fig2(
+    ds, path, medium_ells=(4, 8, 16), title: str | None = None, years_per_unit_time: float | None = None,
+    time_note: str = "",
+) -> Path:  # fmt: skip
     """⟨C_ℓ⟩(T) vs ΩT as in the paper's Fig. 2 (left) and ⟨C_ℓ⟩/⟨C_1⟩ vs ℓ (right).
 
-    Solid: gradient ∥ B0 ("parallel"); dotted: ⟂ ("perpendicular"). Black ⟨C_1⟩, blue ⟨C_0⟩,
-    green medium ℓ, red the noise level (Eq. 12), magenta the C_1 of the realisation-averaged map
-    (standard diffusion, as in the paper) and, thick and pale, Eq. 6 evaluated with the run's
-    Einstein K(T) (which lags the asymptotic K by ~τ_c/T). C_ℓ are for |∇n/n| = 1/r_L
-    (they scale as |∇n/n|²).
+    Solid: gradient ∥ B0 ("parallel"); dotted: ⊥ ("perpendicular"). Black ⟨C_1⟩, blue ⟨C_0⟩,
+    green medium ℓ, each with a band of ± its standard error over the realisations; red the
+    noise level (Eq. 12); magenta the C_1 of the realisation-averaged map (standard diffusion, as
+    in the paper) and, thick and pale, Eq. 6 with the run's Green-Kubo K(T) (the value the
+    scripts print), thin dashed with its Einstein K(T) = ⟨ΔrΔr⟩/2T, which lags the asymptotic K by
+    ~τ_c/T. C_ℓ are for |∇n/n| = 1/r_L (they scale as |∇n/n|²). ``years_per_unit_time`` (r_L/c
+    in years) adds a top axis in years, for the energy and field that ``time_note`` states.
     """
     plt = _pyplot()
     t = ds.time.values
     styles = {"parallel": "-", "perpendicular": ":"}
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.2))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5.8), gridspec_kw=dict(width_ratios=(1.35, 1)))
     lmax = int(ds.ell.values[-1])
     ells = [ell for ell in medium_ells if ell <= lmax]
     greens = plt.cm.Greens(np.linspace(0.5, 0.95, max(len(ells), 1)))
+    first = True
     for g in ds.gradient.values:
         ls = styles.get(str(g), "--")
         sub = ds.sel(gradient=g)
-        lab = (lambda s: f"{s} ({g})") if ls == "-" else (lambda s: None)
-        ax.plot(t, sub.cl_mean.values[:, 1], ls, color="k", label=lab("⟨C₁⟩"))
-        ax.plot(t, sub.cl_mean.values[:, 0], ls, color="tab:blue", label=lab("⟨C₀⟩"))
-        for c, ell in zip(greens, ells):
-            ax.plot(t, sub.cl_mean.values[:, ell], ls, color=c, label=lab(f"⟨C_{ell}⟩"))
+        lab = (lambda s: s) if first else (lambda s: None)
+        first = False
+        for ell, color in [(1, "k"), (0, "tab:blue"), *zip(ells, greens)]:
+            mean, sem = sub.cl_mean.values[:, ell], sub.cl_sem.values[:, ell]
+            ax.plot(t, mean, ls, color=color, label=lab(rf"$\langle C_{{{ell}}}\rangle$ ± s.e."))
+            ax.fill_between(t, np.maximum(mean - sem, 1e-300), mean + sem, color=color, alpha=0.12, lw=0)
         ax.plot(t, sub.noise_level.values, ls, color="tab:red", label=lab("noise (Eq. 12)"))
-        ax.plot(t, sub.cl_standard_diffusion.values[:, 1], ls, color="m", label=lab("C₁ of ⟨map⟩ (std. diffusion)"))
+        ax.plot(t, sub.cl_standard_diffusion.values[:, 1], ls, color="m", label=lab(r"$C_1$ of the mean map"))
         ax.plot(
-            t, sub.standard_diffusion_dipole_eq6.values, ls, color="m", alpha=0.35, lw=3, label=lab("Eq. 6 with K(T)")
-        )
+            t, sub.standard_diffusion_dipole_eq6_green_kubo.values, ls, color="m", alpha=0.35, lw=3,
+            label=lab("Eq. 6, Green-Kubo K(T)"),
+        )  # fmt: skip
+        ax.plot(t, sub.standard_diffusion_dipole_eq6.values, ls, color="m", lw=0.8, label=lab("Eq. 6, Einstein K(T)"))
     top = float(ds.cl_mean.max())
     ax.set_ylim(1e-6 * top, 3 * top)
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="ΩT",
-        ylabel="⟨C_ℓ⟩  [(r_L ∇n/n)²]",
-        title=title or "Fig. 2: ensemble-averaged power spectrum vs backtracking time",
-    )
-    ax.legend(fontsize=7, ncol=2, title="solid: ∇n ∥ B0, dotted: ∇n ⊥ B0", title_fontsize=7)
+    ax.set(xscale="log", yscale="log", xlabel="ΩT (backtracking time in units of 1/Ω)")
+    ax.set_ylabel(r"$\langle C_\ell\rangle$  [$(r_L\,|\nabla n/n|)^2$]")
+    ax.legend(
+        fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="solid: ∇n ∥ B0\ndotted: ∇n ⊥ B0",
+        title_fontsize=7.5, frameon=False,
+    )  # fmt: skip
+    if years_per_unit_time:
+        top_axis = ax.secondary_xaxis(
+            "top", functions=(lambda x: x * years_per_unit_time, lambda y: y / years_per_unit_time)
+        )
+        top_axis.set_xlabel(f"T [yr]{f' ({time_note})' if time_note else ''}", fontsize=8)
     ell = ds.ell.values[1:]
     picks = sorted({int(np.argmin(np.abs(np.log(t / x)))) for x in np.geomspace(max(t[0], 1.0), t[-1], 4)})
     for i, ti in enumerate(picks):
@@ -81,19 +93,30 @@ def plot_fig2(ds, path, medium_ells=(4, 8, 16), title: str | None = None) -> Pat
             "o-",
             ms=3,
             color=plt.cm.viridis(i / len(picks)),
-            label=f"ΩT = {t[ti]:.3g}",
+            label=f"ΩT = {t[ti]:.4g}",
         )
-    ax2.plot(ell, np.asarray(theory.asymptotic_ratio(ell)), "k--", label="Eq. 4")
+    ax2.plot(ell, np.asarray(theory.asymptotic_ratio(ell)), "k--", label="Eq. 4 (large T)")
     ax2.set_ylim(1e-5, 3)
-    ax2.set(
-        xscale="log",
-        yscale="log",
-        xlabel="ℓ",
-        ylabel="⟨C_ℓ⟩/⟨C₁⟩",
-        title=f"spectrum shape ({ds.gradient.values[0]} gradient)",
-    )
-    ax2.legend(fontsize=7)
+    ax2.set(xscale="log", yscale="log", xlabel=r"$\ell$")
+    ax2.set_ylabel(r"$\langle C_\ell\rangle / \langle C_1\rangle$")
+    ax2.set_title(f"spectrum shape ({ds.gradient.values[0]} gradient)", fontsize=10)
+    ax2.legend(fontsize=7.5)
+    fig.suptitle(title or _fig2_title(ds), fontsize=10)
     return _save(fig, path)
+
+
+def _fig2_title(ds) -> str:
+    """The run's parameters and map equation, from the Dataset's attributes."""
+    a = ds.attrs
+    rho = float(a.get("turbulence_larmor_radius", np.nan)) / float(a.get("turbulence_coherence_length", np.nan))
+    config = json.loads(a["config"]) if "config" in a else {}
+    equation = "Eq. 5 (with −3p̂·K·g)" if config.get("fick_term") else "Eq. 7 (δI = r(−T)·∇n/n)"
+    return (
+        f"Fig. 2: σ² = {float(a.get('turbulence_sigma2', np.nan)):g}, r_L/λ_c = {rho:.3g}, "
+        f"N = {int(float(a.get('turbulence_n_modes', 0)))} modes, nside {config.get('nside', '?')}, "
+        f"N_B = {ds.sizes.get('realisation', config.get('n_realisations', '?'))} realisations, "
+        f"Boris dt = {a.get('dt', '?')}, map {equation}"
+    )
 
 
 def plot_gedanken(runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20), ratio_times=(1.0, 3.0, 10.0, 30.0)) -> Path:
@@ -104,16 +127,16 @@ def plot_gedanken(runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20), ratio_times=(1
     second). At late times the sky decorrelates on the pixel scale and the ratios go flat (white).
     """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.0))
+    lmax = 0
     for k, (label, ds) in enumerate(runs.items()):
         t = ds.time.values
         cl = ds.liouville_cl.values.mean(1)  # (time, ell)
         ls = ["-", "--", ":"][k % 3]
         lmax = cl.shape[-1] - 1
+        axes[0].plot([], [], ls, color="gray", label=label)  # which line style is which run
         for i, ell in enumerate([e for e in ells if e <= lmax]):
-            axes[0].plot(
-                t, cl[:, ell], ls, color=plt.cm.plasma(i / len(ells)), label=f"ℓ={ell} ({label})" if k == 0 else None
-            )
+            axes[0].plot(t, cl[:, ell], ls, color=plt.cm.plasma(i / len(ells)), label=f"ℓ = {ell}" if k == 0 else None)
         axes[1].plot(t, ds.liouville_sum.values.mean(1), ls, color="k", label=f"Σ_ℓ≤{lmax} ({label})")
         axes[1].plot(
             t, ds.liouville_mean_square.values.mean(1), ls, color="tab:orange", label=f"pixel ⟨f²⟩, all ℓ ({label})"
@@ -131,9 +154,23 @@ def plot_gedanken(runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20), ratio_times=(1
             )
     ell = np.arange(1, 41)
     axes[2].plot(ell, np.asarray(theory.asymptotic_ratio(ell)), "k-", lw=2, alpha=0.5, label="Eq. 4")
-    axes[0].set(xscale="log", yscale="log", xlabel="ΩT", ylabel="⟨C_ℓ⟩", title="Liouville: ⟨C_ℓ⟩(T), dipole start")
-    axes[1].set(xscale="log", xlabel="ΩT", ylabel="(1/4π) Σ (2ℓ+1)⟨C_ℓ⟩", title="Eq. 3: conserved sum")
-    axes[2].set(xscale="log", yscale="log", xlabel="ℓ", ylabel="⟨C_ℓ⟩/⟨C₁⟩", title="ratios vs Eq. 4")
+    axes[0].set(
+        xscale="log", yscale="log", xlabel="ΩT", ylabel="⟨C_ℓ⟩", title="Liouville: ⟨C_ℓ⟩(T) from a dipole at T = 0"
+    )
+    axes[1].axhline(1 / 3, color="gray", lw=0.8, label="exact 1/3 (all ℓ)")
+    axes[1].set(
+        xscale="log",
+        xlabel="ΩT",
+        ylabel="(1/4π) Σ (2ℓ+1)⟨C_ℓ⟩",
+        title=f"Eq. 3: the sum over all ℓ is conserved;\nthe sum to ℓ = {lmax} falls as power moves to smaller scales",
+    )
+    axes[2].set(
+        xscale="log",
+        yscale="log",
+        xlabel="ℓ",
+        ylabel="⟨C_ℓ⟩/⟨C_1⟩",
+        title="ratios against Eq. 4 (flat: pixel-scale noise)",
+    )
     axes[2].set_ylim(1e-4, 3)
     for a in axes:
         a.legend(fontsize=6)

@@ -323,6 +323,9 @@ SCRIPT_CASES = [
     ("fit_spectra.py", ["--design-points", "1"], "design_points must be >= 3"),
     ("fig2.py", ["--nside", "3"], "nside"),
     ("fig2.py", ["--dt", "50"], "does not resolve"),
+    ("fig2.py", ["--energy-tev", "-1"], "--energy-tev must be positive"),
+    ("sky_maps.py", ["--b0-mug", "0"], "--b0-mug must be positive"),
+    ("sky_maps.py", ["--remove-ell-max", "500"], "remove_ell_max must be an integer"),
 ]
 
 

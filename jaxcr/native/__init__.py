@@ -252,7 +252,7 @@ def boris_advance(
     polarisations: Float[ArrayLike, "N 3"],
     phases: Float[ArrayLike, " N"],
     regular_field: Float[ArrayLike, "3"],
-    charge_sign: float = 1.0,
+    charge_sign: Float[ArrayLike, ""] = 1.0,
     precision: str = "float64",
 ) -> tuple[Float[Array, "... 3"], Float[Array, "... 3"]]:
     """``n_steps`` Boris steps of size ``step`` (1/Ω) in b = b0 + Σ_n E_n cos(k_n·r + β_n), all in
