@@ -4,8 +4,14 @@
         [--estimator pseudo|fsky|k-corrected] [--background-method time-scrambling|known] \\
         [--remove-ell-max L] [--lmax L] [--resamples N] --out spectrum.csv
     jaxcr native [--rebuild]      # the native CPU kernel: where it is, which CPU variant, (re)build
+    jaxcr fig2 [--preset quick|paper] [options]      # the paper's Fig. 2 (jaxcr.recipes.fig2)
+    jaxcr gedanken [--preset quick|paper] [options]  # the Liouville gedankenexperiment
+    jaxcr sky-maps [--preset quick|paper] [options]  # Mollweide sky maps of δI
 
-Maps are HEALPix FITS files as healpy writes them, in equatorial coordinates: counts and
+Each recipe has --help for its options; it writes into its own folder (results/<recipe>_<preset>,
+or --out), resumes an interrupted run, and starts again with --fresh.
+
+spectrum-from-maps: maps are HEALPix FITS files as healpy writes them, in equatorial coordinates: counts and
 background as two columns of one file (``--counts-field``, ``--background-field``, default 0
 and 1) or one column each of two files. The spectrum file it writes (format:
 :mod:`jaxcr.observations`) states its estimator, background method, noise level, errors and the
@@ -15,12 +21,20 @@ band of isotropic skies, and is what :func:`jaxcr.inference.fit_spectrum` reads.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 from .conventions import BackgroundMethod, Estimator
 
 __all__ = ["main"]
+
+#: command → (module in jaxcr.recipes, one-line help)
+RECIPES = {
+    "fig2": ("fig2", "reproduce the paper's Fig. 2: <C_l>(T) for gradients parallel and perpendicular to B0"),
+    "gedanken": ("gedanken", "the Liouville gedankenexperiment (Sec. 2): conserved sum and the ratios of Eq. 4"),
+    "sky-maps": ("sky_maps", "Mollweide sky maps of the relative intensity at chosen backtracking times"),
+}
 
 
 def _spectrum_from_maps(args) -> int:
@@ -79,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="jaxcr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = ap.add_subparsers(dest="command", required=True)
+    for name, (_, help_) in RECIPES.items():  # listed here; main() hands their options to the recipe
+        sub.add_parser(name, help=help_, add_help=False)
     s = sub.add_parser(
         "spectrum-from-maps",
         help="a spectrum file from HEALPix maps of counts and background",
@@ -138,6 +154,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point of the ``jaxcr`` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in RECIPES:
+        recipe = importlib.import_module(f"jaxcr.recipes.{RECIPES[argv[0]][0]}")
+        return recipe.main(argv[1:], prog=f"jaxcr {argv[0]}")
     args = _parser().parse_args(argv)
     if getattr(args, "background_field", 0) is None:
         args.background_field = 1 if args.background is None else 0

@@ -207,3 +207,23 @@ def test_sky_maps_script_writes_maps_figure_and_parameters(tmp_path):
     ds = jaxcr.io.load_dataset(tmp_path / "sky_maps.nc")
     assert ds.sky_map.shape == (2, 1, 2, 192) and ds.sky_map.attrs["units"] == "1"
     assert json.loads((tmp_path / "params.json").read_text())["nside"] == 4
+
+
+def test_jaxcr_command_runs_the_recipes_the_scripts_run(tmp_path):
+    # `jaxcr sky-maps` and `python experiments/sky_maps.py` are one recipe (jaxcr.recipes.sky_maps):
+    # the command writes the same files, and every recipe lists its presets in --help.
+    args = ["--nside", "4", "--modes", "8", "--t-min", "1", "--t-max", "10", "--n-times", "2", "--no-progress"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxcr.cli", "sky-maps", *args, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ds = jaxcr.io.load_dataset(tmp_path / "sky_maps.nc")
+    assert ds.sky_map.shape == (2, 1, 2, 192)
+    for recipe in ("fig2", "gedanken", "sky-maps"):
+        out = subprocess.run(
+            [sys.executable, "-m", "jaxcr.cli", recipe, "--help"], capture_output=True, text=True, timeout=120
+        ).stdout
+        assert f"jaxcr {recipe}" in out and "quick" in out and "paper" in out, recipe

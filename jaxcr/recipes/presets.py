@@ -1,5 +1,5 @@
-"""Command-line handling shared by the experiment scripts: presets with per-option overrides, and
-output folders that belong to one configuration each."""
+"""Command-line handling shared by the recipes: presets with per-option overrides, and output
+folders that belong to one configuration each."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ OVERRIDES = (
 )
 
 
-def parse_preset_args(doc: str, presets: dict, name: str, argv=None, add_arguments=None):
+def parse_preset_args(doc: str, presets: dict, name: str, argv=None, add_arguments=None, prog: str | None = None):
     """Parse ``--preset`` plus overrides; unset options take the preset's values.
 
-    ``add_arguments(parser)`` may add script-specific options. ``--out`` defaults to
-    ``results/<name>_<preset>``.
+    ``add_arguments(parser)`` may add recipe-specific options. ``--out`` defaults to
+    ``results/<name>_<preset>``; ``prog`` is the command's name in ``--help``.
     """
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(presets), default="quick", help="parameter set (default: quick)")
     for opt, typ, help_ in OVERRIDES:
         ap.add_argument(f"--{opt}", type=typ, help=f"{help_} (overrides the preset)")
