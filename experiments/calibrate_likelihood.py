@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--grid", type=int, default=9, help="grid points per parameter")
     ap.add_argument("--degree", type=int, default=2, help="emulator polynomial degree")
-    ap.add_argument("--nside", type=int, default=4)
+    ap.add_argument("--nside", type=int, default=4, help="HEALPix nside of the model and the skies (default 4)")
     ap.add_argument("--time", type=float, default=20.0, help="backtracking time ΩT")
     ap.add_argument("--blocks", type=int, default=8, help="blocks for the dispersion check (0: skip)")
     ap.add_argument("--seed", type=int, default=0, help="model seed")
@@ -100,8 +100,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="fit each sky with the emulator fit (amplitude known) instead of reading intervals off one global scan",
     )
-    ap.add_argument("--out", type=Path)
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default results/calibrate_likelihood, or results/calibrate_fit with --fit)",
+    )
+    ap.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = ap.parse_args(argv)
     for name in ("skies", "sky", "realisations", "grid"):
         jaxcr._checks.check_positive_int(name, getattr(args, name))

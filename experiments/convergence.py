@@ -26,12 +26,16 @@ import jaxcr
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--nside", type=int, default=8)
-    ap.add_argument("--realisations", type=int, default=8)
+    ap.add_argument("--nside", type=int, default=8, help="HEALPix nside of the backtracked pixels (default 8)")
+    ap.add_argument("--realisations", type=int, default=8, help="field realisations per configuration (default 8)")
     ap.add_argument("--T", type=float, default=100.0, help="backtracking time ΩT of the comparison")
-    ap.add_argument("--dts", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05, 0.1])
-    ap.add_argument("--modes", type=int, nargs="+", default=[64, 128, 256])
-    ap.add_argument("--out", default="results/convergence")
+    ap.add_argument(
+        "--dts", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05, 0.1], help="Boris steps to compare (1/Ω)"
+    )
+    ap.add_argument(
+        "--modes", type=int, nargs="+", default=[64, 128, 256], help="numbers of plane-wave modes to compare"
+    )
+    ap.add_argument("--out", default="results/convergence", help="output folder (default results/convergence)")
     args = ap.parse_args(argv)
     if args.nside < 4 or args.nside & (args.nside - 1):
         ap.error(

@@ -140,7 +140,7 @@ def _record(res, truth=None):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="parameter set (default: quick)")
     ap.add_argument(
         "--spectrum", type=Path, action="append", help="spectrum file(s) to fit instead of the synthetic ones"
     )
@@ -155,7 +155,9 @@ def main(argv=None) -> int:
         "--estimator", choices=sorted(ESTIMATORS), default="crn", help="gradient estimator (method gradient)"
     )
     ap.add_argument("--design-points", type=int, default=9, help="design grid per axis (method emulator)")
-    ap.add_argument("--max-steps", type=int, default=30)
+    ap.add_argument(
+        "--max-steps", type=int, default=30, help="largest number of optimiser steps or emulator rounds (default 30)"
+    )
     for opt, typ, help_ in (
         ("nside", int, "HEALPix nside of the model"),
         ("realisations", int, "model realisations N_B"),
@@ -179,8 +181,8 @@ def main(argv=None) -> int:
         metavar=("RA", "DEC"),
         help="direction of the CR gradient in equatorial degrees (default RA 0, Dec 0)",
     )
-    ap.add_argument("--out", type=Path)
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--out", type=Path, help="output folder (default results/fit_<preset>)")
+    ap.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = ap.parse_args(argv)
     out = args.out or Path("results") / f"fit_{args.preset}"
     out.mkdir(parents=True, exist_ok=True)

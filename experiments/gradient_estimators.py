@@ -34,11 +34,13 @@ ESTIMATORS = {
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--times", type=float, nargs="+", default=[3.0, 300.0])
-    ap.add_argument("--nside", type=int, default=2)
-    ap.add_argument("--realisations", type=int, default=8)
-    ap.add_argument("--modes", type=int, default=16)
-    ap.add_argument("--out", type=Path, default=Path("results/gradient_estimators.json"))
+    ap.add_argument("--times", type=float, nargs="+", default=[3.0, 300.0], help="backtracking times ΩT to compare at")
+    ap.add_argument("--nside", type=int, default=2, help="HEALPix nside of the model (default 2)")
+    ap.add_argument("--realisations", type=int, default=8, help="field realisations (default 8)")
+    ap.add_argument("--modes", type=int, default=16, help="plane-wave modes (default 16)")
+    ap.add_argument(
+        "--out", type=Path, default=Path("results/gradient_estimators.json"), help="the JSON file of results to write"
+    )
     args = ap.parse_args(argv)
     theta = jnp.array([0.0, np.log(0.1)])
     rows = []

@@ -57,7 +57,12 @@ def main(argv=None) -> int:
     ap.add_argument("--time", type=float, default=100.0, help="backtracking time ΩT of the model sky (default 100)")
     ap.add_argument("--skies", type=int, default=20, help="mock observations per observatory (default 20)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the field and of the first mock sky")
-    ap.add_argument("--out", type=Path, default=Path("results/mock_observatory"))
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/mock_observatory"),
+        help="output folder (default results/mock_observatory)",
+    )
     args = ap.parse_args(argv)
     if args.skies < 2:
         ap.error("--skies must be >= 2")

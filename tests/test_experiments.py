@@ -227,3 +227,19 @@ def test_jaxcr_command_runs_the_recipes_the_scripts_run(tmp_path):
             [sys.executable, "-m", "jaxcr.cli", recipe, "--help"], capture_output=True, text=True, timeout=120
         ).stdout
         assert f"jaxcr {recipe}" in out and "quick" in out and "paper" in out, recipe
+
+
+def test_every_script_and_command_option_has_a_help_text():
+    # Every add_argument call of the experiment scripts, the recipes and the jaxcr command carries
+    # help=... (read from the source, so a new option without one fails here).
+    import ast
+
+    files = [*sorted((ROOT / "experiments").glob("*.py")), *sorted((ROOT / "jaxcr" / "recipes").glob("*.py"))]
+    files.append(ROOT / "jaxcr" / "cli.py")
+    missing = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
+                if not any(k.arg == "help" for k in node.keywords):
+                    missing.append(f"{path.name}:{node.lineno}")
+    assert not missing, missing
