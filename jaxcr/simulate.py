@@ -42,6 +42,26 @@ __all__ = ["EnsembleConfig", "run_ensemble", "log_time_grid", "describe_solver"]
 _PARAM_NAMES = ("sigma2", "coherence_length", "lambda_min", "lambda_max", "larmor_radius", "spectral_index", "b0")
 
 
+def _update_progress(bar, work, start: int, k: int, timed: list[tuple[float, float]]) -> None:
+    """Advance the bar to the end of segment k. Unit: work, plus per segment its fixed cost
+    (statistics, checkpoint, calls) as E = a/b work units from a fit t = a + b·work over the timed
+    segments, so the ETA holds on log-spaced grids; the rate is measured after the compiling
+    first segment."""
+    if bar.disable:
+        return
+    extra = 0.0
+    if len({w for w, _ in timed}) >= 2:
+        b, a = np.polyfit([w for w, _ in timed], [s for _, s in timed], 1)
+        extra = max(a, 0.0) / b if b > 0 else 0.0
+    bar.total = float(work.sum() + len(work) * extra)
+    if k == start:  # compiled: time the remaining work only
+        bar.set_description("backtracking")
+        bar.start_t = _time.time()
+    bar.initial = float(work[: start + 1].sum() + (start + 1) * extra)
+    bar.n = float(work[: k + 1].sum() + (k + 1) * extra)
+    bar.refresh()
+
+
 def log_time_grid(t_min: float, t_max: float, n: int) -> tuple[float, ...]:
     """n log-spaced backtracking times ΩT from t_min to t_max."""
     _checks.check_positive("t_min", t_min)
@@ -331,10 +351,7 @@ def run_ensemble(
     progress = progress and writer
 
     end = len(times) if stop_after is None else min(len(times), stop_after)
-    # Progress in units of work, particle steps (Boris: steps × realisations × pixels; adaptive
-    # solvers: ΩT × particles), so the ETA is right on log-spaced grids. The first segment also
-    # compiles the solver and the statistics: it runs under a "compiling" label and the rate (and
-    # so the ETA) is measured from its end on.
+    # Progress in units of work (Boris: particle steps; adaptive solvers: ΩT × particles), see _update_progress
     particles = config.n_realisations * 12 * config.nside**2
     work = particles * np.asarray(durations if segment_steps is None else segment_steps, dtype=float)
     bar = tqdm(
@@ -347,8 +364,10 @@ def run_ensemble(
         smoothing=0,
     )
     t_wall = _time.perf_counter()
+    timed: list[tuple[float, float]] = []  # (work, seconds) of the segments after the compiling one
     for k in range(start, end):
         bar.set_postfix_str(f"ΩT → {times[k]:.4g}")
+        t_segment = _time.perf_counter()
         positions, momenta = advance(model, fields, positions, momenta, float(durations[k]), **execution)
         seg = _statistics(model, positions, momenta, float(times[k]), config.liouville_dipole)
         for name, value in seg.items():
@@ -359,10 +378,9 @@ def run_ensemble(
                 dict(positions=positions, momenta=momenta, **{n: np.stack(v) for n, v in stats.items()}),
                 dict(meta, segments_done=k + 1, elapsed_s=elapsed + _time.perf_counter() - t_wall),
             )
-        bar.update(float(work[k]))
-        if k == start and not bar.disable:  # compiled: time the remaining work only
-            bar.set_description("backtracking")
-            bar.initial, bar.start_t = bar.n, _time.time()
+        if k > start:
+            timed.append((float(work[k]), _time.perf_counter() - t_segment))
+        _update_progress(bar, work, start, k, timed)
     bar.close()
     wall = elapsed + _time.perf_counter() - t_wall
     stacked = {n: np.stack(v) for n, v in stats.items()}

@@ -209,6 +209,7 @@ def test_sky_maps_script_writes_maps_figure_and_parameters(tmp_path):
     assert json.loads((tmp_path / "params.json").read_text())["nside"] == 4
 
 
+@pytest.mark.slow
 def test_jaxcr_command_runs_the_recipes_the_scripts_run(tmp_path):
     # `jaxcr sky-maps` and `python experiments/sky_maps.py` are one recipe (jaxcr.recipes.sky_maps):
     # the command writes the same files, and every recipe lists its presets in --help.

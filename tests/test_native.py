@@ -107,6 +107,7 @@ def test_native_boris_orbits_equal_the_pure_jax_orbits(paper_field):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_every_instruction_set_variant_gives_the_same_field(tmp_path):
     # The generic (SSE2), AVX2 and AVX-512 builds, forced one at a time in fresh processes,
     # agree to rounding (1e-13 B0); variants this CPU cannot run are skipped by the library.
@@ -203,6 +204,7 @@ def test_kernel_cosine_coefficients_are_the_chebyshev_fits_with_their_stated_err
     )
 
 
+@pytest.mark.slow
 def test_native_command_reports_the_library_and_variant():
     proc = subprocess.run([sys.executable, "-m", "jaxcr.cli", "native"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
