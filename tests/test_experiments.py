@@ -70,6 +70,7 @@ def test_gedanken_script_writes_png_ratios_and_data(tmp_path):
     assert set(ratios) == {"B0 = 0 (pure turbulence)", "B0 = 1, σ² = 1"}
 
 
+@pytest.mark.slow
 def test_scripts_explain_presets_in_help():
     for script in ("fig2.py", "gedanken.py", "sky_maps.py"):
         out = _script(script, "--help", timeout=120).stdout

@@ -161,6 +161,7 @@ def test_without_a_compiler_the_pure_jax_sum_is_used_with_a_warning(tmp_path):
     assert "ERROR the native CPU mode-sum kernel is unavailable: no C++ compiler found" in proc.stdout
 
 
+@pytest.mark.slow
 def test_switching_the_kernel_off_uses_the_pure_jax_sum_silently(tmp_path):
     script = "import warnings; warnings.simplefilter('error'); import numpy as np, jaxcr; "
     script += "f = jaxcr.PlaneWaveTurbulence.sample(0, jaxcr.TurbulenceParameters.paper(n_modes=16)); "
