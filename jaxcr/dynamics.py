@@ -145,7 +145,7 @@ class Boris(diffrax.AbstractSolver):
         force = _lorentz_force(terms)
         if not isinstance(force, LorentzForce):
             raise TypeError(f"Boris needs an ODETerm of a LorentzForce; got {type(force).__name__}")
-        if self.fused and self.fuses(force.field):
+        if self.fuses(force.field):  # fused=True only (track sets it for eager calls)
             y1 = _fused_steps(force.field, force.charge_sign, y0, t1 - t0, self.dt)
         else:
             y1 = boris_step(force.field, force.charge_sign, y0, t1 - t0)

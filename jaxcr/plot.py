@@ -82,7 +82,7 @@ def plot_fig2(
         top_axis = ax.secondary_xaxis(
             "top", functions=(lambda x: x * years_per_unit_time, lambda y: y / years_per_unit_time)
         )
-        top_axis.set_xlabel(f"T [yr]{f' ({time_note})' if time_note else ''}", fontsize=8)
+        top_axis.set_xlabel(time_note or "T [yr]", fontsize=8)
     ell = ds.ell.values[1:]
     picks = sorted({int(np.argmin(np.abs(np.log(t / x)))) for x in np.geomspace(max(t[0], 1.0), t[-1], 4)})
     for i, ti in enumerate(picks):

@@ -39,8 +39,6 @@ from .turbulence import TurbulenceParameters
 
 __all__ = ["EnsembleConfig", "run_ensemble", "log_time_grid", "describe_solver"]
 
-_PARAM_NAMES = ("sigma2", "coherence_length", "lambda_min", "lambda_max", "larmor_radius", "spectral_index", "b0")
-
 
 def _update_progress(bar, work, start: int, k: int, timed: list[tuple[float, float]]) -> None:
     """Advance the bar to the end of segment k. Unit: work, plus per segment its fixed cost
@@ -264,17 +262,10 @@ def _to_dataset(stats: dict, cfg: EnsembleConfig, times, extra_attrs: dict):
         units="internal: lengths r_L, times 1/Omega, fields B0, c = 1",
         normalisation=_dataset.NORMALISATION,
         **_dataset.provenance(),
-        **{f"turbulence_{k}": float(v) for k, v in _turbulence_values(cfg).items()},
+        **{f"turbulence_{k}": float(v) for k, v in cfg.parameters().as_dict().items()},
         **extra_attrs,
     )
     return ds
-
-
-def _turbulence_values(cfg):
-    p = cfg.parameters()
-    vals = {k: float(getattr(p, k)) for k in _PARAM_NAMES}
-    vals["n_modes"] = p.n_modes
-    return vals
 
 
 def run_ensemble(

@@ -91,7 +91,7 @@ def sky_maps(
         nside=nside,
         seed=seed,
         remove_ell_max=remove_ell_max,
-        turbulence=json.dumps({k: float(getattr(params, k)) for k in _TURBULENCE_FIELDS} | {"n_modes": params.n_modes}),
+        turbulence=json.dumps(params.as_dict()),
         solver=repr(solver),
         **provenance(),
     )
@@ -112,9 +112,6 @@ def sky_maps(
         },
         attrs=attrs,
     )
-
-
-_TURBULENCE_FIELDS = ("sigma2", "coherence_length", "lambda_min", "lambda_max", "larmor_radius", "spectral_index", "b0")
 
 
 def _map_attrs(long_name: str) -> dict:

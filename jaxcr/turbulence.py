@@ -132,6 +132,11 @@ class TurbulenceParameters(eqx.Module):
             return None
         return 2 * np.pi / float(np.max(k)), float(abs(b0) + 3 * np.sqrt(s2))
 
+    def as_dict(self) -> dict:
+        """The parameters as plain numbers (floats, and the int ``n_modes``): what results record."""
+        names = ("sigma2", "coherence_length", "lambda_min", "lambda_max", "larmor_radius", "spectral_index", "b0")
+        return {k: float(getattr(self, k)) for k in names} | {"n_modes": self.n_modes}
+
     @property
     def rigidity_ratio(self):
         """r_L / λ_c, the combination that mainly sets the shape of the spectrum."""

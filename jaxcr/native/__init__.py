@@ -163,19 +163,11 @@ def _field_call(level: int):
 _jacobian_call = _batched(_ffi_jacobian_call)
 
 
-def _ffi_field(positions, wavevectors, polarisations, phases, level):
-    return _field_call(level)(positions, wavevectors, polarisations, phases)
-
-
-def _ffi_jacobian(positions, wavevectors, polarisations, phases):
-    return _jacobian_call(positions, wavevectors, polarisations, phases)
-
-
 @functools.cache
 def _field_function(level: int):
     @jax.custom_jvp
     def field(positions, wavevectors, polarisations, phases):
-        return _ffi_field(positions, wavevectors, polarisations, phases, level)
+        return _field_call(level)(positions, wavevectors, polarisations, phases)
 
     @functools.partial(field.defjvp, symbolic_zeros=True)
     def field_jvp(primals, tangents):
@@ -183,10 +175,10 @@ def _field_function(level: int):
         dr, dk, de, dbeta = tangents
         zero = lambda t: isinstance(t, jax.custom_derivatives.SymbolicZero)
         if zero(dr):
-            b = _ffi_field(r, k, e, beta, level)
+            b = _field_call(level)(r, k, e, beta)
             db = jnp.zeros_like(b)
         else:
-            b, jac = _ffi_jacobian(r, k, e, beta)
+            b, jac = _jacobian_call(r, k, e, beta)
             db = jnp.einsum("...ij,...j->...i", jac, dr)
         if not (zero(dk) and zero(de) and zero(dbeta)):  # with respect to the modes, in jax.numpy
             instantiate = lambda t, x: jnp.zeros_like(x) if zero(t) else t

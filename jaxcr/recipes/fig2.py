@@ -30,7 +30,7 @@ import jax
 
 import jaxcr
 
-from .presets import claim_output_folder, parse_preset_args
+from .presets import add_time_axis_options, claim_output_folder, parse_preset_args, time_axis
 
 PRESETS = {
     "quick": dict(nside=16, realisations=4, modes=64, dt=0.02, t_min=0.1, t_max=1000.0, n_times=24),
@@ -41,10 +41,7 @@ PRESETS = {
 def parse_args(argv=None, prog: str | None = None):
     def extra(ap):
         ap.add_argument("--fick-term", action="store_true", help="include −3p̂·K·g in δI (Eq. 5) instead of Eq. 7")
-        ap.add_argument(
-            "--energy-tev", type=float, default=10.0, help="proton energy for the figure's time axis in years (TeV)"
-        )
-        ap.add_argument("--b0-mug", type=float, default=3.0, help="regular field for the time axis in years (μG)")
+        add_time_axis_options(ap)
         ap.add_argument(
             "--field-precision",
             choices=[p.value for p in jaxcr.FieldPrecision],
@@ -78,9 +75,7 @@ def config_from_args(args) -> jaxcr.EnsembleConfig:
 
 def main(argv=None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
-    for name in ("energy_tev", "b0_mug"):
-        if not getattr(args, name) > 0:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive; got {getattr(args, name)}")
+    years_per_unit_time, time_note = time_axis(args)
     cfg = config_from_args(args)
     cfg.validate()
     params = dict(
@@ -100,13 +95,7 @@ def main(argv=None, prog: str | None = None) -> int:
     ds = jaxcr.run_ensemble(
         cfg, checkpoint=args.out / "fig2.ckpt.npz", output=args.out / "fig2.nc", progress=not args.no_progress
     )
-    r_l = jaxcr.units.larmor_radius_pc(args.energy_tev, args.b0_mug)
-    png = jaxcr.plot.plot_fig2(
-        ds,
-        args.out / "fig2.png",
-        years_per_unit_time=jaxcr.units.time_to_years(1.0, r_l),
-        time_note=f"{args.energy_tev:g} TeV protons, B0 = {args.b0_mug:g} μG",
-    )
+    png = jaxcr.plot.plot_fig2(ds, args.out / "fig2.png", years_per_unit_time=years_per_unit_time, time_note=time_note)
     last = ds.isel(time=-1)
     print(f"done in {time.perf_counter() - t0:.1f} s (run total {ds.attrs['wall_time_s']:.1f} s incl. resumed parts)")
     for g in ds.gradient.values:

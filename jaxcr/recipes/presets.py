@@ -87,3 +87,23 @@ def claim_output_folder(out: Path, digest: str, params: dict, fresh: bool, outpu
     out.mkdir(parents=True, exist_ok=True)
     params_file.write_text(json.dumps(dict(params, config_digest=digest), indent=1))
     return state
+
+
+def add_time_axis_options(ap: argparse.ArgumentParser) -> None:
+    """``--energy-tev`` and ``--b0-mug``: for which protons and field a figure gives T in years."""
+    ap.add_argument("--energy-tev", type=float, default=10.0, help="proton energy for the time axis in years (TeV)")
+    ap.add_argument("--b0-mug", type=float, default=3.0, help="regular field for the time axis in years (μG)")
+
+
+def time_axis(args) -> tuple[float, str]:
+    """(r_L/c in years, a note naming the protons and field) from the options of
+    :func:`add_time_axis_options`; an error unless both are positive. Labels only: the physics
+    depends on r_L/λ_c alone."""
+    from .. import units
+
+    for name in ("energy_tev", "b0_mug"):
+        if not getattr(args, name) > 0:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive; got {getattr(args, name)}")
+    r_l = units.larmor_radius_pc(args.energy_tev, args.b0_mug)
+    note = f"T in years for {args.energy_tev:g} TeV protons in B0 = {args.b0_mug:g} μG (r_L = {r_l:.3g} pc)"
+    return float(units.time_to_years(1.0, r_l)), note

@@ -23,7 +23,7 @@ import time
 import jaxcr
 from jaxcr import skymaps
 
-from .presets import claim_output_folder, parse_preset_args
+from .presets import add_time_axis_options, claim_output_folder, parse_preset_args, time_axis
 
 PRESETS = {
     "quick": dict(nside=32, realisations=1, modes=64, dt=0.02, t_min=10.0, t_max=1000.0, n_times=3),
@@ -39,13 +39,10 @@ def parse_args(argv=None, prog: str | None = None):
             default=1,
             help="remove the multipoles ℓ ≤ this from the drawn maps (default 1; -1 keeps all)",
         )
-        ap.add_argument("--energy-tev", type=float, default=10.0, help="proton energy for the time labels (TeV)")
-        ap.add_argument("--b0-mug", type=float, default=3.0, help="regular field for the time labels (μG)")
+        add_time_axis_options(ap)
 
     args = parse_preset_args(__doc__, PRESETS, "sky_maps", argv, extra, prog=prog)
-    for name in ("energy_tev", "b0_mug"):
-        if not getattr(args, name) > 0:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive; got {getattr(args, name)}")
+    time_axis(args)  # checks --energy-tev and --b0-mug before any work
     if not -1 <= args.remove_ell_max < 3 * args.nside:
         raise SystemExit(
             f"error: remove_ell_max must be an integer from -1 to {3 * args.nside - 1}; got {args.remove_ell_max}"
@@ -86,10 +83,9 @@ def main(argv=None, prog: str | None = None) -> int:
         remove_ell_max=args.remove_ell_max,
     )
     jaxcr.io.save_dataset(ds, args.out / "sky_maps.nc")
-    r_l = jaxcr.units.larmor_radius_pc(args.energy_tev, args.b0_mug)
-    note = f"T in years for {args.energy_tev:g} TeV protons in B0 = {args.b0_mug:g} μG (r_L = {r_l:.3g} pc)"
+    years_per_unit_time, note = time_axis(args)
     png = jaxcr.plot.plot_sky_maps(
-        ds, args.out / "sky_maps.png", years_per_unit_time=jaxcr.units.time_to_years(1.0, r_l), time_note=note
+        ds, args.out / "sky_maps.png", years_per_unit_time=years_per_unit_time, time_note=note
     )
     for i, t in enumerate(ds.time.values):
         spread = ", ".join(
