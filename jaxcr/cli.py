@@ -7,6 +7,8 @@
     jaxcr fig2 [--preset quick|paper] [options]      # the paper's Fig. 2 (jaxcr.recipes.fig2)
     jaxcr gedanken [--preset quick|paper] [options]  # the Liouville gedankenexperiment
     jaxcr sky-maps [--preset quick|paper] [options]  # Mollweide sky maps of δI
+    jaxcr campaign create|run|status|extend|task|slurm|dask|artifact ...  # model spectra for fits
+    jaxcr fit SPECTRUM.csv --artifact emulator.npz [options]          # one-sky fit in seconds
 
 Each recipe has --help for its options; it writes into its own folder (results/<recipe>_<preset>,
 or --out), resumes an interrupted run, and starts again with --fresh.
@@ -34,6 +36,8 @@ RECIPES = {
     "fig2": ("fig2", "reproduce the paper's Fig. 2: <C_l>(T) for gradients parallel and perpendicular to B0"),
     "gedanken": ("gedanken", "the Liouville gedankenexperiment (Sec. 2): conserved sum and the ratios of Eq. 4"),
     "sky-maps": ("sky_maps", "Mollweide sky maps of the relative intensity at chosen backtracking times"),
+    "campaign": ("campaign", "model spectra on a design of (σ², r_L/λ_c) points, and emulator artifacts for fits"),
+    "fit": ("fit", "fit σ², r_L/λ_c and the CR gradient to one observed spectrum on an emulator artifact"),
 }
 
 

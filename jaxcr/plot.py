@@ -9,7 +9,7 @@ import numpy as np
 
 from . import theory
 
-__all__ = ["plot_fig2", "plot_gedanken", "plot_sky_maps"]
+__all__ = ["plot_fig2", "plot_gedanken", "plot_sky_maps", "plot_sky_fit"]
 
 
 def _pyplot():
@@ -224,3 +224,39 @@ def plot_sky_maps(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_sky_fit(result):
+    """Data against the best-fit model (with the one-sky cosmic-variance band) and the profile
+    likelihoods of a :class:`jaxcr.inference.sky_fit.SkyFitResult`; returns the figure."""
+    plt = _pyplot()
+    names = [n for n in result.names if n in result.profiles]
+    fig, axes = plt.subplots(1, 1 + len(names), figsize=(5.2 + 3.2 * len(names), 4.0))
+    ax = axes[0]
+    ell = np.asarray(result.ell)
+    ax.fill_between(ell, result.model - result.model_band, result.model + result.model_band, color="tab:blue",
+                    alpha=0.25, label="model ± cosmic variance (one sky)")  # fmt: skip
+    ax.plot(ell, result.model, color="tab:blue", label="best-fit model a⟨C_ℓ⟩")
+    ax.errorbar(ell, result.data, yerr=result.data_sigma, fmt="o", ms=3, color="k", label="data Ĉ_ℓ − N")
+    ax.set_yscale("log")
+    ax.set_xlabel("multipole ℓ")
+    ax.set_ylabel("C_ℓ")
+    p = result.parameters
+    ax.set_title(
+        f"{result.spectrum['observatory']}: σ² = {p['sigma2']:.3g}, r_L/λ_c = {p['rho']:.3g}\n"
+        f"χ² = {result.chi2:.1f} / {result.dof} dof (p = {result.p_value:.2g}), ΩT = {result.artifact['time']:g}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7)
+    labels = {"sigma2": "σ²", "rho": "r_L/λ_c", "amplitude": "a = (|∇n/n| r_L)²"}
+    for ax, name in zip(axes[1:], names):
+        prof = result.profiles[name]
+        ax.plot(np.exp(prof["log_value"]), prof["delta_m2lnl"], color="k")
+        for level, ls in ((1.0, "--"), (4.0, ":")):
+            ax.axhline(level, color="grey", ls=ls, lw=0.8)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 9)
+        ax.set_xlabel(labels.get(name, name))
+        ax.set_ylabel("Δ(−2 ln L), profile")
+    fig.tight_layout()
+    return fig

@@ -16,9 +16,9 @@ from ._version import __version__
 from .conventions import BackgroundMethod, Estimator
 from .field import as_option
 from .inference.model import SpectrumModel, realisation_spectra
-from .observations import ObservedSpectrum
+from .observations import Observatory, ObservedSpectrum
 
-__all__ = ["synthetic_spectrum"]
+__all__ = ["synthetic_spectrum", "mock_sky_spectra"]
 
 
 def synthetic_spectrum(
@@ -105,3 +105,75 @@ def synthetic_spectrum(
         source=f"jaxcr {__version__} synthetic, theta={list(map(float, theta))}, "
         f"seed={seed}, mean of {n_sky} sky realisations",
     )
+
+
+def mock_sky_spectra(
+    theta,
+    model: SpectrumModel,
+    observatory: Observatory,
+    *,
+    time: float,
+    amplitude: float,
+    n_skies: int,
+    seed: int,
+    events: float | None = None,
+    lmax: int | None = None,
+    n_resamples: int = 16,
+) -> list[ObservedSpectrum]:
+    """``n_skies`` single synthetic skies at θ = (ln σ², ln ρ), each observed by ``observatory``.
+
+    Each sky is one field realisation (keys of ``seed``, independent of any campaign's) backtracked
+    from every pixel of ``model.nside`` to ΩT = ``time``; its relative intensity
+    δI = sqrt(a)·r(−T)·ĝ (Eq. 7, a = (|∇n/n| r_L)² = ``amplitude``) is observed as the observatory
+    does (:func:`jaxcr.observatory.mock_observation`: ``events`` Poisson counts in its band, the
+    background estimated by its method, e.g. time-scrambling) and turned into a spectrum file by
+    :func:`jaxcr.observatory.spectrum_from_maps` (its estimator and ℓ ≤ L removal, errors from
+    ``n_resamples`` Poisson resamplings), ℓ = 1..``lmax``. The simulated sky's own pixel noise
+    (Eq. 12, measured on the map: :func:`jaxcr.inference.campaign.pixel_noise_level`, times the
+    analysis' noise response) is subtracted, so the spectrum is that of the continuous sky.
+    """
+    from .backtracking import backtrack
+    from .forward import sample_fields, sky_maps, sky_spectra
+    from .inference.artifact import noise_transfer
+    from .inference.campaign import Analysis, pixel_noise_level
+    from .observatory import mock_observation, spectrum_from_maps
+    from .random import realisation_keys
+
+    theta = np.asarray(theta, dtype=float)
+    if theta.shape != (2,) or not np.all(np.isfinite(theta)):
+        raise ValueError(f"theta must be finite (ln sigma2, ln rho), shape (2,); got {theta!r}")
+    _checks.check_positive("amplitude", amplitude)
+    _checks.check_positive("time", time)
+    _checks.check_positive_int("n_skies", n_skies)
+    _checks.check_seed("seed", seed)
+    model = model.resolved(theta)
+    analysis = Analysis.of_observatory(observatory, "data")
+    sky = model.sky_model(jnp.asarray(theta))
+    fields = sample_fields(sky, realisation_keys(seed, n_skies))
+    traj = backtrack(fields, sky.directions, [float(time)], **sky.solver_options())
+    maps = np.asarray(sky_maps(sky, traj.positions[:, 0], traj.momenta[:, 0]))[:, 0]  # (n, P)
+    full = np.asarray(sky_spectra(dataclasses.replace(sky, mask=None), maps[:, None]))[:, 0]
+    noise = pixel_noise_level(maps, full)
+    t_ell, _ = noise_transfer(analysis, model.nside)
+    out = []
+    for i, (m, n_hat) in enumerate(zip(maps, noise)):
+        obs = mock_observation(np.sqrt(amplitude) * (m - m.mean()), observatory, events=events, seed=seed + 1 + i)
+        spec = spectrum_from_maps(
+            obs.counts,
+            obs.background,
+            weights=obs.weights,
+            dec_min_deg=observatory.dec_min_deg,
+            dec_max_deg=observatory.dec_max_deg,
+            estimator=observatory.estimator,
+            background_method=observatory.background,
+            remove_ell_max=observatory.remove_ell_max,
+            lmax=lmax,
+            n_resamples=n_resamples,
+            seed=seed + 1 + i,
+            observatory=observatory.name,
+            energy_tev=observatory.median_energy_tev,
+            source=f"jaxcr {__version__} mock sky {i} of seed {seed}: theta={theta.tolist()}, ΩT={time:g}, "
+            f"a={amplitude:g}, nside {model.nside}, pixel noise {amplitude * n_hat:.3g} removed",
+        )
+        out.append(dataclasses.replace(spec, cl=spec.cl - amplitude * n_hat * t_ell[spec.ell], synthetic=True))
+    return out

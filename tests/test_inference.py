@@ -438,15 +438,16 @@ def test_emulator_joint_fit_recovers_lambda_c_and_b0_with_a_known_gradient():
     free = inference.fit_joint(specs, model, start, method=dataclasses.replace(exact, reuse=res), progress=False)
     assert any("ln lambda_c_pc" in d and "ln b0_microgauss" in d and "unconstrained" in d for d in free.degenerate)
     assert np.isinf(free.log_uncertainties["lambda_c_pc"]) and np.isinf(free.log_uncertainties["b0_microgauss"])
-    # ℓ = 4..7 lie above an nside-2 model's lmax: reported as a cut, then the reuse is refused
-    with pytest.raises(ValueError, match="another model"), pytest.warns(UserWarning, match="above the model's lmax"):
+    # ℓ = 4..7 lie above an nside-2 model's lmax: an error, unless ell_max cuts them explicitly
+    # (then the reuse is refused: the design was made with another model)
+    small = dataclasses.replace(model, nside=2)
+    with pytest.raises(ValueError, match=r"ℓ = \[4, 5, 6, 7\] above the model's lmax"):
+        inference.fit_joint(specs[:1] * 2, small, start, method=exact, progress=False)
+    with pytest.raises(ValueError, match="another model"):
         inference.fit_joint(
-            specs[:1] * 2,
-            dataclasses.replace(model, nside=2),
-            start,
-            method=dataclasses.replace(exact, reuse=res),
-            progress=False,
+            specs[:1] * 2, small, start, method=dataclasses.replace(exact, reuse=res), ell_max=3, progress=False
         )
+    assert inference.SpectrumModel.for_spectrum(specs[0]).nside == 4  # ℓ ≤ 7 needs lmax = 2·nside − 1 ≥ 7
 
 
 def test_emulator_fit_input_errors():

@@ -8,7 +8,7 @@ gradients: fast at small λT). Both optimise natural logarithms of the parameter
 
 from __future__ import annotations
 
-import warnings
+import dataclasses
 
 import jax.numpy as jnp
 import numpy as np
@@ -33,6 +33,46 @@ def _check_init(init, names):
         _checks.check_positive(f"init[{n!r}]", init[n])
 
 
+def _cut_spectra(spectra, model, ell_max):
+    """The spectra restricted to ℓ ≤ ell_max, and {index: cut ℓ}. Multipoles above the model's
+    lmax = 2·nside − 1 are an error unless ``ell_max`` (≤ lmax) cuts them explicitly."""
+    if ell_max is not None:
+        _checks.check_positive_int("ell_max", ell_max)
+        if ell_max > model.lmax:
+            raise ValueError(
+                f"ell_max = {ell_max} exceeds the model's lmax = 2·nside − 1 = {model.lmax}: raise the model's nside "
+                "(SpectrumModel.for_spectrum picks it from the data)"
+            )
+    out, cut = [], {}
+    for k, spec in enumerate(spectra):
+        if not isinstance(spec, ObservedSpectrum):
+            out.append(spec)  # the type check below reports it
+            continue
+        ell = np.asarray(spec.ell)
+        above = ell > (model.lmax if ell_max is None else ell_max)
+        if above.any() and ell_max is None:
+            raise ValueError(
+                f"spectrum {k} ({spec.observatory}) has ℓ = {ell[above].tolist()} above the model's lmax = 2·nside − 1 = "
+                f"{model.lmax}: raise the model's nside (SpectrumModel.for_spectrum(spectrum) picks it from the data), "
+                "or pass ell_max to cut them explicitly"
+            )
+        if above.any():
+            if above.all():
+                raise ValueError(f"ell_max = {ell_max} removes every multipole of spectrum {k} ({spec.observatory})")
+            keep = ~above
+            spec = dataclasses.replace(
+                spec,
+                ell=ell[keep],
+                cl=spec.cl[keep],
+                sigma=spec.sigma[keep],
+                isotropic_mean=None if spec.isotropic_mean is None else spec.isotropic_mean[keep],
+                isotropic_sigma=None if spec.isotropic_sigma is None else spec.isotropic_sigma[keep],
+            )
+            cut[k] = ell[above].tolist()
+        out.append(spec)
+    return out, cut
+
+
 def _check_inputs(spectra, model, method):
     _checks.require_x64("the fits")
     for k, spec in enumerate(spectra):
@@ -51,22 +91,18 @@ def _check_inputs(spectra, model, method):
                 f"spectrum {k} ({spec.observatory}) shares only ℓ = {ell.tolist()} with the model's "
                 f"ℓ ≤ {model.lmax}: a fit needs at least 2 multipoles; raise the model's nside"
             )
-        if not sel.all():
-            warnings.warn(
-                f"spectrum {k} ({spec.observatory}): ℓ = {np.asarray(spec.ell)[~sel].tolist()} lie above the "
-                f"model's lmax = 2·nside − 1 = {model.lmax} and are not fitted; raise the model's nside to "
-                "include them",
-                stacklevel=3,
-            )
     if not isinstance(method, (EmulatorFit, GradientFit)):
         raise TypeError(f"method must be EmulatorFit(...) or GradientFit(...); got {method!r}")
     method.validate()
 
 
-def _run(problem, phi0, names, box_axes, method, progress) -> FitResult:
+def _run(problem, phi0, names, box_axes, method, progress, cut) -> FitResult:
     if isinstance(method, EmulatorFit):
-        return run_emulator_fit(problem, phi0, names, box_axes, method, progress)
-    return run_gradient_fit(problem, phi0, names, method, progress)
+        result = run_emulator_fit(problem, phi0, names, box_axes, method, progress)
+    else:
+        result = run_gradient_fit(problem, phi0, names, method, progress)
+    result.ell_cut = cut
+    return result
 
 
 def fit_spectrum(
@@ -76,6 +112,7 @@ def fit_spectrum(
     *,
     amplitude: float | None = None,
     method: EmulatorFit | GradientFit | None = None,
+    ell_max: int | None = None,
     progress: bool = True,
 ) -> FitResult:
     """Fit σ² and ρ = r_L/λ_c to one spectrum.
@@ -85,10 +122,14 @@ def fit_spectrum(
     the spectrum informs the fit, and its dependence on σ² is weak against the sky-to-sky
     variance: expect σ² to be reported as poorly constrained (experiments/README.md).
     The model's Boris step, if unset, is the default step at ``init`` for the whole fit.
+    Multipoles above the model's lmax = 2·nside − 1 are an error unless ``ell_max`` cuts them
+    (recorded in ``FitResult.ell_cut``). For one observed sky at long backtracking times, fit on a
+    campaign's emulator artifact instead (:func:`jaxcr.inference.fit_sky`).
     """
     names = ("sigma2", "rho")
     method = EmulatorFit() if method is None else method
     _check_init(init, names)
+    (observed,), cut = _cut_spectra([observed], model, ell_max)
     _check_inputs([observed], model, method)
     amp_fn = None
     if amplitude is not None:
@@ -97,7 +138,7 @@ def fit_spectrum(
         amp_fn = lambda p: jnp.asarray(value)
     phi0 = jnp.log(jnp.array([init["sigma2"], init["rho"]], dtype=float))
     problem = [(observed, model.with_observatory(observed).resolved(phi0), lambda p: p, amp_fn)]
-    return _run(problem, phi0, names, (0, 1), method, progress)
+    return _run(problem, phi0, names, (0, 1), method, progress, cut)
 
 
 def fit_joint(
@@ -108,6 +149,7 @@ def fit_joint(
     gradient_per_pc: float | None = None,
     charge: float = 1.0,
     method: EmulatorFit | GradientFit | None = None,
+    ell_max: int | None = None,
     progress: bool = True,
 ) -> FitResult:
     """Joint fit of spectra at several energies with shared σ², λ_c (pc) and B0 (μG).
@@ -123,6 +165,7 @@ def fit_joint(
     _check_init(init, names)
     if not isinstance(spectra, (list, tuple)) or len(spectra) < 1:
         raise ValueError("fit_joint needs a list of at least one spectrum")
+    spectra, cut = _cut_spectra(list(spectra), model, ell_max)
     _check_inputs(spectra, model, method)
     if gradient_per_pc is not None:
         _checks.check_positive("gradient_per_pc", gradient_per_pc)
@@ -140,4 +183,4 @@ def fit_joint(
         if gradient_per_pc is not None:
             amp_fn = lambda p, e=e: (gradient_per_pc * units.larmor_radius_pc(e, jnp.exp(p[2]), charge)) ** 2
         problem.append((spec, model.with_observatory(spec).resolved(theta_fn(phi0)), theta_fn, amp_fn))
-    return _run(problem, phi0, names, (0, 1, 1), method, progress)
+    return _run(problem, phi0, names, (0, 1, 1), method, progress, cut)

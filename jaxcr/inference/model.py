@@ -92,6 +92,20 @@ class SpectrumModel:
         as_option(BackgroundMethod, "background", self.background)
         _checks.check_seed("seed", self.seed)
 
+    @classmethod
+    def for_spectrum(cls, spectrum: ObservedSpectrum, **settings) -> "SpectrumModel":
+        """A model at the data's resolution: the smallest nside whose lmax = 2·nside − 1 reaches the
+        spectrum's largest ℓ (at least 2), seen as the spectrum's observatory sees it; ``settings``
+        are the other :class:`SpectrumModel` fields."""
+        if "nside" in settings:
+            raise ValueError("for_spectrum chooses nside from the data; use SpectrumModel(nside=...) to set it")
+        nside = 2
+        while 2 * nside - 1 < int(np.max(spectrum.ell)):
+            nside *= 2
+        model = cls(nside=nside, **settings).with_observatory(spectrum)
+        model.validate()
+        return model
+
     def with_observatory(self, spectrum: ObservedSpectrum) -> "SpectrumModel":
         """The same model seen as the spectrum's observatory sees it: its band (mask), background
         method (ring means removed if time-scrambled), ℓ ≤ L removal and estimator."""

@@ -45,6 +45,7 @@ class FitResult:
     fisher: np.ndarray | None = None  # marginal Fisher matrix of the ln-parameters (Jacobian noise removed)
     intervals: dict | None = None  # emulator fits: {name: {"68"|"95": (low, high, closed_low, closed_high)}}
     design: list | None = None  # emulator fits: the design points evaluated per spectrum (for ``reuse``)
+    ell_cut: dict = dataclasses.field(default_factory=dict)  # {spectrum index: ℓ cut by ell_max}
 
     def constrained_directions(self):
         """[(unit vector in ln-parameter space, 1σ along it)] for every direction the data
@@ -69,6 +70,8 @@ class FitResult:
             for level, (lo, hi, closed_lo, closed_hi) in (self.intervals or {}).get(name, {}).items():
                 line += f", {level} % [{lo:.4g}{'' if closed_lo else ' open'}, {hi:.4g}{'' if closed_hi else ' open'}]"
             lines.append(line)
+        for k, ells in self.ell_cut.items():
+            lines.append(f"  spectrum {k}: ℓ = {ells} cut by ell_max (not fitted)")
         for d in self.degenerate:
             lines.append(f"  DEGENERATE: {d}")
         return "\n".join(lines)

@@ -1,0 +1,467 @@
+"""Fit the one sky an observatory measures, on an emulator artifact, in seconds.
+
+The data: one observed spectrum Ĉ_ℓ (an :class:`jaxcr.observations.ObservedSpectrum`; the sky is
+one realisation of the local turbulence) with its shot-noise level N and measurement errors σ_ℓ.
+The model (an :class:`jaxcr.inference.artifact.EmulatorArtifact` of the same analysis): the
+ensemble mean ⟨C_ℓ⟩(θ) of the unit-gradient sky and its cosmic variance S(θ), the ℓ-ℓ'
+covariance of single skies about that mean (the emulator's own error included), θ = (ln σ², ln ρ).
+With the amplitude a = (|∇n/n| r_L)² the likelihood of one sky is taken Gaussian in Ĉ_ℓ,
+
+    −2 ln L(θ, a) = rᵀ Σ⁻¹ r + ln det Σ,   r = Ĉ − N − a⟨C⟩(θ),   Σ = a² S(θ) + diag(σ_ℓ²),
+
+with the determinant: Σ grows with the model, and without ln det Σ a larger model (larger σ²)
+would look better simply because it claims larger errors. a is fixed when the CR gradient is
+known (``gradient_per_pc`` with B0, or ``amplitude``), a free parameter otherwise.
+
+Reported: the best fit and profile-likelihood intervals (Δ(−2 ln L) = 1 and 4) of σ², ρ = r_L/λ_c
+and, with a free amplitude, of the CR gradient |∇n/n| (1/pc, for the stated B0 and energy) and
+λ_c (pc); χ² = rᵀΣ⁻¹r with its degrees of freedom and p-value; the Fisher matrix and, for each of
+its eigen-directions, the ratio of its 1σ width to the prior (design box) range along it:
+directions the data do not narrow to less than half the box are flagged poorly constrained,
+whatever the profile intervals say; the best-fit model spectrum with its cosmic-variance band.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time as _time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _checks, io, units
+from .._version import __version__
+from ..observations import ObservedSpectrum
+from .artifact import EmulatorArtifact
+from .campaign import _versions
+from .emulator import box_grid, lbfgs_minimise
+from .profile import level_interval
+
+__all__ = ["SkyLikelihood", "SkyFitResult", "fit_sky", "expected_precision", "POORLY_CONSTRAINED"]
+
+POORLY_CONSTRAINED = 0.5  # flag a direction whose 1σ exceeds this fraction of the prior half-range along it
+_BARRIER = 1e4  # −2 ln L penalty per (|z| − 1)² outside the design box (the emulator does not extrapolate)
+
+
+class SkyLikelihood(eqx.Module):
+    """−2 ln L of one observed spectrum on an emulator artifact (module docstring).
+
+    ``phi`` = (ln σ², ln ρ) with the amplitude fixed, or (ln σ², ln ρ, ln a) with it free."""
+
+    artifact_emulator: eqx.Module
+    observed: jax.Array  # Ĉ_ℓ − N on the fitted ℓ
+    variance: jax.Array  # σ_ℓ² on the fitted ℓ
+    rows: jax.Array  # indices of the fitted ℓ among the artifact's ells
+    log_amplitude: jax.Array | None  # fixed ln a, or None (free)
+
+    def split(self, phi):
+        theta = phi[:2]
+        log_a = phi[2] if self.log_amplitude is None else self.log_amplitude
+        return theta, log_a
+
+    def terms(self, phi):
+        """(−2 ln L, χ², box penalty)."""
+        theta, log_a = self.split(phi)
+        emu = self.artifact_emulator
+        a = jnp.exp(log_a)
+        m = emu.mean(theta)[self.rows]  # type: ignore[attr-defined]
+        sky = emu.sky_covariance(theta, 1)[self.rows][:, self.rows]  # type: ignore[attr-defined]
+        sigma = a**2 * sky + jnp.diag(self.variance)
+        chol = jnp.linalg.cholesky(sigma)
+        w = jax.scipy.linalg.solve_triangular(chol, self.observed - a * m, lower=True)
+        chi2 = jnp.dot(w, w)
+        z = jnp.abs(emu.box_coordinates(theta))  # type: ignore[attr-defined]
+        penalty = _BARRIER * jnp.sum(jnp.maximum(z - 1.0, 0.0) ** 2)
+        return chi2 + 2 * jnp.sum(jnp.log(jnp.diag(chol))), chi2, penalty
+
+    def objective(self, phi):
+        m2lnl, _, penalty = self.terms(phi)
+        return m2lnl + penalty
+
+    def model(self, phi):
+        """(a⟨C_ℓ⟩, a·sqrt(diag S)) on the fitted ℓ: the best-fit model and its cosmic-variance band."""
+        theta, log_a = self.split(phi)
+        a = jnp.exp(log_a)
+        emu = self.artifact_emulator
+        sky = emu.sky_covariance(theta, 1)[self.rows][:, self.rows]  # type: ignore[attr-defined]
+        return a * emu.mean(theta)[self.rows], a * jnp.sqrt(jnp.diag(sky))  # type: ignore[attr-defined]
+
+
+@eqx.filter_jit
+def _grid_values(like: SkyLikelihood, grid):
+    return jax.vmap(like.objective)(grid)
+
+
+@eqx.filter_jit
+def _minimum(like: SkyLikelihood, x0, fixed, value):
+    """(φ, −2 ln L, max |z|) at the minimum from x0 with the components where ``fixed`` held at
+    ``value`` (a profile point; none fixed for the best fit). One compilation serves all."""
+    insert = lambda p: jnp.where(fixed, value, p)
+    phi = insert(lbfgs_minimise(lambda p: like.objective(insert(p)), x0))
+    m2lnl, _, _ = like.terms(phi)
+    z = jnp.max(jnp.abs(like.artifact_emulator.box_coordinates(phi[:2])))  # type: ignore[attr-defined]
+    return phi, m2lnl, z
+
+
+@eqx.filter_jit
+def _hessian(like: SkyLikelihood, phi):
+    return jax.hessian(lambda p: like.terms(p)[0])(phi)
+
+
+def _gls_log_amplitude(emulator, theta, observed, variance, rows) -> float:
+    """ln a of the generalised least-squares amplitude at θ (a start for the free amplitude)."""
+    m = np.asarray(emulator.mean(jnp.asarray(theta)))[rows]
+    sky = np.asarray(emulator.sky_covariance(jnp.asarray(theta), 1))[np.ix_(rows, rows)]
+    a = max(float(np.dot(m, observed) / np.dot(m, m)), 1e-300)
+    for _ in range(8):
+        sig = a**2 * sky + np.diag(variance)
+        w = np.linalg.solve(sig, m)
+        a = max(float(w @ observed / (w @ m)), 1e-300)
+    return float(np.log(a))
+
+
+@dataclasses.dataclass
+class SkyFitResult:
+    """The result of :func:`fit_sky` (all values also in :meth:`as_dict`, saved by :meth:`save`).
+
+    ``parameters``: σ², ρ = r_L/λ_c, amplitude a, |∇n/n| r_L, gradient_per_pc (1/pc), λ_c (pc);
+    ``intervals[name][level]`` = (low, high, closed_low, closed_high) for levels "68", "95";
+    ``directions``: per Fisher eigen-direction of (ln σ², ln ρ) its unit vector, 1σ width (e-folds),
+    prior half-range along it and the flag; ``flags``: human-readable warnings."""
+
+    parameters: dict
+    intervals: dict
+    fisher: np.ndarray
+    names: tuple
+    chi2: float
+    dof: int
+    p_value: float
+    m2lnl: float
+    directions: list
+    flags: list
+    ell: np.ndarray
+    data: np.ndarray
+    data_sigma: np.ndarray
+    model: np.ndarray
+    model_band: np.ndarray
+    settings: dict
+    artifact: dict
+    spectrum: dict
+    profiles: dict
+    wall_time_s: float
+
+    def summary(self) -> str:
+        p = self.parameters
+        lines = [
+            f"one-sky fit ({self.spectrum['observatory']}, ℓ = {self.ell[0]}..{self.ell[-1]}, artifact "
+            f"{self.artifact['version']}, ΩT = {self.artifact['time']:g}): χ² = {self.chi2:.3g} for {self.dof} "
+            f"degrees of freedom (p = {self.p_value:.3g}), {self.wall_time_s:.1f} s"
+        ]
+        for name in ("sigma2", "rho", "gradient_per_pc", "lambda_c_pc"):
+            if name not in p:
+                continue
+            line = f"  {name} = {p[name]:.4g}"
+            for level, (lo, hi, c_lo, c_hi) in self.intervals.get(name, {}).items():
+                line += f", {level} % [{lo:.4g}{'' if c_lo else ' open'}, {hi:.4g}{'' if c_hi else ' open'}]"
+            lines.append(line)
+        if "gradient_per_pc" not in self.intervals and "gradient_per_pc" in p:
+            lines[-1 if "lambda_c_pc" not in p else -2] += " (given)"
+        for d in self.directions:
+            lines.append(
+                f"  direction {d['combination']}: 1σ = {d['sigma']:.3g} e-folds, {d['fraction_of_prior']:.2f} of the "
+                f"prior half-range{' → POORLY CONSTRAINED' if d['poorly_constrained'] else ''}"
+            )
+        lines += [f"  FLAG: {f}" for f in self.flags]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return json.loads(io.to_json(out))
+
+    def save(self, folder) -> Path:
+        """Write ``fit.json`` (everything, with the settings, artifact provenance, versions and
+        date) and ``fit.png`` (data against the best-fit model, and the profile likelihoods)."""
+        from ..plot import plot_sky_fit
+
+        folder = Path(folder)
+        text = json.dumps(self.as_dict(), indent=1)
+        io.atomic_write(folder / "fit.json", lambda tmp: Path(tmp).write_text(text))
+        fig = plot_sky_fit(self)
+        io.atomic_write(folder / "fit.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+        return folder
+
+
+def _check_fit_inputs(observed, artifact, ell_max):
+    if not isinstance(observed, ObservedSpectrum):
+        raise TypeError(f"observed must be an ObservedSpectrum (jaxcr.observations.load_spectrum); got {type(observed).__name__}")
+    if not isinstance(artifact, EmulatorArtifact):
+        raise TypeError(f"artifact must be an EmulatorArtifact (EmulatorArtifact.load(path)); got {type(artifact).__name__}")
+    diff = artifact.analysis.mismatch(observed)
+    if diff:
+        raise ValueError(
+            f"the spectrum was made by another analysis than the artifact's ({'; '.join(diff)}): build an artifact "
+            "for this analysis (campaign analyses are set when the campaign is created)"
+        )
+    ell = np.asarray(observed.ell)
+    keep = np.ones(len(ell), dtype=bool) if ell_max is None else ell <= _checks.check_positive_int("ell_max", ell_max)
+    outside = ~np.isin(ell, artifact.ells) & keep
+    if outside.any():
+        raise ValueError(
+            f"ℓ = {ell[outside].tolist()} of the spectrum are not in the artifact's ℓ = {artifact.ells[0]}..{artifact.ells[-1]}: "
+            f"pass ell_max (an explicit, reported cut) or build an artifact that reaches them (higher campaign nside)"
+        )
+    if keep.sum() < 3:
+        raise ValueError(f"a fit needs at least 3 multipoles; the spectrum has {int(keep.sum())} with ℓ ≤ {ell_max}")
+    return keep
+
+
+def fit_sky(
+    observed: ObservedSpectrum,
+    artifact: EmulatorArtifact,
+    *,
+    gradient_per_pc: float | None = None,
+    amplitude: float | None = None,
+    b0_microgauss: float = 3.0,
+    charge: float = 1.0,
+    start: dict | None = None,
+    ell_max: int | None = None,
+    profile_points: int = 41,
+    progress: bool = True,
+) -> SkyFitResult:
+    """Fit σ² and ρ = r_L/λ_c (and the amplitude, if not known) to one observed sky (module docstring).
+
+    Args:
+        gradient_per_pc: the CR gradient |∇n/n| in 1/pc, if known (sets a = (|∇n/n| r_L)² with
+            r_L from the spectrum's energy, ``b0_microgauss`` and ``charge``).
+        amplitude: or a = (|∇n/n| r_L)² directly. Neither: a is fitted and reported as the
+            gradient in 1/pc (for the stated B0).
+        start: {"sigma2", "rho"} to start from (default: the best point of a 9×9 grid over the box).
+        ell_max: fit only ℓ ≤ ell_max (reported); without it every ℓ of the spectrum must be in the artifact.
+        profile_points: points per profile likelihood.
+    """
+    from scipy import stats
+    from tqdm.auto import tqdm
+
+    t0 = _time.perf_counter()
+    _checks.require_x64("fit_sky")
+    keep = _check_fit_inputs(observed, artifact, ell_max)
+    if gradient_per_pc is not None and amplitude is not None:
+        raise ValueError("give gradient_per_pc or amplitude, not both")
+    _checks.check_positive("b0_microgauss", b0_microgauss)
+    _checks.check_positive("charge", charge)
+    r_l_pc = float(units.larmor_radius_pc(observed.energy_tev, b0_microgauss, charge))
+    if gradient_per_pc is not None:
+        _checks.check_positive("gradient_per_pc", gradient_per_pc)
+        amplitude = (float(gradient_per_pc) * r_l_pc) ** 2
+    if amplitude is not None:
+        _checks.check_positive("amplitude", amplitude)
+    _checks.check_positive_int("profile_points", profile_points)
+    ell = np.asarray(observed.ell)[keep]
+    rows = np.searchsorted(artifact.ells, ell)
+    o = np.asarray(observed.cl)[keep] - observed.noise_level
+    var = np.asarray(observed.sigma)[keep] ** 2
+    emu = artifact.emulator
+    like = SkyLikelihood(
+        artifact_emulator=emu,
+        observed=jnp.asarray(o),
+        variance=jnp.asarray(var),
+        rows=jnp.asarray(rows),
+        log_amplitude=None if amplitude is None else jnp.asarray(np.log(amplitude)),
+    )
+    free_amp = amplitude is None
+    names = ("sigma2", "rho") + (("amplitude",) if free_amp else ())
+    centre = (artifact.theta_low + artifact.theta_high) / 2
+    half = (artifact.theta_high - artifact.theta_low) / 2
+    bar = tqdm(total=3 + 2 * len(names), disable=not progress, desc="fit (one sky)", unit="stage")
+    # start: the best of a 9×9 grid over the box (the amplitude at its GLS value), or the user's
+    if start is None:
+        grid = box_grid(centre, half, 9)
+    else:
+        for key in ("sigma2", "rho"):
+            if key not in start:
+                raise ValueError(f"start must give sigma2 and rho; missing {key!r}")
+            _checks.check_positive(f"start[{key!r}]", start[key])
+        grid = np.log([[start["sigma2"], start["rho"]]])
+        z = np.abs((grid[0] - centre) / half)
+        if np.any(z > 1):
+            raise ValueError(
+                f"start σ² = {start['sigma2']}, ρ = {start['rho']} lies outside the artifact's box "
+                f"σ² ∈ [{np.exp(artifact.theta_low[0]):.3g}, {np.exp(artifact.theta_high[0]):.3g}], "
+                f"ρ ∈ [{np.exp(artifact.theta_low[1]):.3g}, {np.exp(artifact.theta_high[1]):.3g}]"
+            )
+    if free_amp:
+        grid = np.array([[*t, _gls_log_amplitude(emu, t, o, var, rows)] for t in grid])
+    values = np.asarray(_grid_values(like, jnp.asarray(grid)))
+    bar.update(1)
+    none_fixed = jnp.zeros(len(names), dtype=bool)
+    phi, m2lnl, _ = _minimum(like, jnp.asarray(grid[int(np.nanargmin(values))]), none_fixed, jnp.asarray(0.0))
+    best = float(m2lnl)
+    bar.update(1)
+    # profile likelihoods: each parameter on a grid, the others minimised, outward from the best fit
+    fisher = 0.5 * np.asarray(_hessian(like, phi))
+    cov = np.linalg.pinv(fisher)
+    profiles, intervals = {}, {}
+    for i, name in enumerate(names):
+        if i < 2:  # σ², ρ: across the whole box (an interval that reaches its edge is open there)
+            x = np.linspace(artifact.theta_low[i], artifact.theta_high[i], profile_points)
+        else:  # ln a: ±4σ (Fisher) around the best fit, at least ±0.5 e-folds
+            sd = np.sqrt(cov[i, i]) if cov[i, i] > 0 else np.inf
+            reach = min(max(4.0 * sd, 0.5), 10.0) if np.isfinite(sd) else 10.0
+            x = float(phi[i]) + reach * np.linspace(-1.0, 1.0, profile_points)
+        prof = np.empty(len(x))
+        fixed = jnp.arange(len(names)) == i
+        k0 = int(np.argmin(np.abs(x - float(phi[i]))))
+        for order in (range(k0, len(x)), range(k0 - 1, -1, -1)):
+            start_phi = phi
+            for j in order:
+                start_phi, val, _ = _minimum(like, start_phi, fixed, jnp.asarray(float(x[j])))
+                prof[j] = float(val)
+            bar.update(1)
+        best = min(best, float(np.min(prof)))  # a profile can find a lower point than the polished start
+        profiles[name] = dict(log_value=x.tolist(), m2lnl=prof.tolist())
+    for name in names:
+        x, prof = np.asarray(profiles[name]["log_value"]), np.asarray(profiles[name].pop("m2lnl"))
+        profiles[name]["delta_m2lnl"] = (prof - best).tolist()
+        intervals[name] = {lvl: level_interval(x, prof - best, level) for lvl, level in (("68", 1.0), ("95", 4.0))}
+    bar.close()
+    # the reported best fit: the lowest point seen (best fit or profile)
+    theta, log_a = like.split(phi)
+    chi2 = float(like.terms(phi)[1])
+    dof = int(len(ell) - len(names))
+    a = float(np.exp(log_a))
+    parameters = dict(
+        sigma2=float(np.exp(theta[0])),
+        rho=float(np.exp(theta[1])),
+        amplitude=a,
+        gradient_times_larmor_radius=float(np.sqrt(a)),
+        gradient_per_pc=float(np.sqrt(a) / r_l_pc),
+        lambda_c_pc=float(r_l_pc / np.exp(theta[1])),
+        larmor_radius_pc=r_l_pc,
+    )
+    if free_amp:
+        for lvl in ("68", "95"):
+            lo, hi, c_lo, c_hi = intervals["amplitude"][lvl]
+            intervals.setdefault("gradient_per_pc", {})[lvl] = (np.sqrt(lo) / r_l_pc, np.sqrt(hi) / r_l_pc, c_lo, c_hi)
+    for lvl in ("68", "95"):
+        lo, hi, c_lo, c_hi = intervals["rho"][lvl]
+        intervals.setdefault("lambda_c_pc", {})[lvl] = (r_l_pc / hi, r_l_pc / lo, c_hi, c_lo)
+    directions, flags = _constrained_directions(fisher, half, free_amp)
+    for name in ("sigma2", "rho"):
+        lo, hi, c_lo, c_hi = intervals[name]["68"]
+        if not (c_lo and c_hi):
+            flags.append(f"{name}: the 68 % interval [{lo:.3g}, {hi:.3g}] reaches the edge of the artifact's box (open)")
+    model, band = (np.asarray(v) for v in like.model(phi))
+    return SkyFitResult(
+        parameters=parameters,
+        intervals=intervals,
+        fisher=fisher,
+        names=names,
+        chi2=chi2,
+        dof=dof,
+        p_value=float(stats.chi2.sf(chi2, dof)) if dof > 0 else float("nan"),
+        m2lnl=best,
+        directions=directions,
+        flags=flags,
+        ell=ell,
+        data=o,
+        data_sigma=np.sqrt(var),
+        model=model,
+        model_band=band,
+        settings=dict(
+            gradient_per_pc=gradient_per_pc,
+            amplitude=None if free_amp else amplitude,
+            amplitude_free=free_amp,
+            b0_microgauss=b0_microgauss,
+            charge=charge,
+            start=start,
+            ell_max=ell_max,
+            ell_cut=np.asarray(observed.ell)[~keep].tolist(),
+            profile_points=profile_points,
+            jaxcr=__version__,
+            versions=_versions(),
+            date=_time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        ),
+        artifact=dict(
+            version=artifact.version,
+            time=artifact.time,
+            analysis=artifact.analysis.as_dict(),
+            theta_low=artifact.theta_low,
+            theta_high=artifact.theta_high,
+            campaign_digest=artifact.provenance.get("campaign", {}).get("digest"),
+        ),
+        spectrum=observed.metadata(),
+        profiles=profiles,
+        wall_time_s=_time.perf_counter() - t0,
+    )
+
+
+def _constrained_directions(fisher, half, free_amp):
+    """Eigen-directions of the (ln σ², ln ρ) Fisher matrix (amplitude marginalised), their 1σ and
+    the prior (box) half-range along them; flags for the poorly constrained ones."""
+    cov = np.linalg.pinv(fisher)[:2, :2]  # marginal covariance of (ln σ², ln ρ)
+    vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
+    out, flags = [], []
+    for v, vec in zip(vals, vecs.T):
+        vec = vec / np.max(np.abs(vec)) * np.sign(vec[np.argmax(np.abs(vec))])
+        unit = vec / np.linalg.norm(vec)
+        prior = float(1.0 / np.max(np.abs(unit) / half))  # distance from the centre to the box edge along it
+        sigma = float(np.sqrt(v)) if v > 0 else float("inf")
+        combo = " ".join(f"{c:+.2f}·ln {n}" for c, n in zip(vec, ("σ²", "ρ")) if abs(c) > 0.05)
+        poor = not sigma < POORLY_CONSTRAINED * prior
+        out.append(dict(combination=combo, vector=unit.tolist(), sigma=sigma, prior_half_range=prior,
+                        fraction_of_prior=sigma / prior, poorly_constrained=poor))
+        if poor:
+            flags.append(
+                f"{combo} is poorly constrained: its 1σ ({sigma:.3g} e-folds) exceeds {POORLY_CONSTRAINED:g} of the "
+                f"prior half-range along it ({prior:.3g}){' with the amplitude free' if free_amp else ''}"
+            )
+    return out, flags
+
+
+def expected_precision(
+    artifact: EmulatorArtifact,
+    sigma2: float,
+    rho: float,
+    amplitude: float,
+    *,
+    ell_max: int,
+    noise_level: float = 0.0,
+    relative_error: float = 0.0,
+    amplitude_known: bool = True,
+) -> dict:
+    """Expected 1σ (e-folds) of ln σ², ln ρ (and ln a) from one sky, by the Fisher information of
+    the Gaussian likelihood with θ-dependent mean and covariance,
+    F_ij = ∂_iμᵀΣ⁻¹∂_jμ + ½ tr(Σ⁻¹∂_iΣ Σ⁻¹∂_jΣ), for ℓ from the artifact's first to ``ell_max``,
+    measurement errors from the shot noise (σ_ℓ ≈ sqrt(2/(2ℓ+1))·N) plus ``relative_error``·C_ℓ."""
+    rows = np.flatnonzero(artifact.ells <= ell_max)
+    if len(rows) < 2:
+        raise ValueError(f"ell_max = {ell_max} leaves fewer than 2 of the artifact's ℓ = {artifact.ells.tolist()}")
+    ell = artifact.ells[rows]
+    emu = artifact.emulator
+
+    def moments(phi):
+        theta, a = phi[:2], jnp.exp(phi[2])
+        m = a * emu.mean(theta)[rows]
+        var = (jnp.sqrt(2.0 / (2 * ell + 1)) * noise_level) ** 2 + (relative_error * m) ** 2
+        sky = emu.sky_covariance(theta, 1)[rows][:, rows]
+        return m, a**2 * sky + jnp.diag(var)
+
+    phi = jnp.log(jnp.array([sigma2, rho, amplitude], dtype=float))
+    mu, sigma = moments(phi)
+    dmu = jax.jacfwd(lambda p: moments(p)[0])(phi)
+    dsig = jax.jacfwd(lambda p: moments(p)[1])(phi)  # (n, n, 3)
+    inv = jnp.linalg.inv(sigma)
+    f = dmu.T @ inv @ dmu + 0.5 * jnp.einsum("ab,bci,cd,daj->ij", inv, dsig, inv, dsig)
+    f = np.asarray(f)
+    if amplitude_known:
+        f = f[:2, :2]
+    cov = np.linalg.inv(f)
+    sd = np.sqrt(np.diag(cov))
+    out = dict(sigma2=float(sd[0]), rho=float(sd[1]), ell_max=int(ell_max), n_ell=len(rows), correlation=float(cov[0, 1] / (sd[0] * sd[1])))
+    if not amplitude_known:
+        out["amplitude"] = float(sd[2])
+    return out

@@ -1,0 +1,241 @@
+"""Campaigns of model spectra for the fits, and the emulator artifacts made from them.
+
+    jaxcr campaign create FOLDER [--sigma2 0.3 3] [--rho 0.05 0.2] [--points 5] [--nside 32]
+        [--realisations 16] [--modes 32] [--times 25 50 75 100 150] [--observatory icecube hawc]
+        [--b0-ra-dec 229.2 11.4] [--gradient-ra-dec RA DEC] [--seed 2026]
+    jaxcr campaign run FOLDER [--workers 1] [--quiet]       # runs what is missing; resumes after a kill
+    jaxcr campaign status FOLDER
+    jaxcr campaign extend FOLDER --sigma2 LO HI --rho LO HI --points N
+    jaxcr campaign task FOLDER INDEX                          # one design point (what a SLURM array task runs)
+    jaxcr campaign slurm FOLDER [--time 01:00:00] [--cpus 4] [--mem 8G] [--partition P]  # writes FOLDER/submit.sh
+    jaxcr campaign dask FOLDER --scheduler tcp://HOST:8786   # tasks on a Dask cluster (pip install 'jaxcr[cluster]')
+    jaxcr campaign artifact FOLDER --analysis icecube [--ell-max 20] [--time T] [--degree 3] --out emulator.npz
+
+A campaign backtracks N_B realisations at every design point of (σ², r_L/λ_c) (log-spaced grid over
+the box) from every pixel of --nside to each --times ΩT, and stores the spectra each observatory
+analysis would publish (its band, background method, estimator) with the pixel-noise level of the
+map; one file per point under FOLDER/points. Cost on 2 CPU cores at the defaults: about 40 s per
+point (25 points: about 17 minutes); cost ∝ nside² · N_B · max(times) / dt. The artifact is the
+emulator of one analysis at the ΩT the convergence diagnostic picks, with its provenance; fits on
+it (`jaxcr fit`) take seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+OBSERVATORY_CHOICES = ("icecube", "hawc", "hawc+icecube")
+
+
+def _design(args):
+    from jaxcr.inference.campaign import design_grid
+
+    return design_grid(args.sigma2, args.rho, tuple(args.points) if len(args.points) == 2 else args.points[0])
+
+
+def _create(args) -> int:
+    from jaxcr.inference.campaign import Analysis, Campaign, CampaignSpec
+    from jaxcr.inference.model import SpectrumModel
+    from jaxcr.observations import OBSERVATORIES
+    from jaxcr.sky import equatorial_direction
+
+    b0 = tuple(float(x) for x in equatorial_direction(*args.b0_ra_dec))
+    grad = b0 if args.gradient_ra_dec is None else tuple(float(x) for x in equatorial_direction(*args.gradient_ra_dec))
+    model = SpectrumModel(
+        nside=args.nside,
+        n_realisations=args.realisations,
+        n_modes=args.modes,
+        lambda_min_over_lc=args.lambda_min_over_lc,
+        lambda_max_over_lc=args.lambda_max_over_lc,
+        b0_direction=b0,
+        gradient_direction=grad,
+        seed=args.seed,
+        dt=args.dt,
+    )
+    analyses = tuple(
+        Analysis.of_observatory(OBSERVATORIES[name], name.replace("+", "_")) for name in dict.fromkeys(args.observatory)
+    )
+    spec = CampaignSpec(model=model, times=tuple(args.times), analyses=analyses, design=_design(args))
+    campaign = Campaign.create(args.folder, spec)
+    print(campaign.status())
+    print(f"next: jaxcr campaign run {args.folder}   (or: jaxcr campaign slurm {args.folder})")
+    return 0
+
+
+def _run(args) -> int:
+    from jaxcr.inference.campaign import Campaign, run_campaign
+
+    campaign = Campaign.open(args.folder)
+    run_campaign(campaign, workers=args.workers, progress=not args.quiet)
+    print(campaign.status())
+    return 0
+
+
+def _status(args) -> int:
+    from jaxcr.inference.campaign import Campaign
+
+    print(Campaign.open(args.folder).status())
+    return 0
+
+
+def _extend(args) -> int:
+    from jaxcr.inference.campaign import Campaign
+
+    campaign = Campaign.open(args.folder)
+    added = campaign.extend(_design(args))
+    print(f"added {len(added)} design points; {campaign.status()}")
+    return 0
+
+
+def _task(args) -> int:
+    from jaxcr.inference.campaign import Campaign
+
+    path = Campaign.open(args.folder).run_task(args.index)
+    print(f"design point {args.index}: {path}")
+    return 0
+
+
+def _slurm(args) -> int:
+    from jaxcr import io
+    from jaxcr.inference.campaign import Campaign, slurm_script
+
+    campaign = Campaign.open(args.folder)
+    text = slurm_script(
+        campaign, time_limit=args.time, cpus_per_task=args.cpus, memory=args.mem, partition=args.partition,
+        max_parallel=args.max_parallel,
+    )  # fmt: skip
+    path = io.atomic_write(Path(args.folder) / "submit.sh", lambda tmp: Path(tmp).write_text(text))
+    print(f"wrote {path} ({len(campaign.pending())} array tasks); submit with: sbatch {path}")
+    return 0
+
+
+def _dask(args) -> int:
+    from jaxcr.inference.campaign import Campaign, run_campaign_dask
+
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("the Dask runner needs dask.distributed: pip install 'jaxcr[cluster]'") from None
+    campaign = Campaign.open(args.folder)
+    with Client(args.scheduler) as client:
+        done = run_campaign_dask(campaign, client)
+    print(f"{len(done)} design points computed on {args.scheduler}; {campaign.status()}")
+    return 0
+
+
+def _artifact(args) -> int:
+    from jaxcr import io
+    from jaxcr.inference.artifact import build_artifact
+    from jaxcr.inference.campaign import Campaign
+    from jaxcr.spectra import max_lmax
+
+    io.check_writable("--out", args.out)
+    campaign = Campaign.open(args.folder)
+    analysis = next((a for a in campaign.spec.analyses if a.name == args.analysis), None)
+    ells = None
+    if args.ell_max is not None:
+        lmax = max_lmax(campaign.spec.model.nside)
+        if not 2 <= args.ell_max <= lmax:
+            raise ValueError(f"--ell-max must be in [2, {lmax}] (2·nside − 1 of the campaign); got {args.ell_max}")
+        first = 1 if analysis is None or analysis.remove_ell_max is None else analysis.remove_ell_max + 1
+        ells = np.arange(first, args.ell_max + 1)
+    artifact = build_artifact(campaign, args.analysis, ells=ells, time=args.time, degree=args.degree)
+    artifact.save(args.out)
+    print(artifact.summary())
+    for row in artifact.provenance["convergence"]["table"]:
+        print(
+            f"  ΩT = {row['time']:6g}: q = {row['q']:.2f} ± {row['q_se']:.2f}, mean shift to the last time "
+            f"{100 * row['relative_shift']:+.0f} %{'  converged' if row['converged'] else ''}"
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="action", required=True)
+
+    def folder(p):
+        p.add_argument("folder", type=Path, help="the campaign folder")
+
+    def box(p, required):
+        p.add_argument("--sigma2", type=float, nargs=2, metavar=("LO", "HI"), required=required, default=None if required else (0.3, 3.0),
+                       help="range of the turbulence level σ² (default 0.3 3)")  # fmt: skip
+        p.add_argument("--rho", type=float, nargs=2, metavar=("LO", "HI"), required=required, default=None if required else (0.05, 0.2),
+                       help="range of r_L/λ_c (default 0.05 0.2)")  # fmt: skip
+        p.add_argument("--points", type=int, nargs="+", default=[5], metavar="N",
+                       help="design points per axis (one number, or one for σ² and one for ρ; default 5)")  # fmt: skip
+
+    s = sub.add_parser("create", help="write a campaign's spec (model, times, analyses, design) into FOLDER")
+    folder(s)
+    box(s, required=False)
+    s.add_argument("--nside", type=int, default=32, help="HEALPix nside of the backtracked pixels (lmax = 2·nside − 1; default 32)")
+    s.add_argument("--realisations", type=int, default=16, help="field realisations N_B per design point (default 16)")
+    s.add_argument("--modes", type=int, default=32, help="plane-wave modes N per field (default 32)")
+    s.add_argument("--times", type=float, nargs="+", default=[25.0, 50.0, 75.0, 100.0, 150.0],
+                   help="backtracking times ΩT stored (default 25 50 75 100 150)")  # fmt: skip
+    s.add_argument("--observatory", nargs="+", choices=OBSERVATORY_CHOICES, default=["icecube", "hawc"],
+                   help="analyses whose spectra are stored (default icecube hawc)")  # fmt: skip
+    s.add_argument("--b0-ra-dec", type=float, nargs=2, default=(229.2, 11.4), metavar=("RA", "DEC"),
+                   help="direction of B0 in degrees, equatorial (default the IBEX local field 229.2 11.4)")  # fmt: skip
+    s.add_argument("--gradient-ra-dec", type=float, nargs=2, metavar=("RA", "DEC"),
+                   help="direction of the CR gradient, equatorial (default along B0)")  # fmt: skip
+    s.add_argument("--lambda-min-over-lc", type=float, default=0.1, help="λ_min/λ_c of the modes (default 0.1)")
+    s.add_argument("--lambda-max-over-lc", type=float, default=10.0, help="λ_max/λ_c of the modes (default 10)")
+    s.add_argument("--dt", type=float, help="Boris step in 1/Ω (default: the smallest default step over the design)")
+    s.add_argument("--seed", type=int, default=2026, help="campaign seed; point k uses stream 1 + k (default 2026)")
+    s.set_defaults(run=_create)
+    s = sub.add_parser("run", help="run every missing design point (resumes; finished points are kept)")
+    folder(s)
+    s.add_argument("--workers", type=int, default=1, help="processes (default 1: one process already uses every core)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar (batch jobs)")
+    s.set_defaults(run=_run)
+    s = sub.add_parser("status", help="how many design points are done, time per point, time left")
+    folder(s)
+    s.set_defaults(run=_status)
+    s = sub.add_parser("extend", help="add a grid of design points (existing points are kept)")
+    folder(s)
+    box(s, required=True)
+    s.set_defaults(run=_extend)
+    s = sub.add_parser("task", help="compute one design point (a SLURM array task)")
+    folder(s)
+    s.add_argument("index", type=int, help="the design point's index")
+    s.set_defaults(run=_task)
+    s = sub.add_parser("slurm", help="write FOLDER/submit.sh, a SLURM job array of the missing points")
+    folder(s)
+    s.add_argument("--time", default="01:00:00", help="time limit per task (default 01:00:00)")
+    s.add_argument("--cpus", type=int, default=4, help="CPU cores per task (default 4)")
+    s.add_argument("--mem", default="8G", help="memory per task (default 8G)")
+    s.add_argument("--partition", help="SLURM partition")
+    s.add_argument("--max-parallel", type=int, help="at most this many tasks at once (the %%N of --array)")
+    s.set_defaults(run=_slurm)
+    s = sub.add_parser("dask", help="run the missing points on a Dask cluster")
+    folder(s)
+    s.add_argument("--scheduler", required=True, help="address of the Dask scheduler, e.g. tcp://host:8786")
+    s.set_defaults(run=_dask)
+    s = sub.add_parser("artifact", help="build the emulator artifact of one analysis of a finished campaign")
+    folder(s)
+    s.add_argument("--analysis", help="which analysis (default the campaign's first: see `status`)")
+    s.add_argument("--ell-max", type=int, help="largest multipole emulated (default 2·nside − 1)")
+    s.add_argument("--time", type=float, help="force the model's ΩT (one of the campaign's times) instead of the diagnostic's")
+    s.add_argument("--degree", type=int, default=3, help="polynomial degree of ln⟨C_ℓ⟩ in (ln σ², ln ρ) (default 3)")
+    s.add_argument("--out", type=Path, required=True, help="the artifact file to write (.npz)")
+    s.set_defaults(run=_artifact)
+    return ap
+
+
+def main(argv=None, prog: str = "jaxcr campaign") -> int:
+    args = _parser(prog).parse_args(argv)
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError) as err:
+        print(f"{prog} {args.action}: error: {err}", file=sys.stderr)
+        return 2
