@@ -80,9 +80,15 @@ def main(argv=None) -> int:
     ap.add_argument("--truth", type=float, nargs=2, action="append", metavar=("SIGMA2", "RHO"),
                     help="an injected (σ², r_L/λ_c); repeat for several (default 1.0 0.1 and 0.5 0.15)")  # fmt: skip
     ap.add_argument("--skies", type=int, default=24, help="single skies per truth (default 24)")
-    ap.add_argument("--gradient-per-pc", type=float, default=0.01, help="injected CR gradient |∇n/n| in 1/pc (default 0.01)")
-    ap.add_argument("--b0-mug", type=float, default=3.0, help="B0 in μG (sets r_L at the observatory's energy; default 3)")
-    ap.add_argument("--observatory", choices=sorted(OBSERVATORIES), default="icecube", help="mock observatory (default icecube)")
+    ap.add_argument(
+        "--gradient-per-pc", type=float, default=0.01, help="injected CR gradient |∇n/n| in 1/pc (default 0.01)"
+    )
+    ap.add_argument(
+        "--b0-mug", type=float, default=3.0, help="B0 in μG (sets r_L at the observatory's energy; default 3)"
+    )
+    ap.add_argument(
+        "--observatory", choices=sorted(OBSERVATORIES), default="icecube", help="mock observatory (default icecube)"
+    )
     ap.add_argument("--seed", type=int, default=4242, help="seed of the skies and their Poisson counts (default 4242)")
     ap.add_argument("--out", type=Path, default=Path("results/sky_fit_coverage"), help="output folder")
     args = ap.parse_args(argv)
@@ -95,7 +101,12 @@ def main(argv=None) -> int:
     r_l = float(units.larmor_radius_pc(observatory.median_energy_tev, args.b0_mug))
     amplitude = (args.gradient_per_pc * r_l) ** 2
     truths = args.truth or [[1.0, 0.1], [0.5, 0.15]]
-    report = dict(artifact=artifact.version, artifact_time=artifact.time, settings=vars(args) | {"amplitude": amplitude}, truths=[])
+    report = dict(
+        artifact=artifact.version,
+        artifact_time=artifact.time,
+        settings=vars(args) | {"amplitude": amplitude},
+        truths=[],
+    )
     print(artifact.summary())
     for k, (s2, rho) in enumerate(truths):
         t0 = time.perf_counter()

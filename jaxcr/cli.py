@@ -9,6 +9,7 @@
     jaxcr sky-maps [--preset quick|paper] [options]  # Mollweide sky maps of δI
     jaxcr campaign create|run|status|extend|task|slurm|dask|artifact ...  # model spectra for fits
     jaxcr fit SPECTRUM.csv --artifact emulator.npz [options]          # one-sky fit in seconds
+    jaxcr benchmark [options]     # speed on this machine: field, backtracking, a campaign point
 
 Each recipe has --help for its options; it writes into its own folder (results/<recipe>_<preset>,
 or --out), resumes an interrupted run, and starts again with --fresh.
@@ -38,6 +39,7 @@ RECIPES = {
     "sky-maps": ("sky_maps", "Mollweide sky maps of the relative intensity at chosen backtracking times"),
     "campaign": ("campaign", "model spectra on a design of (σ², r_L/λ_c) points, and emulator artifacts for fits"),
     "fit": ("fit", "fit σ², r_L/λ_c and the CR gradient to one observed spectrum on an emulator artifact"),
+    "benchmark": ("benchmark", "field, backtracking and campaign-point speed on this machine, side by side"),
 }
 
 

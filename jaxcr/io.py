@@ -28,11 +28,13 @@ __all__ = [
 
 
 def to_json(obj) -> str:
-    """JSON with NumPy/JAX arrays and scalars converted to lists and floats (sorted keys)."""
+    """JSON with NumPy/JAX arrays and scalars converted to lists and floats, paths to strings (sorted keys)."""
 
     def default(o):
         if hasattr(o, "tolist"):
             return o.tolist()
+        if isinstance(o, os.PathLike):
+            return os.fspath(o)
         raise TypeError(f"cannot serialise {type(o).__name__}")
 
     return json.dumps(obj, default=default, sort_keys=True)

@@ -78,11 +78,7 @@ def plot_fig2(
         fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="solid: ∇n ∥ B0\ndotted: ∇n ⊥ B0",
         title_fontsize=7.5, frameon=False,
     )  # fmt: skip
-    if years_per_unit_time:
-        top_axis = ax.secondary_xaxis(
-            "top", functions=(lambda x: x * years_per_unit_time, lambda y: y / years_per_unit_time)
-        )
-        top_axis.set_xlabel(time_note or "T [yr]", fontsize=8)
+    _years_axis(ax, years_per_unit_time, time_note)
     ell = ds.ell.values[1:]
     picks = sorted({int(np.argmin(np.abs(np.log(t / x)))) for x in np.geomspace(max(t[0], 1.0), t[-1], 4)})
     for i, ti in enumerate(picks):
@@ -119,12 +115,26 @@ def _fig2_title(ds) -> str:
     )
 
 
-def plot_gedanken(runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20), ratio_times=(1.0, 3.0, 10.0, 30.0)) -> Path:
+def _years_axis(ax, years_per_unit_time: float | None, time_note: str) -> None:
+    """A top axis giving ΩT in years (``years_per_unit_time`` = r_L/c in years), labelled ``time_note``."""
+    if years_per_unit_time:
+        top_axis = ax.secondary_xaxis(
+            "top", functions=(lambda x: x * years_per_unit_time, lambda y: y / years_per_unit_time)
+        )
+        top_axis.set_xlabel(time_note or "T [yr]", fontsize=8)
+
+
+def plot_gedanken(
+    runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20), ratio_times=(1.0, 3.0, 10.0, 30.0),
+    years_per_unit_time: float | None = None, time_note: str = "",
+) -> Path:  # fmt: skip
     """Liouville gedankenexperiment: ⟨C_ℓ⟩(T), the conserved sum (Eq. 3) and ratios vs Eq. 4.
 
     ``runs`` maps a label (e.g. "B0 = 0") to a Dataset with ``liouville_cl``; the right panel
     shows ⟨C_ℓ⟩/⟨C_1⟩ at the grid times nearest to ``ratio_times`` (solid: first run, dashed:
     second). At late times the sky decorrelates on the pixel scale and the ratios go flat (white).
+    ``years_per_unit_time`` (r_L/c in years) adds a top axis in years to the two time panels, for
+    the energy and field that ``time_note`` states.
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.0))
@@ -172,6 +182,8 @@ def plot_gedanken(runs: dict, path, ells=(1, 2, 3, 4, 6, 10, 20), ratio_times=(1
         title="ratios against Eq. 4 (flat: pixel-scale noise)",
     )
     axes[2].set_ylim(1e-4, 3)
+    for a in axes[:2]:
+        _years_axis(a, years_per_unit_time, time_note)
     for a in axes:
         a.legend(fontsize=6)
     return _save(fig, path)

@@ -16,10 +16,12 @@ import pytest
 
 from jaxcr.conventions import BackgroundMethod
 from jaxcr.inference import campaign as cp
+from jaxcr.inference import scheduling as sc
 from jaxcr.inference.artifact import EmulatorArtifact, build_artifact, convergence_table, noise_transfer
 from jaxcr.inference.emulator import SpectrumEmulator, poly_features
 from jaxcr.inference.model import SpectrumModel
-from jaxcr.inference.sky_fit import expected_precision, fit_sky
+from jaxcr.inference.precision import expected_precision
+from jaxcr.inference.sky_fit import fit_sky
 from jaxcr.observations import ObservedSpectrum
 from jaxcr.sky import declination_band_mask
 
@@ -107,7 +109,7 @@ def test_campaign_spec_and_design_errors(tmp_path):
 def tiny_campaign(tmp_path_factory):
     """A 4-point campaign computed straight through (nside 4, 3 realisations, ΩT ≤ 2)."""
     campaign = cp.Campaign.create(tmp_path_factory.mktemp("straight") / "c", _tiny_spec())
-    cp.run_campaign(campaign, progress=False)
+    sc.run_campaign(campaign, progress=False)
     return campaign
 
 
@@ -115,9 +117,9 @@ def test_interrupted_and_extended_campaign_gives_the_same_artifact(tiny_campaign
     """Points computed in another order, with an interruption, give bit-identical point files and
     the same artifact version; extending keeps the old points and indices."""
     other = cp.Campaign.create(tmp_path / "c", _tiny_spec())
-    cp.run_campaign(other, indices=[3, 1], progress=False)  # "killed" after two points
+    sc.run_campaign(other, indices=[3, 1], progress=False)  # "killed" after two points
     assert other.pending() == [0, 2]
-    cp.run_campaign(cp.Campaign.open(tmp_path / "c"), progress=False)  # resumed
+    sc.run_campaign(cp.Campaign.open(tmp_path / "c"), progress=False)  # resumed
     for k in range(4):
         a, _ = tiny_campaign.load_point(k)
         b, _ = other.load_point(k)
@@ -142,12 +144,25 @@ def test_artifact_round_trip_and_damage(tiny_campaign, tmp_path):
         EmulatorArtifact.load(tmp_path / "b.npz")
 
 
+def test_dask_runner_computes_the_same_points(tiny_campaign, tmp_path):
+    """Two pending points run as tasks of an in-process Dask cluster equal the straight run's."""
+    from distributed import Client
+
+    other = cp.Campaign.create(tmp_path / "c", _tiny_spec())
+    sc.run_campaign(other, indices=[0, 1], progress=False)
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        assert sorted(sc.run_campaign_dask(other, client)) == [2, 3]
+    for k in (2, 3):
+        a, b = tiny_campaign.load_point(k)[0], other.load_point(k)[0]
+        assert all(np.array_equal(a[key], b[key]) for key in a)
+
+
 def test_slurm_script_submits_only_pending_points(tmp_path):
     campaign = cp.Campaign.create(tmp_path / "c", _tiny_spec(points=3))
-    assert cp._ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    assert sc._ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
     for k in (1, 4):  # pretend these finished
         campaign.point_path(k).write_bytes(b"")
-    text = cp.slurm_script(campaign, cpus_per_task=2, partition="short", max_parallel=3)
+    text = sc.slurm_script(campaign, cpus_per_task=2, partition="short", max_parallel=3)
     assert "#SBATCH --array=0,2-3,5-8%3" in text
     assert "-m jaxcr campaign task" in text and '"$SLURM_ARRAY_TASK_ID"' in text
     assert "#SBATCH --partition=short" in text
@@ -194,8 +209,16 @@ def _draw_skies(n, amplitude, seed):
     cov = amplitude**2 * mean[0][:, None] * mean[0][None, :] * rel
     draws = np.random.default_rng(seed).multivariate_normal(amplitude * mean[0], cov, size=n)
     return [
-        ObservedSpectrum(ell=ELLS, cl=d, sigma=1e-3 * amplitude * mean[0], observatory="test", energy_tev=10.0,
-                         noise_level=0.0, dec_min_deg=-90.0, dec_max_deg=90.0)  # fmt: skip
+        ObservedSpectrum(
+            ell=ELLS,
+            cl=d,
+            sigma=1e-3 * amplitude * mean[0],
+            observatory="test",
+            energy_tev=10.0,
+            noise_level=0.0,
+            dec_min_deg=-90.0,
+            dec_max_deg=90.0,
+        )  # fmt: skip
         for d in draws
     ]
 
@@ -229,7 +252,9 @@ def test_sky_fit_coverage_on_exact_gaussian_skies(analytic_artifact):
     agrees with the expected one-sky precision (Fisher) within 35 % (the SE of a standard deviation
     from 40 draws is 11 %, and the MLE is not exactly Gaussian)."""
     a = 1e-8
-    fits = [fit_sky(s, analytic_artifact, amplitude=a, profile_points=21, progress=False) for s in _draw_skies(40, a, 2)]
+    fits = [
+        fit_sky(s, analytic_artifact, amplitude=a, profile_points=21, progress=False) for s in _draw_skies(40, a, 2)
+    ]
     est = np.log([[f.parameters["sigma2"], f.parameters["rho"]] for f in fits])
     expected = expected_precision(analytic_artifact, 1.0, 0.1, a, ell_max=int(ELLS[-1]), relative_error=1e-3)
     for i, name in enumerate(("sigma2", "rho")):

@@ -36,14 +36,15 @@ from .._version import __version__
 from ..observatory import observed_spectra
 from ..sky import declination_band_mask
 from ..spectra import max_lmax
-from .campaign import Analysis, Campaign, _versions
+from .campaign import Analysis, Campaign, software_versions
 from .emulator import SpectrumEmulator
+from .model import SpectrumModel
 
 __all__ = ["EmulatorArtifact", "build_artifact", "noise_transfer", "convergence_table", "ARTIFACT_FORMAT"]
 
 ARTIFACT_FORMAT = "jaxcr-emulator/1"
 NOISE_MAPS = 400  # white-noise maps behind t_ℓ and v_ℓ (relative error of t_ℓ ≈ 1/sqrt(400·f(2ℓ+1)))
-MAX_NOISE_FRACTION = 0.5  # the pixel noise may be at most this fraction of ⟨C_ℓ⟩ at a fitted ℓ
+MAX_NOISE_FRACTION = 1.0  # the pixel noise may be at most ⟨C_ℓ⟩ itself at a fitted ℓ (module docstring)
 
 
 def noise_transfer(analysis: Analysis, nside: int, n_maps: int = NOISE_MAPS, seed: int = 0):
@@ -115,7 +116,9 @@ def convergence_table(c_by_time, times, z_margin: float = 2.0) -> tuple[list[dic
         last = c[:, :, -1].mean(1)
         shift = float(np.mean((c[:, :, j].mean(1) - last) / np.where(np.abs(last) > 0, np.abs(last), 1.0)))
         converged = bool(q.mean() - 1.0 <= z_margin * q_se)
-        rows.append(dict(time=float(times[j]), q=float(q.mean()), q_se=float(q_se), relative_shift=shift, converged=converged))
+        rows.append(
+            dict(time=float(times[j]), q=float(q.mean()), q_se=float(q_se), relative_shift=shift, converged=converged)
+        )
         ok.append(converged)
     chosen = n_t - 1
     for j in range(n_t - 1, -1, -1):
@@ -166,7 +169,9 @@ class EmulatorArtifact:
     def save(self, path) -> Path:
         """Write the artifact (one ``.npz``: arrays plus a JSON record), atomically."""
         arrays = {name: getattr(self.emulator, name) for name in self._ARRAYS}
-        arrays |= dict(ells=self.ells, theta_low=self.theta_low, theta_high=self.theta_high, noise_fraction=self.noise_fraction)
+        arrays |= dict(
+            ells=self.ells, theta_low=self.theta_low, theta_high=self.theta_high, noise_fraction=self.noise_fraction
+        )
         meta = dict(
             format=ARTIFACT_FORMAT,
             version=self.version,
@@ -202,9 +207,7 @@ class EmulatorArtifact:
 
     def campaign_model(self):
         """The campaign's :class:`jaxcr.inference.model.SpectrumModel` (for synthetic skies made like its points)."""
-        from .campaign import _model_from_dict
-
-        return _model_from_dict(self.provenance["campaign"]["model"])
+        return SpectrumModel.from_dict(self.provenance["campaign"]["model"])
 
     def summary(self) -> str:
         lo, hi = np.exp(self.theta_low), np.exp(self.theta_high)
@@ -277,7 +280,7 @@ def build_artifact(
         means.append(mean[ells])
         covs.append(cov[np.ix_(ells, ells)])
         fractions.append(noises[k][:, j].mean() * t_ell[ells] / np.where(mean[ells] > 0, mean[ells], np.nan))
-    means, frac = np.array(means), np.array(fractions)
+    mean_table, frac = np.array(means), np.array(fractions)
     bad = ~np.isfinite(frac) | (frac > MAX_NOISE_FRACTION)
     if bad.any():
         k, i = np.argwhere(bad)[0]
@@ -290,7 +293,7 @@ def build_artifact(
         )
     low, high = spec.design.min(0), spec.design.max(0)
     emulator = SpectrumEmulator.fit(
-        spec.design, means, np.array(covs), spec.model.n_realisations, degree, (low + high) / 2, (high - low) / 2
+        spec.design, mean_table, np.array(covs), spec.model.n_realisations, degree, (low + high) / 2, (high - low) / 2
     )
     return EmulatorArtifact(
         emulator=emulator,
@@ -314,7 +317,7 @@ def build_artifact(
                 z_margin=z_margin,
             ),
             built=_time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            versions=_versions(),
+            versions=software_versions(),
             builder=f"jaxcr {__version__} build_artifact(degree={degree})",
         ),
     )

@@ -9,9 +9,8 @@ writes its own file, atomically, so tasks run in any order, on any machine, and 
 campaign resumes where it stopped: point k always draws the realisations of stream 1 + k of the
 campaign seed (:func:`jaxcr.random.realisation_keys`), whoever computes it.
 
-Runners: :func:`run_campaign` (in this process, or a local process pool), :func:`slurm_script`
-(a SLURM job array of ``jaxcr campaign task`` calls) and :func:`run_campaign_dask` (a Dask
-cluster). :func:`jaxcr.inference.artifact.build_artifact` turns a finished campaign into an
+:mod:`jaxcr.inference.scheduling` runs the tasks: in this process, a local process pool, a SLURM
+job array or a Dask cluster. :func:`jaxcr.inference.artifact.build_artifact` turns a finished campaign into an
 emulator artifact that fits load (:func:`jaxcr.inference.sky_fit.fit_sky`).
 
 Folder layout: ``campaign.json`` (the :class:`CampaignSpec`: model, times, analyses, design) and
@@ -26,20 +25,19 @@ import enum
 import hashlib
 import json
 import platform
-import shlex
 import sys
 import time as _time
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from .. import _checks, io
+from .._dataset import dependency_versions
 from .._version import __version__
 from ..conventions import BackgroundMethod, Estimator
 from ..field import as_option
 from ..observations import Observatory, ObservedSpectrum
-from .model import SpectrumModel, turbulence_at
+from .model import SpectrumModel
 
 __all__ = [
     "Analysis",
@@ -47,9 +45,7 @@ __all__ = [
     "Campaign",
     "pixel_noise_level",
     "design_grid",
-    "run_campaign",
-    "run_campaign_dask",
-    "slurm_script",
+    "software_versions",
     "CAMPAIGN_FORMAT",
 ]
 
@@ -73,9 +69,7 @@ class Analysis:
         if not isinstance(self.name, str) or not self.name.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"Analysis name must be letters, digits, '-' or '_'; got {self.name!r}")
         if not -90.0 <= float(self.dec_min_deg) < float(self.dec_max_deg) <= 90.0:
-            raise ValueError(
-                f"need -90 <= dec_min_deg < dec_max_deg <= 90; got {self.dec_min_deg}, {self.dec_max_deg}"
-            )
+            raise ValueError(f"need -90 <= dec_min_deg < dec_max_deg <= 90; got {self.dec_min_deg}, {self.dec_max_deg}")
         object.__setattr__(self, "background", as_option(BackgroundMethod, "background", self.background))
         object.__setattr__(self, "estimator", as_option(Estimator, "estimator", self.estimator))
         if self.remove_ell_max is not None:
@@ -144,21 +138,6 @@ def design_grid(sigma2_range, rho_range, points: int | tuple[int, int]) -> np.nd
     return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
 
 
-def _model_dict(model: SpectrumModel) -> dict:
-    out = {}
-    for f in dataclasses.fields(model):
-        v = getattr(model, f.name)
-        out[f.name] = v.value if isinstance(v, enum.Enum) else (list(v) if isinstance(v, tuple) else v)
-    return out
-
-
-def _model_from_dict(d: dict) -> SpectrumModel:
-    d = dict(d)
-    for key in ("b0_direction", "gradient_direction"):
-        d[key] = tuple(d[key])
-    return SpectrumModel(**d)
-
-
 @dataclasses.dataclass(frozen=True)
 class CampaignSpec:
     """What a campaign computes. Lengths in λ_c, times in 1/Ω.
@@ -205,13 +184,13 @@ class CampaignSpec:
 
     def digest(self) -> str:
         """SHA-256 of everything but the design: point files of one digest belong together."""
-        core = dict(model=_model_dict(self.model), times=list(self.times), analyses=[a.as_dict() for a in self.analyses])
+        core = dict(model=self.model.as_dict(), times=list(self.times), analyses=[a.as_dict() for a in self.analyses])
         return hashlib.sha256(io.to_json(core).encode()).hexdigest()[:16]
 
     def as_dict(self) -> dict:
         return dict(
             format=CAMPAIGN_FORMAT,
-            model=_model_dict(self.model),
+            model=self.model.as_dict(),
             times=list(self.times),
             analyses=[a.as_dict() for a in self.analyses],
             design=self.design.tolist(),
@@ -223,7 +202,7 @@ class CampaignSpec:
         if d.get("format") != CAMPAIGN_FORMAT:
             raise ValueError(f"not a {CAMPAIGN_FORMAT} campaign (format {d.get('format')!r})")
         return cls(
-            model=_model_from_dict(d["model"]),
+            model=SpectrumModel.from_dict(d["model"]),
             times=tuple(d["times"]),
             analyses=tuple(Analysis(**a) for a in d["analyses"]),
             design=np.asarray(d["design"], dtype=float),
@@ -340,7 +319,11 @@ class Campaign:
 
     def run_task(self, index: int) -> Path:
         """Compute design point ``index`` and write its file (nothing to do if it exists)."""
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.spec.design):
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, (int, np.integer))
+            or not 0 <= index < len(self.spec.design)
+        ):
             raise ValueError(f"index must be an integer in [0, {len(self.spec.design) - 1}]; got {index!r}")
         path = self.point_path(int(index))
         if path.exists():
@@ -355,7 +338,7 @@ class Campaign:
             theta=self.spec.design[index].tolist(),
             wall_time_s=_time.perf_counter() - t0,
             host=platform.node(),
-            versions=_versions(),
+            versions=software_versions(),
             finished=_time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
         return io.save_checkpoint(path, arrays, meta)
@@ -385,106 +368,6 @@ class Campaign:
         )
 
 
-def _versions() -> dict:
-    import jax
-
-    return dict(jaxcr=__version__, jax=jax.__version__, numpy=np.__version__, python=sys.version.split()[0])
-
-
-def _run_one(args) -> int:
-    folder, index = args
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    Campaign.open(folder).run_task(index)
-    return index
-
-
-def run_campaign(campaign: Campaign, workers: int = 1, progress: bool = True, indices: Iterable[int] | None = None):
-    """Run the pending design points (or ``indices``): in this process (``workers`` = 1; the
-    backtracking already uses every core) or in a pool of ``workers`` processes (many-core
-    machines; each process compiles the model once). Returns the indices computed."""
-    from tqdm.auto import tqdm
-
-    _checks.check_positive_int("workers", workers)
-    todo = campaign.pending() if indices is None else [k for k in indices if k in set(campaign.pending())]
-    bar = tqdm(total=len(todo), disable=not progress, desc=f"campaign {campaign.folder.name}", unit="point")
-    if workers == 1:
-        for k in todo:
-            campaign.run_task(k)
-            bar.update(1)
-    else:
-        import concurrent.futures
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            for _ in pool.map(_run_one, [(str(campaign.folder), k) for k in todo]):
-                bar.update(1)
-    bar.close()
-    return todo
-
-
-def run_campaign_dask(campaign: Campaign, client, indices: Iterable[int] | None = None) -> list[int]:
-    """Run the pending design points as tasks of a Dask ``distributed.Client`` (the workers must
-    see the campaign folder, e.g. on a shared file system, and have jaxcr installed)."""
-    todo = campaign.pending() if indices is None else list(indices)
-    futures = client.map(_run_one, [(str(campaign.folder.resolve()), k) for k in todo], pure=False)
-    return list(client.gather(futures))
-
-
-def _ranges(indices: list[int]) -> str:
-    """[0, 1, 2, 5, 7, 8] → '0-2,5,7-8' (SLURM array syntax)."""
-    out, start = [], None
-    for i, k in enumerate(indices):
-        if start is None:
-            start = k
-        if i + 1 == len(indices) or indices[i + 1] != k + 1:
-            out.append(f"{start}" if start == k else f"{start}-{k}")
-            start = None
-    return ",".join(out)
-
-
-def slurm_script(
-    campaign: Campaign,
-    *,
-    time_limit: str = "01:00:00",
-    cpus_per_task: int = 4,
-    memory: str = "8G",
-    partition: str | None = None,
-    python: str | None = None,
-    max_parallel: int | None = None,
-) -> str:
-    """A SLURM job-array script that runs every pending design point as one array task.
-
-    Submit with ``sbatch``; rerun :func:`slurm_script` after a partial run to submit only what is
-    still missing (finished points are never recomputed). Each task calls
-    ``python -m jaxcr campaign task FOLDER INDEX``, which writes its own file atomically.
-    """
-    pending = campaign.pending()
-    if not pending:
-        raise ValueError(f"every design point of {campaign.folder} is done: nothing to submit")
-    _checks.check_positive_int("cpus_per_task", cpus_per_task)
-    python = python or sys.executable
-    array = _ranges(pending) + (f"%{_checks.check_positive_int('max_parallel', max_parallel)}" if max_parallel else "")
-    folder = campaign.folder.resolve()
-    lines = [
-        "#!/bin/bash",
-        f"#SBATCH --job-name=jaxcr-{folder.name}",
-        f"#SBATCH --array={array}",
-        f"#SBATCH --cpus-per-task={cpus_per_task}",
-        f"#SBATCH --mem={memory}",
-        f"#SBATCH --time={time_limit}",
-        f"#SBATCH --output={shlex.quote(str(folder / 'logs'))}/%A_%a.out",
-    ]
-    if partition:
-        lines.append(f"#SBATCH --partition={partition}")
-    lines += [
-        f"# generated by jaxcr {__version__}: {len(pending)} of {len(campaign.spec.design)} design points pending",
-        "set -euo pipefail",
-        f"{shlex.quote(python)} -m jaxcr campaign task {shlex.quote(str(folder))} \"$SLURM_ARRAY_TASK_ID\"",
-        "",
-    ]
-    (folder / "logs").mkdir(exist_ok=True)
-    return "\n".join(lines)
-
+def software_versions() -> dict:
+    """jaxcr, Python and the dependencies' versions, recorded with every saved result."""
+    return dict(jaxcr=__version__, python=sys.version.split()[0], **dependency_versions())

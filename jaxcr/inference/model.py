@@ -14,6 +14,7 @@ structure, and the pseudo-C_ℓ estimator (healpy ``anafast`` equivalent). All o
 from __future__ import annotations
 
 import dataclasses
+import enum
 
 import diffrax
 import equinox as eqx
@@ -91,6 +92,22 @@ class SpectrumModel:
         as_option(Estimator, "estimator", self.estimator)
         as_option(BackgroundMethod, "background", self.background)
         _checks.check_seed("seed", self.seed)
+
+    def as_dict(self) -> dict:
+        """The settings as JSON-ready values (options as their strings, directions as lists)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v.value if isinstance(v, enum.Enum) else (list(v) if isinstance(v, tuple) else v)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SpectrumModel":
+        """The model of :meth:`as_dict`'s values."""
+        d = dict(d)
+        for key in ("b0_direction", "gradient_direction"):
+            d[key] = tuple(d[key])
+        return cls(**d)
 
     @classmethod
     def for_spectrum(cls, spectrum: ObservedSpectrum, **settings) -> "SpectrumModel":

@@ -1,14 +1,17 @@
-"""The result of a fit: best fit, uncertainties, intervals, diagnostics and the model spectra."""
+"""The results of fits: best fit, uncertainties, intervals, diagnostics and the model spectra."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 
+from .. import io
 from .fisher import fisher_eigen
 
-__all__ = ["FitResult"]
+__all__ = ["FitResult", "SkyFitResult"]
 
 
 @dataclasses.dataclass
@@ -75,3 +78,77 @@ class FitResult:
         for d in self.degenerate:
             lines.append(f"  DEGENERATE: {d}")
         return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class SkyFitResult:
+    """The result of :func:`fit_sky` (all values also in :meth:`as_dict`, saved by :meth:`save`).
+
+    ``parameters``: σ², ρ = r_L/λ_c, amplitude a, |∇n/n| r_L, gradient_per_pc (1/pc), λ_c (pc);
+    ``intervals[name][level]`` = (low, high, closed_low, closed_high) for levels "68", "95";
+    ``directions``: per Fisher eigen-direction of (ln σ², ln ρ) its unit vector, 1σ width (e-folds),
+    prior half-range along it and the flag; ``flags``: human-readable warnings."""
+
+    parameters: dict
+    intervals: dict
+    fisher: np.ndarray
+    names: tuple
+    chi2: float
+    dof: int
+    p_value: float
+    m2lnl: float
+    directions: list
+    flags: list
+    ell: np.ndarray
+    data: np.ndarray
+    data_sigma: np.ndarray
+    model: np.ndarray
+    model_band: np.ndarray
+    settings: dict
+    artifact: dict
+    spectrum: dict
+    profiles: dict
+    wall_time_s: float
+
+    def summary(self) -> str:
+        p = self.parameters
+        lines = [
+            f"one-sky fit ({self.spectrum['observatory']}, ℓ = {self.ell[0]}..{self.ell[-1]}, artifact "
+            f"{self.artifact['version']}, ΩT = {self.artifact['time']:g}): χ² = {self.chi2:.3g} for {self.dof} "
+            f"degrees of freedom (p = {self.p_value:.3g}), {self.wall_time_s:.1f} s"
+        ]
+        for name in ("sigma2", "rho", "gradient_per_pc", "lambda_c_pc"):
+            if name not in p:
+                continue
+            line = f"  {name} = {p[name]:.4g}"
+            for level, (lo, hi, c_lo, c_hi) in self.intervals.get(name, {}).items():
+                line += f", {level} % [{lo:.4g}{'' if c_lo else ' open'}, {hi:.4g}{'' if c_hi else ' open'}]"
+            lines.append(line)
+        if "gradient_per_pc" not in self.intervals and "gradient_per_pc" in p:
+            lines[-1 if "lambda_c_pc" not in p else -2] += " (given)"
+        for d in self.directions:
+            lines.append(
+                f"  direction {d['combination']}: 1σ = {d['sigma']:.3g} e-folds, {d['fraction_of_prior']:.2f} of the "
+                f"prior half-range{' → POORLY CONSTRAINED' if d['poorly_constrained'] else ''}"
+            )
+        lines += [f"  FLAG: {f}" for f in self.flags]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return json.loads(io.to_json(out))
+
+    def save(self, folder) -> Path:
+        """Write ``fit.json`` (everything, with the settings, artifact provenance, versions and
+        date) and ``fit.png`` (data against the best-fit model, and the profile likelihoods)."""
+        from ..plot import plot_sky_fit
+
+        folder = Path(folder)
+        text = json.dumps(self.as_dict(), indent=1)
+        io.atomic_write(folder / "fit.json", lambda tmp: Path(tmp).write_text(text))
+        fig = plot_sky_fit(self)
+        io.atomic_write(folder / "fit.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        return folder

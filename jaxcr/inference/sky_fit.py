@@ -23,25 +23,23 @@ whatever the profile intervals say; the best-fit model spectrum with its cosmic-
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time as _time
-from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _checks, io, units
+from .. import _checks, units
 from .._version import __version__
 from ..observations import ObservedSpectrum
 from .artifact import EmulatorArtifact
-from .campaign import _versions
+from .campaign import software_versions
 from .emulator import box_grid, lbfgs_minimise
 from .profile import level_interval
+from .results import SkyFitResult
 
-__all__ = ["SkyLikelihood", "SkyFitResult", "fit_sky", "expected_precision", "POORLY_CONSTRAINED"]
+__all__ = ["SkyLikelihood", "fit_sky", "POORLY_CONSTRAINED"]
 
 POORLY_CONSTRAINED = 0.5  # flag a direction whose 1σ exceeds this fraction of the prior half-range along it
 _BARRIER = 1e4  # −2 ln L penalty per (|z| − 1)² outside the design box (the emulator does not extrapolate)
@@ -124,82 +122,15 @@ def _gls_log_amplitude(emulator, theta, observed, variance, rows) -> float:
     return float(np.log(a))
 
 
-@dataclasses.dataclass
-class SkyFitResult:
-    """The result of :func:`fit_sky` (all values also in :meth:`as_dict`, saved by :meth:`save`).
-
-    ``parameters``: σ², ρ = r_L/λ_c, amplitude a, |∇n/n| r_L, gradient_per_pc (1/pc), λ_c (pc);
-    ``intervals[name][level]`` = (low, high, closed_low, closed_high) for levels "68", "95";
-    ``directions``: per Fisher eigen-direction of (ln σ², ln ρ) its unit vector, 1σ width (e-folds),
-    prior half-range along it and the flag; ``flags``: human-readable warnings."""
-
-    parameters: dict
-    intervals: dict
-    fisher: np.ndarray
-    names: tuple
-    chi2: float
-    dof: int
-    p_value: float
-    m2lnl: float
-    directions: list
-    flags: list
-    ell: np.ndarray
-    data: np.ndarray
-    data_sigma: np.ndarray
-    model: np.ndarray
-    model_band: np.ndarray
-    settings: dict
-    artifact: dict
-    spectrum: dict
-    profiles: dict
-    wall_time_s: float
-
-    def summary(self) -> str:
-        p = self.parameters
-        lines = [
-            f"one-sky fit ({self.spectrum['observatory']}, ℓ = {self.ell[0]}..{self.ell[-1]}, artifact "
-            f"{self.artifact['version']}, ΩT = {self.artifact['time']:g}): χ² = {self.chi2:.3g} for {self.dof} "
-            f"degrees of freedom (p = {self.p_value:.3g}), {self.wall_time_s:.1f} s"
-        ]
-        for name in ("sigma2", "rho", "gradient_per_pc", "lambda_c_pc"):
-            if name not in p:
-                continue
-            line = f"  {name} = {p[name]:.4g}"
-            for level, (lo, hi, c_lo, c_hi) in self.intervals.get(name, {}).items():
-                line += f", {level} % [{lo:.4g}{'' if c_lo else ' open'}, {hi:.4g}{'' if c_hi else ' open'}]"
-            lines.append(line)
-        if "gradient_per_pc" not in self.intervals and "gradient_per_pc" in p:
-            lines[-1 if "lambda_c_pc" not in p else -2] += " (given)"
-        for d in self.directions:
-            lines.append(
-                f"  direction {d['combination']}: 1σ = {d['sigma']:.3g} e-folds, {d['fraction_of_prior']:.2f} of the "
-                f"prior half-range{' → POORLY CONSTRAINED' if d['poorly_constrained'] else ''}"
-            )
-        lines += [f"  FLAG: {f}" for f in self.flags]
-        return "\n".join(lines)
-
-    def as_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return json.loads(io.to_json(out))
-
-    def save(self, folder) -> Path:
-        """Write ``fit.json`` (everything, with the settings, artifact provenance, versions and
-        date) and ``fit.png`` (data against the best-fit model, and the profile likelihoods)."""
-        from ..plot import plot_sky_fit
-
-        folder = Path(folder)
-        text = json.dumps(self.as_dict(), indent=1)
-        io.atomic_write(folder / "fit.json", lambda tmp: Path(tmp).write_text(text))
-        fig = plot_sky_fit(self)
-        io.atomic_write(folder / "fit.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
-        return folder
-
-
 def _check_fit_inputs(observed, artifact, ell_max):
     if not isinstance(observed, ObservedSpectrum):
-        raise TypeError(f"observed must be an ObservedSpectrum (jaxcr.observations.load_spectrum); got {type(observed).__name__}")
+        raise TypeError(
+            f"observed must be an ObservedSpectrum (jaxcr.observations.load_spectrum); got {type(observed).__name__}"
+        )
     if not isinstance(artifact, EmulatorArtifact):
-        raise TypeError(f"artifact must be an EmulatorArtifact (EmulatorArtifact.load(path)); got {type(artifact).__name__}")
+        raise TypeError(
+            f"artifact must be an EmulatorArtifact (EmulatorArtifact.load(path)); got {type(artifact).__name__}"
+        )
     diff = artifact.analysis.mismatch(observed)
     if diff:
         raise ValueError(
@@ -353,7 +284,9 @@ def fit_sky(
     for name in ("sigma2", "rho"):
         lo, hi, c_lo, c_hi = intervals[name]["68"]
         if not (c_lo and c_hi):
-            flags.append(f"{name}: the 68 % interval [{lo:.3g}, {hi:.3g}] reaches the edge of the artifact's box (open)")
+            flags.append(
+                f"{name}: the 68 % interval [{lo:.3g}, {hi:.3g}] reaches the edge of the artifact's box (open)"
+            )
     model, band = (np.asarray(v) for v in like.model(phi))
     return SkyFitResult(
         parameters=parameters,
@@ -382,7 +315,7 @@ def fit_sky(
             ell_cut=np.asarray(observed.ell)[~keep].tolist(),
             profile_points=profile_points,
             jaxcr=__version__,
-            versions=_versions(),
+            versions=software_versions(),
             date=_time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         ),
         artifact=dict(
@@ -412,56 +345,19 @@ def _constrained_directions(fisher, half, free_amp):
         sigma = float(np.sqrt(v)) if v > 0 else float("inf")
         combo = " ".join(f"{c:+.2f}·ln {n}" for c, n in zip(vec, ("σ²", "ρ")) if abs(c) > 0.05)
         poor = not sigma < POORLY_CONSTRAINED * prior
-        out.append(dict(combination=combo, vector=unit.tolist(), sigma=sigma, prior_half_range=prior,
-                        fraction_of_prior=sigma / prior, poorly_constrained=poor))
+        out.append(
+            dict(
+                combination=combo,
+                vector=unit.tolist(),
+                sigma=sigma,
+                prior_half_range=prior,
+                fraction_of_prior=sigma / prior,
+                poorly_constrained=poor,
+            )
+        )
         if poor:
             flags.append(
                 f"{combo} is poorly constrained: its 1σ ({sigma:.3g} e-folds) exceeds {POORLY_CONSTRAINED:g} of the "
                 f"prior half-range along it ({prior:.3g}){' with the amplitude free' if free_amp else ''}"
             )
     return out, flags
-
-
-def expected_precision(
-    artifact: EmulatorArtifact,
-    sigma2: float,
-    rho: float,
-    amplitude: float,
-    *,
-    ell_max: int,
-    noise_level: float = 0.0,
-    relative_error: float = 0.0,
-    amplitude_known: bool = True,
-) -> dict:
-    """Expected 1σ (e-folds) of ln σ², ln ρ (and ln a) from one sky, by the Fisher information of
-    the Gaussian likelihood with θ-dependent mean and covariance,
-    F_ij = ∂_iμᵀΣ⁻¹∂_jμ + ½ tr(Σ⁻¹∂_iΣ Σ⁻¹∂_jΣ), for ℓ from the artifact's first to ``ell_max``,
-    measurement errors from the shot noise (σ_ℓ ≈ sqrt(2/(2ℓ+1))·N) plus ``relative_error``·C_ℓ."""
-    rows = np.flatnonzero(artifact.ells <= ell_max)
-    if len(rows) < 2:
-        raise ValueError(f"ell_max = {ell_max} leaves fewer than 2 of the artifact's ℓ = {artifact.ells.tolist()}")
-    ell = artifact.ells[rows]
-    emu = artifact.emulator
-
-    def moments(phi):
-        theta, a = phi[:2], jnp.exp(phi[2])
-        m = a * emu.mean(theta)[rows]
-        var = (jnp.sqrt(2.0 / (2 * ell + 1)) * noise_level) ** 2 + (relative_error * m) ** 2
-        sky = emu.sky_covariance(theta, 1)[rows][:, rows]
-        return m, a**2 * sky + jnp.diag(var)
-
-    phi = jnp.log(jnp.array([sigma2, rho, amplitude], dtype=float))
-    mu, sigma = moments(phi)
-    dmu = jax.jacfwd(lambda p: moments(p)[0])(phi)
-    dsig = jax.jacfwd(lambda p: moments(p)[1])(phi)  # (n, n, 3)
-    inv = jnp.linalg.inv(sigma)
-    f = dmu.T @ inv @ dmu + 0.5 * jnp.einsum("ab,bci,cd,daj->ij", inv, dsig, inv, dsig)
-    f = np.asarray(f)
-    if amplitude_known:
-        f = f[:2, :2]
-    cov = np.linalg.inv(f)
-    sd = np.sqrt(np.diag(cov))
-    out = dict(sigma2=float(sd[0]), rho=float(sd[1]), ell_max=int(ell_max), n_ell=len(rows), correlation=float(cov[0, 1] / (sd[0] * sd[1])))
-    if not amplitude_known:
-        out["amplitude"] = float(sd[2])
-    return out

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 OBSERVATORY_CHOICES = ("icecube", "hawc", "hawc+icecube")
 
 
@@ -68,7 +67,8 @@ def _create(args) -> int:
 
 
 def _run(args) -> int:
-    from jaxcr.inference.campaign import Campaign, run_campaign
+    from jaxcr.inference.campaign import Campaign
+    from jaxcr.inference.scheduling import run_campaign
 
     campaign = Campaign.open(args.folder)
     run_campaign(campaign, workers=args.workers, progress=not args.quiet)
@@ -102,7 +102,8 @@ def _task(args) -> int:
 
 def _slurm(args) -> int:
     from jaxcr import io
-    from jaxcr.inference.campaign import Campaign, slurm_script
+    from jaxcr.inference.campaign import Campaign
+    from jaxcr.inference.scheduling import slurm_script
 
     campaign = Campaign.open(args.folder)
     text = slurm_script(
@@ -115,7 +116,8 @@ def _slurm(args) -> int:
 
 
 def _dask(args) -> int:
-    from jaxcr.inference.campaign import Campaign, run_campaign_dask
+    from jaxcr.inference.campaign import Campaign
+    from jaxcr.inference.scheduling import run_campaign_dask
 
     try:
         from distributed import Client
@@ -174,7 +176,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     s = sub.add_parser("create", help="write a campaign's spec (model, times, analyses, design) into FOLDER")
     folder(s)
     box(s, required=False)
-    s.add_argument("--nside", type=int, default=32, help="HEALPix nside of the backtracked pixels (lmax = 2·nside − 1; default 32)")
+    s.add_argument(
+        "--nside", type=int, default=32, help="HEALPix nside of the backtracked pixels (lmax = 2·nside − 1; default 32)"
+    )
     s.add_argument("--realisations", type=int, default=16, help="field realisations N_B per design point (default 16)")
     s.add_argument("--modes", type=int, default=32, help="plane-wave modes N per field (default 32)")
     s.add_argument("--times", type=float, nargs="+", default=[25.0, 50.0, 75.0, 100.0, 150.0],
@@ -222,7 +226,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     folder(s)
     s.add_argument("--analysis", help="which analysis (default the campaign's first: see `status`)")
     s.add_argument("--ell-max", type=int, help="largest multipole emulated (default 2·nside − 1)")
-    s.add_argument("--time", type=float, help="force the model's ΩT (one of the campaign's times) instead of the diagnostic's")
+    s.add_argument(
+        "--time", type=float, help="force the model's ΩT (one of the campaign's times) instead of the diagnostic's"
+    )
     s.add_argument("--degree", type=int, default=3, help="polynomial degree of ln⟨C_ℓ⟩ in (ln σ², ln ρ) (default 3)")
     s.add_argument("--out", type=Path, required=True, help="the artifact file to write (.npz)")
     s.set_defaults(run=_artifact)

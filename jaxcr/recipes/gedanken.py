@@ -10,6 +10,8 @@ on a regular field B0 = ẑ (σ² = 1). For each it records ⟨C_ℓ⟩(T), ℓ 
 (1/4π)Σ(2ℓ+1)⟨C_ℓ⟩ (conserved by Eq. 3; jaxcr also records the pixel mean square ⟨f²⟩, the
 all-ℓ value, because power that cascades beyond lmax leaves the truncated sum), and the late-time
 ⟨C_ℓ⟩/⟨C_1⟩ against Ahlers' asymptotic model (Eq. 4). Rigidity r_L = 0.1 λ_c as in Fig. 2.
+The time panels also give T in years for --energy-tev protons in a --b0-mug field (default 10 TeV,
+3 μG; labels only: the physics depends on r_L/λ_c alone).
 
 Presets:
   quick  nside 16, N_B = 4, N = 64 modes, dt = 0.02/Ω, 20 log-spaced ΩT from 0.1 to 300.
@@ -30,7 +32,7 @@ import numpy as np
 
 import jaxcr
 
-from .presets import claim_output_folder, parse_preset_args
+from .presets import add_time_axis_options, claim_output_folder, parse_preset_args, time_axis
 
 PRESETS = {
     "quick": dict(nside=16, realisations=4, modes=64, dt=0.02, t_min=0.1, t_max=300.0, n_times=20),
@@ -39,7 +41,7 @@ PRESETS = {
 
 
 def parse_args(argv=None, prog: str | None = None):
-    return parse_preset_args(__doc__, PRESETS, "gedanken", argv)
+    return parse_preset_args(__doc__, PRESETS, "gedanken", argv, add_arguments=add_time_axis_options, prog=prog)
 
 
 def config(args, b0: float) -> jaxcr.EnsembleConfig:
@@ -71,6 +73,7 @@ def late_time_ratios(ds, ells=(2, 3, 4, 5, 10)) -> list[dict]:
 
 def main(argv=None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
+    years_per_unit_time, time_note = time_axis(args)
     configs = {b0: config(args, b0) for b0 in (0.0, 1.0)}
     for cfg in configs.values():
         cfg.validate()
@@ -119,7 +122,9 @@ def main(argv=None, prog: str | None = None) -> int:
             "  ΩT={:.3g} (before the pixel-scale noise) ratios C_ℓ/C_1: ".format(last["OmegaT"])
             + ", ".join(f"ℓ={k[1:]}: {v:.4f} (Eq. 4: {eq4[k]:.4f})" for k, v in last.items() if k != "OmegaT")
         )
-    png = jaxcr.plot.plot_gedanken(runs, args.out / "gedanken.png")
+    png = jaxcr.plot.plot_gedanken(
+        runs, args.out / "gedanken.png", years_per_unit_time=years_per_unit_time, time_note=time_note
+    )
     jaxcr.io.atomic_write(args.out / "ratios.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
     print(f"done in {time.perf_counter() - t0:.1f} s; wrote {png}, ratios.json, params.json and the .nc files")
     return 0
