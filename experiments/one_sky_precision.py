@@ -65,7 +65,8 @@ def main(argv=None) -> int:
                         f"  N×{scale:<7g} gradient {'known' if known else 'free '}  ℓ ≤ {ell_max:2d}: "
                         f"1σ ln σ² = {p['sigma2']:.2f}, ln ρ = {p['rho']:.2f}"
                         + (f", ln a = {p['amplitude']:.2f}" if not known else "")
-                        + f" (correlation {p['correlation']:+.2f})"
+                        + f" (correlation {p['correlation']:+.2f}; best: {p['best_combination']} "
+                        f"= {p['best_combination_sigma']:.2f})"
                     )
     text = json.dumps(json.loads(io.to_json(dict(settings=vars(args), rows=rows))), indent=1)
     io.atomic_write(args.out / "precision.json", lambda tmp: Path(tmp).write_text(text))

@@ -21,6 +21,12 @@ def _pyplot():
     return plt
 
 
+def matplotlib_ticker():
+    import matplotlib.ticker
+
+    return matplotlib.ticker
+
+
 def _save(fig, path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -246,9 +252,9 @@ def plot_sky_fit(result):
     fig, axes = plt.subplots(1, 1 + len(names), figsize=(5.2 + 3.2 * len(names), 4.0))
     ax = axes[0]
     ell = np.asarray(result.ell)
-    ax.fill_between(ell, result.model - result.model_band, result.model + result.model_band, color="tab:blue",
-                    alpha=0.25, label="model ± cosmic variance (one sky)")  # fmt: skip
-    ax.plot(ell, result.model, color="tab:blue", label="best-fit model a⟨C_ℓ⟩")
+    ax.fill_between(ell, result.model_band[0], result.model_band[1], color="tab:blue", alpha=0.25,
+                    label="one sky's 68 % band (cosmic variance)")  # fmt: skip
+    ax.plot(ell, result.model, color="tab:blue", label="best-fit model")
     ax.errorbar(ell, result.data, yerr=result.data_sigma, fmt="o", ms=3, color="k", label="data Ĉ_ℓ − N")
     ax.set_yscale("log")
     ax.set_xlabel("multipole ℓ")
@@ -267,6 +273,7 @@ def plot_sky_fit(result):
         for level, ls in ((1.0, "--"), (4.0, ":")):
             ax.axhline(level, color="grey", ls=ls, lw=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib_ticker().NullFormatter())
         ax.set_ylim(0, 9)
         ax.set_xlabel(labels.get(name, name))
         ax.set_ylabel("Δ(−2 ln L), profile")

@@ -172,6 +172,7 @@ def test_slurm_script_submits_only_pending_points(tmp_path):
 
 ELLS = np.arange(2, 12)
 THETA0 = np.log([1.0, 0.1])
+LOG_SCATTER = 0.1  # Cov(ln C) = 0.1·rel: data precise enough that the box does not truncate the estimates
 
 
 def _analytic_moments(theta):
@@ -190,9 +191,14 @@ def analytic_artifact():
     means, rel = _analytic_moments(design)
     covs = means[:, :, None] * means[:, None, :] * rel
     low, high = design.min(0), design.max(0)
-    emu = SpectrumEmulator.fit(design, means, covs, 10**9, 2, (low + high) / 2, (high - low) / 2)
+    box = ((low + high) / 2, (high - low) / 2)
+    emu = SpectrumEmulator.fit(design, means, covs, 10**9, 2, *box)
+    # the log-normal model: ⟨ln C⟩ the same quadratic, Cov(ln C) = LOG_SCATTER·rel
+    log_cov = np.broadcast_to(LOG_SCATTER * rel, covs.shape)
+    log_emu = SpectrumEmulator.fit_log(design, np.log(means), log_cov, 10**9, 2, *box)
     return EmulatorArtifact(
         emulator=emu,
+        log_emulator=log_emu,
         ells=ELLS,
         analysis=cp.Analysis("full"),
         time=100.0,
@@ -204,10 +210,15 @@ def analytic_artifact():
     )
 
 
-def _draw_skies(n, amplitude, seed):
+def _draw_skies(n, amplitude, seed, lognormal=False):
+    """Skies from the exact model at THETA0: Gaussian in C_ℓ, or Gaussian in ln C_ℓ."""
     mean, rel = _analytic_moments(THETA0[None])
-    cov = amplitude**2 * mean[0][:, None] * mean[0][None, :] * rel
-    draws = np.random.default_rng(seed).multivariate_normal(amplitude * mean[0], cov, size=n)
+    rng = np.random.default_rng(seed)
+    if lognormal:
+        draws = np.exp(rng.multivariate_normal(np.log(amplitude * mean[0]), LOG_SCATTER * rel, size=n))
+    else:
+        cov = amplitude**2 * mean[0][:, None] * mean[0][None, :] * rel
+        draws = rng.multivariate_normal(amplitude * mean[0], cov, size=n)
     return [
         ObservedSpectrum(
             ell=ELLS,
@@ -223,20 +234,29 @@ def _draw_skies(n, amplitude, seed):
     ]
 
 
-def test_sky_likelihood_value_and_gradient(analytic_artifact):
+@pytest.mark.parametrize("form", ["gaussian", "lognormal"])
+def test_sky_likelihood_value_and_gradient(analytic_artifact, form):
     """−2 ln L against numpy (slogdet, solve) at a point off the best fit (1e-10 relative), and its
     derivative against central finite differences (step 1e-5, tolerance 1e-6 relative)."""
-    from jaxcr.inference.sky_fit import SkyLikelihood
+    from jaxcr.inference.sky_fit import LikelihoodForm, SkyLikelihood
 
-    sky = _draw_skies(1, 1e-8, 0)[0]
-    emu = analytic_artifact.emulator
-    like = SkyLikelihood(emu, jnp.asarray(sky.cl), jnp.asarray(sky.sigma**2), jnp.arange(len(ELLS)), None)
+    sky = _draw_skies(1, 1e-8, 0, lognormal=True)[0]
     phi = np.array([0.2, np.log(0.12), np.log(1.1e-8)])
     theta, a = phi[:2], np.exp(phi[2])
+    if form == "gaussian":
+        emu, y, var = analytic_artifact.emulator, sky.cl, sky.sigma**2
+    else:
+        emu, y, var = analytic_artifact.log_emulator, np.log(sky.cl), (sky.sigma / sky.cl) ** 2
+    like = SkyLikelihood(emu, jnp.asarray(y), jnp.asarray(var), jnp.arange(len(ELLS)), None, LikelihoodForm(form))
     f = poly_features((theta - emu.centre) / emu.scale, emu.degree)
-    m = np.exp(f @ emu.coef)
-    sig = a**2 * np.outer(m, m) * (emu.rel + (f @ emu.ftf_inv @ f) * emu.rel_emu) + np.diag(sky.sigma**2)
-    r = sky.cl - a * m
+    poly, h = f @ emu.coef, f @ emu.ftf_inv @ f
+    if form == "gaussian":
+        m = np.exp(poly)
+        sig = a**2 * np.outer(m, m) * (emu.rel + h * emu.rel_emu) + np.diag(var)
+        r = y - a * m
+    else:
+        sig = emu.rel + h * emu.rel_emu + np.diag(var)
+        r = y - np.log(a) - poly
     expected = r @ np.linalg.solve(sig, r) + np.linalg.slogdet(sig)[1]
     assert float(like.terms(jnp.asarray(phi))[0]) == pytest.approx(expected, rel=1e-10)
     g = np.asarray(jax.grad(lambda p: like.terms(p)[0])(jnp.asarray(phi)))
@@ -246,17 +266,20 @@ def test_sky_likelihood_value_and_gradient(analytic_artifact):
     assert np.allclose(g, fd, rtol=1e-6, atol=1e-6 * abs(expected))
 
 
-def test_sky_fit_coverage_on_exact_gaussian_skies(analytic_artifact):
-    """40 skies drawn from the likelihood's own Gaussian at the truth: the 68 % profile intervals
-    of σ² and ρ cover the truth in 0.68 ± 3·0.074 of them (binomial, 40 skies), the MLE scatter
-    agrees with the expected one-sky precision (Fisher) within 35 % (the SE of a standard deviation
-    from 40 draws is 11 %, and the MLE is not exactly Gaussian)."""
+@pytest.mark.parametrize("form", ["gaussian", "lognormal"])
+def test_sky_fit_coverage_on_exact_skies(analytic_artifact, form):
+    """40 skies drawn from the likelihood's own distribution at the truth (Gaussian in C_ℓ or in
+    ln C_ℓ): the 68 % profile intervals of σ² and ρ cover the truth in 0.68 ± 3·0.074 of them
+    (binomial, 40 skies), the MLE scatter agrees with the expected one-sky precision (Fisher)
+    within 35 % (the SE of a standard deviation from 40 draws is 11 %, and the MLE is not exactly
+    Gaussian)."""
     a = 1e-8
-    fits = [
-        fit_sky(s, analytic_artifact, amplitude=a, profile_points=21, progress=False) for s in _draw_skies(40, a, 2)
-    ]
+    skies = _draw_skies(40, a, 2, lognormal=form == "lognormal")
+    fits = [fit_sky(s, analytic_artifact, amplitude=a, form=form, profile_points=21, progress=False) for s in skies]
     est = np.log([[f.parameters["sigma2"], f.parameters["rho"]] for f in fits])
-    expected = expected_precision(analytic_artifact, 1.0, 0.1, a, ell_max=int(ELLS[-1]), relative_error=1e-3)
+    expected = expected_precision(
+        analytic_artifact, 1.0, 0.1, a, ell_max=int(ELLS[-1]), relative_error=1e-3, lognormal=form == "lognormal"
+    )
     for i, name in enumerate(("sigma2", "rho")):
         cover = np.mean([f.intervals[name]["68"][0] <= np.exp(THETA0[i]) <= f.intervals[name]["68"][1] for f in fits])
         assert abs(cover - 0.68) <= 3 * 0.074, (name, cover)
@@ -270,7 +293,7 @@ def test_sky_fit_coverage_on_exact_gaussian_skies(analytic_artifact):
 def test_sky_fit_reports_gradient_and_flags_an_unconstrained_direction(analytic_artifact, tmp_path):
     """Amplitude free: the gradient interval contains its estimate; with huge measurement errors
     the data carry no information and both directions are flagged poorly constrained."""
-    sky = _draw_skies(1, 1e-8, 3)[0]
+    sky = _draw_skies(1, 1e-8, 3, lognormal=True)[0]
     free = fit_sky(sky, analytic_artifact, profile_points=21, progress=False)
     lo, hi, closed_lo, closed_hi = free.intervals["gradient_per_pc"]["68"]
     assert closed_lo and closed_hi and lo < free.parameters["gradient_per_pc"] < hi
@@ -284,7 +307,7 @@ def test_sky_fit_reports_gradient_and_flags_an_unconstrained_direction(analytic_
 
 
 def test_sky_fit_input_errors(analytic_artifact):
-    sky = _draw_skies(1, 1e-8, 4)[0]
+    sky = _draw_skies(1, 1e-8, 4, lognormal=True)[0]
     with pytest.raises(ValueError, match="another analysis"):
         fit_sky(dataclasses.replace(sky, dec_max_deg=0.0), analytic_artifact, progress=False)
     longer = ObservedSpectrum(ell=np.arange(2, 15), cl=np.ones(13), sigma=np.ones(13), observatory="t",
@@ -319,3 +342,50 @@ def test_campaign_killed_by_signal_resumes_to_the_same_artifact(tiny_campaign, t
     assert rc == 0 and not campaign.pending()
     kw = dict(analysis="full", ells=np.arange(1, 3), degree=1, time=1.0)
     assert build_artifact(campaign, **kw).version == build_artifact(tiny_campaign, **kw).version
+
+
+@pytest.mark.slow
+def test_campaign_and_fit_commands_end_to_end(tmp_path, capsys):
+    """`jaxcr campaign create/run/status/artifact` and `jaxcr fit` as a user types them (tiny
+    campaign), then the errors a user meets: a spectrum of another analysis, a missing artifact."""
+    from jaxcr.cli import main
+    from jaxcr.observations import OBSERVATORIES, save_spectrum
+    from jaxcr.synthetic import mock_sky_spectra
+
+    folder, art = tmp_path / "c", tmp_path / "a.npz"
+    create = ["campaign", "create", str(folder), "--nside", "4", "--realisations", "4", "--modes", "16", "--points", "3",
+              "--times", "2", "4", "--observatory", "hawc+icecube", "--sigma2", "0.5", "2", "--rho", "0.05", "0.2"]  # fmt: skip
+    assert main(create) == 0
+    assert main(["campaign", "run", str(folder), "--quiet"]) == 0
+    assert main(["campaign", "status", str(folder)]) == 0
+    assert "9/9 design points done" in capsys.readouterr().out
+    assert main(["campaign", "artifact", str(folder), "--ell-max", "5", "--time", "4", "--out", str(art)]) == 0
+    model = cp.Campaign.open(folder).spec.model
+    obs = OBSERVATORIES["hawc+icecube"]
+    (sky,) = mock_sky_spectra(np.log([1.0, 0.1]), model, obs, time=4.0, amplitude=1e-8, n_skies=1, seed=3, lmax=5)
+    save_spectrum(sky, tmp_path / "sky.csv")
+    out = tmp_path / "fit"
+    assert (
+        main(
+            [
+                "fit",
+                str(tmp_path / "sky.csv"),
+                "--artifact",
+                str(art),
+                "--amplitude",
+                "1e-8",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    saved = json.loads((out / "fit.json").read_text())
+    assert saved["settings"]["amplitude"] == 1e-8 and saved["dof"] == 3 and (out / "fit.png").exists()
+    other = dataclasses.replace(sky, dec_max_deg=60.0)
+    save_spectrum(other, tmp_path / "other.csv")
+    assert main(["fit", str(tmp_path / "other.csv"), "--artifact", str(art)]) == 2
+    assert "another analysis" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "sky.csv"), "--artifact", str(tmp_path / "none.npz")]) == 2
+    assert "jaxcr campaign artifact" in capsys.readouterr().err

@@ -45,6 +45,7 @@ class SpectrumEmulator(eqx.Module):
     rel_emu: np.ndarray  # (L', L') the emulator's error per unit leverage
     reduced_chi2: np.ndarray  # (L',) of the polynomial fit
     degree: int = eqx.field(static=True)
+    log_moments: bool = eqx.field(static=True, default=False)  # built by fit_log: exp(poly) = e^{⟨ln C⟩}
 
     @classmethod
     def fit(cls, thetas, means, covs, n_realisations: int, degree: int, centre, scale) -> "SpectrumEmulator":
@@ -87,12 +88,56 @@ class SpectrumEmulator(eqx.Module):
             reduced_chi2=np.array(red),
         )
 
+    @classmethod
+    def fit_log(
+        cls, thetas, log_means, log_covs, n_realisations: int, degree: int, centre, scale
+    ) -> "SpectrumEmulator":
+        """The emulator of ⟨ln C_ℓ⟩ and Cov(ln C_ℓ, ln C_ℓ') from per-point means (K, L') and
+        covariances (K, L', L') of the logarithms of ``n_realisations`` spectra each: ⟨ln C_ℓ⟩ is a
+        polynomial of ``degree`` in θ; the covariance of one sky's ln C, pooled over the points,
+        is :meth:`log_covariance` (``rel`` holds it; ``mean`` returns exp⟨ln C⟩)."""
+        log_means, log_covs = np.asarray(log_means), np.asarray(log_covs)
+        if not (np.all(np.isfinite(log_means)) and np.all(np.isfinite(log_covs))):
+            raise FloatingPointError("non-finite ln C_ℓ moments: every realisation's spectrum must be > 0")
+        centre, scale = np.asarray(centre, dtype=float), np.asarray(scale, dtype=float)
+        F = poly_features((np.asarray(thetas) - centre) / scale, degree)
+        if F.shape[0] < F.shape[1]:
+            raise ValueError(f"a degree-{degree} emulator needs at least {F.shape[1]} design points; got {F.shape[0]}")
+        rel = np.mean(log_covs, axis=0)
+        var_log = np.diag(rel) / n_realisations
+        ftf_inv = np.linalg.inv(F.T @ F)
+        coef = ftf_inv @ F.T @ log_means
+        resid = log_means - F @ coef
+        red = np.sum(resid**2, 0) / var_log / max(len(F) - F.shape[1], 1)
+        inflate = np.sqrt(np.maximum(red, 1.0))
+        return cls(
+            centre=centre,
+            scale=scale,
+            degree=degree,
+            coef=coef,
+            ftf_inv=ftf_inv,
+            rel=rel,
+            rel_emu=inflate[:, None] * rel * inflate[None, :] / n_realisations,
+            reduced_chi2=np.array(red),
+            log_moments=True,
+        )
+
+    def log_covariance(self, theta, sky_realisations: int):
+        """Cov(ln C) of a sky of ``sky_realisations`` about the emulated ⟨ln C⟩, the emulator's own
+        error included (emulators from :meth:`fit_log`)."""
+        f = poly_features(self.box_coordinates(theta), self.degree, jnp)
+        return self.rel / sky_realisations + (f @ self.ftf_inv @ f) * self.rel_emu
+
     def box_coordinates(self, theta):
         return (theta - self.centre) / self.scale
 
+    def log_mean(self, theta):
+        """The emulated polynomial at θ: ln⟨C_ℓ⟩, or ⟨ln C_ℓ⟩ for an emulator from :meth:`fit_log`."""
+        return poly_features(self.box_coordinates(theta), self.degree, jnp) @ self.coef
+
     def mean(self, theta):
-        """Emulated ⟨C_ℓ⟩ at θ (differentiable in θ)."""
-        return jnp.exp(poly_features(self.box_coordinates(theta), self.degree, jnp) @ self.coef)
+        """Emulated ⟨C_ℓ⟩ at θ (differentiable in θ); exp⟨ln C_ℓ⟩ for an emulator from :meth:`fit_log`."""
+        return jnp.exp(self.log_mean(theta))
 
     def sky_covariance(self, theta, sky_realisations: int):
         """⟨C⟩⟨C⟩ᵀ ∘ (R̄/R_sky + h(θ) D R̄ D/N_B): the scatter of a sky of ``sky_realisations``

@@ -103,7 +103,7 @@ class SkyFitResult:
     data: np.ndarray
     data_sigma: np.ndarray
     model: np.ndarray
-    model_band: np.ndarray
+    model_band: np.ndarray  # (2, n): the one-sky band (low, high) about the model
     settings: dict
     artifact: dict
     spectrum: dict

@@ -229,7 +229,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     s.add_argument(
         "--time", type=float, help="force the model's ΩT (one of the campaign's times) instead of the diagnostic's"
     )
-    s.add_argument("--degree", type=int, default=3, help="polynomial degree of ln⟨C_ℓ⟩ in (ln σ², ln ρ) (default 3)")
+    s.add_argument("--degree", type=int, default=2, help="polynomial degree of ln⟨C_ℓ⟩ in (ln σ², ln ρ) (default 2)")
     s.add_argument("--out", type=Path, required=True, help="the artifact file to write (.npz)")
     s.set_defaults(run=_artifact)
     return ap
