@@ -21,7 +21,7 @@ def _pyplot():
     return plt
 
 
-def matplotlib_ticker():
+def _ticker():
     import matplotlib.ticker
 
     return matplotlib.ticker
@@ -273,7 +273,7 @@ def plot_sky_fit(result):
         for level, ls in ((1.0, "--"), (4.0, ":")):
             ax.axhline(level, color="grey", ls=ls, lw=0.8)
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(matplotlib_ticker().NullFormatter())
+        ax.xaxis.set_minor_formatter(_ticker().NullFormatter())
         ax.set_ylim(0, 9)
         ax.set_xlabel(labels.get(name, name))
         ax.set_ylabel("Δ(−2 ln L), profile")

@@ -254,10 +254,10 @@ FIT_CASES = [
     (
         dict(observed=ObservedSpectrum(np.arange(10, 13), np.ones(3), np.ones(3), "far", 1.0, 0.0, -90.0, 90.0)),
         ValueError,
-        "no multipole of the spectrum",
+        r"ℓ = \[10, 11, 12\] above the model's lmax",
     ),
     (
-        dict(observed=ObservedSpectrum(np.array([1, 20]), np.ones(2), np.ones(2), "one", 1.0, 0.0, -90.0, 90.0)),
+        dict(observed=ObservedSpectrum(np.array([1]), np.ones(1), np.ones(1), "one", 1.0, 0.0, -90.0, 90.0)),
         ValueError,
         "at least 2 multipoles",
     ),

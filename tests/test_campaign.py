@@ -144,6 +144,7 @@ def test_artifact_round_trip_and_damage(tiny_campaign, tmp_path):
         EmulatorArtifact.load(tmp_path / "b.npz")
 
 
+@pytest.mark.slow
 def test_dask_runner_computes_the_same_points(tiny_campaign, tmp_path):
     """Two pending points run as tasks of an in-process Dask cluster equal the straight run's."""
     from distributed import Client
@@ -266,6 +267,7 @@ def test_sky_likelihood_value_and_gradient(analytic_artifact, form):
     assert np.allclose(g, fd, rtol=1e-6, atol=1e-6 * abs(expected))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["gaussian", "lognormal"])
 def test_sky_fit_coverage_on_exact_skies(analytic_artifact, form):
     """40 skies drawn from the likelihood's own distribution at the truth (Gaussian in C_ℓ or in
