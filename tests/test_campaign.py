@@ -364,7 +364,9 @@ def test_campaign_and_fit_commands_end_to_end(tmp_path, capsys):
     assert main(["campaign", "artifact", str(folder), "--ell-max", "5", "--time", "4", "--out", str(art)]) == 0
     model = cp.Campaign.open(folder).spec.model
     obs = OBSERVATORIES["hawc+icecube"]
-    (sky,) = mock_sky_spectra(np.log([1.0, 0.1]), model, obs, time=4.0, amplitude=1e-8, n_skies=1, seed=3, lmax=5)
+    (sky,) = mock_sky_spectra(
+        np.log([1.0, 0.1]), model, obs, time=4.0, amplitude=1e-8, n_skies=1, seed=3, lmax=5, events=1e11
+    )
     save_spectrum(sky, tmp_path / "sky.csv")
     out = tmp_path / "fit"
     assert (
