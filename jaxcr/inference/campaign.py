@@ -78,25 +78,22 @@ class Analysis:
     @classmethod
     def of_spectrum(cls, spectrum: ObservedSpectrum, name: str | None = None) -> "Analysis":
         """The analysis that made ``spectrum`` (its band, background method, removal, estimator)."""
-        return cls(
-            name=name or "".join(c if c.isalnum() else "_" for c in spectrum.observatory.lower()),
-            dec_min_deg=float(spectrum.dec_min_deg),
-            dec_max_deg=float(spectrum.dec_max_deg),
-            background=spectrum.background,
-            remove_ell_max=spectrum.remove_ell_max,
-            estimator=spectrum.estimator,
-        )
+        return cls._of(spectrum, spectrum.observatory, name)
 
     @classmethod
     def of_observatory(cls, observatory: Observatory, name: str | None = None) -> "Analysis":
         """The analysis of an observatory preset (:data:`jaxcr.observations.OBSERVATORIES`)."""
+        return cls._of(observatory, observatory.name, name)
+
+    @classmethod
+    def _of(cls, source, label: str, name: str | None) -> "Analysis":
         return cls(
-            name=name or "".join(c if c.isalnum() else "_" for c in observatory.name.lower()),
-            dec_min_deg=float(observatory.dec_min_deg),
-            dec_max_deg=float(observatory.dec_max_deg),
-            background=observatory.background,
-            remove_ell_max=observatory.remove_ell_max,
-            estimator=observatory.estimator,
+            name=name or "".join(c if c.isalnum() else "_" for c in label.lower()),
+            dec_min_deg=float(source.dec_min_deg),
+            dec_max_deg=float(source.dec_max_deg),
+            background=source.background,
+            remove_ell_max=source.remove_ell_max,
+            estimator=source.estimator,
         )
 
     def mismatch(self, spectrum: ObservedSpectrum) -> list[str]:

@@ -61,32 +61,12 @@ class SpectrumEmulator(eqx.Module):
             )
         if np.any(means <= 0):
             raise ValueError("the emulator needs positive model spectra at every design point")
-        centre, scale = np.asarray(centre, dtype=float), np.asarray(scale, dtype=float)
-        F = poly_features((np.asarray(thetas) - centre) / scale, degree)  # (K, n_coef)
-        if F.shape[0] < F.shape[1]:
-            raise ValueError(f"a degree-{degree} emulator needs at least {F.shape[1]} design points; got {F.shape[0]}")
         rel = np.mean(covs / (means[:, :, None] * means[:, None, :]), axis=0)
         # SE² of ln⟨C_ℓ⟩ from the pooled relative variance, the same at every point: weights from
         # each point's own sample variance would be biased, since for these skewed spectra a high
         # mean comes with a high variance (a far-wandering realisation) and would be down-weighted.
-        var_log = np.diag(rel) / n_realisations
-        log_m = np.log(means) + var_log / 2  # E[ln mean] ≈ ln⟨C⟩ − var/2 (delta method)
-        # Every ℓ has the same design and uniform weights, so one least-squares solve serves all.
-        ftf_inv = np.linalg.inv(F.T @ F)
-        coef = ftf_inv @ F.T @ log_m
-        resid = log_m - F @ coef
-        red = np.sum(resid**2, 0) / var_log / max(len(F) - F.shape[1], 1)
-        inflate = np.sqrt(np.maximum(red, 1.0))
-        return cls(
-            centre=centre,
-            scale=scale,
-            degree=degree,
-            coef=coef,
-            ftf_inv=ftf_inv,
-            rel=rel,
-            rel_emu=inflate[:, None] * rel * inflate[None, :] / n_realisations,
-            reduced_chi2=np.array(red),
-        )
+        log_m = np.log(means) + np.diag(rel) / n_realisations / 2  # E[ln mean] ≈ ln⟨C⟩ − var/2 (delta method)
+        return cls._polynomial(thetas, log_m, rel, n_realisations, degree, centre, scale, log_moments=False)
 
     @classmethod
     def fit_log(
@@ -99,16 +79,24 @@ class SpectrumEmulator(eqx.Module):
         log_means, log_covs = np.asarray(log_means), np.asarray(log_covs)
         if not (np.all(np.isfinite(log_means)) and np.all(np.isfinite(log_covs))):
             raise FloatingPointError("non-finite ln C_ℓ moments: every realisation's spectrum must be > 0")
+        return cls._polynomial(
+            thetas, log_means, np.mean(log_covs, axis=0), n_realisations, degree, centre, scale, log_moments=True
+        )
+
+    @classmethod
+    def _polynomial(cls, thetas, targets, rel, n_realisations, degree, centre, scale, log_moments):
+        """Least-squares polynomial of ``degree`` in the box coordinates through ``targets``
+        (K, L'), standard errors sqrt(diag(rel)/N_B); the emulator error inflated by the fit's
+        reduced χ² where that exceeds 1."""
         centre, scale = np.asarray(centre, dtype=float), np.asarray(scale, dtype=float)
-        F = poly_features((np.asarray(thetas) - centre) / scale, degree)
+        F = poly_features((np.asarray(thetas) - centre) / scale, degree)  # (K, n_coef)
         if F.shape[0] < F.shape[1]:
             raise ValueError(f"a degree-{degree} emulator needs at least {F.shape[1]} design points; got {F.shape[0]}")
-        rel = np.mean(log_covs, axis=0)
-        var_log = np.diag(rel) / n_realisations
+        var = np.diag(rel) / n_realisations
+        # Every ℓ has the same design and uniform weights, so one least-squares solve serves all.
         ftf_inv = np.linalg.inv(F.T @ F)
-        coef = ftf_inv @ F.T @ log_means
-        resid = log_means - F @ coef
-        red = np.sum(resid**2, 0) / var_log / max(len(F) - F.shape[1], 1)
+        coef = ftf_inv @ F.T @ targets
+        red = np.sum((targets - F @ coef) ** 2, 0) / var / max(len(F) - F.shape[1], 1)
         inflate = np.sqrt(np.maximum(red, 1.0))
         return cls(
             centre=centre,
@@ -119,7 +107,7 @@ class SpectrumEmulator(eqx.Module):
             rel=rel,
             rel_emu=inflate[:, None] * rel * inflate[None, :] / n_realisations,
             reduced_chi2=np.array(red),
-            log_moments=True,
+            log_moments=log_moments,
         )
 
     def log_covariance(self, theta, sky_realisations: int):

@@ -14,7 +14,11 @@ __all__ = [
     "fisher_covariance",
     "fisher_step",
     "degenerate_directions",
+    "directions_against_prior",
+    "POORLY_CONSTRAINED",
 ]
+
+POORLY_CONSTRAINED = 0.5  # one-sky fits flag a direction whose 1σ exceeds this fraction of the prior half-range
 
 
 def fisher_matrix(blocks, n_phi, debias: bool = False):
@@ -101,3 +105,34 @@ def degenerate_directions(cov, null_directions, names, threshold=1.0):
         if np.sqrt(max(v, 0)) > threshold:
             out.append(f"{combo(vec)} is poorly constrained (1σ = {np.sqrt(v):.3g} e-folds)")
     return out
+
+
+def directions_against_prior(fisher, half, free_amp: bool, threshold: float = 0.5):
+    """Eigen-directions of the (ln σ², ln ρ) Fisher matrix (amplitude marginalised), their 1σ and
+    the prior (box) half-range along them; flags for the poorly constrained ones."""
+    cov = np.linalg.pinv(fisher)[:2, :2]  # marginal covariance of (ln σ², ln ρ)
+    vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
+    out, flags = [], []
+    for v, vec in zip(vals, vecs.T):
+        vec = vec / np.max(np.abs(vec)) * np.sign(vec[np.argmax(np.abs(vec))])
+        unit = vec / np.linalg.norm(vec)
+        prior = float(1.0 / np.max(np.abs(unit) / half))  # distance from the centre to the box edge along it
+        sigma = float(np.sqrt(v)) if v > 0 else float("inf")
+        combo = " ".join(f"{c:+.2f}·ln {n}" for c, n in zip(vec, ("σ²", "ρ")) if abs(c) > 0.05)
+        poor = not sigma < threshold * prior
+        out.append(
+            dict(
+                combination=combo,
+                vector=unit.tolist(),
+                sigma=sigma,
+                prior_half_range=prior,
+                fraction_of_prior=sigma / prior,
+                poorly_constrained=poor,
+            )
+        )
+        if poor:
+            flags.append(
+                f"{combo} is poorly constrained: its 1σ ({sigma:.3g} e-folds) exceeds {threshold:g} of the "
+                f"prior half-range along it ({prior:.3g}){' with the amplitude free' if free_amp else ''}"
+            )
+    return out, flags

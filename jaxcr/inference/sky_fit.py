@@ -45,12 +45,12 @@ from ..observations import ObservedSpectrum
 from .artifact import EmulatorArtifact
 from .campaign import software_versions
 from .emulator import SpectrumEmulator, box_grid, lbfgs_minimise
+from .fisher import POORLY_CONSTRAINED, directions_against_prior
 from .profile import level_interval
 from .results import SkyFitResult
 
 __all__ = ["LikelihoodForm", "SkyLikelihood", "fit_sky", "POORLY_CONSTRAINED"]
 
-POORLY_CONSTRAINED = 0.5  # flag a direction whose 1σ exceeds this fraction of the prior half-range along it
 _BARRIER = 1e4  # −2 ln L penalty per (|z| − 1)² outside the design box (the emulator does not extrapolate)
 
 
@@ -243,7 +243,7 @@ def fit_sky(
     names = ("sigma2", "rho") + (("amplitude",) if free_amp else ())
     centre = (artifact.theta_low + artifact.theta_high) / 2
     half = (artifact.theta_high - artifact.theta_low) / 2
-    bar = tqdm(total=3 + 2 * len(names), disable=not progress, desc="fit (one sky)", unit="stage")
+    bar = tqdm(total=2 + 2 * len(names), disable=not progress, desc="fit (one sky)", unit="stage")
     # start: the best of a 9×9 grid over the box (the amplitude at its GLS value), or the user's
     if start is None:
         grid = box_grid(centre, half, 9)
@@ -271,7 +271,7 @@ def fit_sky(
     # profile likelihoods: each parameter on a grid, the others minimised, outward from the best fit
     fisher = 0.5 * np.asarray(_hessian(like, phi))
     cov = np.linalg.pinv(fisher)
-    profiles, intervals = {}, {}
+    profiles, intervals, lowest = {}, {}, (best, phi)
     for i, name in enumerate(names):
         if i < 2:  # σ², ρ: across the whole box (an interval that reaches its edge is open there)
             x = np.linspace(artifact.theta_low[i], artifact.theta_high[i], profile_points)
@@ -287,15 +287,19 @@ def fit_sky(
             for j in order:
                 start_phi, val, _ = _minimum(like, start_phi, fixed, jnp.asarray(float(x[j])))
                 prof[j] = float(val)
+                if prof[j] < lowest[0] - 1e-9:  # a profile found a lower point than the polished start
+                    lowest = (prof[j], start_phi)
             bar.update(1)
-        best = min(best, float(np.min(prof)))  # a profile can find a lower point than the polished start
         profiles[name] = dict(log_value=x.tolist(), m2lnl=prof.tolist())
+    if lowest[0] < best:  # the best fit is the lowest point seen, polished with every parameter free
+        phi, m2lnl, _ = _minimum(like, lowest[1], none_fixed, jnp.asarray(0.0))
+        best = min(float(m2lnl), lowest[0])
+        fisher = 0.5 * np.asarray(_hessian(like, phi))
     for name in names:
         x, prof = np.asarray(profiles[name]["log_value"]), np.asarray(profiles[name].pop("m2lnl"))
         profiles[name]["delta_m2lnl"] = (prof - best).tolist()
         intervals[name] = {lvl: level_interval(x, prof - best, level) for lvl, level in (("68", 1.0), ("95", 4.0))}
     bar.close()
-    # the reported best fit: the lowest point seen (best fit or profile)
     theta, log_a = like.split(phi)
     chi2 = float(like.terms(phi)[1])
     dof = int(len(ell) - len(names))
@@ -316,7 +320,7 @@ def fit_sky(
     for lvl in ("68", "95"):
         lo, hi, c_lo, c_hi = intervals["rho"][lvl]
         intervals.setdefault("lambda_c_pc", {})[lvl] = (r_l_pc / hi, r_l_pc / lo, c_hi, c_lo)
-    directions, flags = _constrained_directions(fisher, half, free_amp)
+    directions, flags = directions_against_prior(fisher, half, free_amp, POORLY_CONSTRAINED)
     for name in ("sigma2", "rho"):
         lo, hi, c_lo, c_hi = intervals[name]["68"]
         if not (c_lo and c_hi):
@@ -367,34 +371,3 @@ def fit_sky(
         profiles=profiles,
         wall_time_s=_time.perf_counter() - t0,
     )
-
-
-def _constrained_directions(fisher, half, free_amp):
-    """Eigen-directions of the (ln σ², ln ρ) Fisher matrix (amplitude marginalised), their 1σ and
-    the prior (box) half-range along them; flags for the poorly constrained ones."""
-    cov = np.linalg.pinv(fisher)[:2, :2]  # marginal covariance of (ln σ², ln ρ)
-    vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
-    out, flags = [], []
-    for v, vec in zip(vals, vecs.T):
-        vec = vec / np.max(np.abs(vec)) * np.sign(vec[np.argmax(np.abs(vec))])
-        unit = vec / np.linalg.norm(vec)
-        prior = float(1.0 / np.max(np.abs(unit) / half))  # distance from the centre to the box edge along it
-        sigma = float(np.sqrt(v)) if v > 0 else float("inf")
-        combo = " ".join(f"{c:+.2f}·ln {n}" for c, n in zip(vec, ("σ²", "ρ")) if abs(c) > 0.05)
-        poor = not sigma < POORLY_CONSTRAINED * prior
-        out.append(
-            dict(
-                combination=combo,
-                vector=unit.tolist(),
-                sigma=sigma,
-                prior_half_range=prior,
-                fraction_of_prior=sigma / prior,
-                poorly_constrained=poor,
-            )
-        )
-        if poor:
-            flags.append(
-                f"{combo} is poorly constrained: its 1σ ({sigma:.3g} e-folds) exceeds {POORLY_CONSTRAINED:g} of the "
-                f"prior half-range along it ({prior:.3g}){' with the amplitude free' if free_amp else ''}"
-            )
-    return out, flags
