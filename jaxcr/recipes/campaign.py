@@ -1,7 +1,7 @@
 """Campaigns of model spectra for the fits, and the emulator artifacts made from them.
 
     jaxcr campaign create FOLDER [--sigma2 0.3 3] [--rho 0.05 0.2] [--points 5] [--nside 32]
-        [--realisations 16] [--modes 32] [--times 25 50 75 100 150] [--observatory icecube hawc]
+        [--realisations 32] [--modes 32] [--times 25 50 75 100 150] [--observatory icecube hawc]
         [--b0-ra-dec 229.2 11.4] [--gradient-ra-dec RA DEC] [--seed 2026]
     jaxcr campaign run FOLDER [--workers 1] [--quiet]       # runs what is missing; resumes after a kill
     jaxcr campaign status FOLDER
@@ -14,8 +14,8 @@
 A campaign backtracks N_B realisations at every design point of (σ², r_L/λ_c) (log-spaced grid over
 the box) from every pixel of --nside to each --times ΩT, and stores the spectra each observatory
 analysis would publish (its band, background method, estimator) with the pixel-noise level of the
-map; one file per point under FOLDER/points. Cost on 2 CPU cores at the defaults: about 40 s per
-point (25 points: about 17 minutes); cost ∝ nside² · N_B · max(times) / dt. The artifact is the
+map; one file per point under FOLDER/points. Cost on 2 CPU cores at the defaults: about 62 s per
+point (25 points: about 26 minutes); cost ∝ nside² · N_B · max(times) / dt. The artifact is the
 emulator of one analysis at the ΩT the convergence diagnostic picks, with its provenance; fits on
 it (`jaxcr fit`) take seconds.
 """
@@ -179,7 +179,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     s.add_argument(
         "--nside", type=int, default=32, help="HEALPix nside of the backtracked pixels (lmax = 2·nside − 1; default 32)"
     )
-    s.add_argument("--realisations", type=int, default=16, help="field realisations N_B per design point (default 16)")
+    s.add_argument("--realisations", type=int, default=32,
+                   help="field realisations N_B per design point (default 32; 16 made one-sky intervals too narrow)")  # fmt: skip
     s.add_argument("--modes", type=int, default=32, help="plane-wave modes N per field (default 32)")
     s.add_argument("--times", type=float, nargs="+", default=[25.0, 50.0, 75.0, 100.0, 150.0],
                    help="backtracking times ΩT stored (default 25 50 75 100 150)")  # fmt: skip
