@@ -145,6 +145,16 @@ def test_artifact_round_trip_and_damage(tiny_campaign, tmp_path):
 
 
 @pytest.mark.slow
+def test_process_pool_runner_computes_the_same_points(tiny_campaign, tmp_path):
+    """Two worker processes (spawned) compute the same point files as the straight run."""
+    other = cp.Campaign.create(tmp_path / "c", _tiny_spec())
+    assert sorted(sc.run_campaign(other, workers=2, progress=False)) == [0, 1, 2, 3]
+    for k in range(4):
+        a, b = tiny_campaign.load_point(k)[0], other.load_point(k)[0]
+        assert all(np.array_equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.slow
 def test_dask_runner_computes_the_same_points(tiny_campaign, tmp_path):
     """Two pending points run as tasks of an in-process Dask cluster equal the straight run's."""
     from distributed import Client
