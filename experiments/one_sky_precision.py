@@ -16,7 +16,6 @@ table and writes precision.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -68,7 +67,7 @@ def main(argv=None) -> int:
                         + f" (correlation {p['correlation']:+.2f}; best: {p['best_combination']} "
                         f"= {p['best_combination_sigma']:.2f})"
                     )
-    text = json.dumps(json.loads(io.to_json(dict(settings=vars(args), rows=rows))), indent=1)
+    text = io.to_json(dict(settings=vars(args), rows=rows), indent=1)
     io.atomic_write(args.out / "precision.json", lambda tmp: Path(tmp).write_text(text))
     print(f"wrote {args.out / 'precision.json'}")
     return 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -151,7 +150,7 @@ def main(argv=None) -> int:
                 f"median fit {s['median_fit_time_s']:.1f} s"
             )
         report["truths"].append(entry)
-    text = json.dumps(json.loads(io.to_json(report)), indent=1)
+    text = io.to_json(report, indent=1)
     io.atomic_write(args.out / "coverage.json", lambda tmp: Path(tmp).write_text(text))
     print(f"wrote {args.out / 'coverage.json'}")
     return 0

@@ -27,8 +27,9 @@ __all__ = [
 ]
 
 
-def to_json(obj) -> str:
-    """JSON with NumPy/JAX arrays and scalars converted to lists and floats, paths to strings (sorted keys)."""
+def to_json(obj, indent: int | None = None) -> str:
+    """JSON with NumPy/JAX arrays and scalars converted to lists and floats, paths to strings (sorted
+    keys; ``indent`` as in :func:`json.dumps`)."""
 
     def default(o):
         if hasattr(o, "tolist"):
@@ -37,7 +38,7 @@ def to_json(obj) -> str:
             return os.fspath(o)
         raise TypeError(f"cannot serialise {type(o).__name__}")
 
-    return json.dumps(obj, default=default, sort_keys=True)
+    return json.dumps(obj, default=default, sort_keys=True, indent=indent)
 
 
 class CheckpointError(ValueError):

@@ -132,10 +132,8 @@ def mock_sky_spectra(
     (Eq. 12, measured on the map: :func:`jaxcr.inference.campaign.pixel_noise_level`, times the
     analysis' noise response) is subtracted, so the spectrum is that of the continuous sky.
     """
-    from .backtracking import backtrack
-    from .forward import sample_fields, sky_maps, sky_spectra
     from .inference.artifact import noise_transfer
-    from .inference.campaign import Analysis, pixel_noise_level
+    from .inference.campaign import Analysis, backtracked_maps
     from .observatory import mock_observation, spectrum_from_maps
     from .random import realisation_keys
 
@@ -148,12 +146,8 @@ def mock_sky_spectra(
     _checks.check_seed("seed", seed)
     model = model.resolved(theta)
     analysis = Analysis.of_observatory(observatory, "data")
-    sky = model.sky_model(jnp.asarray(theta))
-    fields = sample_fields(sky, realisation_keys(seed, n_skies))
-    traj = backtrack(fields, sky.directions, [float(time)], **sky.solver_options())
-    maps = np.asarray(sky_maps(sky, traj.positions[:, 0], traj.momenta[:, 0]))[:, 0]  # (n, P)
-    full = np.asarray(sky_spectra(dataclasses.replace(sky, mask=None), maps[:, None]))[:, 0]
-    noise = pixel_noise_level(maps, full)
+    maps, noise = backtracked_maps(model, theta, realisation_keys(seed, n_skies), [float(time)])
+    maps, noise = maps[:, 0], noise[:, 0]  # (n, P), (n,)
     t_ell, _ = noise_transfer(analysis, model.nside)
     out = []
     for i, (m, n_hat) in enumerate(zip(maps, noise)):

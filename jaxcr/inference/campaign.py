@@ -44,6 +44,7 @@ __all__ = [
     "CampaignSpec",
     "Campaign",
     "pixel_noise_level",
+    "backtracked_maps",
     "design_grid",
     "software_versions",
     "CAMPAIGN_FORMAT",
@@ -225,31 +226,46 @@ def pixel_noise_level(maps, cl_full) -> np.ndarray:
     return np.maximum(4 * np.pi * maps.var(-1) - captured, 0.0) / (npix - n_ell**2)
 
 
-def _point_spectra(spec: CampaignSpec, index: int) -> dict:
-    """Backtrack design point ``index`` and return its arrays (the task's whole computation)."""
+def backtracked_maps(model: SpectrumModel, theta, keys, times) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-gradient maps δI = r(−T)·ĝ (Eq. 7) of the realisations ``keys`` of ``model`` at
+    θ = (ln σ², ln ρ) (``dt`` set), every pixel backtracked to each ΩT of ``times``, shape (R, T, P),
+    and each map's pixel-noise level (:func:`pixel_noise_level`, from its full-sky spectrum), (R, T)."""
     import jax.numpy as jnp
 
     from ..backtracking import backtrack
     from ..forward import sample_fields, sky_maps, sky_spectra
+
+    sky = model.sky_model(jnp.asarray(theta))
+    full = Analysis("full").apply(model).sky_model(jnp.asarray(theta))
+    traj = backtrack(sample_fields(sky, keys), sky.directions, list(times), **sky.solver_options())
+    maps = np.stack(
+        [np.asarray(sky_maps(sky, traj.positions[:, j], traj.momenta[:, j]))[:, 0] for j in range(len(times))], 1
+    )
+    noise = np.stack(
+        [pixel_noise_level(m, np.asarray(sky_spectra(full, m[:, None]))[:, 0]) for m in maps.swapaxes(0, 1)], 1
+    )
+    return maps, noise
+
+
+def _point_spectra(spec: CampaignSpec, index: int) -> dict:
+    """Backtrack design point ``index`` and return its arrays (the task's whole computation)."""
+    import jax.numpy as jnp
+
+    from ..forward import sky_spectra
     from ..random import realisation_keys
 
     theta = spec.design[index]
     model = spec.model
-    sky = model.sky_model(jnp.asarray(theta))
-    fields = sample_fields(sky, realisation_keys(model.seed, model.n_realisations, stream=1 + index))
-    traj = backtrack(fields, sky.directions, list(spec.times), **sky.solver_options())
-    full = Analysis("full").apply(model).sky_model(jnp.asarray(theta))
-    views = [a.apply(model).sky_model(jnp.asarray(theta)) for a in spec.analyses]
-    out: dict = {f"cl_{a.name}": [] for a in spec.analyses}
-    out["pixel_noise"] = []
-    for j in range(len(spec.times)):
-        maps = sky_maps(sky, traj.positions[:, j], traj.momenta[:, j])  # (R, 1, P)
-        full_sky_cl = np.asarray(sky_spectra(full, maps))[:, 0]
-        out["pixel_noise"].append(pixel_noise_level(np.asarray(maps)[:, 0], full_sky_cl))
-        for a, view in zip(spec.analyses, views):
-            out[f"cl_{a.name}"].append(np.asarray(sky_spectra(view, maps))[:, 0])
-    # (R, T, L) and (R, T): realisations first, as everywhere else
-    return {k: np.stack(v, axis=1) for k, v in out.items()} | {"theta": np.asarray(theta)}
+    keys = realisation_keys(model.seed, model.n_realisations, stream=1 + index)
+    maps, noise = backtracked_maps(model, theta, keys, spec.times)
+    out = {"pixel_noise": noise, "theta": np.asarray(theta)}
+    for a in spec.analyses:
+        view = a.apply(model).sky_model(jnp.asarray(theta))
+        # (R, T, L): realisations first, as everywhere else
+        out[f"cl_{a.name}"] = np.stack(
+            [np.asarray(sky_spectra(view, maps[:, j, None]))[:, 0] for j in range(len(spec.times))], 1
+        )
+    return out
 
 
 class Campaign:

@@ -144,7 +144,7 @@ class SkyFitResult:
         from ..plot import plot_sky_fit
 
         folder = Path(folder)
-        text = json.dumps(self.as_dict(), indent=1)
+        text = io.to_json(self.as_dict(), indent=1)
         io.atomic_write(folder / "fit.json", lambda tmp: Path(tmp).write_text(text))
         fig = plot_sky_fit(self)
         io.atomic_write(folder / "fit.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))

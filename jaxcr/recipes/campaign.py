@@ -9,7 +9,7 @@
     jaxcr campaign task FOLDER INDEX                          # one design point (what a SLURM array task runs)
     jaxcr campaign slurm FOLDER [--time 01:00:00] [--cpus 4] [--mem 8G] [--partition P]  # writes FOLDER/submit.sh
     jaxcr campaign dask FOLDER --scheduler tcp://HOST:8786   # tasks on a Dask cluster (pip install 'jaxcr[cluster]')
-    jaxcr campaign artifact FOLDER --analysis icecube [--ell-max 20] [--time T] [--degree 3] --out emulator.npz
+    jaxcr campaign artifact FOLDER --analysis icecube [--ell-max 20] [--time T] [--degree 2] --out emulator.npz
 
 A campaign backtracks N_B realisations at every design point of (σ², r_L/λ_c) (log-spaced grid over
 the box) from every pixel of --nside to each --times ΩT, and stores the spectra each observatory
