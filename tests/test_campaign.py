@@ -53,6 +53,7 @@ def test_pixel_noise_level_of_white_and_smooth_maps():
     assert clean[0] < 1e-3 * 0.2
 
 
+@pytest.mark.slow
 def test_noise_transfer_full_sky_and_band():
     """Full sky, known background: white noise of level 1 gives t_ℓ = 1 and v_ℓ = 2/(2ℓ+1) (a
     χ² of 2ℓ+1 modes). A band: the pseudo-C_ℓ of masked white noise is f_sky times the level.
@@ -245,6 +246,7 @@ def _draw_skies(n, amplitude, seed, lognormal=False):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["gaussian", "lognormal"])
 def test_sky_likelihood_value_and_gradient(analytic_artifact, form):
     """−2 ln L against numpy (slogdet, solve) at a point off the best fit (1e-10 relative), and its
@@ -302,6 +304,7 @@ def test_sky_fit_coverage_on_exact_skies(analytic_artifact, form):
     assert f.parameters["gradient_per_pc"] == pytest.approx(np.sqrt(a) / f.parameters["larmor_radius_pc"])
 
 
+@pytest.mark.slow
 def test_sky_fit_reports_gradient_and_flags_an_unconstrained_direction(analytic_artifact, tmp_path):
     """Amplitude free: the gradient interval contains its estimate; with huge measurement errors
     the data carry no information and both directions are flagged poorly constrained."""
