@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from . import native
-from .field import AbstractField
+from . import native, pallas_kernel
+from .field import AbstractField, ModeSumLayout
 from .turbulence import PlaneWaveTurbulence, TurbulenceParameters
 
 __all__ = [
@@ -114,12 +114,12 @@ class Boris(diffrax.AbstractSolver):
     wrong statistics. ``allow_unresolved=True`` skips that check.
 
     ``fused``: for a :class:`jaxcr.PlaneWaveTurbulence` on the native CPU kernel
-    (:mod:`jaxcr.native`), the steps between two save times run inside the kernel in one call
-    (:func:`jaxcr.native.boris_advance`: the same step, equal to rounding), with no return to
-    XLA per step; fused steps have no derivative. None (default): fused when
+    (:mod:`jaxcr.native`) or the Pallas GPU kernel (:mod:`jaxcr.pallas_kernel`), the steps between
+    two save times run inside the kernel in one call (``boris_advance``: the same step, equal to
+    rounding), with no return to XLA per step; fused steps have no derivative. None (default): fused when
     :func:`jaxcr.track` is called with concrete arrays (not inside ``jax.jit``, ``jax.grad`` or
     ``jax.vmap``, where nothing can differentiate it), else one diffrax step per Boris step;
-    True: fused wherever the field is on the native kernel (a derivative through it is an error
+    True: fused wherever the field is on one of these kernels (a derivative through it is an error
     that says so); False: never.
     """
 
@@ -155,20 +155,21 @@ class Boris(diffrax.AbstractSolver):
         return terms.vf(t0, y0, args)
 
     def fuses(self, field: AbstractField, eager: bool = False) -> bool:
-        """Whether steps in ``field`` run fused in the native kernel (see the class docstring);
+        """Whether steps in ``field`` run fused in a kernel (see the class docstring);
         ``eager``: the integration was called with concrete arrays."""
         if self.fused is False or (self.fused is None and not eager):
             return False
-        return isinstance(field, PlaneWaveTurbulence) and field.uses_native_kernel()
+        return isinstance(field, PlaneWaveTurbulence) and field.uses_fused_kernel()
 
 
 def _fused_steps(field, charge_sign, y0, span, dt):
-    """⌈span/dt⌉ equal Boris steps over ``span`` in the native kernel (dt: the step bound)."""
+    """⌈span/dt⌉ equal Boris steps over ``span`` in the field's kernel (dt: the step bound)."""
     if dt is None:
         raise ValueError("fused Boris steps need Boris(dt=...) (jaxcr.track sets it)")
     n = jnp.maximum(jnp.ceil(span / dt - 1e-9), 1.0)
     r, u = y0
-    return native.boris_advance(
+    kernel = pallas_kernel if field.resolved_layout() == ModeSumLayout.PALLAS else native
+    return kernel.boris_advance(
         r,
         u,
         span / n,

@@ -41,18 +41,22 @@ class ModeSumLayout(enum.StrEnum):
     """How the mode sum is computed (:meth:`PlaneWaveTurbulence.with_layout`); same numbers to
     rounding. NATIVE is jaxcr's C++ kernel (:mod:`jaxcr.native`, CPU only): one pass over the
     modes per particle, vectorised and threaded, 3.7x the XLA layouts on a 2-core AVX-512 CPU.
-    MATMUL forms the phases k_n·r and the sum Σ E_n cos(·) as two matrix products (it keeps
-    0.1.0's CPU results bit for bit); SPLIT forms phases and cos as one elementwise kernel and
-    the sum as a product; FUSED writes the sum as a reduction too. AUTO takes NATIVE on CPU
-    (MATMUL, with a warning, where the kernel cannot be built) and SPLIT on GPU/TPU, decided when
-    traced (H200, N = 256, 122 880 particles: SPLIT 4.3×10⁸ Boris particle-steps/s, MATMUL
-    3.2×10⁸, FUSED 3.0×10⁸)."""
+    PALLAS is jaxcr's fused GPU kernel (:mod:`jaxcr.pallas_kernel`): phases, cosines and sums in
+    registers, no (particles × modes) array in memory; on other backends it runs in Pallas'
+    interpreter (for tests: correct, and slow). MATMUL forms the phases k_n·r and the sum
+    Σ E_n cos(·) as two matrix products (it keeps 0.1.0's CPU results bit for bit); SPLIT forms
+    phases and cos as one elementwise kernel and the sum as a product; FUSED writes the sum as a
+    reduction too. AUTO takes NATIVE on CPU (MATMUL, with a warning, where the kernel cannot be
+    built) and PALLAS on GPU (SPLIT, with a warning, where its first compiled result does not
+    match the exact sum), decided when traced (H200, N = 256, 122 880 particles: SPLIT 4.3×10⁸
+    Boris particle-steps/s, MATMUL 3.2×10⁸, FUSED 3.0×10⁸; PALLAS not yet measured)."""
 
     AUTO = "auto"
     NATIVE = "native"
     MATMUL = "matmul"
     SPLIT = "split"
     FUSED = "fused"
+    PALLAS = "pallas"
 
 
 def as_option(enum_type, name: str, value):

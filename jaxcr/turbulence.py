@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Key, PRNGKeyArray
 
-from . import _checks, native
+from . import _checks, native, pallas_kernel
 from ._fastmath import xla_mode_sum
 from .field import AbstractField, FieldPrecision, ModeSumLayout, as_option
 from .random import realisation_key, realisation_keys
@@ -234,8 +234,8 @@ class PlaneWaveTurbulence(AbstractField):
 
     ``precision`` (:class:`jaxcr.FieldPrecision`: FLOAT64 to ~1e-13, FAST to ~1e-9, FLOAT32
     to ~5e-7 of the rms field, phases always float64) and ``layout`` (:class:`jaxcr.ModeSumLayout`:
-    AUTO is the native C++ kernel on CPU and SPLIT on GPU/TPU; MATMUL keeps 0.1.0's CPU results
-    bit for bit) are static. Matrix products run at Precision.HIGHEST (on GPUs
+    AUTO is the native C++ kernel on CPU, the Pallas kernel on GPU and SPLIT on TPU; MATMUL
+    keeps 0.1.0's CPU results bit for bit) are static. Matrix products run at Precision.HIGHEST (on GPUs
     a float32 product would otherwise use TF32: 6.5e-4 of the rms field off on an H200).
     """
 
@@ -359,10 +359,12 @@ class PlaneWaveTurbulence(AbstractField):
         return dataclasses.replace(self, layout=as_option(ModeSumLayout, "layout", layout))
 
     def resolved_layout(self) -> ModeSumLayout:
-        """The layout AUTO stands for here: NATIVE on CPU (MATMUL with a warning if the kernel
-        cannot be built), SPLIT on GPU/TPU; other layouts as they are."""
+        """What AUTO stands for here: NATIVE on CPU (MATMUL, warned, if it cannot be built), PALLAS
+        on GPU (SPLIT, warned, if it fails its first check), SPLIT on TPU; others as they are."""
         if self.layout != ModeSumLayout.AUTO:
             return self.layout
+        if jax.default_backend() == "gpu":
+            return ModeSumLayout.PALLAS if pallas_kernel.available() else ModeSumLayout.SPLIT
         if jax.default_backend() != "cpu":
             return ModeSumLayout.SPLIT
         if native.available():
@@ -370,18 +372,21 @@ class PlaneWaveTurbulence(AbstractField):
         native.warn_fallback()
         return ModeSumLayout.MATMUL
 
-    def uses_native_kernel(self) -> bool:
-        """True when the mode sum runs in the native CPU kernel (:mod:`jaxcr.native`)."""
-        return self.resolved_layout() == ModeSumLayout.NATIVE
+    def uses_fused_kernel(self) -> bool:
+        """True when the mode sum runs in one of jaxcr's kernels (native CPU or Pallas GPU),
+        which also run many Boris steps per call (:class:`jaxcr.Boris` ``fused``)."""
+        return self.resolved_layout() in (ModeSumLayout.NATIVE, ModeSumLayout.PALLAS)
 
     def turbulent(self, positions: Float[ArrayLike, "... 3"]) -> Float[Array, "... 3"]:
         """δb(r) = Σ_n E_n cos(k_n·r + β_n) (Eq. 10), in units of B0; positions in r_L."""
         positions = jnp.asarray(positions)
         layout = self.resolved_layout()
+        modes = (self.wavevectors, self.polarisations, self.phases)
         if layout == ModeSumLayout.NATIVE:
-            precision = FieldPrecision(self.precision).value
-            return native.plane_wave_field(positions, self.wavevectors, self.polarisations, self.phases, precision)
-        return xla_mode_sum(positions, self.wavevectors, self.polarisations, self.phases, self.precision, layout)
+            return native.plane_wave_field(positions, *modes, FieldPrecision(self.precision).value)
+        if layout == ModeSumLayout.PALLAS:
+            return pallas_kernel.plane_wave_field(positions, *modes, self.precision).astype(positions.dtype)
+        return xla_mode_sum(positions, *modes, self.precision, layout)
 
     def __call__(self, positions: Float[ArrayLike, "... 3"]) -> Float[Array, "... 3"]:
         """Total field b(r) = b0 ê + δb(r) in units of B0; positions in r_L."""

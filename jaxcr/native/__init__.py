@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from .._fastmath import broadcast_shape as _broadcast_shape
+from .._fastmath import differentiable_mode_sum, reference_field
 from .build import NativeUnavailable, load_library
 
 __all__ = [
@@ -99,22 +101,6 @@ def warn_fallback() -> None:
         )
 
 
-def _broadcast_shape(positions, wavevectors) -> tuple[int, ...]:
-    n_batch = wavevectors.ndim - 2
-    if positions.ndim - 1 < n_batch:
-        raise ValueError(
-            f"positions {positions.shape} need the realisation axes {wavevectors.shape[:n_batch]} of the field first"
-        )
-    try:
-        lead = np.broadcast_shapes(positions.shape[:n_batch], wavevectors.shape[:n_batch])
-    except ValueError:
-        raise ValueError(
-            f"positions {positions.shape} and a field with realisation axes {wavevectors.shape[:n_batch]} "
-            "do not broadcast"
-        ) from None
-    return tuple(lead) + tuple(positions.shape[n_batch:])
-
-
 def _ffi_field_call(positions, wavevectors, polarisations, phases, level):
     shape = _broadcast_shape(positions, wavevectors)
     call = jax.ffi.ffi_call(
@@ -165,28 +151,7 @@ _jacobian_call = _batched(_ffi_jacobian_call)
 
 @functools.cache
 def _field_function(level: int):
-    @jax.custom_jvp
-    def field(positions, wavevectors, polarisations, phases):
-        return _field_call(level)(positions, wavevectors, polarisations, phases)
-
-    @functools.partial(field.defjvp, symbolic_zeros=True)
-    def field_jvp(primals, tangents):
-        r, k, e, beta = primals
-        dr, dk, de, dbeta = tangents
-        zero = lambda t: isinstance(t, jax.custom_derivatives.SymbolicZero)
-        if zero(dr):
-            b = _field_call(level)(r, k, e, beta)
-            db = jnp.zeros_like(b)
-        else:
-            b, jac = _jacobian_call(r, k, e, beta)
-            db = jnp.einsum("...ij,...j->...i", jac, dr)
-        if not (zero(dk) and zero(de) and zero(dbeta)):  # with respect to the modes, in jax.numpy
-            instantiate = lambda t, x: jnp.zeros_like(x) if zero(t) else t
-            modes, dmodes = (k, e, beta), (instantiate(dk, k), instantiate(de, e), instantiate(dbeta, beta))
-            db = db + jax.jvp(lambda *m: reference_field(r, *m), modes, dmodes)[1]
-        return b, db
-
-    return field
+    return differentiable_mode_sum(_field_call(level), _jacobian_call)
 
 
 def _ffi_boris_call(r, u, h, steps, k, e, beta, b0, level):
@@ -269,16 +234,6 @@ def boris_advance(
         f64(phases),
         s * f64(regular_field),
     )
-
-
-def reference_field(positions, wavevectors, polarisations, phases):
-    """The same sum in jax.numpy with ``jnp.cos`` (the kernel's broadcasting of realisation axes);
-    differentiable, and the reference of the tests."""
-    n_batch = wavevectors.ndim - 2
-    shape = _broadcast_shape(positions, wavevectors)
-    points = positions.reshape((*positions.shape[:n_batch], -1, 3))
-    phase = jnp.einsum("...pj,...nj->...pn", points, wavevectors) + phases[..., None, :]
-    return jnp.einsum("...pn,...nj->...pj", jnp.cos(phase), polarisations).reshape(shape)
 
 
 def plane_wave_field(
