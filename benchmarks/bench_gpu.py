@@ -23,12 +23,10 @@ into --out after every section.
 """
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 import jax
@@ -38,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "experiments"))
 
-from _machine import describe, timed
+from _machine import Sections, describe, timed
 
 
 def main():
@@ -47,7 +45,9 @@ def main():
     ap.add_argument("--out", type=Path, default=Path("results"))
     ap.add_argument("--steps", type=int, default=400, help="Boris steps per timing run")
     ap.add_argument("--sections", nargs="+", help="run only these sections (names as printed)")
-    ap.add_argument("--layouts", nargs="+", default=["fused", "split", "matmul"], help="mode-sum layouts to compare")
+    ap.add_argument(
+        "--layouts", nargs="+", default=["pallas", "fused", "split", "matmul"], help="mode-sum layouts to compare"
+    )
     ap.add_argument("--field-points", type=int, nargs="+", default=[12288, 491520])
     ap.add_argument("--field-modes", type=int, nargs="+", default=[64, 256, 1024])
     ap.add_argument(
@@ -60,11 +60,6 @@ def main():
     import numpy as np
 
     import jaxcr
-
-    t_start = time.perf_counter()
-
-    def left():
-        return args.budget - (time.perf_counter() - t_start)
 
     args.out.mkdir(parents=True, exist_ok=True)
     rec = dict(
@@ -82,24 +77,8 @@ def main():
     print(rec["machine"], "|", rec["nvidia_smi"], flush=True)
     gpu, cpu = jax.devices()[0], jax.devices("cpu")[0]
 
-    def save():
-        jaxcr.io.atomic_write(args.out / "bench_gpu.json", lambda tmp: Path(tmp).write_text(json.dumps(rec, indent=1)))
-
-    def section(name, fn, need_s):
-        if args.sections and name not in args.sections:
-            return
-        if left() < need_s:
-            print(f"[skip] {name}: {left():.0f} s left < {need_s} s", flush=True)
-            rec.setdefault("skipped", []).append(name)
-            return
-        t = time.perf_counter()
-        try:
-            fn()
-        except Exception:
-            rec["errors"][name] = traceback.format_exc()[-3000:]
-            print(f"[error] {name}:\n{rec['errors'][name]}", flush=True)
-        print(f"[done] {name} in {time.perf_counter() - t:.1f} s; {left():.0f} s left", flush=True)
-        save()
+    sections = Sections(args.budget, args.out / "bench_gpu.json", rec, args.sections)
+    left, section, save = sections.left, sections.run, sections.save
 
     params = jaxcr.TurbulenceParameters.paper(n_modes=256)
     field = jaxcr.PlaneWaveTurbulence.sample(0, params)
@@ -306,7 +285,7 @@ def main():
 
     section("fit_step", fit_step, 40)
     section("paper_float32", paper("float32"), 60)
-    rec["wall_s"] = time.perf_counter() - t_start
+    rec["wall_s"] = args.budget - left()
     save()
     print(f"total {rec['wall_s']:.0f} s", flush=True)
 

@@ -52,7 +52,7 @@ def parse_args(argv=None, prog: str | None = None):
             "--field-layout",
             choices=[m.value for m in jaxcr.ModeSumLayout],
             default="auto",
-            help="how the mode sum is computed (auto: the native C++ kernel on CPU, split on GPU; matmul: pure JAX)",
+            help="how the mode sum is computed (auto: the native C++ kernel on CPU, the Pallas kernel on GPU; matmul: pure JAX)",
         )
 
     return parse_preset_args(__doc__, PRESETS, "fig2", argv, extra, prog=prog)
