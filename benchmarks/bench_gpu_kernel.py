@@ -16,9 +16,9 @@ after every section. Copy the JSON and the log into ``benchmarks/measured/``.
    fused Pallas steps, one diffrax step per Boris step on the Pallas field, and on the SPLIT
    field, at float64 and float32, alternating; mode-evaluations/s inside the solver = rate × N;
 4. tiling: the field and the fused steps for several block sizes and warp counts;
-5. roofline: the arithmetic ceiling of this sum on the card from its SM count and clock and the
-   kernel's floating-point instructions per mode-evaluation (counted from its code; see
-   ``INSTRUCTIONS``), and the fraction of it each measured rate reaches;
+5. roofline: the ceiling of this sum on the card from its SM count and clock, the per-SM
+   throughput of each pipe, and the kernel's instructions per mode-evaluation by pipe (counted
+   in its compiled code; see ``INSTRUCTIONS``), and the fraction of it each measured rate reaches;
 6. paper: the Fig. 2 paper preset (nside 32, N_B 10, N 256) to ΩT = 10⁴ in a fresh process,
    compilation and start-up included (float32, then float64);
 7. campaign: a fits' campaign (5 × 5 design, nside 32, N_B 32, ΩT ≤ 150) on this GPU, timed
@@ -42,19 +42,30 @@ sys.path.insert(0, str(HERE))
 
 from _machine import Sections, alternating, describe
 
-# Floating-point instructions per mode-evaluation of the field kernel (jaxcr/pallas_kernel.py),
-# FMA counted once: phase k·r/π + β/π 4 (mul, 2 fma, add); reduction 3 (fma, floor, fma);
-# cos(πy) = 2c² − 1 with c = cos(πy/2): 2 (s, s²) + Horner (8 fma at full accuracy, 6 fast or
-# float32) + 2; the three sums 6 (mul, add each). float32: phase and reduction in float64 (7),
-# the rest in float32 (16), plus one float64→float32 conversion.
+# Instructions per mode-evaluation in the field kernel's mode loop at the default tiling, by
+# pipe: counted in the SASS that Triton 3.9 + ptxas 13.4 produce for sm_90a from the kernel's
+# Triton code (benchmarks/inspect_gpu_kernel.py; benchmarks/measured/gpu_kernel_code_sm90.log).
 INSTRUCTIONS = {
-    "float64": {"float64": 25, "float32": 0},
-    "fast": {"float64": 23, "float32": 0},
-    "float32": {"float64": 7, "float32": 16},
+    "float64": {"float64": 22.0, "float32": 0.0, "conversion": 0.0, "other": 5.5},
+    "fast": {"float64": 20.0, "float32": 0.0, "conversion": 0.0, "other": 5.0},
+    "float32": {"float64": 7.0, "float32": 13.0, "conversion": 1.0, "other": 3.9},
 }
-# FMA-pipe instructions per SM per clock by compute capability (CUDA programming guide,
-# "arithmetic instructions" throughput table): (float64, float32).
-PER_SM_PER_CLOCK = {"9.0": (64, 128), "8.0": (32, 64)}
+# Per SM per clock, by compute capability (CUDA C++ Programming Guide, arithmetic instruction
+# throughput): float64 FMA/mul/add, float32 FMA/mul/add, 64→32-bit conversions, and the issue
+# limit (4 schedulers × 32 lanes) that every instruction shares.
+PER_SM_PER_CLOCK = {
+    "9.0": {"float64": 64, "float32": 128, "conversion": 16, "issue": 128},
+    "8.0": {"float64": 32, "float32": 64, "conversion": 16, "issue": 128},
+}
+
+
+def ceiling_per_clock_per_sm(counts: dict, rates: dict) -> tuple[float, str]:
+    """Mode-evaluations per clock per SM when the busiest pipe (or the issue limit) is saturated,
+    and which one that is."""
+    loads = {pipe: counts[pipe] / rates[pipe] for pipe in ("float64", "float32", "conversion")}
+    loads["issue"] = sum(counts.values()) / rates["issue"]
+    pipe = max(loads, key=lambda k: loads[k])
+    return 1.0 / loads[pipe], pipe
 
 
 def main():
@@ -166,7 +177,7 @@ def main():
         out = []
         modes = (field.wavevectors, field.polarisations, field.phases)
         for precision in ("float64", "float32"):
-            for bp, bm, warps in ((128, 32, 4), (64, 32, 2), (256, 32, 8), (128, 16, 4), (128, 64, 4), (256, 16, 4)):
+            for bp, bm, warps in ((128, 8, 4), (256, 8, 8), (64, 8, 2), (128, 16, 4), (128, 16, 8), (128, 32, 4)):
                 if sections.left() < 30:
                     break
                 t = pallas_kernel.Tiling(bp, bm, warps)
@@ -205,23 +216,22 @@ def main():
         if not (sms and clock_mhz and per_clock):
             rec["roofline"] = dict(error=f"unknown card: capability {capability!r}, SMs {sms}, clock {clock_mhz} MHz")
             return
-        peak64, peak32 = (sms * clock_mhz * 1e6 * n for n in per_clock)
-        out = dict(
+        clocks = sms * clock_mhz * 1e6  # SM-clocks per second
+        out: dict = dict(
             compute_capability=capability,
             sms=sms,
             max_sm_clock_mhz=clock_mhz,
-            float64_instructions_per_s=peak64,
-            float32_instructions_per_s=peak32,
-            float64_tflops_fma=2 * peak64 / 1e12,
-            float32_tflops_fma=2 * peak32 / 1e12,
+            float64_tflops_fma=2 * per_clock["float64"] * clocks / 1e12,
+            float32_tflops_fma=2 * per_clock["float32"] * clocks / 1e12,
             instructions_per_mode_evaluation=INSTRUCTIONS,
-            ceiling_mode_evaluations_per_s={},
+            ceiling={},
             achieved_fraction={},
         )
-        for precision, n in INSTRUCTIONS.items():
-            out["ceiling_mode_evaluations_per_s"][precision] = 1.0 / (n["float64"] / peak64 + n["float32"] / peak32)
+        for precision, counts in INSTRUCTIONS.items():
+            per_sm, pipe = ceiling_per_clock_per_sm(counts, per_clock)
+            out["ceiling"][precision] = dict(mode_evaluations_per_s=per_sm * clocks, bound_by=pipe)
         for (kind, precision, name), rate in rates.items():
-            ceiling = out["ceiling_mode_evaluations_per_s"][precision]
+            ceiling = out["ceiling"][precision]["mode_evaluations_per_s"]
             out["achieved_fraction"][f"{kind}/{precision}/{name}"] = rate / ceiling
         rec["roofline"] = out
         print("roofline:", out, flush=True)

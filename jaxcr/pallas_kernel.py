@@ -55,12 +55,19 @@ _state: dict = {}
 
 @dataclasses.dataclass(frozen=True)
 class Tiling:
-    """How the work is cut for the GPU: ``block_particles`` particles per program (one lane
-    each), modes taken ``block_modes`` at a time (a block_particles × block_modes tile of phases
-    in registers), ``num_warps`` warps per program. Block sizes are powers of two (Triton)."""
+    """How the work is cut for the GPU: ``block_particles`` particles per program, modes taken
+    ``block_modes`` at a time (a block_particles × block_modes tile of phases and partial sums in
+    registers, spread over the program's threads), ``num_warps`` warps per program. Block sizes
+    are powers of two (Triton).
+
+    The default, 128 × 8 with 4 warps (8 tile elements per thread), is the largest tile that
+    compiles without register spills for both the field and the Boris kernels, at float64 and
+    float32: ptxas (CUDA 13.4, sm_90a) on the kernels' Triton code reported 158 and 168 registers
+    per thread and no spills, where 128 × 32 spilled 1-5 kB per thread (measured on code, not on
+    a card: see docs/performance.md)."""
 
     block_particles: int = 128
-    block_modes: int = 32
+    block_modes: int = 8
     num_warps: int = 4
 
     def __post_init__(self):
@@ -94,23 +101,28 @@ def _cos_half_turns(t, precision: FieldPrecision):
 
 def _mode_sums(position, modes, n_blocks: int, precision: FieldPrecision, tiling: Tiling, jacobian: bool = False):
     """Σ_n E_n cos(π t_n) (three sums) for a block of particles, the modes walked in blocks;
-    with ``jacobian`` also the nine sums Σ_n E_ni k_nj sin(π t_n) (k in half-turns)."""
+    with ``jacobian`` also the nine sums Σ_n E_ni k_nj sin(π t_n) (k in half-turns).
+
+    The partial sums are kept as (particles × block_modes) tiles and reduced over the modes once,
+    after the loop: a reduction per block would exchange values between lanes (shuffles) in
+    every iteration, about as many instructions as the arithmetic itself."""
     x, y, z = position
     width = tiling.block_modes
 
-    def body(j, sums):
+    def body(j, tiles):
         kx, ky, kz, ex, ey, ez, beta = (ref[pl.ds(j * width, width)] for ref in modes)
         t = x[:, None] * kx + y[:, None] * ky + z[:, None] * kz + beta  # (particles, modes), float64
         c = _cos_half_turns(t, precision)
-        out = [s + jnp.sum(c * e, axis=1) for s, e in zip(sums[:3], (ex, ey, ez))]
+        out = [s + c * e for s, e in zip(tiles[:3], (ex, ey, ez))]
         if jacobian:
             sin = jnp.sin(math.pi * _reduced_half_turns(t))
-            out += [s + jnp.sum(sin * (e * k), axis=1) for s, (e, k) in zip(sums[3:], _pairs(ex, ey, ez, kx, ky, kz))]
+            out += [s + sin * (e * k) for s, (e, k) in zip(tiles[3:], _pairs(ex, ey, ez, kx, ky, kz))]
         return tuple(out)
 
     dtype = jnp.float32 if precision == FieldPrecision.FLOAT32 else jnp.float64
-    zero = jnp.zeros_like(x, dtype)
-    return jax.lax.fori_loop(0, n_blocks, body, (zero,) * (12 if jacobian else 3))
+    zero = jnp.zeros((x.shape[0], width), dtype)
+    tiles = jax.lax.fori_loop(0, n_blocks, body, (zero,) * (12 if jacobian else 3))
+    return [jnp.sum(tile, axis=1) for tile in tiles]
 
 
 def _pairs(ex, ey, ez, kx, ky, kz):
