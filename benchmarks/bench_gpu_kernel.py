@@ -177,7 +177,7 @@ def main():
         out = []
         modes = (field.wavevectors, field.polarisations, field.phases)
         for precision in ("float64", "float32"):
-            for bp, bm, warps in ((128, 8, 4), (256, 8, 8), (64, 8, 2), (128, 16, 4), (128, 16, 8), (128, 32, 4)):
+            for bp, bm, warps in ((128, 8, 4), (256, 8, 8), (128, 4, 4), (64, 8, 2), (128, 16, 4), (128, 32, 4)):
                 if sections.left() < 30:
                     break
                 t = pallas_kernel.Tiling(bp, bm, warps)

@@ -64,7 +64,7 @@ class Tiling:
     compiles without register spills for both the field and the Boris kernels, at float64 and
     float32: ptxas (CUDA 13.4, sm_90a) on the kernels' Triton code reported 158 and 168 registers
     per thread and no spills, where 128 × 32 spilled 1-5 kB per thread (measured on code, not on
-    a card: see docs/performance.md)."""
+    a card: see docs/performance.md). The Jacobian kernel takes half the modes per block."""
 
     block_particles: int = 128
     block_modes: int = 8
@@ -235,8 +235,14 @@ def _field_call(precision: FieldPrecision, tiling: Tiling, interpret: bool, jaco
 def _field_function(precision: FieldPrecision, tiling: Tiling, interpret: bool):
     return differentiable_mode_sum(
         _field_call(precision, tiling, interpret, jacobian=False),
-        _field_call(FieldPrecision.FLOAT64, tiling, interpret, jacobian=True),
+        _field_call(FieldPrecision.FLOAT64, _jacobian_tiling(tiling), interpret, jacobian=True),
     )
+
+
+def _jacobian_tiling(tiling: Tiling) -> Tiling:
+    """The Jacobian kernel keeps twelve partial-sum tiles instead of three: half the modes per
+    block keeps it in registers (no spills at the default tiling, 512 bytes at the full width)."""
+    return dataclasses.replace(tiling, block_modes=max(1, tiling.block_modes // 2))
 
 
 def _interpret(interpret: bool | None) -> bool:
