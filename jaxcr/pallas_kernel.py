@@ -17,7 +17,7 @@ the Taylor polynomial of :mod:`jaxcr._fastmath` for cos(πy/2), whose accuracy l
 polynomial and the three sums in float32, ~5e-7). Positions, momenta and phases stay float64.
 
 :class:`jaxcr.PlaneWaveTurbulence` uses it on GPU by default (``ModeSumLayout.AUTO``) once a
-first call has compiled it and matched the pure-JAX sum there (:func:`available`); elsewhere
+first call has compiled it and matched the exact sum there (:func:`available`); elsewhere
 the kernel runs in Pallas' interpreter, which is how the tests check it on CPU. It works under
 ``jax.vmap`` and has the derivatives of :func:`jaxcr._fastmath.differentiable_mode_sum`
 (∂b/∂r by a second kernel); the Boris steps have none, like the native ones.

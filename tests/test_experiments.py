@@ -47,6 +47,7 @@ def _run(script, out, *extra):
     return proc.stdout
 
 
+@pytest.mark.slow  # kept out of the default run's 6 minutes; in .ci/run's slow pass
 def test_fig2_script_writes_png_data_and_parameters(tmp_path):
     stdout = _run("fig2.py", tmp_path)
     for name in ("fig2.png", "fig2.nc", "params.json"):

@@ -47,7 +47,7 @@ def test_band_k_factor_is_one_on_the_full_sky_and_three_quarters_of_the_cos3_int
 @pytest.mark.parametrize(
     "nside, band, exposure",
     [
-        (16, (-90.0, -23.6), "uniform"),
+        pytest.param(16, (-90.0, -23.6), "uniform", marks=pytest.mark.slow),
         (16, (-30.0, 64.0), "cos"),
         pytest.param(8, (-90.0, 90.0), "uniform", marks=pytest.mark.slow),
         pytest.param(8, (-30.0, 64.0), "cos", marks=pytest.mark.slow),

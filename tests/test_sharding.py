@@ -32,6 +32,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # kept out of the default run's 6 minutes; in .ci/run's slow pass
 def test_sharded_backtracking_equals_single_device_on_4_cpu_devices():
     # Different per-device batch sizes may change floating-point rounding (≤ 1e-12 at ΩT = 20,
     # where chaos amplifies it by e^{λT} ≈ 20); equal per-device shapes must agree bit for bit.

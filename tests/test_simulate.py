@@ -76,6 +76,7 @@ def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
     assert (tmp_path / "out.nc").exists()
 
 
+@pytest.mark.slow  # kept out of the default run's 6 minutes; in .ci/run's slow pass
 def test_kill_9_then_resume_gives_identical_results(tmp_path):
     # A real interruption: a child process runs with a checkpoint; once two segments are on
     # disk it receives SIGKILL; the run is then resumed here and compared bit for bit with an
