@@ -166,3 +166,24 @@ def differentiable_mode_sum(field_call, jacobian_call):
         return b, db
 
     return field
+
+
+def fused_steps_without_derivative(advance, kernel: str):
+    """``advance(r, u, h, steps, k, E, β, b0)`` → (r, u) (a kernel's fused Boris steps) as a
+    function whose derivative is an error saying how to differentiate through orbits instead."""
+
+    @jax.custom_jvp
+    def steps(r, u, h, n, k, e, beta, b0):
+        return advance(r, u, h, n, k, e, beta, b0)
+
+    @functools.partial(steps.defjvp, symbolic_zeros=True)
+    def no_derivative(primals, tangents):
+        if any(not isinstance(t, jax.custom_derivatives.SymbolicZero) for t in tangents):
+            raise TypeError(
+                f"the fused {kernel} Boris steps have no derivative: integrate with jaxcr.Boris(dt=..., fused=False) "
+                "to differentiate through the orbits (jax.grad, jax.jvp)"
+            )
+        r, u = advance(*primals)
+        return (r, u), (jnp.zeros_like(r), jnp.zeros_like(u))
+
+    return steps

@@ -44,6 +44,7 @@ from ._fastmath import (
     COS_COEFFS_FAST,
     broadcast_shape,
     differentiable_mode_sum,
+    fused_steps_without_derivative,
     half_angle_cos,
 )
 from .field import FieldPrecision, as_option
@@ -287,21 +288,7 @@ def _boris_function(precision: FieldPrecision, tiling: Tiling, interpret: bool):
         n = points.shape[0]
         return tuple(jnp.stack(c, axis=-1)[:n].reshape(shape) for c in (out[:3], out[3:]))
 
-    @jax.custom_jvp
-    def advance(r, u, h, steps, k, e, beta, b0):
-        return one(r, u, h, steps, k, e, beta, b0)
-
-    @functools.partial(advance.defjvp, symbolic_zeros=True)
-    def no_derivative(primals, tangents):
-        if any(not isinstance(t, jax.custom_derivatives.SymbolicZero) for t in tangents):
-            raise TypeError(
-                "the fused Pallas Boris steps have no derivative: integrate with jaxcr.Boris(dt=..., fused=False) "
-                "to differentiate through the orbits (jax.grad, jax.jvp)"
-            )
-        r, u = one(*primals)
-        return (r, u), (jnp.zeros_like(r), jnp.zeros_like(u))
-
-    return advance
+    return fused_steps_without_derivative(one, "Pallas")
 
 
 def boris_advance(

@@ -114,6 +114,7 @@ def test_kill_9_then_resume_gives_identical_results(tmp_path):
         np.testing.assert_array_equal(resumed[name].values, full[name].values, err_msg=name)
 
 
+@pytest.mark.slow  # kept out of the default run's 6 minutes; in .ci/run's slow pass
 def test_checkpoint_of_another_configuration_is_refused(tmp_path):
     ckpt = tmp_path / "c.npz"
     run_ensemble(EnsembleConfig(**RESUME_CONFIG), checkpoint=ckpt, progress=False, stop_after=1)

@@ -33,7 +33,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._fastmath import broadcast_shape as _broadcast_shape
-from .._fastmath import differentiable_mode_sum, reference_field
+from .._fastmath import differentiable_mode_sum, fused_steps_without_derivative, reference_field
 from .build import NativeUnavailable, load_library
 
 __all__ = [
@@ -183,21 +183,7 @@ def _boris_function(level: int):
         modes = [x if b else jnp.expand_dims(x, 0) for x, b in zip(modes, in_batched[4:])]
         return boris(*state, *modes), (True, True)
 
-    @jax.custom_jvp
-    def differentiable(r, u, h, steps, k, e, beta, b0):
-        return boris(r, u, h, steps, k, e, beta, b0)
-
-    @functools.partial(differentiable.defjvp, symbolic_zeros=True)
-    def no_derivative(primals, tangents):
-        if any(not isinstance(t, jax.custom_derivatives.SymbolicZero) for t in tangents):
-            raise TypeError(
-                "the fused native Boris steps have no derivative: integrate with jaxcr.Boris(dt=..., fused=False) "
-                "to differentiate through the orbits (jax.grad, jax.jvp)"
-            )
-        r, u = boris(*primals)
-        return (r, u), (jnp.zeros_like(r), jnp.zeros_like(u))
-
-    return differentiable
+    return fused_steps_without_derivative(boris, "native")
 
 
 def boris_advance(
