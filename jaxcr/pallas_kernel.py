@@ -21,6 +21,10 @@ first call has compiled it and matched the exact sum there (:func:`available`); 
 the kernel runs in Pallas' interpreter, which is how the tests check it on CPU. It works under
 ``jax.vmap`` and has the derivatives of :func:`jaxcr._fastmath.differentiable_mode_sum`
 (∂b/∂r by a second kernel); the Boris steps have none, like the native ones.
+
+Pallas' Triton backend is marked deprecated from jax 0.11 (in favour of Mosaic GPU, whose
+memory copies do not take float64); should a jax remove it, the first-use check fails and
+``AUTO`` falls back to the pure-JAX sum with a warning.
 """
 
 from __future__ import annotations
