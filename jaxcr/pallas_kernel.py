@@ -39,7 +39,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as pallas_triton
 from jaxtyping import Array, ArrayLike, Float
 
 from ._fastmath import (
@@ -52,6 +51,11 @@ from ._fastmath import (
     half_angle_cos,
 )
 from .field import FieldPrecision, as_option
+
+try:
+    from jax.experimental.pallas import triton as pallas_triton
+except ImportError:  # a jax without Pallas' Triton backend (deprecated from jax 0.11)
+    pallas_triton = None  # type: ignore[assignment]
 
 __all__ = ["Tiling", "available", "unavailable_reason", "plane_wave_field", "boris_advance", "runs_compiled"]
 
@@ -198,7 +202,9 @@ def _call(kernel, n_inputs_by_particle, inputs, n_outputs, size, tiling, interpr
         grid=(size // tiling.block_particles,),
         in_specs=[by_particle] * n_inputs_by_particle + whole,
         out_specs=[by_particle] * n_outputs,
-        compiler_params=pallas_triton.CompilerParams(num_warps=tiling.num_warps, num_stages=1),
+        compiler_params=None
+        if pallas_triton is None
+        else pallas_triton.CompilerParams(num_warps=tiling.num_warps, num_stages=1),
         interpret=interpret,
         name="jaxcr_plane_wave_sum",
     )(*inputs)
@@ -344,11 +350,14 @@ def unavailable_reason() -> str | None:
             _state["reason"] = "JAXCR_PALLAS=0"
         elif not runs_compiled():
             _state["reason"] = f"it is compiled for GPUs only; the backend is {jax.default_backend()}"
-        else:
-            try:
-                _state["reason"] = _probe()
-            except Exception as err:  # any compile failure means: use the fallback
-                _state["reason"] = f"it failed to compile here ({type(err).__name__}: {str(err)[:300]})"
+        else:  # a GPU: the kernel is expected, so say why it is not used
+            if pallas_triton is None:
+                _state["reason"] = f"jax {jax.__version__} has no Pallas Triton backend"
+            else:
+                try:
+                    _state["reason"] = _probe()
+                except Exception as err:  # any compile failure means: use the fallback
+                    _state["reason"] = f"it failed to compile here ({type(err).__name__}: {str(err)[:300]})"
             if _state["reason"] is not None:
                 warnings.warn(
                     f"jaxcr: the Pallas mode-sum kernel is unavailable ({_state['reason']}); using the pure-JAX sum "

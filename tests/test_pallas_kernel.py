@@ -145,13 +145,18 @@ def _cuda_target():
 def test_auto_layout_on_a_gpu_takes_the_kernel_only_after_its_check(monkeypatch):
     # On CPU AUTO is the native kernel and the Pallas kernel says why it is not used. Pretending
     # the backend is a GPU: the check compiles the kernel, which fails on this CPU, so AUTO falls
-    # back to SPLIT with a warning that says why. The check itself (the kernel against the exact
+    # back to SPLIT with a warning that says why (also where jax has no Pallas Triton backend,
+    # deprecated from jax 0.11). The check itself (the kernel against the exact
     # sum, max error < 1e-10) passes when the kernel runs, here in the interpreter.
     assert "GPUs only" in pallas_kernel.unavailable_reason()
     f = jaxcr.PlaneWaveTurbulence.sample(0, jaxcr.TurbulenceParameters(n_modes=8))
     monkeypatch.setattr(pallas_kernel, "_state", {})
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     with pytest.warns(RuntimeWarning, match="Pallas mode-sum kernel is unavailable .*failed to compile"):
+        assert f.resolved_layout() == jaxcr.ModeSumLayout.SPLIT
+    monkeypatch.setattr(pallas_kernel, "_state", {})
+    monkeypatch.setattr(pallas_kernel, "pallas_triton", None)  # a jax that has dropped the backend
+    with pytest.warns(RuntimeWarning, match="has no Pallas Triton backend"):
         assert f.resolved_layout() == jaxcr.ModeSumLayout.SPLIT
     monkeypatch.setattr(pallas_kernel, "_state", {"reason": None})
     assert f.resolved_layout() == jaxcr.ModeSumLayout.PALLAS and f.uses_fused_kernel()
