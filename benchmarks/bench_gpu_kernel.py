@@ -11,11 +11,10 @@ On this workplace's lent H200 (Python 3.12 with jax 0.11.2 + CUDA 13, diffrax, e
 xarray already there; nothing can be downloaded there) jaxcr runs from the working tree with
 five wheels carried in ``.whl`` (21 MB; fetched here with ``pip download --no-deps
 --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 ...``: healpy,
-s2fft, astropy, pyerfa, astropy-iers-data), as one command with ``.whl`` carried::
+s2fft, astropy, pyerfa, astropy-iers-data), joined by ``&&`` in one command with ``.whl`` carried::
 
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \
-    PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 python3 benchmarks/bench_gpu_kernel.py \
-        --budget 420 --out $OUT/bench 2>&1 | tee $OUT/bench.log
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+    PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 python3 benchmarks/bench_gpu_kernel.py --budget 420 --out $OUT/b
 
 1. check: whether the kernel passed its first compiled check (``jaxcr.pallas_kernel``), and its
    error against XLA:CPU float64 on the same machine: the field at 12 288 points within 10⁴ r_L
