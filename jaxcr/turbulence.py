@@ -355,7 +355,7 @@ class PlaneWaveTurbulence(AbstractField):
         return dataclasses.replace(self, precision=as_option(FieldPrecision, "precision", precision))
 
     def with_layout(self, layout: ModeSumLayout | str) -> "PlaneWaveTurbulence":
-        """The same field with the mode sum laid out as AUTO, MATMUL, SPLIT or FUSED (class docstring)."""
+        """The same field with the mode sum computed as a :class:`jaxcr.ModeSumLayout` (or its value)."""
         return dataclasses.replace(self, layout=as_option(ModeSumLayout, "layout", layout))
 
     def resolved_layout(self) -> ModeSumLayout:
