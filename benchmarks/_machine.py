@@ -25,6 +25,20 @@ def describe() -> str:
     )
 
 
+def gpu_description() -> str:
+    """``nvidia-smi``'s name, memory, driver, highest SM clock and compute capability of the GPUs
+    (one CSV line each), or why it could not be asked."""
+    import subprocess
+
+    query = "--query-gpu=name,memory.total,driver_version,clocks.max.sm,compute_cap"
+    try:
+        return subprocess.run(
+            ["nvidia-smi", query, "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as err:
+        return repr(err)
+
+
 def timed(fn, repeats: int = 3) -> tuple[float, float]:
     """(wall time of the first call, compilation included; best of ``repeats`` further calls)."""
     times = []

@@ -23,7 +23,6 @@ into --out after every section.
 """
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "experiments"))
 
-from _machine import Sections, describe, timed
+from _machine import Sections, describe, gpu_description, timed
 
 
 def main():
@@ -65,15 +64,7 @@ def main():
     rec = dict(
         machine=describe(), jaxcr_version=jaxcr.__version__, args={k: str(v) for k, v in vars(args).items()}, errors={}
     )
-    try:
-        rec["nvidia_smi"] = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version,clocks.max.sm", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        ).stdout.strip()
-    except Exception as e:
-        rec["nvidia_smi"] = repr(e)
+    rec["nvidia_smi"] = gpu_description()
     print(rec["machine"], "|", rec["nvidia_smi"], flush=True)
     gpu, cpu = jax.devices()[0], jax.devices("cpu")[0]
 

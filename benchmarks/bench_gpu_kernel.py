@@ -49,7 +49,7 @@ jax.config.update("jax_enable_x64", True)
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _machine import Sections, alternating, describe
+from _machine import Sections, alternating, describe, gpu_description
 
 # Instructions per mode-evaluation in the field kernel's mode loop at the default tiling, by
 # pipe: counted in the SASS that Triton 3.9 + ptxas 13.4 produce for sm_90a from the kernel's
@@ -94,7 +94,7 @@ def main():
 
     args.out.mkdir(parents=True, exist_ok=True)
     rec: dict = dict(machine=describe(), jaxcr_version=jaxcr.__version__, args=vars(args), date=time.ctime())
-    rec["nvidia_smi"] = _query_gpu()
+    rec["nvidia_smi"] = gpu_description()
     print(rec["machine"], "|", rec["nvidia_smi"], flush=True)
     sections = Sections(args.budget, args.out / "bench_gpu_kernel.json", rec, args.sections)
     params = jaxcr.TurbulenceParameters.paper(n_modes=256)
@@ -307,16 +307,6 @@ def main():
     rec["wall_s"] = args.budget - sections.left()
     sections.save()
     print(f"total {rec['wall_s']:.0f} s", flush=True)
-
-
-def _query_gpu() -> str:
-    query = "--query-gpu=name,memory.total,driver_version,clocks.max.sm,compute_cap"
-    try:
-        return subprocess.run(
-            ["nvidia-smi", query, "--format=csv,noheader"], capture_output=True, text=True, timeout=20
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError) as err:
-        return repr(err)
 
 
 def _max_sm_clock_mhz(smi: str) -> float | None:
