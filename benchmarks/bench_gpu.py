@@ -16,7 +16,7 @@ failure is recorded with its traceback, so one broken part costs no other figure
    --paper-t-max; without it, to ΩT = 10⁴ if the measured rate says it fits, else to the
    longest of 3000/1000/300/100/30 that fits, with a short run (ΩT ≤ 10) to separate the fixed costs (the first run of a process also pays ~35 s of one-time set-up,
    so that short run must not be the first); peak GPU memory from the allocator;
-5. one fit step (inference.estimate_gradient, CRN) of the quick fit model.
+5. one fit step (inference.experimental.estimate_gradient, CRN) of the quick fit model.
 
 Writes ``bench_gpu.json`` (every figure with its parameters, the machine, jax and jaxcr versions)
 into --out after every section.
@@ -262,9 +262,11 @@ def main():
 
     # 5 -------------------------------------------------------------------------------------------
     def fit_step():
-        from jaxcr import inference
+        from jaxcr.inference import experimental as inference
+        from jaxcr.spectrum_model import SpectrumModel
+        from jaxcr.turbulence_model import PlaneWaveGJ99
 
-        model = inference.SpectrumModel(nside=4, n_realisations=32, time=20.0, n_modes=32)
+        model = SpectrumModel(nside=4, n_realisations=32, time=20.0, turbulence=PlaneWaveGJ99(n_modes=32))
         theta = jnp.array([0.0, np.log(0.1)])
         first, best = timed(lambda: inference.estimate_gradient(theta, model, inference.CRN(step=0.2)), 2)
         rec["fit_step"] = dict(first_s=first, best_s=best, model="nside 4, 32 realisations, N 32, ΩT 20, CRN h 0.2")

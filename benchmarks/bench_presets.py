@@ -7,7 +7,7 @@
    to --paper-t-max; the difference gives the backtracking rate and the extrapolated wall time to
    ΩT = 10³ (the full run takes ~45-90 min on 2 cores; `python experiments/fig2.py --preset
    paper` times it for real).
-3. One fit step: ``inference.estimate_gradient`` (CRN, h = 0.2) of the quick fit model (nside 4, 32
+3. One fit step: ``inference.experimental.estimate_gradient`` (CRN, h = 0.2) of the quick fit model (nside 4, 32
    realisations, N = 32, ΩT = 20), i.e. five spectra of 32 backtracked skies plus the Lyapunov
    exponent, after compilation.
 
@@ -100,9 +100,11 @@ def main():
         import jax.numpy as jnp
         import numpy as np
 
-        from jaxcr import inference
+        from jaxcr.inference import experimental as inference
+        from jaxcr.spectrum_model import SpectrumModel
+        from jaxcr.turbulence_model import PlaneWaveGJ99
 
-        model = inference.SpectrumModel(nside=4, n_realisations=32, time=20.0, n_modes=32)
+        model = SpectrumModel(nside=4, n_realisations=32, time=20.0, turbulence=PlaneWaveGJ99(n_modes=32))
         theta = jnp.array([0.0, np.log(0.1)])
         t = best_of(lambda: inference.estimate_gradient(theta, model, inference.CRN(step=0.2)), 2)
         print(

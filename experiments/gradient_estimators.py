@@ -22,7 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxcr
-from jaxcr import inference
+from jaxcr.inference import experimental as inference
+from jaxcr.spectrum_model import SpectrumModel
+from jaxcr.turbulence_model import PlaneWaveGJ99
 
 ESTIMATORS = {
     "pathwise": inference.Pathwise(),
@@ -45,15 +47,15 @@ def main(argv=None):
     theta = jnp.array([0.0, np.log(0.1)])
     rows = []
     for T in args.times:
-        model = inference.SpectrumModel(
-            nside=args.nside, n_realisations=args.realisations, time=T, n_modes=args.modes, gaussian_amplitudes=True
-        ).resolved(theta)
+        turbulence = PlaneWaveGJ99(n_modes=args.modes, gaussian_amplitudes=True)
+        model = SpectrumModel(nside=args.nside, n_realisations=args.realisations, time=T, turbulence=turbulence)
+        model = model.resolved(inference.plane_wave_values(theta))
         field = jaxcr.PlaneWaveTurbulence.sample(
             0,
             jaxcr.TurbulenceParameters(
                 coherence_length=10.0,
-                lambda_min=model.lambda_min_over_lc * 10,
-                lambda_max=model.lambda_max_over_lc * 10,
+                lambda_min=turbulence.lambda_min_over_lc * 10,
+                lambda_max=turbulence.lambda_max_over_lc * 10,
                 n_modes=args.modes,
             ),
         )

@@ -33,7 +33,6 @@ from jaxcr.observations import OBSERVATORIES
 from jaxcr.observatory import (
     mock_observation,
     noise_spectrum,
-    observed_spectra,
     relative_intensity_from_counts,
     spectrum_from_maps,
 )
@@ -96,21 +95,12 @@ def main(argv=None) -> int:
         mocks = [mock_observation(sky, o, seed=args.seed + s) for s in range(args.skies)]
         w = mocks[0].weights
         specs = [
-            spectrum_from_maps(
-                m.counts,
-                m.background,
-                weights=w,
-                dec_min_deg=o.dec_min_deg,
-                dec_max_deg=o.dec_max_deg,
-                n_resamples=8,
-                seed=s,
-            )
+            spectrum_from_maps(m.counts, m.background, o.analysis, weights=w, n_resamples=8, seed=s)
             for s, m in enumerate(mocks)
         ]
         cl = np.stack([s.cl for s in specs])
-        ops = dict(background=o.background)
-        noise, noise_se = noise_spectrum(mocks[0].expected, w, n_maps=200, **ops)
-        signal = np.asarray(observed_spectra(jnp.asarray(sky), w, **ops))
+        noise, noise_se = noise_spectrum(mocks[0].expected, w, o.analysis, n_maps=200)
+        signal = np.asarray(o.analysis.spectra(jnp.asarray(sky), w))
         ell = specs[0].ell
         model = (signal + noise)[ell]
         se = np.hypot(cl.std(0, ddof=1) / np.sqrt(len(cl)), noise_se[ell])
@@ -118,7 +108,7 @@ def main(argv=None) -> int:
         record["observatories"][key] = dict(
             name=o.name,
             events=o.events,
-            band=[o.dec_min_deg, o.dec_max_deg],
+            band=[o.analysis.dec_min_deg, o.analysis.dec_max_deg],
             ell=ell.tolist(),
             mean_recovered=cl.mean(0).tolist(),
             sem_recovered=(cl.std(0, ddof=1) / np.sqrt(len(cl))).tolist(),
@@ -203,7 +193,7 @@ def _plot(sky, panels, path):
             yscale="log",
             xlabel="ℓ",
             ylabel="pseudo-C_ℓ (anafast of the masked δI)",
-            title=f"{o.name}: δ ∈ [{o.dec_min_deg:g}°, {o.dec_max_deg:g}°], {o.events:.2g} events",
+            title=f"{o.name}: δ ∈ [{o.analysis.dec_min_deg:g}°, {o.analysis.dec_max_deg:g}°], {o.events:.2g} events",
         )
         ax.legend(fontsize=7)
     fig.subplots_adjust(hspace=0.32, top=0.95, bottom=0.06, left=0.07, right=0.97)

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
             for known in (True, False):
                 for ell_max in ell_maxes:
                     p = expected_precision(
-                        art, args.sigma2, args.rho, amplitude, ell_max=ell_max, noise_level=scale * noise,
+                        art, dict(sigma2=args.sigma2, rho=args.rho), amplitude, ell_max=ell_max, noise_level=scale * noise,
                         amplitude_known=known,
                     )  # fmt: skip
                     rows.append(dict(observatory=name, noise_scale=scale, amplitude_known=known, **p))

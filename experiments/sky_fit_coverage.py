@@ -22,7 +22,6 @@ and the fit time. Writes coverage.json (every fit, the settings and versions) an
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -108,7 +107,7 @@ def main(argv=None) -> int:
     observatory = OBSERVATORIES[args.observatory]
     campaign_model = artifact.campaign_model()
     sky_nside = args.sky_nside or 2 * campaign_model.nside
-    model = dataclasses.replace(campaign_model, dt=None, nside=sky_nside)  # each truth's own default step
+    model = campaign_model.replace(dt=None, nside=sky_nside)  # each truth's own default step
     r_l = float(units.larmor_radius_pc(observatory.median_energy_tev, args.b0_mug))
     amplitude = (args.gradient_per_pc * r_l) ** 2
     truths = args.truth or [[1.0, 0.1], [0.5, 0.15]]
@@ -122,7 +121,7 @@ def main(argv=None) -> int:
     for k, (s2, rho) in enumerate(truths):
         t0 = time.perf_counter()
         skies = mock_sky_spectra(
-            np.log([s2, rho]), model, observatory, time=artifact.time, amplitude=amplitude, n_skies=args.skies,
+            dict(sigma2=s2, rho=rho), model, observatory, time=artifact.time, amplitude=amplitude, n_skies=args.skies,
             seed=args.seed + 1000 * k, lmax=int(artifact.ells[-1]),
         )  # fmt: skip
         t_sky = time.perf_counter() - t0

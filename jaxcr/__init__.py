@@ -14,6 +14,9 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from . import (
+    analysis as analysis,
+)
+from . import (
     chaos as chaos,
 )
 from . import (
@@ -44,6 +47,9 @@ from . import (
     observatory as observatory,
 )
 from . import (
+    parametrisation as parametrisation,
+)
+from . import (
     plot as plot,
 )
 from . import (
@@ -59,15 +65,22 @@ from . import (
     spectra as spectra,
 )
 from . import (
+    spectrum_model as spectrum_model,
+)
+from . import (
     synthetic as synthetic,
 )
 from . import (
     theory as theory,
 )
 from . import (
+    turbulence_model as turbulence_model,
+)
+from . import (
     units as units,
 )
 from ._version import __version__ as __version__
+from .analysis import Analysis as Analysis
 from .backtracking import (
     Trajectories as Trajectories,
 )
@@ -96,6 +109,10 @@ from .field import (
     UniformField as UniformField,
 )
 from .forward import SkyModel as SkyModel
+from .parametrisation import Parameter as Parameter
+from .parametrisation import Parametrisation as Parametrisation
+from .parametrisation import Transform as Transform
+from .parametrisation import plane_wave_parametrisation as plane_wave_parametrisation
 from .simulate import EnsembleConfig as EnsembleConfig
 from .simulate import log_time_grid as log_time_grid
 from .simulate import run_ensemble as run_ensemble
@@ -113,6 +130,7 @@ from .sky import (
 )
 from .spectra import angular_power_spectrum as angular_power_spectrum
 from .spectra import map_to_alm as map_to_alm
+from .spectrum_model import SpectrumModel as SpectrumModel
 from .turbulence import (
     PlaneWaveTurbulence as PlaneWaveTurbulence,
 )
@@ -131,3 +149,5 @@ from .turbulence import (
 from .turbulence import (
     spectral_weight as spectral_weight,
 )
+from .turbulence_model import AbstractTurbulenceModel as AbstractTurbulenceModel
+from .turbulence_model import PlaneWaveGJ99 as PlaneWaveGJ99

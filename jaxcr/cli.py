@@ -18,7 +18,7 @@ spectrum-from-maps: maps are HEALPix FITS files as healpy writes them, in equato
 background as two columns of one file (``--counts-field``, ``--background-field``, default 0
 and 1) or one column each of two files. The spectrum file it writes (format:
 :mod:`jaxcr.observations`) states its estimator, background method, noise level, errors and the
-band of isotropic skies, and is what :func:`jaxcr.inference.fit_spectrum` reads.
+band of isotropic skies, and is what ``jaxcr fit`` (:func:`jaxcr.inference.fit_sky`) reads.
 """
 
 from __future__ import annotations
@@ -37,14 +37,15 @@ RECIPES = {
     "fig2": ("fig2", "reproduce the paper's Fig. 2: <C_l>(T) for gradients parallel and perpendicular to B0"),
     "gedanken": ("gedanken", "the Liouville gedankenexperiment (Sec. 2): conserved sum and the ratios of Eq. 4"),
     "sky-maps": ("sky_maps", "Mollweide sky maps of the relative intensity at chosen backtracking times"),
-    "campaign": ("campaign", "model spectra on a design of (σ², r_L/λ_c) points, and emulator artifacts for fits"),
-    "fit": ("fit", "fit σ², r_L/λ_c and the CR gradient to one observed spectrum on an emulator artifact"),
+    "campaign": ("campaign", "model spectra on a design of named-parameter points, and emulator artifacts for fits"),
+    "fit": ("fit", "fit the model's parameters and the CR gradient to one observed spectrum on an emulator artifact"),
     "benchmark": ("benchmark", "field, backtracking and campaign-point speed on this machine, side by side"),
 }
 
 
 def _spectrum_from_maps(args) -> int:
     from . import io
+    from .analysis import Analysis
     from .observations import save_spectrum
     from .observatory import read_healpix_maps, spectrum_from_maps
 
@@ -54,14 +55,18 @@ def _spectrum_from_maps(args) -> int:
     else:
         (counts,) = read_healpix_maps(args.counts, (args.counts_field,))
         (background,) = read_healpix_maps(args.background, (args.background_field,))
+    analysis = Analysis(
+        "observed",
+        dec_min_deg=args.band[0],
+        dec_max_deg=args.band[1],
+        background=args.background_method,
+        remove_ell_max=args.remove_ell_max,
+        estimator=args.estimator,
+    )
     spec = spectrum_from_maps(
         counts,
         background,
-        dec_min_deg=args.band[0],
-        dec_max_deg=args.band[1],
-        estimator=args.estimator,
-        background_method=args.background_method,
-        remove_ell_max=args.remove_ell_max,
+        analysis,
         lmax=args.lmax,
         ell_min=args.ell_min,
         n_resamples=args.resamples,
@@ -72,7 +77,7 @@ def _spectrum_from_maps(args) -> int:
     )
     save_spectrum(spec, args.out)
     print(
-        f"wrote {args.out}: ℓ = {spec.ell[0]}..{spec.ell[-1]}, estimator {spec.estimator.value}, "
+        f"wrote {args.out}: ℓ = {spec.ell[0]}..{spec.ell[-1]}, estimator {spec.analysis.estimator.value}, "
         f"noise level {spec.noise_level:.4g}, {int(counts.sum())} events"
     )
     return 0

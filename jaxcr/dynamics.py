@@ -28,8 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from . import native, pallas_kernel
-from .field import AbstractField, ModeSumLayout
+from .field import AbstractField
 from .turbulence import PlaneWaveTurbulence, TurbulenceParameters
 
 __all__ = [
@@ -168,8 +167,7 @@ def _fused_steps(field, charge_sign, y0, span, dt):
         raise ValueError("fused Boris steps need Boris(dt=...) (jaxcr.track sets it)")
     n = jnp.maximum(jnp.ceil(span / dt - 1e-9), 1.0)
     r, u = y0
-    kernel = pallas_kernel if field.resolved_layout() == ModeSumLayout.PALLAS else native
-    return kernel.boris_advance(
+    return field.fused_kernel().boris_advance(
         r,
         u,
         span / n,
@@ -179,7 +177,7 @@ def _fused_steps(field, charge_sign, y0, span, dt):
         field.phases,
         field.regular_field,
         charge_sign=charge_sign,
-        precision=field.precision.value,
+        precision=field.precision,
     )
 
 

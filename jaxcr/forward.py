@@ -4,7 +4,7 @@
 turbulence parameters (:class:`jaxcr.TurbulenceParameters`), the geometry (B0 direction, CR
 gradient directions g = ∇n/n in 1/r_L), how the sky is sampled (HEALPix nside), the integrator,
 the backtracking times, how maps are made (Eq. 5 with the Fick term, or Eq. 7) and how spectra are
-estimated (mask, ℓ ≤ L removal, lmax). The functions below are the only path from a model and
+estimated (the analysis, lmax). The functions below are the only path from a model and
 a set of PRNG keys (:mod:`jaxcr.random`) to sky maps, spectra and diffusion statistics:
 :func:`jaxcr.run_ensemble` calls :func:`initial_state`, :func:`advance` and :func:`observe`
 segment by segment; the fits (:mod:`jaxcr.inference`), the gradient estimators and the
@@ -23,12 +23,11 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Key
 
 from . import theory
+from .analysis import Analysis
 from .backtracking import backtrack, continue_backtrack
-from .conventions import BackgroundMethod, Estimator
 from .diffusion import diffusion_tensor, green_kubo_diffusion_tensor, mean_and_sem, relative_diffusion_tensor
 from .dynamics import Boris
 from .field import FieldPrecision, ModeSumLayout
-from .observatory import observed_spectra
 from .sky import pixel_directions, relative_intensity
 from .turbulence import PlaneWaveTurbulence, TurbulenceParameters
 
@@ -57,12 +56,8 @@ class SkyModel(eqx.Module):
         solver: ``Boris(dt)`` or a diffrax solver; ``stepsize_controller`` for the latter.
         charge_sign: +1 for nuclei.
         fick_term: include −3p̂·K·g in δI (Eq. 5) with the sky's own K(T); False: Eq. 7.
-        mask: observed-pixel weights in [0, 1] (None: full sky); the pseudo-C_ℓ of mask·δI.
-        background: how the observatory estimates its background; TIME_SCRAMBLING removes the
-            declination-ring means of δI first (the m = 0 loss; :mod:`jaxcr.observatory`).
-        estimator, dec_band: the spectrum's estimator (:mod:`jaxcr.conventions`) and the band
-            (degrees) its K-correction uses.
-        remove_ell_max: subtract the fit of ℓ ≤ L on the observed pixels first (None: keep all).
+        analysis: how the spectra are made (:class:`jaxcr.analysis.Analysis`: band, background
+            method, ℓ ≤ L removal, estimator; the default is the full sky's plain C_ℓ).
         lmax, iterations: spectrum settings (lmax ≤ 2·nside − 1; None → 2·nside − 1).
         gaussian_amplitudes: draw Gaussian mode amplitudes (:class:`jaxcr.TurbulenceNoise`).
         field_precision, field_layout: how the mode sum is evaluated (results agree to rounding).
@@ -78,11 +73,7 @@ class SkyModel(eqx.Module):
     stepsize_controller: diffrax.AbstractStepSizeController | None = eqx.field(static=True, default=None)
     charge_sign: float = eqx.field(static=True, default=1.0)
     fick_term: bool = eqx.field(static=True, default=False)
-    mask: Float[Array, " npix"] | None = None
-    background: BackgroundMethod = eqx.field(static=True, default=BackgroundMethod.KNOWN)
-    estimator: Estimator = eqx.field(static=True, default=Estimator.PSEUDO)
-    dec_band: tuple[float, float] = eqx.field(static=True, default=(-90.0, 90.0))
-    remove_ell_max: int | None = eqx.field(static=True, default=None)
+    analysis: Analysis = eqx.field(static=True, default=Analysis())
     lmax: int | None = eqx.field(static=True, default=None)
     iterations: int = eqx.field(static=True, default=3)
     gaussian_amplitudes: bool = eqx.field(static=True, default=False)
@@ -132,20 +123,10 @@ def sky_maps(model: SkyModel, positions, momenta, diffusion=None) -> Float[Array
 
 
 def sky_spectra(model: SkyModel, maps) -> Float[Array, "... l"]:
-    """The spectrum of the maps as the model's observatory estimates it
-    (:func:`jaxcr.observatory.observed_spectra` with the model's mask, background method, ℓ ≤ L
-    removal and estimator). Full sky with the defaults: the plain C_ℓ (as healpy ``anafast``)."""
-    return observed_spectra(
-        maps,
-        model.mask,
-        estimator=model.estimator,
-        background=model.background,
-        remove_ell_max=model.remove_ell_max,
-        lmax=model.lmax,
-        dec_min_deg=model.dec_band[0],
-        dec_max_deg=model.dec_band[1],
-        iterations=model.iterations,
-    )
+    """The spectrum of the maps as the model's analysis makes it
+    (:meth:`jaxcr.analysis.Analysis.spectra`: band, background method, ℓ ≤ L removal, estimator).
+    Full sky with the defaults: the plain C_ℓ (as healpy ``anafast``)."""
+    return model.analysis.spectra(maps, lmax=model.lmax, iterations=model.iterations)
 
 
 def observe(model: SkyModel, positions, momenta, time) -> dict:

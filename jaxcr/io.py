@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -102,21 +103,33 @@ def atomic_write(path, write) -> Path:
     return path
 
 
-def save_checkpoint(path, arrays: dict, metadata: dict) -> Path:
-    """Atomically write a checkpoint: named arrays plus a JSON metadata record."""
+_DAMAGED_ADVICE = {
+    "checkpoint": "Delete it to start the run afresh, or give another checkpoint path",
+    "artifact": "Build it again with `jaxcr campaign artifact CAMPAIGN_FOLDER`, or give another artifact file",
+    "campaign point": "Delete it and run the campaign again: only this design point is recomputed",
+}
+
+
+def save_checkpoint(path, arrays: dict, metadata: dict, kind: str = "checkpoint") -> Path:
+    """Atomically write a checkpoint (or an artifact, a campaign point: ``kind``): named arrays
+    plus a JSON metadata record."""
+    del kind  # the same file format for every kind
 
     def write(tmp):
         with open(tmp, "wb") as f:
-            np.savez(f, __metadata__=np.array(to_json(metadata)), **{k: np.asarray(v) for k, v in arrays.items()})
+            contents: dict[str, Any] = {"__metadata__": np.array(to_json(metadata))}
+            contents |= {k: np.asarray(v) for k, v in arrays.items()}
+            np.savez(f, **contents)
 
     return atomic_write(path, write)
 
 
-def load_checkpoint(path) -> tuple[dict, dict]:
-    """Read a checkpoint written by :func:`save_checkpoint`: (arrays, metadata).
+def load_checkpoint(path, kind: str = "checkpoint") -> tuple[dict, dict]:
+    """Read a file written by :func:`save_checkpoint`: (arrays, metadata). ``kind`` names the file
+    in the error ("checkpoint", "artifact", "campaign point") and what to do about it.
 
     Raises:
-        CheckpointError: the file is empty, truncated, not a checkpoint or lacks its metadata.
+        CheckpointError: the file is empty, truncated, not a jaxcr file of that kind or lacks its metadata.
     """
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -127,8 +140,7 @@ def load_checkpoint(path) -> tuple[dict, dict]:
     except Exception as err:  # zipfile, EOF, pickle refusal, JSON: all mean the same to the user
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(
-            f"checkpoint {path} cannot be used ({reason}): it is damaged or not a jaxcr checkpoint. Delete it "
-            "to start the run afresh, or give another checkpoint path"
+            f"{kind} {path} cannot be used ({reason}): it is damaged or not a jaxcr {kind}. {_DAMAGED_ADVICE[kind]}"
         ) from None
     return arrays, metadata
 

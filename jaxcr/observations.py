@@ -40,7 +40,6 @@ observed numbers: the presets below carry only the observatories' published char
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -49,8 +48,8 @@ from typing import Any
 import numpy as np
 
 from . import _checks, io
+from .analysis import Analysis
 from .conventions import BackgroundMethod, Estimator, shot_noise_level
-from .field import as_option
 from .sky import declination_band_mask
 
 __all__ = ["Observatory", "OBSERVATORIES", "ObservedSpectrum", "load_spectrum", "save_spectrum", "SpectrumFileError"]
@@ -62,37 +61,33 @@ class Observatory:
 
     Attributes:
         name, median_energy_tev: as published.
-        f_sky, dec_min_deg, dec_max_deg: the field of view; ``mask_assumed``: the band is chosen to
+        f_sky: the fraction of the sky seen; ``mask_assumed``: the analysis' band is chosen to
             give the stated f_sky (equatorial declination), not the published exposure.
+        analysis: how its spectra are made (:class:`jaxcr.analysis.Analysis`: band, background
+            method, ℓ ≤ L removal, estimator).
         events: N_CR, the number of events of the analysis (None where not published here).
         published_noise_level: the noise level as the paper quotes it, N = 4π f_sky/N_CR, which is
             the shot noise of the f_sky-corrected spectrum (``Estimator.FSKY``), not of the
             pseudo-C_ℓ these observatories publish (f_sky times smaller).
         nside, lmax: the analysis' HEALPix resolution and largest multipole.
-        estimator: the estimator of the published spectra (:class:`jaxcr.conventions.Estimator`).
-        background: how the expected counts are estimated (:class:`jaxcr.conventions.BackgroundMethod`).
-        remove_ell_max: ℓ ≤ L structure the analysis fits and subtracts before its spectrum (None: none).
         sources: where each value comes from.
     """
 
     name: str
     median_energy_tev: float
     f_sky: float
-    dec_min_deg: float
-    dec_max_deg: float
+    analysis: Analysis
     events: float | None = None
     published_noise_level: float | None = None
     nside: int = 64
     lmax: int | None = None
     mask_assumed: bool = True
-    estimator: Estimator = Estimator.PSEUDO
-    background: BackgroundMethod = BackgroundMethod.TIME_SCRAMBLING
-    remove_ell_max: int | None = None
     sources: str = ""
 
     def mask(self, nside: int | None = None):
         """The field of view at ``nside`` (default the analysis'): 1 in the declination band, else 0."""
-        return np.asarray(declination_band_mask(nside or self.nside, self.dec_min_deg, self.dec_max_deg))
+        a = self.analysis
+        return np.asarray(declination_band_mask(nside or self.nside, a.dec_min_deg, a.dec_max_deg))
 
     def expected_counts(self, nside: int | None = None, events: float | None = None, exposure=None):
         """Expected events per pixel: ``events`` (default the published N_CR) spread over the band in
@@ -114,9 +109,9 @@ class Observatory:
         return shot_noise_level(
             self.expected_counts(nside, events),
             self.mask(nside),
-            self.estimator if estimator is None else estimator,
-            self.dec_min_deg,
-            self.dec_max_deg,
+            self.analysis.estimator if estimator is None else estimator,
+            self.analysis.dec_min_deg,
+            self.analysis.dec_max_deg,
         )
 
 
@@ -125,8 +120,7 @@ OBSERVATORIES = {
         "IceCube (Aartsen et al. 2013)",
         20.0,
         0.3,
-        -90.0,
-        -23.6,
+        Analysis("icecube", -90.0, -23.6, BackgroundMethod.TIME_SCRAMBLING),
         events=1.5e11,
         published_noise_level=2.5e-11,
         sources="events, energy, f_sky and N = 4π f_sky/N_CR as cited by Ahlers (2015), Sec. 1; band assumed to give "
@@ -136,8 +130,7 @@ OBSERVATORIES = {
         "HAWC (Abeysekara et al. 2014)",
         2.0,
         0.7,
-        -30.0,
-        64.0,
+        Analysis("hawc", -30.0, 64.0, BackgroundMethod.TIME_SCRAMBLING),
         events=4.9e10,
         published_noise_level=1.8e-10,
         sources="events, energy and f_sky from Abeysekara et al. 2014, ApJ 796 108 (4.6e10 events in Ahlers 2015); "
@@ -148,13 +141,10 @@ OBSERVATORIES = {
         "HAWC + IceCube (Abeysekara et al. 2019)",
         10.0,
         0.93,
-        -85.0,
-        70.0,
+        Analysis("hawc_icecube", -85.0, 70.0, BackgroundMethod.KNOWN, estimator=Estimator.K_CORRECTED),
         nside=64,
         lmax=40,
         mask_assumed=False,
-        estimator=Estimator.K_CORRECTED,
-        background=BackgroundMethod.KNOWN,
         sources="Abeysekara et al. 2019, ApJ 871 96: band −85° < δ < 70°, nside 64, ℓ ≤ 40, C_ℓ divided by the band's K; "
         "the full relative intensity is reconstructed by a likelihood method (background treated as known)",
     ),
@@ -178,15 +168,11 @@ class ObservedSpectrum:
     observatory: str
     energy_tev: float
     noise_level: float
-    dec_min_deg: float
-    dec_max_deg: float
+    analysis: Analysis = Analysis()
     nside: int = 64
-    remove_ell_max: int | None = None
     sky_realisations: int = 1
     synthetic: bool = False
     source: str = ""
-    estimator: Estimator = Estimator.PSEUDO
-    background: BackgroundMethod = BackgroundMethod.KNOWN
     isotropic_mean: np.ndarray | None = None
     isotropic_sigma: np.ndarray | None = None
 
@@ -225,21 +211,11 @@ class ObservedSpectrum:
             raise ValueError(f"observatory must be a non-empty name; got {self.observatory!r}")
         _checks.check_positive("energy_tev", self.energy_tev)
         _checks.check_nonnegative("noise_level", self.noise_level)
-        for name in ("dec_min_deg", "dec_max_deg"):
-            _checks.check_finite(name, getattr(self, name))
-        if not -90.0 <= self.dec_min_deg < self.dec_max_deg <= 90.0:
-            raise ValueError(f"need -90 <= dec_min_deg < dec_max_deg <= 90; got {self.dec_min_deg}, {self.dec_max_deg}")
+        if not isinstance(self.analysis, Analysis):
+            raise TypeError(f"analysis must be an Analysis (jaxcr.analysis); got {type(self.analysis).__name__}")
         _checks.check_power_of_two("nside", self.nside)
-        if self.remove_ell_max is not None and (
-            isinstance(self.remove_ell_max, bool)
-            or not isinstance(self.remove_ell_max, (int, np.integer))
-            or self.remove_ell_max < 0
-        ):
-            raise ValueError(f"remove_ell_max must be None or an integer >= 0; got {self.remove_ell_max!r}")
         _checks.check_positive_int("sky_realisations", self.sky_realisations)
         _checks.check_bool("synthetic", self.synthetic)
-        object.__setattr__(self, "estimator", as_option(Estimator, "estimator", self.estimator))
-        object.__setattr__(self, "background", as_option(BackgroundMethod, "background", self.background))
         for name in ("isotropic_mean", "isotropic_sigma"):
             value = getattr(self, name)
             if value is not None:
@@ -249,9 +225,11 @@ class ObservedSpectrum:
                 object.__setattr__(self, name, v)
 
     def metadata(self) -> dict:
-        """Every value but the per-ℓ arrays (options as their strings)."""
+        """Every value but the per-ℓ arrays, the analysis' settings flattened (as the file has them)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _ARRAY_FIELDS}
-        return {k: v.value if isinstance(v, enum.Enum) else v for k, v in out.items()}
+        analysis = out.pop("analysis").as_dict()
+        analysis.pop("name")
+        return out | analysis
 
 
 _REQUIRED_META: dict[str, Callable] = {
@@ -275,38 +253,54 @@ _OPTIONAL_META: dict[str, Callable] = {
 }
 _CONVERTERS: dict[str, Callable] = {**_REQUIRED_META, **_OPTIONAL_META}
 _COLUMNS = ("ell", "cl", "sigma")
+ANALYSIS_KEYS = ("dec_min_deg", "dec_max_deg", "background", "remove_ell_max", "estimator")  # the file's analysis
 _OPTIONAL_COLUMNS = ("isotropic_mean", "isotropic_sigma")  # the spectrum of isotropic skies, mean and 1σ
 _ARRAY_FIELDS = _COLUMNS + _OPTIONAL_COLUMNS
 
 
-def load_spectrum(path) -> ObservedSpectrum:
-    """Read and validate a spectrum file (format in the module docstring)."""
-    path = Path(path)
-    meta, header, rows = {}, None, []
+def _label(observatory: str) -> str:
+    """An analysis name from an observatory's name: letters and digits, '_' for the rest."""
+    return "".join(c if c.isalnum() and c.isascii() else "_" for c in observatory.lower()) or "observed"
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise SpectrumFileError(
             f"{path}: not a UTF-8 text file (a spectrum file is CSV text; see jaxcr.observations for the format)"
         ) from None
     except OSError as err:
         raise SpectrumFileError(f"{path}: cannot be read: {err.strerror}") from None
+
+
+def _metadata_line(path: Path, lineno: int, line: str, meta: dict) -> None:
+    """Record a ``# key: value`` line (other comments are ignored)."""
+    if ":" not in line:
+        return
+    key, value = line[1:].split(":", 1)
+    key = key.strip()
+    if key not in _CONVERTERS:
+        return
+    try:
+        meta[key] = _CONVERTERS[key](value.strip())
+    except (ValueError, KeyError):
+        raise SpectrumFileError(
+            f"{path}: line {lineno}: metadata {key!r} has an invalid value {value.strip()!r}"
+        ) from None
+
+
+def _split_lines(path: Path, text: str):
+    """(metadata, header, [(line number, {column: cell})]) of a spectrum file's text."""
+    meta: dict[str, Any] = {}
+    header: list[str] | None = None
+    rows = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
             continue
         if line.startswith("#"):
-            if ":" in line:
-                key, value = line[1:].split(":", 1)
-                key = key.strip()
-                if key in _REQUIRED_META or key in _OPTIONAL_META:
-                    conv: Callable = _CONVERTERS[key]
-                    try:
-                        meta[key] = conv(value.strip())
-                    except (ValueError, KeyError):
-                        raise SpectrumFileError(
-                            f"{path}: line {lineno}: metadata {key!r} has an invalid value {value.strip()!r}"
-                        ) from None
+            _metadata_line(path, lineno, line, meta)
             continue
         cells = [c.strip() for c in line.split(",")]
         if header is None:
@@ -330,45 +324,54 @@ def load_spectrum(path) -> ObservedSpectrum:
         raise SpectrumFileError(
             f"{path}: missing metadata {', '.join(missing)} (lines '# key: value' before the header)"
         )
-    ell: list[int] = []
-    cl: list[float] = []
-    sigma: list[float] = []
-    extra: dict[str, list[float]] = {name: [] for name in _OPTIONAL_COLUMNS if name in header}
+    return meta, header, rows
+
+
+def _row_values(path: Path, lineno: int, row: dict, names, previous_ell: int | None) -> dict:
+    """One data row's numbers, each checked (finite; ℓ a non-negative increasing integer; σ > 0)."""
+    values = {}
+    for name in names:
+        try:
+            values[name] = float(row[name])
+        except ValueError:
+            raise SpectrumFileError(f"{path}: line {lineno}, column {name!r}: not a number: {row[name]!r}") from None
+        if not math.isfinite(values[name]):
+            raise SpectrumFileError(f"{path}: line {lineno}, column {name!r}: non-finite value {row[name]!r}")
+    if values["ell"] != int(values["ell"]) or values["ell"] < 0:
+        raise SpectrumFileError(
+            f"{path}: line {lineno}, column 'ell': must be a non-negative integer, got {row['ell']!r}"
+        )
+    if values["sigma"] <= 0:
+        raise SpectrumFileError(f"{path}: line {lineno}, column 'sigma': must be > 0, got {row['sigma']!r}")
+    if previous_ell is not None and values["ell"] <= previous_ell:
+        raise SpectrumFileError(
+            f"{path}: line {lineno}, column 'ell': multipoles must be strictly increasing "
+            f"(ℓ = {int(values['ell'])} after ℓ = {previous_ell})"
+        )
+    return values
+
+
+def load_spectrum(path) -> ObservedSpectrum:
+    """Read and validate a spectrum file (format in the module docstring)."""
+    path = Path(path)
+    meta, header, rows = _split_lines(path, _read_text(path))
+    names = _COLUMNS + tuple(name for name in _OPTIONAL_COLUMNS if name in header)
+    columns: dict[str, list[float]] = {name: [] for name in names}
     for lineno, row in rows:
-        values = {}
-        for name in _COLUMNS + tuple(extra):
-            try:
-                values[name] = float(row[name])
-            except ValueError:
-                raise SpectrumFileError(
-                    f"{path}: line {lineno}, column {name!r}: not a number: {row[name]!r}"
-                ) from None
-            if not math.isfinite(values[name]):
-                raise SpectrumFileError(f"{path}: line {lineno}, column {name!r}: non-finite value {row[name]!r}")
-        if values["ell"] != int(values["ell"]) or values["ell"] < 0:
-            raise SpectrumFileError(
-                f"{path}: line {lineno}, column 'ell': must be a non-negative integer, got {row['ell']!r}"
-            )
-        if values["sigma"] <= 0:
-            raise SpectrumFileError(f"{path}: line {lineno}, column 'sigma': must be > 0, got {row['sigma']!r}")
-        if ell and values["ell"] <= ell[-1]:
-            raise SpectrumFileError(
-                f"{path}: line {lineno}, column 'ell': multipoles must be strictly increasing "
-                f"(ℓ = {int(values['ell'])} after ℓ = {ell[-1]})"
-            )
-        ell.append(int(values["ell"]))
-        cl.append(values["cl"])
-        sigma.append(values["sigma"])
-        for name in extra:
-            extra[name].append(values[name])
+        previous = int(columns["ell"][-1]) if columns["ell"] else None
+        for name, value in _row_values(path, lineno, row, names, previous).items():
+            columns[name].append(value)
     if not meta["dec_min_deg"] < meta["dec_max_deg"]:
         raise SpectrumFileError(f"{path}: metadata dec_min_deg must be < dec_max_deg")
     if meta.get("sky_realisations", 1) < 1:
         raise SpectrumFileError(f"{path}: metadata sky_realisations must be >= 1, got {meta['sky_realisations']}")
     meta.pop("jaxcr-spectrum", None)
     try:
-        arrays: dict[str, Any] = {name: np.array(v) for name, v in extra.items()}
-        return ObservedSpectrum(ell=np.array(ell), cl=np.array(cl), sigma=np.array(sigma), **arrays, **meta)
+        settings = {key: meta.pop(key) for key in ANALYSIS_KEYS if key in meta}
+        analysis = Analysis(_label(meta["observatory"]), **settings)
+        arrays: dict[str, Any] = {name: np.array(v) for name, v in columns.items()}
+        arrays["ell"] = arrays["ell"].astype(int)
+        return ObservedSpectrum(analysis=analysis, **arrays, **meta)
     except (ValueError, TypeError) as err:
         raise SpectrumFileError(f"{path}: {err}") from None
 

@@ -4,7 +4,7 @@ Equatorial coordinates throughout: a HEALPix RING-ordered map's rings are rings 
 declination, so a background estimated by time-scrambling over a sidereal day (the detector
 sees every right ascension of a declination with the same exposure) preserves the declination
 profile of the data: the relative intensity δI = N/⟨N⟩ − 1 loses its mean on every ring, i.e. its
-m = 0 part (:func:`remove_ring_means`). To first order in δI (≈ 10⁻³) that is all it does.
+m = 0 part (:func:`jaxcr.analysis.remove_ring_means`). To first order in δI (≈ 10⁻³) that is all it does.
 
 * :func:`mock_observation`: from a model relative-intensity map and an observatory (band or
   exposure, events, background method), Poisson counts and the background the observatory would
@@ -14,66 +14,34 @@ m = 0 part (:func:`remove_ring_means`). To first order in δI (≈ 10⁻³) that
   (pseudo-C_ℓ as ``anafast``, f_sky- or K-corrected), its shot-noise level from the counts, the
   measurement errors from Poisson-resampled counts and the band of isotropic skies, as an
   :class:`jaxcr.observations.ObservedSpectrum` (write it with ``save_spectrum``);
-* :func:`observed_spectra`: the same operations on a model sky without noise (the forward
-  model), and :func:`noise_spectrum`, the expected spectrum of shot noise through them.
+* :func:`noise_spectrum`: the expected spectrum of shot noise through an analysis
+  (the analysis itself, the same operations on a noise-free sky, is :class:`jaxcr.analysis.Analysis`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Any
 
 import healpy as hp
-import jax
-import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import ArrayLike, Float
 
 from . import _checks
-from .conventions import BackgroundMethod, Estimator, estimator_normalisation, shot_noise_level
+from .analysis import Analysis, ring_index
+from .conventions import BackgroundMethod, shot_noise_level
 from .field import as_option
 from .observations import Observatory, ObservedSpectrum
 from .sky import check_mask, declination_band_mask, npix_to_nside
-from .spectra import angular_power_spectrum, check_lmax
+from .spectra import check_lmax
 
 __all__ = [
-    "ring_index",
-    "remove_ring_means",
     "MockObservation",
     "mock_observation",
     "relative_intensity_from_counts",
-    "observed_spectra",
     "noise_spectrum",
     "spectrum_from_maps",
     "read_healpix_maps",
 ]
-
-
-@functools.lru_cache(maxsize=16)
-def ring_index(nside: int) -> np.ndarray:
-    """Index of the iso-latitude (declination) ring of every RING-ordered pixel, 0 at the north pole."""
-    theta, _ = hp.pix2ang(_checks.check_power_of_two("nside", nside), np.arange(hp.nside2npix(nside)))
-    return np.unique(theta, return_inverse=True)[1].astype(np.int32)
-
-
-def remove_ring_means(
-    maps: Float[ArrayLike, "... npix"], weights: Float[ArrayLike, " npix"] | None = None
-) -> Float[Array, "... npix"]:
-    """δI minus its weighted mean on every declination ring (the m = 0 loss of time-scrambling).
-
-    The ring mean uses the observed pixels (``weights`` > 0, weighted by them); rings with no
-    observed pixel are left unchanged. Linear and differentiable in the maps.
-    """
-    maps = jnp.asarray(_checks.check_real_array("maps", maps))
-    npix = maps.shape[-1]
-    ring = jnp.asarray(ring_index(npix_to_nside(npix)))
-    w = jnp.ones(npix) if weights is None else check_mask(weights, npix)
-    n_rings = int(ring.max()) + 1
-    total = jax.ops.segment_sum(jnp.moveaxis(maps * w, -1, 0), ring, num_segments=n_rings)  # (rings, ...)
-    norm = jax.ops.segment_sum(w, ring, num_segments=n_rings)
-    mean = jnp.moveaxis(total, 0, -1) / jnp.where(norm > 0, norm, 1.0)
-    return maps - mean[..., ring]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +90,9 @@ def mock_observation(
     if np.any(sky <= -1):
         raise ValueError("sky is a relative intensity δI and must be > −1 everywhere (a rate 1 + δI ≥ 0)")
     _checks.check_seed("seed", seed)
-    method = as_option(BackgroundMethod, "background", observatory.background if background is None else background)
+    method = as_option(
+        BackgroundMethod, "background", observatory.analysis.background if background is None else background
+    )
     weights = observatory.mask(nside)
     if exposure is not None:
         exposure = np.asarray(exposure, dtype=float)
@@ -144,48 +114,19 @@ def relative_intensity_from_counts(counts, background, weights) -> np.ndarray:
     return np.where(ok, counts / np.where(ok, background, 1.0) - 1.0, 0.0)
 
 
-def observed_spectra(
-    maps: Float[ArrayLike, "... npix"],
-    weights: Float[ArrayLike, " npix"] | None = None,
-    *,
-    estimator: Estimator | str = Estimator.PSEUDO,
-    background: BackgroundMethod | str = BackgroundMethod.KNOWN,
-    remove_ell_max: int | None = None,
-    lmax: int | None = None,
-    dec_min_deg: float = -90.0,
-    dec_max_deg: float = 90.0,
-    iterations: int = 3,
-) -> Float[Array, "... l"]:
-    """The spectrum an observatory would publish of the noise-free relative intensity ``maps``.
-
-    The operations, in order: the background estimate (time-scrambling removes the ring means of the
-    observed pixels), the ℓ ≤ L removal fitted on the observed pixels, the pseudo-C_ℓ of w·δI
-    (``anafast``; ``weights`` None: the full sky), divided by the estimator's normalisation.
-    Quadratic in the maps, so a model spectrum scales with the CR gradient's amplitude squared.
-    Differentiable. The forward model (:func:`jaxcr.forward.sky_spectra`) is this function.
-    """
-    w = None if weights is None else check_mask(weights, np.shape(maps)[-1])
-    if as_option(BackgroundMethod, "background", background) == BackgroundMethod.TIME_SCRAMBLING:
-        maps = remove_ring_means(maps, w)
-    cl = angular_power_spectrum(maps, lmax=lmax, iterations=iterations, mask=w, remove_ell_max=remove_ell_max)
-    if as_option(Estimator, "estimator", estimator) == Estimator.PSEUDO:
-        return cl
-    full = np.ones(np.shape(maps)[-1]) if w is None else np.asarray(w)
-    return cl / estimator_normalisation(estimator, full, dec_min_deg, dec_max_deg)
-
-
 def noise_spectrum(
     expected_counts: Float[ArrayLike, " npix"],
     weights: Float[ArrayLike, " npix"],
+    analysis: Analysis,
     *,
+    lmax: int | None = None,
     n_maps: int = 64,
     seed: int = 0,
-    **operations,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard error of the spectrum of shot noise through :func:`observed_spectra`.
+    """Mean and standard error of the spectrum of shot noise through ``analysis``.
 
-    White noise of pixel variance 1/n_i goes through the same operations (``operations``: estimator,
-    background, remove_ell_max, lmax, dec bands): without them its mean is the flat
+    White noise of pixel variance 1/n_i goes through the analysis' operations
+    (:meth:`jaxcr.analysis.Analysis.spectra`): without them its mean is the flat
     :func:`jaxcr.conventions.shot_noise_level`; the ring-mean removal takes out the m = 0 part (a
     fraction ≈ 1/(2ℓ+1)) and the ℓ ≤ L removal the fitted multipoles, which this Monte Carlo over
     ``n_maps`` maps accounts for.
@@ -197,20 +138,16 @@ def noise_spectrum(
     _checks.check_positive_int("n_maps", n_maps)
     sd = np.where(w > 0, 1.0 / np.sqrt(np.where(w > 0, n, 1.0)), 0.0)
     noise = np.random.default_rng(seed).normal(size=(n_maps, n.size)) * sd
-    cl = np.asarray(observed_spectra(noise, w, **operations))
+    cl = np.asarray(analysis.spectra(noise, w, lmax=lmax))
     return cl.mean(0), cl.std(0, ddof=1) / np.sqrt(n_maps)
 
 
 def spectrum_from_maps(
     counts: Float[ArrayLike, " npix"],
     background: Float[ArrayLike, " npix"],
+    analysis: Analysis,
     *,
     weights: Float[ArrayLike, " npix"] | None = None,
-    dec_min_deg: float = -90.0,
-    dec_max_deg: float = 90.0,
-    estimator: Estimator | str = Estimator.PSEUDO,
-    background_method: BackgroundMethod | str = BackgroundMethod.TIME_SCRAMBLING,
-    remove_ell_max: int | None = None,
     lmax: int | None = None,
     ell_min: int = 1,
     n_resamples: int = 32,
@@ -219,19 +156,21 @@ def spectrum_from_maps(
     energy_tev: float = 1.0,
     source: str = "",
 ) -> ObservedSpectrum:
-    """The spectrum file an analysis would make from maps of counts and background.
+    """The spectrum file ``analysis`` makes from maps of counts and background.
 
     Args:
         counts, background: HEALPix RING maps (equatorial) of observed events and of the expected
-            (background) events, as estimated by ``background_method``.
-        weights: the field of view (default: pixels with background > 0 inside the declination band).
-        dec_min_deg, dec_max_deg: the band (for the default weights and the K-corrected estimator).
-        estimator, remove_ell_max, lmax: the spectrum (:mod:`jaxcr.conventions`); ℓ from ``ell_min``.
+            (background) events, as estimated by the analysis' background method.
+        analysis: band, background method, ℓ ≤ L removal and estimator (:class:`jaxcr.analysis.Analysis`).
+        weights: the field of view (default: pixels with background > 0 inside the analysis' band).
+        lmax: the largest multipole (default 2·nside − 1); ℓ from ``ell_min``.
         n_resamples: Poisson resamplings of the counts for the measurement errors σ_ℓ, and of the
             background for the isotropic band (mean and 1σ of isotropic skies).
     Returns:
         An :class:`ObservedSpectrum` (noise level from the background, the estimator's convention).
     """
+    if not isinstance(analysis, Analysis):
+        raise TypeError(f"analysis must be an Analysis (jaxcr.analysis); got {type(analysis).__name__}")
     counts = np.asarray(_checks.check_real_array("counts", counts), dtype=float)
     background = np.asarray(_checks.check_real_array("background", background), dtype=float)
     if counts.shape != background.shape or counts.ndim != 1:
@@ -241,7 +180,7 @@ def spectrum_from_maps(
         if np.any(m < 0):
             raise ValueError(f"{name} must be >= 0 (event numbers)")
     nside = npix_to_nside(counts.size)
-    band = np.asarray(declination_band_mask(nside, dec_min_deg, dec_max_deg))
+    band = np.asarray(declination_band_mask(nside, analysis.dec_min_deg, analysis.dec_max_deg))
     w = band * (background > 0) if weights is None else np.asarray(check_mask(weights, counts.size))
     if np.any(background[w > 0] <= 0):
         raise ValueError("background must be > 0 in every pixel of the field of view (weights > 0)")
@@ -251,24 +190,16 @@ def spectrum_from_maps(
         raise ValueError(f"n_resamples must be >= 2 (the errors are a standard deviation); got {n_resamples}")
     if isinstance(ell_min, bool) or not isinstance(ell_min, (int, np.integer)) or not 0 <= ell_min <= lmax:
         raise ValueError(f"ell_min must be an integer in [0, lmax = {lmax}]; got {ell_min!r}")
-    ops: dict[str, Any] = dict(
-        estimator=estimator,
-        background=background_method,
-        remove_ell_max=remove_ell_max,
-        lmax=lmax,
-        dec_min_deg=dec_min_deg,
-        dec_max_deg=dec_max_deg,
-    )
     rng = np.random.default_rng(seed)
-    cl = np.asarray(observed_spectra(relative_intensity_from_counts(counts, background, w), w, **ops))
+    cl = np.asarray(analysis.spectra(relative_intensity_from_counts(counts, background, w), w, lmax=lmax))
     resampled = np.stack(
         [relative_intensity_from_counts(rng.poisson(counts), background, w) for _ in range(n_resamples)]
     )
     isotropic = np.stack(
         [relative_intensity_from_counts(rng.poisson(background), background, w) for _ in range(n_resamples)]
     )
-    sigma = np.asarray(observed_spectra(resampled, w, **ops)).std(0, ddof=1)
-    iso = np.asarray(observed_spectra(isotropic, w, **ops))
+    sigma = np.asarray(analysis.spectra(resampled, w, lmax=lmax)).std(0, ddof=1)
+    iso = np.asarray(analysis.spectra(isotropic, w, lmax=lmax))
     ell = np.arange(ell_min, lmax + 1)
     return ObservedSpectrum(
         ell=ell,
@@ -276,13 +207,9 @@ def spectrum_from_maps(
         sigma=np.maximum(sigma[ell], 1e-300),
         observatory=observatory,
         energy_tev=energy_tev,
-        noise_level=shot_noise_level(background, w, estimator, dec_min_deg, dec_max_deg),
-        dec_min_deg=dec_min_deg,
-        dec_max_deg=dec_max_deg,
+        noise_level=shot_noise_level(background, w, analysis.estimator, analysis.dec_min_deg, analysis.dec_max_deg),
+        analysis=analysis,
         nside=nside,
-        remove_ell_max=remove_ell_max,
-        estimator=as_option(Estimator, "estimator", estimator),
-        background=as_option(BackgroundMethod, "background_method", background_method),
         isotropic_mean=iso.mean(0)[ell],
         isotropic_sigma=iso.std(0, ddof=1)[ell],
         source=source or f"spectrum_from_maps: {int(counts.sum())} events, nside {nside}, {n_resamples} resamplings",

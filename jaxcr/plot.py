@@ -9,7 +9,7 @@ import numpy as np
 
 from . import theory
 
-__all__ = ["plot_fig2", "plot_gedanken", "plot_sky_maps", "plot_sky_fit"]
+__all__ = ["plot_fig2", "plot_gedanken", "plot_sky_maps", "plot_fit"]
 
 
 def _pyplot():
@@ -244,38 +244,40 @@ def plot_sky_maps(
     return path
 
 
-def plot_sky_fit(result):
+def plot_fit(result):
     """Data against the best-fit model (with the one-sky cosmic-variance band) and the profile
-    likelihoods of a :class:`jaxcr.inference.sky_fit.SkyFitResult`; returns the figure."""
+    likelihoods of a :class:`jaxcr.inference.FitResult`; returns the figure."""
     plt = _pyplot()
     names = [n for n in result.names if n in result.profiles]
     fig, axes = plt.subplots(1, 1 + len(names), figsize=(5.2 + 3.2 * len(names), 4.0))
     ax = axes[0]
-    ell = np.asarray(result.ell)
-    ax.fill_between(ell, result.model_band[0], result.model_band[1], color="tab:blue", alpha=0.25,
-                    label="one sky's 68 % band (cosmic variance)")  # fmt: skip
-    ax.plot(ell, result.model, color="tab:blue", label="best-fit model")
-    ax.errorbar(ell, result.data, yerr=result.data_sigma, fmt="o", ms=3, color="k", label="data Ĉ_ℓ − N")
+    for k, s in enumerate(result.spectra):
+        ell, colour = np.asarray(s["ell"]), f"C{k}"
+        band = np.asarray(s["model_band"])
+        ax.fill_between(ell, band[0], band[1], color=colour, alpha=0.25,
+                        label="one sky's 68 % band (cosmic variance)" if k == 0 else None)  # fmt: skip
+        ax.plot(ell, s["model"], color=colour, label=f"best-fit model ({s['spectrum']['observatory']})")
+        ax.errorbar(ell, s["data"], yerr=s["data_sigma"], fmt="o", ms=3, color=colour if k else "k",
+                    label="data Ĉ_ℓ − N" if k == 0 else None)  # fmt: skip
     ax.set_yscale("log")
     ax.set_xlabel("multipole ℓ")
     ax.set_ylabel("C_ℓ")
-    p = result.parameters
+    fitted = ", ".join(f"{n} = {result.parameters[n]:.3g}" for n in names if n != "amplitude")
+    times = ", ".join(f"{s['artifact']['time']:g}" for s in result.spectra)
     ax.set_title(
-        f"{result.spectrum['observatory']}: σ² = {p['sigma2']:.3g}, r_L/λ_c = {p['rho']:.3g}\n"
-        f"χ² = {result.chi2:.1f} / {result.dof} dof (p = {result.p_value:.2g}), ΩT = {result.artifact['time']:g}",
-        fontsize=9,
+        f"{fitted}\nχ² = {result.chi2:.1f} / {result.dof} dof (p = {result.p_value:.2g}), ΩT = {times}", fontsize=9
     )
     ax.legend(fontsize=7)
-    labels = {"sigma2": "σ²", "rho": "r_L/λ_c", "amplitude": "a = (|∇n/n| r_L)²"}
     for ax, name in zip(axes[1:], names):
         prof = result.profiles[name]
-        ax.plot(np.exp(prof["log_value"]), prof["delta_m2lnl"], color="k")
+        ax.plot(prof["value"], prof["delta_m2lnl"], color="k")
         for level, ls in ((1.0, "--"), (4.0, ":")):
             ax.axhline(level, color="grey", ls=ls, lw=0.8)
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(_ticker().NullFormatter())
+        if prof["transform"] == "log":
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(_ticker().NullFormatter())
         ax.set_ylim(0, 9)
-        ax.set_xlabel(labels.get(name, name))
+        ax.set_xlabel(prof["label"])
         ax.set_ylabel("Δ(−2 ln L), profile")
     fig.tight_layout()
     return fig

@@ -372,21 +372,31 @@ class PlaneWaveTurbulence(AbstractField):
         native.warn_fallback()
         return ModeSumLayout.MATMUL
 
+    def fused_kernel(self):
+        """The jaxcr kernel that evaluates this field's mode sum, or None for the pure-JAX layouts:
+        the one place the backend is chosen (:meth:`resolved_layout`). Both kernels
+        (:mod:`jaxcr.native`, :mod:`jaxcr.pallas_kernel`) have the same ``plane_wave_field`` and
+        ``boris_advance`` (many Boris steps per call, :class:`jaxcr.Boris` ``fused``) and take the
+        precision as a :class:`FieldPrecision`."""
+        layout = self.resolved_layout()
+        if layout == ModeSumLayout.NATIVE:
+            return native
+        if layout == ModeSumLayout.PALLAS:
+            return pallas_kernel
+        return None
+
     def uses_fused_kernel(self) -> bool:
-        """True when the mode sum runs in one of jaxcr's kernels (native CPU or Pallas GPU),
-        which also run many Boris steps per call (:class:`jaxcr.Boris` ``fused``)."""
-        return self.resolved_layout() in (ModeSumLayout.NATIVE, ModeSumLayout.PALLAS)
+        """True when the mode sum runs in one of jaxcr's kernels (:meth:`fused_kernel`)."""
+        return self.fused_kernel() is not None
 
     def turbulent(self, positions: Float[ArrayLike, "... 3"]) -> Float[Array, "... 3"]:
         """δb(r) = Σ_n E_n cos(k_n·r + β_n) (Eq. 10), in units of B0; positions in r_L."""
         positions = jnp.asarray(positions)
-        layout = self.resolved_layout()
         modes = (self.wavevectors, self.polarisations, self.phases)
-        if layout == ModeSumLayout.NATIVE:
-            return native.plane_wave_field(positions, *modes, FieldPrecision(self.precision).value)
-        if layout == ModeSumLayout.PALLAS:
-            return pallas_kernel.plane_wave_field(positions, *modes, self.precision).astype(positions.dtype)
-        return xla_mode_sum(positions, *modes, self.precision, layout)
+        kernel = self.fused_kernel()
+        if kernel is not None:
+            return kernel.plane_wave_field(positions, *modes, self.precision).astype(positions.dtype)
+        return xla_mode_sum(positions, *modes, self.precision, self.resolved_layout())
 
     def __call__(self, positions: Float[ArrayLike, "... 3"]) -> Float[Array, "... 3"]:
         """Total field b(r) = b0 ê + δb(r) in units of B0; positions in r_L."""

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import jaxcr
-from jaxcr import inference
 from jaxcr.random import realisation_keys
 
 PACKAGE = Path(jaxcr.__file__).parent
@@ -134,11 +133,10 @@ def test_same_seed_and_index_give_the_same_field_everywhere():
         seed=seed,
         nside=2,
     )
-    model = inference.SpectrumModel(
-        n_realisations=n, n_modes=modes, seed=seed, lambda_min_over_lc=lmin / lc, lambda_max_over_lc=lmax / lc, dt=0.05
-    )
-    theta = jnp.log(jnp.array([0.5, 1.0 / lc]))
-    ensemble, fitted = cfg.fields(), model.fields(theta)
+    turbulence = jaxcr.PlaneWaveGJ99(n_modes=modes, lambda_min_over_lc=lmin / lc, lambda_max_over_lc=lmax / lc)
+    model = jaxcr.SpectrumModel(n_realisations=n, turbulence=turbulence, seed=seed, dt=0.05)
+    values = jaxcr.plane_wave_parametrisation().values(jnp.log(jnp.array([0.5, 1.0 / lc])))
+    ensemble, fitted = cfg.fields(), model.fields(values)
     for i in range(n):
         single = jaxcr.PlaneWaveTurbulence.sample(seed, params, realisation=i)
         for name in ("wavevectors", "polarisations", "phases", "regular_field"):
@@ -186,9 +184,45 @@ def test_jaxtyping_annotations_hold_on_the_main_path(tmp_path):
         "cfg = jaxcr.EnsembleConfig(turbulence=dict(lambda_min=1.0, lambda_max=100.0, n_modes=8), nside=2,\n"
         "                           n_realisations=2, times=(1.0, 2.0), solver=jaxcr.Boris(dt=0.05))\n"
         "ds = jaxcr.run_ensemble(cfg, progress=False)\n"
-        "s = inference.realisation_spectra(jnp.log(jnp.array([1.0, 0.1])), inference.SpectrumModel(nside=2, n_realisations=2, time=1.0, n_modes=8))\n"
+        "model = jaxcr.SpectrumModel(nside=2, n_realisations=2, time=1.0, turbulence=jaxcr.PlaneWaveGJ99(n_modes=8))\n"
+        "s = jaxcr.spectrum_model.realisation_spectra(dict(sigma2=1.0, rho=0.1), model)\n"
         "print('typed ok', cl.shape, s.shape, ds.cl.shape)\n"
     )
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "typed ok" in out.stdout
+
+
+def test_the_model_layer_does_not_import_inference():
+    # synthetic spectra, the forward model, the spectrum model and the observatory sit below
+    # inference: none of them imports it (the import graph's layers).
+    for module in ("jaxcr.synthetic", "jaxcr.spectrum_model", "jaxcr.forward", "jaxcr.observatory", "jaxcr.analysis"):
+        assert not [t for t, _ in _imports(module) if t.startswith("jaxcr.inference")], module
+
+
+ANALYSIS_SETTINGS = {"dec_min_deg", "dec_max_deg", "background", "background_method", "remove_ell_max", "estimator",
+                     "mask", "weights", "dec_band"}  # fmt: skip
+
+
+def test_no_analysis_setting_is_declared_outside_the_analysis():
+    # How an observatory sees the sky has one owner, jaxcr.analysis.Analysis; every record that
+    # needs it holds an Analysis, none declares a setting of its own.
+    import dataclasses
+
+    from jaxcr.analysis import Analysis
+    from jaxcr.inference import CampaignSpec, EmulatorArtifact
+    from jaxcr.observations import Observatory, ObservedSpectrum
+
+    assert {f.name for f in dataclasses.fields(Analysis)} >= ANALYSIS_SETTINGS - {
+        "background_method",
+        "mask",
+        "weights",
+        "dec_band",
+    }
+    for record in (Observatory, ObservedSpectrum, jaxcr.SpectrumModel, CampaignSpec, EmulatorArtifact):
+        names = {f.name for f in dataclasses.fields(record)}
+        assert not names & ANALYSIS_SETTINGS, (record.__name__, names & ANALYSIS_SETTINGS)
+    sky_fields = set(jaxcr.SkyModel.__dataclass_fields__)
+    assert not sky_fields & ANALYSIS_SETTINGS and "analysis" in sky_fields
+    for record in (Observatory, ObservedSpectrum, jaxcr.SpectrumModel, jaxcr.SkyModel):
+        assert "analysis" in {f.name for f in dataclasses.fields(record)}, record.__name__

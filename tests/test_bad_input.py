@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 
 import jaxcr
-from jaxcr import Boris, EnsembleConfig, inference, io, run_ensemble
-from jaxcr.inference import CRN, EmulatorFit, GradientFit
+from jaxcr import Boris, EnsembleConfig, SpectrumModel, io, run_ensemble
+from jaxcr.inference.experimental import CRN, estimate_gradient
 from jaxcr.observations import ObservedSpectrum, SpectrumFileError, load_spectrum
 from jaxcr.synthetic import synthetic_spectrum
+from jaxcr.turbulence_model import PlaneWaveGJ99
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(
@@ -236,64 +237,60 @@ def test_unreadable_spectrum_files_name_the_file(tmp_path):
     with pytest.raises(SpectrumFileError, match="cannot be read"):
         load_spectrum(tmp_path / "missing.csv")
     with pytest.raises(ValueError, match="same length"):
-        ObservedSpectrum(np.arange(1, 4), np.ones(2), np.ones(3), "x", 1.0, 0.0, -10.0, 10.0)
+        ObservedSpectrum(np.arange(1, 4), np.ones(2), np.ones(3), "x", 1.0, 0.0)
     with pytest.raises(ValueError, match="sigma"):
-        ObservedSpectrum(np.arange(1, 4), np.ones(3), np.zeros(3), "x", 1.0, 0.0, -10.0, 10.0)
+        ObservedSpectrum(np.arange(1, 4), np.ones(3), np.zeros(3), "x", 1.0, 0.0)
+    with pytest.raises(TypeError, match="analysis must be an Analysis"):
+        ObservedSpectrum(np.arange(1, 4), np.ones(3), np.ones(3), "x", 1.0, 0.0, analysis="icecube")
 
 
-# --- fits ------------------------------------------------------------------------------------
-def _forbidden_moments(*args):
-    raise AssertionError("the fit evaluated the model before rejecting its input")
-
-
-MODEL = inference.SpectrumModel(nside=2, n_realisations=4, time=2.0, n_modes=8)
-SPEC = ObservedSpectrum(np.arange(1, 4), np.ones(3) * 1e-6, np.ones(3) * 1e-7, "x", 1.0, 0.0, -90.0, 90.0, nside=2)
-INIT = {"sigma2": 1.0, "rho": 0.1}
-FAST = EmulatorFit(design_points=3, moments=_forbidden_moments)
-FIT_CASES = [
-    (
-        dict(observed=ObservedSpectrum(np.arange(10, 13), np.ones(3), np.ones(3), "far", 1.0, 0.0, -90.0, 90.0)),
-        ValueError,
-        r"ℓ = \[10, 11, 12\] above the model's lmax",
-    ),
-    (
-        dict(observed=ObservedSpectrum(np.array([1]), np.ones(1), np.ones(1), "one", 1.0, 0.0, -90.0, 90.0)),
-        ValueError,
-        "at least 2 multipoles",
-    ),
-    (dict(method=EmulatorFit(design_points=1)), ValueError, "design_points"),
-    (dict(method="emulator"), TypeError, "method"),
-    (dict(method=GradientFit(optimizer="adam")), TypeError, "optimizer"),
-    (dict(init={"sigma2": 1.0}), ValueError, "init"),
-    (dict(init={"sigma2": -1.0, "rho": 0.1}), ValueError, "init"),
-    (dict(amplitude=-1e-6), ValueError, "amplitude"),
-    (dict(model=inference.SpectrumModel(lambda_min_over_lc=-0.1)), ValueError, "lambda_min_over_lc"),
-    (dict(model=inference.SpectrumModel(nside=2, n_realisations=4, dt=5.0)), ValueError, "Boris dt = 5"),
-    (dict(model=inference.SpectrumModel(nside=2, n_realisations=1)), ValueError, "n_realisations"),
-    (dict(observed="spectrum.csv"), TypeError, "ObservedSpectrum"),
+# --- models and synthetic spectra ---------------------------------------------------------------
+MODEL = SpectrumModel(nside=2, n_realisations=4, time=2.0, turbulence=PlaneWaveGJ99(n_modes=8))
+VALUES = dict(sigma2=1.0, rho=0.1)
+MODEL_CASES = [
+    (lambda: PlaneWaveGJ99(lambda_min_over_lc=-0.1), ValueError, "lambda_min_over_lc"),
+    (lambda: SpectrumModel(nside=2, n_realisations=1), ValueError, "n_realisations"),
+    (lambda: SpectrumModel(nside=3), ValueError, "nside"),
+    (lambda: SpectrumModel(turbulence="gj99"), TypeError, "turbulence"),
+    (lambda: SpectrumModel(analysis="icecube"), TypeError, "analysis"),
+    (lambda: SpectrumModel(field_precision="float16"), ValueError, "field_precision"),
+    (lambda: SpectrumModel(b0_direction=(1.0, 1.0, 0.0)), ValueError, "b0_direction"),
+    (lambda: SpectrumModel(nside=2, n_realisations=4, dt=5.0).resolved(VALUES), ValueError, "Boris dt = 5"),
+    (lambda: MODEL.turbulence.check_names(["sigma2"]), ValueError, r"missing \['rho'\]"),
+    (lambda: MODEL.turbulence.check_names(["sigma2", "rho", "kappa"]), ValueError, r"unknown \['kappa'\]"),
+    (lambda: jaxcr.Parameter("rho", -1.0, 1.0), ValueError, "log-transformed"),
+    (lambda: jaxcr.Parameter("r-l", 0.1, 1.0), ValueError, "identifier"),
+    (lambda: jaxcr.Parametrisation((jaxcr.Parameter("a", 1, 2), jaxcr.Parameter("a", 1, 2))), ValueError, "unique"),
+    (lambda: jaxcr.plane_wave_parametrisation().coordinates(dict(sigma2=1.0)), ValueError, "missing"),
+    (lambda: jaxcr.plane_wave_parametrisation().coordinates(dict(sigma2=-1.0, rho=0.1)), ValueError, "sigma2"),
 ]
 
 
-@pytest.mark.parametrize("change, error, match", FIT_CASES, ids=[str(list(c[0].values())[0])[:30] for c in FIT_CASES])
-def test_bad_fit_input_is_refused_before_any_model_evaluation(change, error, match):
-    args = dict(observed=SPEC, model=MODEL, init=INIT, method=FAST, amplitude=None)
-    args.update(change)
+@pytest.mark.parametrize("make, error, match", MODEL_CASES, ids=[c[2][:30] for c in MODEL_CASES])
+def test_bad_model_and_parameter_input_is_refused(make, error, match):
     with pytest.raises(error, match=match):
-        inference.fit_spectrum(args.pop("observed"), args.pop("model"), args.pop("init"), progress=False, **args)
+        make()
 
 
 def test_bad_gradient_and_synthetic_input():
     theta = jnp.log(jnp.array([1.0, 0.1]))
     with pytest.raises(TypeError, match="estimator"):
-        inference.estimate_gradient(theta, MODEL, "crn")
+        estimate_gradient(theta, MODEL, "crn")
     with pytest.raises(ValueError, match="step"):
         CRN(step=0.0)
+    kw = dict(observatory="s", energy_tev=1.0)
     with pytest.raises(ValueError, match="amplitude"):
-        synthetic_spectrum(theta, MODEL, observatory="s", energy_tev=1.0, amplitude=-1.0, noise_level=0.0)
+        synthetic_spectrum(VALUES, MODEL, amplitude=-1.0, noise_level=0.0, **kw)
     with pytest.raises(ValueError, match="ells"):
-        synthetic_spectrum(theta, MODEL, observatory="s", energy_tev=1.0, amplitude=1.0, noise_level=0.0, ells=[1, 9])
+        synthetic_spectrum(VALUES, MODEL, amplitude=1.0, noise_level=0.0, ells=[1, 9], **kw)
     with pytest.raises(ValueError, match="noise_level"):
-        synthetic_spectrum(theta, MODEL, observatory="s", energy_tev=1.0, amplitude=1.0, noise_level=np.nan)
+        synthetic_spectrum(VALUES, MODEL, amplitude=1.0, noise_level=np.nan, **kw)
+    with pytest.raises(ValueError, match="missing"):
+        synthetic_spectrum(dict(sigma2=1.0), MODEL, amplitude=1.0, noise_level=0.0, **kw)
+    with pytest.raises(TypeError, match="values"):
+        synthetic_spectrum(theta, MODEL, amplitude=1.0, noise_level=0.0, **kw)
+    with pytest.raises(TypeError, match="analysis"):
+        jaxcr.observatory.spectrum_from_maps(np.ones(48), np.ones(48), "icecube")
 
 
 # --- float64 policy --------------------------------------------------------------------------
@@ -320,7 +317,6 @@ def test_importing_jaxcr_switches_jax_to_float64():
 SCRIPT_CASES = [
     ("convergence.py", ["--nside", "2"], "--nside must be a power of two >= 4"),
     ("convergence.py", ["--dts", "-0.1"], "--dts must be > 0"),
-    ("fit_spectra.py", ["--design-points", "1"], "design_points must be >= 3"),
     ("fig2.py", ["--nside", "3"], "nside"),
     ("fig2.py", ["--dt", "50"], "does not resolve"),
     ("fig2.py", ["--energy-tev", "-1"], "--energy-tev must be positive"),

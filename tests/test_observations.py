@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from jaxcr.analysis import Analysis
 from jaxcr.observations import OBSERVATORIES, ObservedSpectrum, SpectrumFileError, load_spectrum, save_spectrum
 
 GOOD = """# jaxcr-spectrum: 1
@@ -68,5 +69,6 @@ def test_presets_carry_published_characteristics():
 
 
 def test_observed_spectrum_metadata_excludes_arrays():
-    s = ObservedSpectrum(np.array([1]), np.array([1.0]), np.array([0.1]), "x", 1.0, 0.0, -10.0, 10.0)
+    s = ObservedSpectrum(np.array([1]), np.array([1.0]), np.array([0.1]), "x", 1.0, 0.0, Analysis("x", -10.0, 10.0))
     assert "ell" not in s.metadata() and s.metadata()["observatory"] == "x"
+    assert s.metadata()["dec_min_deg"] == -10.0 and "analysis" not in s.metadata()  # as the file has them

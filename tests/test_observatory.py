@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 
 import jaxcr
+from jaxcr.analysis import Analysis, remove_ring_means
 from jaxcr.conventions import BackgroundMethod, Estimator, band_k_factor, estimator_normalisation, shot_noise_level
 from jaxcr.observations import OBSERVATORIES, Observatory, load_spectrum, save_spectrum
 from jaxcr.observatory import (
     mock_observation,
     noise_spectrum,
-    observed_spectra,
     relative_intensity_from_counts,
-    remove_ring_means,
     spectrum_from_maps,
 )
 
 ICECUBE, HAWC = OBSERVATORIES["icecube"], OBSERVATORIES["hawc"]
+FULL = Analysis("full")
 
 
 def _gaussian_sky(nside, seed):
@@ -67,17 +67,15 @@ def test_poisson_noise_through_each_estimator_equals_the_stated_level(nside, ban
     n = shape * (3e6 / shape.sum())
     rng = np.random.default_rng(nside)
     maps = np.stack([relative_intensity_from_counts(rng.poisson(n), n, w) for _ in range(240)])
-    pseudo = np.asarray(observed_spectra(maps, w))
+    pseudo = np.asarray(FULL.spectra(maps, w))
     per_sky = pseudo[:, 2:].mean(1)
     assert per_sky.std(ddof=1) / np.sqrt(len(per_sky)) < 0.01 * per_sky.mean()
     for estimator in Estimator:
         cl = pseudo / estimator_normalisation(estimator, w, *band)
         level = shot_noise_level(n, w, estimator, *band)
         assert cl[:, 2:].mean() == pytest.approx(level, rel=0.03), estimator
-    # the normalisation applied by observed_spectra is the same division
-    k = np.asarray(
-        observed_spectra(maps[:2], w, estimator=Estimator.K_CORRECTED, dec_min_deg=band[0], dec_max_deg=band[1])
-    )
+    # the normalisation applied by Analysis.spectra is the same division
+    k = np.asarray(Analysis("k", *band, estimator=Estimator.K_CORRECTED).spectra(maps[:2], w))
     np.testing.assert_allclose(k, pseudo[:2] / band_k_factor(*band), rtol=1e-13)
     # the paper's convention: for uniform exposure the f_sky-corrected level is 4π f_sky/N_CR and
     # the pseudo-C_ℓ level f_sky times that
@@ -93,7 +91,7 @@ def test_preset_noise_levels_state_their_estimator():
     for o, f_sky in ((ICECUBE, 0.3), (HAWC, 0.7)):
         assert o.noise_level(Estimator.FSKY) == pytest.approx(o.published_noise_level, rel=0.02)
         assert o.noise_level(Estimator.PSEUDO) / o.noise_level(Estimator.FSKY) == pytest.approx(f_sky, rel=0.02)
-        assert o.estimator == Estimator.PSEUDO and o.background == BackgroundMethod.TIME_SCRAMBLING
+        assert o.analysis.estimator == Estimator.PSEUDO and o.analysis.background == BackgroundMethod.TIME_SCRAMBLING
 
 
 def test_spectrum_from_maps_equals_anafast_and_recovers_an_injected_dipole_and_quadrupole(tmp_path):
@@ -101,29 +99,23 @@ def test_spectrum_from_maps_equals_anafast_and_recovers_an_injected_dipole_and_q
     n_hat = _directions(nside)
     sky = 2e-3 * n_hat[:, 0] + 1.5e-3 * (n_hat[:, 1] ** 2 - n_hat[:, 2] ** 2)  # dipole + quadrupole (m ≠ 0)
     obs = mock_observation(sky, HAWC, events=2e8, seed=3, background="known")
-    spec = spectrum_from_maps(
-        obs.counts,
-        obs.background,
-        weights=obs.weights,
-        background_method="known",
-        dec_min_deg=HAWC.dec_min_deg,
-        dec_max_deg=HAWC.dec_max_deg,
-        n_resamples=24,
-    )
+    known = Analysis("hawc_known", HAWC.analysis.dec_min_deg, HAWC.analysis.dec_max_deg, BackgroundMethod.KNOWN)
+    spec = spectrum_from_maps(obs.counts, obs.background, known, weights=obs.weights, n_resamples=24)
     # the same masked relative intensity through healpy.anafast (iter=3): 1e-10 relative
     di = relative_intensity_from_counts(obs.counts, obs.background, obs.weights)
     ref = hp.anafast(obs.weights * di, lmax=2 * nside - 1, iter=3)
     np.testing.assert_allclose(spec.cl, ref[1:], rtol=1e-10)
     # recovered ℓ = 1, 2 against the noise-free pseudo-C_ℓ of the injected sky plus the noise
     # level: within 3 of the reported errors
-    expected = np.asarray(observed_spectra(sky, obs.weights)) + spec.noise_level
+    expected = np.asarray(known.spectra(sky, obs.weights)) + spec.noise_level
     for ell in (1, 2):
         assert abs(spec.cl[ell - 1] - expected[ell]) < 3 * spec.sigma[ell - 1], (ell, spec.cl[ell - 1], expected[ell])
     assert spec.cl[0] > 10 * spec.noise_level and spec.cl[1] > 10 * spec.noise_level  # the signal is really there
     # the noise level matches the high-ℓ plateau of isotropic skies within 3 %
     assert spec.isotropic_mean[9:].mean() == pytest.approx(spec.noise_level, rel=0.03)
     back = load_spectrum(save_spectrum(spec, tmp_path / "spec.csv"))
-    assert back.estimator == Estimator.PSEUDO and back.background == BackgroundMethod.KNOWN
+    assert back.analysis.estimator == Estimator.PSEUDO and back.analysis.background == BackgroundMethod.KNOWN
+    assert not back.analysis.mismatch(known)
     np.testing.assert_array_equal(back.isotropic_sigma, spec.isotropic_sigma)
 
 
@@ -159,51 +151,75 @@ def test_forward_model_agrees_with_mock_observations(name):
     sky = _gaussian_sky(nside, seed=7)
     mocks = [mock_observation(sky, o, events=3e8, seed=s) for s in range(60)]
     w = mocks[0].weights
-    ops = dict(background=BackgroundMethod.TIME_SCRAMBLING)
+    analysis = o.analysis
     cls = np.stack(
-        [
-            np.asarray(observed_spectra(relative_intensity_from_counts(m.counts, m.background, w), w, **ops))
-            for m in mocks
-        ]
+        [np.asarray(analysis.spectra(relative_intensity_from_counts(m.counts, m.background, w), w)) for m in mocks]
     )
-    noise, noise_se = noise_spectrum(mocks[0].expected, w, n_maps=400, **ops)
-    model = np.asarray(observed_spectra(sky, w, **ops)) + noise
+    noise, noise_se = noise_spectrum(mocks[0].expected, w, analysis, n_maps=400)
+    model = np.asarray(analysis.spectra(sky, w)) + noise
     se = np.hypot(cls.std(0, ddof=1) / np.sqrt(len(cls)), noise_se)
     pull = (cls.mean(0) - model)[1:] / se[1:]
     assert np.all(np.abs(pull) < 4), pull
     assert abs(pull.mean()) < 1, pull
-    # jaxcr's forward model (SkyModel) applies exactly these operations
-    sm = jaxcr.SkyModel(
+
+
+def _sky_model(nside, analysis):
+    return jaxcr.SkyModel(
         turbulence=jaxcr.TurbulenceParameters(n_modes=4),
         b0_direction=jnp.array([0.0, 0.0, 1.0]),
         gradients=jnp.zeros((1, 3)),
         gradient_names=("g",),
         times=(1.0,),
         nside=nside,
-        mask=jnp.asarray(w),
-        background=BackgroundMethod.TIME_SCRAMBLING,
+        analysis=analysis,
     )
-    np.testing.assert_allclose(
-        np.asarray(jaxcr.forward.sky_spectra(sm, jnp.asarray(sky))),
-        np.asarray(observed_spectra(sky, w, **ops)),
-        rtol=1e-12,
-    )
+
+
+def test_one_analysis_gives_one_spectrum_through_the_data_the_forward_model_and_the_campaign(tmp_path):
+    """One Analysis object (HAWC's band, time-scrambling, ℓ ≤ 1 removed, K-corrected): the spectrum
+    of the same relative-intensity map is bit-identical through spectrum_from_maps (counts and
+    background), the forward model (SkyModel.analysis) and a campaign's stored spectra."""
+    from jaxcr.inference import Campaign, CampaignSpec, run_campaign
+    from jaxcr.random import realisation_keys
+    from jaxcr.spectrum_model import SpectrumModel, backtracked_maps
+    from jaxcr.turbulence_model import PlaneWaveGJ99
+
+    nside = 8
+    analysis = Analysis("view", -30.0, 64.0, BackgroundMethod.TIME_SCRAMBLING, 1, Estimator.K_CORRECTED)
+    w = analysis.mask(nside)
+    background = np.full(12 * nside**2, 1e6) * w
+    counts = np.round(background * (1 + _gaussian_sky(nside, 3)))
+    di = relative_intensity_from_counts(counts, background, w)
+    data = spectrum_from_maps(counts, background, analysis, n_resamples=2)
+    forward = np.asarray(jaxcr.forward.sky_spectra(_sky_model(nside, analysis), jnp.asarray(di)))
+    assert np.array_equal(data.cl, forward[data.ell])
+    assert np.array_equal(forward, np.asarray(analysis.spectra(di, w)))
+    # the campaign: its stored spectra are the analysis' spectra of the maps the model backtracks
+    model = SpectrumModel(nside=4, n_realisations=2, turbulence=PlaneWaveGJ99(n_modes=8))
+    params = jaxcr.plane_wave_parametrisation((0.5, 2.0), (0.05, 0.2))
+    spec = CampaignSpec(model=model, times=(1.0,), analyses=(analysis,), parameters=params, design=params.grid(2)[:1])
+    campaign = Campaign.create(tmp_path / "c", spec)
+    run_campaign(campaign, progress=False)
+    stored = campaign.load_point(0)[0]["cl_view"][:, 0]
+    maps, _ = backtracked_maps(campaign.spec.model, spec.values(0), realisation_keys(0, 2, stream=1), (1.0,))
+    sky = _sky_model(4, analysis)
+    assert np.array_equal(stored, np.asarray(jaxcr.forward.sky_spectra(sky, jnp.asarray(maps[:, 0, None])))[:, 0])
 
 
 def test_bad_observatory_input():
     sky = np.zeros(12 * 16**2)
     with pytest.raises(ValueError, match="events"):
-        mock_observation(sky, Observatory("x", 1.0, 0.5, -30.0, 30.0))
+        mock_observation(sky, Observatory("x", 1.0, 0.5, Analysis("x", -30.0, 30.0)))
     with pytest.raises(ValueError, match="δI"):
         mock_observation(sky - 2.0, HAWC)
     with pytest.raises(ValueError, match="background must be > 0"):
-        spectrum_from_maps(np.ones(3072), np.zeros(3072), weights=np.ones(3072))
+        spectrum_from_maps(np.ones(3072), np.zeros(3072), FULL, weights=np.ones(3072))
     with pytest.raises(ValueError, match="counts must be >= 0"):
-        spectrum_from_maps(-np.ones(3072), np.ones(3072))
+        spectrum_from_maps(-np.ones(3072), np.ones(3072), FULL)
     with pytest.raises(ValueError, match="n_resamples"):
-        spectrum_from_maps(np.ones(3072), np.ones(3072), n_resamples=1)
+        spectrum_from_maps(np.ones(3072), np.ones(3072), FULL, n_resamples=1)
     with pytest.raises(ValueError, match="estimator"):
-        spectrum_from_maps(np.ones(3072), np.ones(3072), estimator="pseudo-cl")
+        Analysis("x", estimator="pseudo-cl")
 
 
 def test_command_line_spectrum_from_fits_maps_equals_the_library(tmp_path):
@@ -215,7 +231,8 @@ def test_command_line_spectrum_from_fits_maps_equals_the_library(tmp_path):
     obs = mock_observation(1e-3 * _directions(nside)[:, 0], HAWC, events=1e8, seed=2)
     hp.write_map(str(tmp_path / "both.fits"), [obs.counts, obs.background], dtype=np.float64)
     hp.write_map(str(tmp_path / "bg.fits"), obs.background, dtype=np.float64)
-    direct = spectrum_from_maps(obs.counts, obs.background, dec_min_deg=-30.0, dec_max_deg=64.0, n_resamples=8)
+    analysis = Analysis("observed", -30.0, 64.0, BackgroundMethod.TIME_SCRAMBLING)
+    direct = spectrum_from_maps(obs.counts, obs.background, analysis, n_resamples=8)
     for args in (["both.fits"], ["both.fits", "--background", "bg.fits", "--background-field", "0"]):
         out = tmp_path / "spec.csv"
         code = main(
@@ -236,5 +253,5 @@ def test_command_line_spectrum_from_fits_maps_equals_the_library(tmp_path):
         np.testing.assert_allclose(got.cl, direct.cl, rtol=1e-12)
         np.testing.assert_allclose(got.sigma, direct.sigma, rtol=1e-12)
         assert got.noise_level == pytest.approx(direct.noise_level, rel=1e-12)
-        assert got.background == BackgroundMethod.TIME_SCRAMBLING and got.dec_max_deg == 64.0
+        assert got.analysis.background == BackgroundMethod.TIME_SCRAMBLING and got.analysis.dec_max_deg == 64.0
     assert main(["spectrum-from-maps", str(tmp_path / "missing.fits"), "--out", str(out)]) == 2

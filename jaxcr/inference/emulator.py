@@ -1,30 +1,41 @@
-"""A smooth emulator of the model spectrum: ln⟨C_ℓ⟩ as a polynomial in θ = (ln σ², ln ρ).
+"""A smooth emulator of the model spectrum: ln⟨C_ℓ⟩ as a polynomial in θ, the coordinates of the
+named parameters (:class:`jaxcr.parametrisation.Parametrisation`; for the paper's model
+θ = (ln σ², ln ρ)), of any number of parameters.
 
 At long backtracking times the model at neighbouring θ is decorrelated by chaos, so each design
 point carries its own sampling noise; the emulator pools them into a smooth, differentiable
-⟨C_ℓ⟩(θ) and cosmic variance S(θ). Also here: the box grid of design points and the optax
-L-BFGS minimiser the emulator fits use.
+⟨C_ℓ⟩(θ) and cosmic variance S(θ). Also here: the box grid of start points.
 """
 
 from __future__ import annotations
 
+import itertools
+
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-__all__ = ["poly_features", "SpectrumEmulator", "lbfgs_minimise", "box_grid"]
+__all__ = ["monomial_exponents", "poly_features", "SpectrumEmulator", "box_grid"]
+
+
+def monomial_exponents(n_parameters: int, degree: int) -> list[tuple[int, ...]]:
+    """Exponents (e_1, …, e_P) of every monomial of total degree ≤ ``degree``, in lexicographic order."""
+    return [e for e in itertools.product(range(degree + 1), repeat=n_parameters) if sum(e) <= degree]
 
 
 def poly_features(z, degree: int, xp=np):
-    """Monomials u^i v^j (i + j ≤ degree) of box coordinates z = (u, v), shape (..., n_coef)."""
-    u, v = z[..., 0], z[..., 1]
-    return xp.stack([u**i * v**j for i in range(degree + 1) for j in range(degree + 1 - i)], -1)
+    """Monomials Π_k z_k^e_k (Σ e_k ≤ degree) of box coordinates z (..., P), shape (..., n_coef)."""
+    columns = []
+    for exponents in monomial_exponents(z.shape[-1], degree):
+        term = z[..., 0] ** exponents[0]
+        for k in range(1, len(exponents)):
+            term = term * z[..., k] ** exponents[k]
+        columns.append(term)
+    return xp.stack(columns, -1)
 
 
 class SpectrumEmulator(eqx.Module):
-    """ln⟨C_ℓ⟩ as a polynomial in θ = (ln σ², ln ρ) fitted to independent design points.
+    """ln⟨C_ℓ⟩ as a polynomial in θ (P named parameters' coordinates) fitted to independent design points.
 
     At long backtracking times the model at neighbouring θ is decorrelated by chaos, so each
     design point carries its own sampling noise; the emulator pools them. Per multipole,
@@ -50,12 +61,12 @@ class SpectrumEmulator(eqx.Module):
     @classmethod
     def fit(cls, thetas, means, covs, n_realisations: int, degree: int, centre, scale) -> "SpectrumEmulator":
         """From per-point model means (K, L') and covariances (K, L', L') of ``n_realisations``
-        realisations each at ``thetas`` (K, 2)."""
+        realisations each at ``thetas`` (K, P)."""
         means, covs = np.asarray(means), np.asarray(covs)
         bad = ~(np.all(np.isfinite(means), axis=1) & np.all(np.isfinite(covs), axis=(1, 2)))
         if bad.any():
             raise FloatingPointError(
-                f"non-finite model spectra at the design point (ln σ², ln ρ) = "
+                f"non-finite model spectra at the design point θ = "
                 f"{np.round(np.asarray(thetas)[np.argmax(bad)], 3).tolist()}: check the model "
                 "settings (dt, time) there"
             )
@@ -133,26 +144,6 @@ class SpectrumEmulator(eqx.Module):
         f = poly_features(self.box_coordinates(theta), self.degree, jnp)
         m = self.mean(theta)
         return m[:, None] * m[None, :] * (self.rel / sky_realisations + (f @ self.ftf_inv @ f) * self.rel_emu)
-
-
-def lbfgs_minimise(f, x0, max_steps: int = 300, tol: float = 1e-8):
-    """Minimise f from x0 with optax L-BFGS (zoom line search) until |∇f| < tol; jit/vmap-able."""
-    opt = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(f)
-
-    def step(carry):
-        x, state = carry
-        value, grad = value_and_grad(x, state=state)
-        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=f)
-        return optax.apply_updates(x, updates), state
-
-    def going(carry):
-        _, state = carry
-        count = optax.tree_utils.tree_get(state, "count")
-        grad = optax.tree_utils.tree_get(state, "grad")
-        return (count == 0) | ((count < max_steps) & (optax.tree_utils.tree_norm(grad) >= tol))
-
-    return jax.lax.while_loop(going, step, (x0, opt.init(x0)))[0]
 
 
 def box_grid(centre, halfwidth, n: int):

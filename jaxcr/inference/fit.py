@@ -1,186 +1,316 @@
-"""Fits of σ², ρ = r_L/λ_c (one spectrum) or σ², λ_c, B0 (spectra at several energies).
+"""The one fit driver: from a likelihood and its named parameters to estimates, intervals and flags.
 
-``method`` selects how: :class:`jaxcr.inference.EmulatorFit` (default; a smooth emulator of the
-model, optax L-BFGS, profile-likelihood intervals: the method for long backtracking times) or
-:class:`jaxcr.inference.GradientFit` (Fisher scoring or any optax optimiser on estimated
-gradients: fast at small λT). Both optimise natural logarithms of the parameters.
+Every fit in jaxcr runs :func:`maximise_likelihood` on an
+:class:`~jaxcr.inference.likelihood.AbstractLikelihood`:
+
+1. the start: the candidate with the lowest objective (a grid over the box, or the user's start);
+2. the best fit: an optax optimiser (L-BFGS with a zoom line search by default) from there;
+3. the profile likelihood of every parameter (the others minimised, outward from the best fit):
+   across the box for a boxed parameter, ±4σ (Fisher) around the best fit for one without a box;
+   a profile point below the best fit replaces it (re-polished with every parameter free);
+4. the Fisher matrix ½∂²(−2 ln L) at the best fit;
+5. 68 % and 95 % intervals where the profile crosses Δ(−2 ln L) = 1 and 4, open where the box
+   cuts them first;
+6. flags: each Fisher eigen-direction of the boxed parameters whose 1σ exceeds ``POORLY_CONSTRAINED``
+   of the prior half-range along it (what the data do not narrow, whatever the intervals say),
+   and every 68 % interval that reaches the box.
+
+The compiled pieces (grid values, one minimisation with some coordinates held fixed, the Hessian)
+take the likelihood as an argument, so one compilation serves the best fit and every profile point.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from .. import _checks, units
-from ..observations import ObservedSpectrum
-from .emulator_fit import EmulatorFit, run_emulator_fit
-from .gradient_fit import GradientFit, run_gradient_fit
-from .likelihood import observed_multipoles
-from .model import SpectrumModel
-from .results import FitResult
+from .. import _checks
+from ..parametrisation import Parametrisation, Transform
+from .likelihood import AbstractLikelihood
 
-__all__ = ["fit_spectrum", "fit_joint"]
+__all__ = ["FitOptions", "LikelihoodFit", "maximise_likelihood", "minimise", "level_interval", "POORLY_CONSTRAINED"]
 
-
-def _check_init(init, names):
-    if not isinstance(init, dict):
-        raise TypeError(f"init must be a dict with {', '.join(names)}; got {type(init).__name__}")
-    for n in names:
-        if n not in init:
-            raise ValueError(f"init must give {', '.join(names)}; missing {n!r}")
-        _checks.check_positive(f"init[{n!r}]", init[n])
+POORLY_CONSTRAINED = 0.5  # flag a direction whose 1σ exceeds this fraction of the prior half-range along it
+LEVELS = (("68", 1.0), ("95", 4.0))  # Δ(−2 ln L) of the 68 % and 95 % profile intervals (one parameter)
 
 
-def _cut_spectra(spectra, model, ell_max):
-    """The spectra restricted to ℓ ≤ ell_max, and {index: cut ℓ}. Multipoles above the model's
-    lmax = 2·nside − 1 are an error unless ``ell_max`` (≤ lmax) cuts them explicitly."""
-    if ell_max is not None:
-        _checks.check_positive_int("ell_max", ell_max)
-        if ell_max > model.lmax:
-            raise ValueError(
-                f"ell_max = {ell_max} exceeds the model's lmax = 2·nside − 1 = {model.lmax}: raise the model's nside "
-                "(SpectrumModel.for_spectrum picks it from the data)"
-            )
-    out, cut = [], {}
-    for k, spec in enumerate(spectra):
-        if not isinstance(spec, ObservedSpectrum):
-            out.append(spec)  # the type check below reports it
-            continue
-        ell = np.asarray(spec.ell)
-        above = ell > (model.lmax if ell_max is None else ell_max)
-        if above.any() and ell_max is None:
-            raise ValueError(
-                f"spectrum {k} ({spec.observatory}) has ℓ = {ell[above].tolist()} above the model's lmax = 2·nside − 1 = "
-                f"{model.lmax}: raise the model's nside (SpectrumModel.for_spectrum(spectrum) picks it from the data), "
-                "or pass ell_max to cut them explicitly"
-            )
-        if above.any():
-            if above.all():
-                raise ValueError(f"ell_max = {ell_max} removes every multipole of spectrum {k} ({spec.observatory})")
-            keep = ~above
-            spec = dataclasses.replace(
-                spec,
-                ell=ell[keep],
-                cl=spec.cl[keep],
-                sigma=spec.sigma[keep],
-                isotropic_mean=None if spec.isotropic_mean is None else spec.isotropic_mean[keep],
-                isotropic_sigma=None if spec.isotropic_sigma is None else spec.isotropic_sigma[keep],
-            )
-            cut[k] = ell[above].tolist()
-        out.append(spec)
-    return out, cut
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How :func:`maximise_likelihood` runs.
 
-
-def _check_inputs(spectra, model, method):
-    _checks.require_x64("the fits")
-    for k, spec in enumerate(spectra):
-        if not isinstance(spec, ObservedSpectrum):
-            raise TypeError(
-                f"spectrum {k} must be an ObservedSpectrum (jaxcr.observations.load_spectrum); "
-                f"got {type(spec).__name__}"
-            )
-    if not isinstance(model, SpectrumModel):
-        raise TypeError(f"model must be a SpectrumModel; got {type(model).__name__}")
-    model.validate()
-    for k, spec in enumerate(spectra):
-        ell, sel = observed_multipoles(spec, model.lmax + 1)
-        if len(ell) < 2:
-            raise ValueError(
-                f"spectrum {k} ({spec.observatory}) shares only ℓ = {ell.tolist()} with the model's "
-                f"ℓ ≤ {model.lmax}: a fit needs at least 2 multipoles; raise the model's nside"
-            )
-    if not isinstance(method, (EmulatorFit, GradientFit)):
-        raise TypeError(f"method must be EmulatorFit(...) or GradientFit(...); got {method!r}")
-    method.validate()
-
-
-def _run(problem, phi0, names, box_axes, method, progress, cut) -> FitResult:
-    if isinstance(method, EmulatorFit):
-        result = run_emulator_fit(problem, phi0, names, box_axes, method, progress)
-    else:
-        result = run_gradient_fit(problem, phi0, names, method, progress)
-    result.ell_cut = cut
-    return result
-
-
-def fit_spectrum(
-    observed: ObservedSpectrum,
-    model: SpectrumModel,
-    init: dict,
-    *,
-    amplitude: float | None = None,
-    method: EmulatorFit | GradientFit | None = None,
-    ell_max: int | None = None,
-    progress: bool = True,
-) -> FitResult:
-    """Fit σ² and ρ = r_L/λ_c to one spectrum.
-
-    ``init`` = {"sigma2": ..., "rho": ...}. The amplitude a = (r_L |∇n/n|)² is profiled unless
-    ``amplitude`` is given (a known CR gradient). With a profiled amplitude only the *shape* of
-    the spectrum informs the fit, and its dependence on σ² is weak against the sky-to-sky
-    variance: expect σ² to be reported as poorly constrained (experiments/README.md).
-    The model's Boris step, if unset, is the default step at ``init`` for the whole fit.
-    Multipoles above the model's lmax = 2·nside − 1 are an error unless ``ell_max`` cuts them
-    (recorded in ``FitResult.ell_cut``). For one observed sky at long backtracking times, fit on a
-    campaign's emulator artifact instead (:func:`jaxcr.inference.fit_sky`).
+    Attributes:
+        start_points: points per boxed parameter of the start grid (used when no start is given).
+        profile_points: points per profile likelihood.
+        optimiser: an optax optimiser (default: ``optax.lbfgs()``, with its zoom line search).
+        max_steps, tolerance: the optimiser stops at ``max_steps`` or when |∇| < ``tolerance``.
+        poorly_constrained: the flag's threshold (fraction of the prior half-range).
     """
-    names = ("sigma2", "rho")
-    method = EmulatorFit() if method is None else method
-    _check_init(init, names)
-    (observed,), cut = _cut_spectra([observed], model, ell_max)
-    _check_inputs([observed], model, method)
-    amp_fn = None
-    if amplitude is not None:
-        _checks.check_positive("amplitude", amplitude)
-        value = float(amplitude)
-        amp_fn = lambda p: jnp.asarray(value)
-    phi0 = jnp.log(jnp.array([init["sigma2"], init["rho"]], dtype=float))
-    problem = [(observed, model.with_observatory(observed).resolved(phi0), lambda p: p, amp_fn)]
-    return _run(problem, phi0, names, (0, 1), method, progress, cut)
+
+    start_points: int = 9
+    profile_points: int = 41
+    optimiser: optax.GradientTransformation | None = None
+    max_steps: int = 300
+    tolerance: float = 1e-8
+    poorly_constrained: float = POORLY_CONSTRAINED
+
+    def __post_init__(self):
+        if _checks.check_positive_int("start_points", self.start_points) < 2:
+            raise ValueError(f"start_points must be >= 2; got {self.start_points}")
+        if _checks.check_positive_int("profile_points", self.profile_points) < 3:
+            raise ValueError(f"profile_points must be >= 3; got {self.profile_points}")
+        _checks.check_positive_int("max_steps", self.max_steps)
+        _checks.check_positive("tolerance", self.tolerance)
+        _checks.check_positive("poorly_constrained", self.poorly_constrained)
+        if self.optimiser is not None and not isinstance(self.optimiser, optax.GradientTransformation):
+            raise TypeError(f"optimiser must be an optax optimiser; got {type(self.optimiser).__name__}")
 
 
-def fit_joint(
-    spectra: list,
-    model: SpectrumModel,
-    init: dict,
-    *,
-    gradient_per_pc: float | None = None,
-    charge: float = 1.0,
-    method: EmulatorFit | GradientFit | None = None,
-    ell_max: int | None = None,
-    progress: bool = True,
-) -> FitResult:
-    """Joint fit of spectra at several energies with shared σ², λ_c (pc) and B0 (μG).
+@dataclasses.dataclass(frozen=True)
+class LikelihoodFit:
+    """What :func:`maximise_likelihood` found, keyed by parameter name.
 
-    Each spectrum k has ρ_k = r_L(E_k, B0)/λ_c with r_L ∝ E/(Z B0) (:mod:`jaxcr.units`). The
-    spectral shapes fix only the ρ_k, i.e. the product λ_c·B0; λ_c and B0 separate only through
-    the amplitude a_k = (r_L,k |∇n/n|)², so pass ``gradient_per_pc`` = |∇n/n| (1/pc) if it is known.
-    Without it the amplitudes are profiled, only the product λ_c·B0 is constrained, and the fit
-    reports the direction ln λ_c − ln B0 as unconstrained (infinite uncertainties).
+    ``phi``: the best-fit coordinates; ``values``: the best-fit physical values;
+    ``intervals[name][level]`` = (low, high, closed_low, closed_high) in physical values for
+    levels "68" and "95"; ``profiles[name]`` = {"coordinate", "delta_m2lnl"}; ``fisher``: in the
+    coordinates; ``directions``: per eigen-direction of the boxed parameters, its unit vector,
+    1σ, prior half-range along it and the flag; ``flags``: human-readable warnings."""
+
+    phi: np.ndarray
+    values: dict
+    m2lnl: float
+    chi2: float
+    dof: int
+    p_value: float
+    fisher: np.ndarray
+    intervals: dict
+    profiles: dict
+    directions: list
+    flags: list
+
+
+def minimise(f, x0, optimiser: optax.GradientTransformation | None = None, max_steps: int = 300, tol: float = 1e-8):
+    """Minimise f from x0 with an optax optimiser (default L-BFGS with its zoom line search) until
+    |∇f| < tol or ``max_steps``; jit/vmap-able."""
+    if optimiser is None:
+        return _lbfgs(f, x0, max_steps, tol)
+    opt = optax.with_extra_args_support(optimiser)
+    value_and_grad = jax.value_and_grad(f)
+
+    def step(carry):
+        x, state, _, k = carry
+        value, grad = value_and_grad(x)
+        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=f)
+        return optax.apply_updates(x, updates), state, optax.tree_utils.tree_norm(grad), k + 1
+
+    def going(carry):
+        _, _, gnorm, k = carry
+        return (k == 0) | ((k < max_steps) & (gnorm >= tol))
+
+    init = (x0, opt.init(x0), jnp.asarray(jnp.inf, dtype=x0.dtype), jnp.asarray(0))
+    return jax.lax.while_loop(going, step, init)[0]
+
+
+def _lbfgs(f, x0, max_steps: int, tol: float):
+    """optax L-BFGS, reusing the line search's value and gradient (the state holds them)."""
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(f)
+
+    def step(carry):
+        x, state = carry
+        value, grad = value_and_grad(x, state=state)
+        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=f)
+        return optax.apply_updates(x, updates), state
+
+    def going(carry):
+        _, state = carry
+        count = optax.tree_utils.tree_get(state, "count")
+        grad = optax.tree_utils.tree_get(state, "grad")
+        return (count == 0) | ((count < max_steps) & (optax.tree_utils.tree_norm(grad) >= tol))
+
+    return jax.lax.while_loop(going, step, (x0, opt.init(x0)))[0]
+
+
+@eqx.filter_jit
+def _grid_values(like: AbstractLikelihood, grid):
+    return jax.vmap(like.objective)(grid)
+
+
+@eqx.filter_jit
+def _minimum(like: AbstractLikelihood, x0, fixed, value, options: FitOptions):
+    """(φ, −2 ln L) at the minimum from x0 with the components where ``fixed`` held at ``value``
+    (a profile point; none fixed for the best fit). One compilation serves all."""
+    insert = lambda p: jnp.where(fixed, value, p)
+    phi = insert(
+        minimise(lambda p: like.objective(insert(p)), x0, options.optimiser, options.max_steps, options.tolerance)
+    )
+    return phi, like.terms(phi)[0]
+
+
+@eqx.filter_jit
+def _hessian(like: AbstractLikelihood, phi):
+    return jax.hessian(lambda p: like.terms(p)[0])(phi)
+
+
+def level_interval(x, dy, level):
+    """Where the profile dy(x) ≤ ``level`` around its minimum, by linear interpolation of the
+    crossings: (low, high, closed_low, closed_high) in x; an end that reaches the grid's edge
+    before crossing is open there."""
+    k = int(np.argmin(dy))
+    ends = []
+    for step, last in ((-1, 0), (1, len(x) - 1)):
+        end, closed = x[last], False
+        for i in range(k, last, step):
+            if dy[i + step] > level:
+                end, closed = x[i] + (x[i + step] - x[i]) * (level - dy[i]) / (dy[i + step] - dy[i]), True
+                break
+        ends.append((float(end), closed))
+    (lo, closed_lo), (hi, closed_hi) = ends
+    return lo, hi, closed_lo, closed_hi
+
+
+def _profile_axis(parameters: Parametrisation, i: int, phi, cov, n: int) -> np.ndarray:
+    """The profile grid of parameter i: its box, or ±4σ (Fisher; at least ±0.5, at most ±10) around φ_i."""
+    p = parameters.parameters[i]
+    if p.bounded:
+        return np.linspace(*p.coordinate_box, n)
+    sd = np.sqrt(cov[i, i]) if cov[i, i] > 0 else np.inf
+    reach = min(max(4.0 * sd, 0.5), 10.0) if np.isfinite(sd) else 10.0
+    return float(phi[i]) + reach * np.linspace(-1.0, 1.0, n)
+
+
+def _profile(like, phi, i, x, options, lowest):
+    """−2 ln L along x with coordinate i fixed, walking outward from the best fit; returns it and
+    the lowest (value, φ) seen."""
+    prof = np.empty(len(x))
+    fixed = jnp.arange(len(phi)) == i
+    k0 = int(np.argmin(np.abs(x - float(phi[i]))))
+    for order in (range(k0, len(x)), range(k0 - 1, -1, -1)):
+        start = phi
+        for j in order:
+            start, val = _minimum(like, start, fixed, jnp.asarray(float(x[j])), options)
+            prof[j] = float(val)
+            if prof[j] < lowest[0] - 1e-9:
+                lowest = (prof[j], start)
+    return prof, lowest
+
+
+def directions_against_prior(fisher, parameters: Parametrisation, threshold: float):
+    """Eigen-directions of the boxed parameters' marginal covariance (the others marginalised),
+    their 1σ and the prior half-range along them; flags for those the data do not narrow to less
+    than ``threshold`` of it."""
+    boxed = [i for i, p in enumerate(parameters.parameters) if p.bounded]
+    half = (parameters.coordinate_high - parameters.coordinate_low)[boxed] / 2
+    labels = [
+        ("ln " if p.transform == Transform.LOG else "") + p.label for p in (parameters.parameters[i] for i in boxed)
+    ]
+    cov = np.linalg.pinv(fisher)[np.ix_(boxed, boxed)]
+    vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
+    out, flags = [], []
+    for v, vec in zip(vals, vecs.T):
+        vec = vec / np.max(np.abs(vec)) * np.sign(vec[np.argmax(np.abs(vec))])
+        unit = vec / np.linalg.norm(vec)
+        prior = float(1.0 / np.max(np.abs(unit) / half))  # centre to box edge along it
+        sigma = float(np.sqrt(v)) if v > 0 else float("inf")
+        combo = " ".join(f"{c:+.2f}·{n}" for c, n in zip(vec, labels) if abs(c) > 0.05)
+        poor = not sigma < threshold * prior
+        out.append(
+            dict(
+                combination=combo,
+                vector=unit.tolist(),
+                sigma=sigma,
+                prior_half_range=prior,
+                fraction_of_prior=sigma / prior,
+                poorly_constrained=poor,
+            )
+        )
+        if poor:
+            flags.append(
+                f"{combo} is poorly constrained: its 1σ ({sigma:.3g}) exceeds {threshold:g} of the "
+                f"prior half-range along it ({prior:.3g})"
+            )
+    return out, flags
+
+
+def start_grid(parameters: Parametrisation, points: int) -> np.ndarray:
+    """points^P candidate starts over the box of the boxed parameters (the others at 0)."""
+    axes = [np.linspace(*p.coordinate_box, points) if p.bounded else np.zeros(1) for p in parameters.parameters]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(parameters))
+
+
+def maximise_likelihood(
+    likelihood: AbstractLikelihood,
+    parameters: Parametrisation,
+    starts,
+    options: FitOptions = FitOptions(),
+    progress=None,
+) -> LikelihoodFit:
+    """Best fit, profiles, Fisher matrix, intervals and flags of ``likelihood`` (module docstring).
+
+    Args:
+        likelihood: any :class:`~jaxcr.inference.likelihood.AbstractLikelihood`.
+        parameters: the named parameters of φ, in the likelihood's order (``likelihood.names``),
+            with their boxes (infinite for a parameter without one).
+        starts: candidate starts (K, P) in the coordinates; the lowest objective is polished.
+        progress: a callable called once per stage (a progress bar's update), or None.
     """
-    names = ("sigma2", "lambda_c_pc", "b0_microgauss")
-    method = EmulatorFit() if method is None else method
-    _check_init(init, names)
-    if not isinstance(spectra, (list, tuple)) or len(spectra) < 1:
-        raise ValueError("fit_joint needs a list of at least one spectrum")
-    spectra, cut = _cut_spectra(list(spectra), model, ell_max)
-    _check_inputs(spectra, model, method)
-    if gradient_per_pc is not None:
-        _checks.check_positive("gradient_per_pc", gradient_per_pc)
-    _checks.check_positive("charge", charge)
-    phi0 = jnp.log(jnp.array([init[n] for n in names], dtype=float))
-    problem = []
-    for spec in spectra:
-        e = float(spec.energy_tev)
+    from scipy import stats
 
-        def theta_fn(p, e=e):
-            r_l = units.larmor_radius_pc(e, jnp.exp(p[2]), charge)
-            return jnp.stack([p[0], jnp.log(r_l) - p[1]])
-
-        amp_fn = None
-        if gradient_per_pc is not None:
-            amp_fn = lambda p, e=e: (gradient_per_pc * units.larmor_radius_pc(e, jnp.exp(p[2]), charge)) ** 2
-        problem.append((spec, model.with_observatory(spec).resolved(theta_fn(phi0)), theta_fn, amp_fn))
-    return _run(problem, phi0, names, (0, 1, 1), method, progress, cut)
+    if tuple(parameters.names) != tuple(likelihood.names):
+        raise ValueError(f"parameters {list(parameters.names)} must be the likelihood's {list(likelihood.names)}")
+    tick = progress or (lambda: None)
+    starts = jnp.asarray(np.atleast_2d(starts), dtype=float)
+    values = np.asarray(_grid_values(likelihood, starts))
+    none_fixed = jnp.zeros(len(parameters), dtype=bool)
+    phi, m2lnl = _minimum(likelihood, starts[int(np.nanargmin(values))], none_fixed, jnp.asarray(0.0), options)
+    best = float(m2lnl)
+    tick()
+    fisher = 0.5 * np.asarray(_hessian(likelihood, phi))
+    cov = np.linalg.pinv(fisher)
+    profiles, raw, lowest = {}, {}, (best, phi)
+    for i, name in enumerate(parameters.names):
+        x = _profile_axis(parameters, i, phi, cov, options.profile_points)
+        raw[name], lowest = _profile(likelihood, phi, i, x, options, lowest)
+        p = parameters.parameters[i]
+        profiles[name] = dict(
+            coordinate=x.tolist(), value=np.asarray(p.to_value(x)).tolist(), transform=p.transform.value, label=p.label
+        )
+        tick()
+    if lowest[0] < best:  # the best fit is the lowest point seen, polished with every parameter free
+        phi, m2lnl = _minimum(likelihood, lowest[1], none_fixed, jnp.asarray(0.0), options)
+        best = min(float(m2lnl), lowest[0])
+        fisher = 0.5 * np.asarray(_hessian(likelihood, phi))
+    intervals: dict[str, dict] = {}
+    flags: list[str] = []
+    for p in parameters.parameters:
+        x, delta = np.asarray(profiles[p.name]["coordinate"]), raw[p.name] - best
+        profiles[p.name]["delta_m2lnl"] = delta.tolist()
+        intervals[p.name] = {}
+        for level, dy in LEVELS:
+            lo, hi, c_lo, c_hi = level_interval(x, delta, dy)
+            intervals[p.name][level] = (float(p.to_value(lo)), float(p.to_value(hi)), c_lo, c_hi)
+    directions, poor = directions_against_prior(fisher, parameters, options.poorly_constrained)
+    for p in parameters.parameters:
+        lo, hi, c_lo, c_hi = intervals[p.name]["68"]
+        if p.bounded and not (c_lo and c_hi):
+            flags.append(f"{p.name}: the 68 % interval [{lo:.3g}, {hi:.3g}] reaches the edge of the box (open)")
+    phi = np.asarray(phi)
+    chi2 = float(likelihood.terms(jnp.asarray(phi))[1])
+    dof = likelihood.n_data - len(parameters)
+    return LikelihoodFit(
+        phi=phi,
+        values={k: float(v) for k, v in parameters.values(phi).items()},
+        m2lnl=best,
+        chi2=chi2,
+        dof=dof,
+        p_value=float(stats.chi2.sf(chi2, dof)) if dof > 0 else float("nan"),
+        fisher=fisher,
+        intervals=intervals,
+        profiles=profiles,
+        directions=directions,
+        flags=poor + flags,
+    )

@@ -1,110 +1,224 @@
-"""The likelihood of an observed spectrum given the model's realisations (full ℓ-ℓ' covariance).
+"""Likelihoods of observed spectra: one abstract interface, one final −2 ln L.
 
-The observed spectrum is modelled as C_ℓ^obs = a C_ℓ^sky(θ) + N + ε_ℓ, with a = (|∇n/n| r_L)²
-(profiled analytically, or fixed when the gradient is known), N the observatory's shot noise
-and ε_ℓ the measurement error σ_ℓ of the file. C_ℓ^sky is the spectrum of the sky we happen to
-live in: one realisation of the turbulence (or the mean of R_sky realisations for a synthetic
-spectrum, ``ObservedSpectrum.sky_realisations``). Its expectation is the ensemble mean
-⟨C_ℓ⟩(θ) and its scatter the cosmic variance S_ℓℓ'(θ), the ℓ-ℓ' covariance of per-realisation
-spectra (they scatter by ~100 % and are correlated across ℓ: a realisation that wanders far
-raises every multipole). Hence
+Every likelihood here is Gaussian in some data vector y (C_ℓ − N, or ln(C_ℓ − N)) with a mean
+μ(φ) and a covariance Σ(φ) that both depend on the parameters φ (the coordinates of named
+parameters, :mod:`jaxcr.parametrisation`). A subclass says only what μ and Σ are
+(:meth:`AbstractLikelihood.moments`), what y is and where the emulated box ends; the value is
+computed once, here, for all of them:
 
-    χ² = rᵀ Σ⁻¹ r,   r = C^obs − N − a⟨C⟩,   Σ = a² S (1/R_sky + 1/N_B) + diag(σ_ℓ²),
+    −2 ln L(φ) = rᵀ Σ⁻¹ r + ln det Σ,   r = y − μ(φ),
 
-where the 1/N_B term is the model's own sampling error (⟨C⟩ and S are estimated from the N_B
-model realisations at θ; Σ is held fixed when differentiating).
+with Σ factored by Cholesky. The determinant is kept: where Σ grows with the model, leaving it out
+would favour a larger model simply because it claims larger errors. Outside the box of an
+emulator (which does not extrapolate) the objective adds ``BARRIER``·Σ(|z| − 1)² in the box
+coordinates z. A non-finite value raises, also under ``jit``.
+
+One sky on an emulator artifact (:class:`LogNormalSky`, :class:`GaussianSky`): the sky is one
+realisation of the local turbulence, so its spectrum scatters about the ensemble mean ⟨C_ℓ⟩(θ)
+by the cosmic variance, correlated across ℓ (a sky that wanders far raises every multipole).
+With the amplitude a = (|∇n/n| r_L)²:
+
+* ``LogNormalSky`` (the default): y = ln(Ĉ_ℓ − N), μ = ln a + ⟨ln C_ℓ⟩(θ), Σ = Λ(θ) +
+  diag(σ_ℓ²/(Ĉ_ℓ − N)²), Λ the covariance of ln C_ℓ of single skies (the emulator's error included);
+* ``GaussianSky``: y = Ĉ_ℓ − N, μ = a⟨C_ℓ⟩(θ), Σ = a² S(θ) + diag(σ_ℓ²).
+
+Several spectra (energies, observatories) are fitted together by :class:`JointLikelihood`: their
+data vectors are independent, so −2 ln L is the sum of the members' (Σ block-diagonal), with the
+parameters of the same name shared.
 """
 
 from __future__ import annotations
+
+import abc
+import enum
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
-from ..observations import ObservedSpectrum
+from .emulator import SpectrumEmulator
 
 __all__ = [
-    "observed_multipoles",
-    "sky_covariance",
-    "chi2_profiled",
-    "gls_chi2",
-    "fixed_sigma_chi2",
-    "AMPLITUDE_ITERATIONS",
+    "BARRIER",
+    "LikelihoodForm",
+    "AbstractLikelihood",
+    "AbstractSkyLikelihood",
+    "LogNormalSky",
+    "GaussianSky",
+    "JointLikelihood",
+    "fisher_information",
 ]
 
-AMPLITUDE_ITERATIONS = 8  # fixed-point iterations of the profiled amplitude (reach ~1e-12)
+BARRIER = 1e4  # −2 ln L penalty per (|z| − 1)² outside an emulator's box (the emulator does not extrapolate)
 
 
-def observed_multipoles(observed: ObservedSpectrum, n_ell: int):
-    """The observed multipoles ℓ < n_ell (those a model spectrum of length n_ell has) and their rows.
+class LikelihoodForm(enum.StrEnum):
+    """The distribution of one sky's spectrum: LOGNORMAL (Gaussian in ln C_ℓ, :class:`LogNormalSky`,
+    the default) or GAUSSIAN (Gaussian in C_ℓ, :class:`GaussianSky`)."""
 
-    Raises:
-        ValueError: when no observed multipole is inside the model's range.
-    """
-    ell = np.asarray(observed.ell)
-    sel = ell < n_ell
-    if not sel.any():
-        raise ValueError(
-            f"no multipole of the spectrum ({observed.observatory}, ℓ = {ell.min()}..{ell.max()}) lies "
-            f"within the model's ℓ ≤ {n_ell - 1}: raise the model's nside (lmax = 2·nside − 1)"
+    LOGNORMAL = "lognormal"
+    GAUSSIAN = "gaussian"
+
+
+class AbstractLikelihood(eqx.Module):
+    """A Gaussian likelihood of a data vector with parameter-dependent mean and covariance
+    (module docstring). Subclasses give :attr:`names`, :meth:`data`, :meth:`moments` and
+    :meth:`box_excess`; the value (:meth:`terms`, :meth:`objective`) is final."""
+
+    names: eqx.AbstractVar[tuple[str, ...]]
+
+    @abc.abstractmethod
+    def data(self) -> Float[Array, " n"]:
+        """The data vector y."""
+
+    @abc.abstractmethod
+    def moments(self, phi: Float[Array, " p"]) -> tuple[Float[Array, " n"], Float[Array, "n n"]]:
+        """Mean μ(φ) and covariance Σ(φ) of y, the measurement errors included."""
+
+    @abc.abstractmethod
+    def box_excess(self, phi: Float[Array, " p"]) -> Float[Array, ""]:
+        """Σ max(|z| − 1, 0)² over the box coordinates z of the emulated parameters (0 inside)."""
+
+    def terms(self, phi: Float[Array, " p"]) -> tuple[Float[Array, ""], Float[Array, ""]]:
+        """(−2 ln L, χ² = rᵀΣ⁻¹r) at φ; raises when either is not finite."""
+        mean, cov = self.moments(phi)
+        chol = jnp.linalg.cholesky(cov)
+        w = jax.scipy.linalg.solve_triangular(chol, self.data() - mean, lower=True)
+        chi2 = jnp.dot(w, w)
+        m2lnl = chi2 + 2 * jnp.sum(jnp.log(jnp.diag(chol)))
+        m2lnl = eqx.error_if(
+            m2lnl,
+            ~jnp.isfinite(m2lnl),
+            "−2 ln L is not finite: the covariance is not positive definite or the data or model are not finite "
+            "(check σ_ℓ > 0, finite C_ℓ, and the artifact)",
         )
-    return ell[sel], sel
+        return m2lnl, chi2
+
+    def objective(self, phi: Float[Array, " p"]) -> Float[Array, ""]:
+        """−2 ln L plus the box barrier: what the fit minimises."""
+        return self.terms(phi)[0] + BARRIER * self.box_excess(phi)
+
+    @property
+    def n_data(self) -> int:
+        return int(self.data().shape[0])
 
 
-def sky_covariance(cov_cl, ell, observed: ObservedSpectrum, n_model: int):
-    """S (1/R_sky + 1/N_B) on the observed multipoles: the expected scatter between the data's
-    sky and the model mean before the amplitude a² and the measurement errors are added."""
-    return cov_cl[np.ix_(ell, ell)] * (1.0 / observed.sky_realisations + 1.0 / n_model)
+class AbstractSkyLikelihood(AbstractLikelihood):
+    """One observed sky on an emulator artifact (module docstring).
+
+    ``phi`` = (θ, ln a): θ the artifact's parameter coordinates, ln a only when the amplitude is
+    free (``log_amplitude`` None). ``observed``/``variance`` are y and the measurement variance of
+    y on the fitted multipoles, ``rows`` their indices among the emulator's ℓ."""
+
+    emulator: SpectrumEmulator
+    observed: Float[Array, " n"]
+    variance: Float[Array, " n"]
+    rows: Array
+    log_amplitude: Array | None
+    names: tuple[str, ...] = eqx.field(static=True)
+
+    def split(self, phi):
+        """(θ, ln a) of φ."""
+        p = self.emulator.centre.shape[0]
+        theta = phi[:p]
+        log_a = phi[p] if self.log_amplitude is None else self.log_amplitude
+        return theta, log_a
+
+    def data(self):
+        return self.observed
+
+    def box_excess(self, phi):
+        z = jnp.abs(self.emulator.box_coordinates(self.split(phi)[0]))
+        return jnp.sum(jnp.maximum(z - 1.0, 0.0) ** 2)
+
+    def moments(self, phi):
+        mean, sky = self.sky_moments(phi)
+        return mean, sky + jnp.diag(self.variance)
+
+    @abc.abstractmethod
+    def sky_moments(self, phi) -> tuple[Float[Array, " n"], Float[Array, "n n"]]:
+        """Mean and one-sky covariance of y at φ, without the measurement errors."""
+
+    @abc.abstractmethod
+    def spectrum_band(self, phi) -> tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]]:
+        """The model spectrum C_ℓ − N at φ and its one-sky 68 % band (centre, low, high)."""
 
 
-def chi2_profiled(mean_cl, cov_cl, observed: ObservedSpectrum, n_model: int, amplitude=None):
-    """χ² = rᵀΣ⁻¹r of C^model = a⟨C_ℓ⟩ + N against the observed ℓ (≤ model lmax); a profiled if None.
+class LogNormalSky(AbstractSkyLikelihood):
+    """Gaussian in y = ln(Ĉ_ℓ − N): μ = ln a + ⟨ln C_ℓ⟩(θ), Σ = Λ(θ) + diag(σ_ℓ²/(Ĉ_ℓ − N)²)."""
 
-    ``mean_cl`` (L,) and ``cov_cl`` (L, L) are the mean and the per-realisation covariance
-    (:func:`jaxcr.inference.model.spectrum_covariance`) of ``n_model`` model realisations.
-    Σ = a² S (1/R_sky + 1/N_B) + diag(σ_ℓ²) (module docstring). The profiled amplitude is the
-    generalised-least-squares a = mᵀΣ⁻¹o / mᵀΣ⁻¹m, iterated to its fixed point because Σ depends
-    on a (the map a ↦ a is a contraction: 8 iterations reach ~1e-12). Σ⁻¹ is held fixed in the
-    derivative (``stop_gradient``). Returns (χ², a); a non-finite χ² raises, also under ``jit``.
-    """
-    ell, sel = observed_multipoles(observed, mean_cl.shape[-1])
-    sky = jax.lax.stop_gradient(sky_covariance(cov_cl, ell, observed, n_model))
-    o = jnp.asarray(observed.cl[sel]) - observed.noise_level
-    meas = jnp.diag(jnp.asarray(observed.sigma[sel]) ** 2)
-    chi2, a = gls_chi2(mean_cl[ell], sky, o, meas, amplitude)
-    chi2 = eqx.error_if(
-        chi2,
-        ~jnp.isfinite(chi2),
-        "χ² is not finite: check the model spectra (finite, not all zero) and the spectrum (σ_ℓ > 0, finite C_ℓ)",
-    )
-    return chi2, a
+    def sky_moments(self, phi):
+        theta, log_a = self.split(phi)
+        rows = self.rows
+        return log_a + self.emulator.log_mean(theta)[rows], self.emulator.log_covariance(theta, 1)[rows][:, rows]
+
+    def spectrum_band(self, phi):
+        """The median a·exp⟨ln C_ℓ⟩ times exp(±1σ)."""
+        mean, sky = self.sky_moments(phi)
+        sd = jnp.sqrt(jnp.diag(sky))
+        return jnp.exp(mean), jnp.exp(mean - sd), jnp.exp(mean + sd)
 
 
-def gls_chi2(m, sky, o, meas, amplitude=None):
-    """χ² and amplitude of o ≈ a m with Σ = a² sky + meas (see :func:`chi2_profiled`);
-    ``sky=None``: Σ = meas, fixed, and the profiled amplitude needs no fixed-point iteration."""
+class GaussianSky(AbstractSkyLikelihood):
+    """Gaussian in y = Ĉ_ℓ − N: μ = a⟨C_ℓ⟩(θ), Σ = a² S(θ) + diag(σ_ℓ²)."""
 
-    def gls_amplitude(sigma):
-        w = jnp.linalg.solve(sigma, m)
-        return jnp.dot(w, o) / jnp.dot(w, m)
+    def sky_moments(self, phi):
+        theta, log_a = self.split(phi)
+        rows = self.rows
+        a = jnp.exp(log_a)
+        return a * self.emulator.mean(theta)[rows], a**2 * self.emulator.sky_covariance(theta, 1)[rows][:, rows]
 
-    def covariance(a):
-        return jax.lax.stop_gradient(meas if sky is None else a**2 * sky + meas)
-
-    if amplitude is None:
-        a = jax.lax.stop_gradient(gls_amplitude(meas))
-        for _ in range(0 if sky is None else AMPLITUDE_ITERATIONS):
-            a = jax.lax.stop_gradient(gls_amplitude(covariance(a)))
-        sigma = covariance(a)
-        a = gls_amplitude(sigma)
-    else:
-        a = amplitude
-        sigma = covariance(a)
-    r = o - a * m
-    return jnp.dot(r, jnp.linalg.solve(sigma, r)), a
+    def spectrum_band(self, phi):
+        """a⟨C_ℓ⟩ ± a·sqrt(diag S)."""
+        mean, sky = self.sky_moments(phi)
+        sd = jnp.sqrt(jnp.diag(sky))
+        return mean, mean - sd, mean + sd
 
 
-def fixed_sigma_chi2(m, o, sigma, amplitude=None):
-    """χ² and amplitude of o ≈ a m with the covariance Σ held fixed (absolute units)."""
-    return gls_chi2(m, None, o, sigma, amplitude)
+class JointLikelihood(AbstractLikelihood):
+    """Independent likelihoods fitted together: −2 ln L is the sum of the members' (the joint Σ is
+    block-diagonal). The joint φ holds every distinct name of the members once, in order of first
+    appearance; a parameter named alike in several members is shared by them."""
+
+    members: tuple[AbstractLikelihood, ...]
+    names: tuple[str, ...] = eqx.field(static=True)
+    indices: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+
+    def __init__(self, members):
+        members = tuple(members)
+        if not members or not all(isinstance(m, AbstractLikelihood) for m in members):
+            raise TypeError("members must be a non-empty sequence of likelihoods (AbstractLikelihood)")
+        names: list[str] = []
+        for m in members:
+            names += [n for n in m.names if n not in names]
+        self.members = members
+        self.names = tuple(names)
+        self.indices = tuple(tuple(names.index(n) for n in m.names) for m in members)
+
+    def _member_phi(self, phi, i):
+        return phi[np.asarray(self.indices[i], dtype=int)]
+
+    def data(self):
+        return jnp.concatenate([m.data() for m in self.members])
+
+    def moments(self, phi):
+        parts = [m.moments(self._member_phi(phi, i)) for i, m in enumerate(self.members)]
+        return jnp.concatenate([p[0] for p in parts]), jax.scipy.linalg.block_diag(*[p[1] for p in parts])
+
+    def box_excess(self, phi):
+        return sum(m.box_excess(self._member_phi(phi, i)) for i, m in enumerate(self.members))
+
+
+def fisher_information(likelihood: AbstractLikelihood, phi) -> np.ndarray:
+    """The Fisher matrix of a Gaussian likelihood with φ-dependent mean and covariance at φ:
+    F_ij = ∂_iμᵀ Σ⁻¹ ∂_jμ + ½ tr(Σ⁻¹ ∂_iΣ Σ⁻¹ ∂_jΣ) (derivatives by automatic differentiation).
+    Its inverse forecasts the 1σ of the coordinates before any data are fitted."""
+    phi = jnp.asarray(phi, dtype=float)
+    _, sigma = likelihood.moments(phi)
+    dmu = jax.jacfwd(lambda p: likelihood.moments(p)[0])(phi)
+    dsig = jax.jacfwd(lambda p: likelihood.moments(p)[1])(phi)  # (n, n, p)
+    inv = jnp.linalg.inv(sigma)
+    f = dmu.T @ inv @ dmu + 0.5 * jnp.einsum("ab,bci,cd,daj->ij", inv, dsig, inv, dsig)
+    return np.asarray(0.5 * (f + f.T))

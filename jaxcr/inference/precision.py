@@ -1,82 +1,103 @@
 """The precision one observed sky can give: the Fisher information of the one-sky likelihood.
 
-The likelihood of :mod:`jaxcr.inference.sky_fit` is Gaussian with a mean a⟨C_ℓ⟩(θ) and a covariance
-Σ(θ, a) = a² S(θ) + diag(σ_ℓ²) that both depend on the parameters, so its Fisher matrix is
-F_ij = ∂_iμᵀ Σ⁻¹ ∂_jμ + ½ tr(Σ⁻¹ ∂_iΣ Σ⁻¹ ∂_jΣ) (derivatives by automatic differentiation of
-the emulator). Its inverse forecasts the 1σ of ln σ², ln ρ (and ln a) before any data are fitted.
+The forecast uses the fit's own likelihood (:func:`jaxcr.inference.sky_fit.sky_likelihood`) on the
+spectrum the model predicts at the fiducial point: a Gaussian likelihood with a mean and a
+covariance that both depend on the parameters, so its Fisher matrix is
+F_ij = ∂_iμᵀ Σ⁻¹ ∂_jμ + ½ tr(Σ⁻¹ ∂_iΣ Σ⁻¹ ∂_jΣ) (:func:`jaxcr.inference.likelihood.fisher_information`).
+Its inverse forecasts the 1σ of every named parameter's coordinate (e-folds for log parameters)
+before any data are fitted.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _checks
+from ..field import as_option
+from ..observations import ObservedSpectrum
 from .artifact import EmulatorArtifact
+from .likelihood import LikelihoodForm, fisher_information
+from .sky_fit import sky_likelihood
 
-__all__ = ["expected_precision"]
+__all__ = ["expected_precision", "fiducial_spectrum"]
+
+
+def fiducial_spectrum(
+    artifact: EmulatorArtifact,
+    values: dict,
+    amplitude: float,
+    *,
+    ell_max: int,
+    noise_level: float = 0.0,
+    relative_error: float = 0.0,
+    form: LikelihoodForm | str = LikelihoodForm.LOGNORMAL,
+) -> ObservedSpectrum:
+    """The spectrum the artifact predicts at the named ``values`` with amplitude a, ℓ from the
+    artifact's first to ``ell_max``: Ĉ_ℓ = a C_ℓ + N (C_ℓ the median exp⟨ln C_ℓ⟩ for the
+    log-normal form, the mean ⟨C_ℓ⟩ for the Gaussian one), with errors σ_ℓ² = (2/(2ℓ+1)) N² +
+    (``relative_error``·a C_ℓ)² (shot noise and a relative systematic)."""
+    _checks.check_positive("amplitude", amplitude)
+    _checks.check_nonnegative("noise_level", noise_level)
+    _checks.check_nonnegative("relative_error", relative_error)
+    rows = np.flatnonzero(artifact.ells <= _checks.check_positive_int("ell_max", ell_max))
+    if len(rows) < 3:
+        raise ValueError(f"ell_max = {ell_max} leaves fewer than 3 of the artifact's ℓ = {artifact.ells.tolist()}")
+    theta = jnp.asarray(artifact.parameters.coordinates(values))
+    lognormal = as_option(LikelihoodForm, "form", form) == LikelihoodForm.LOGNORMAL
+    emulator = artifact.log_emulator if lognormal else artifact.emulator
+    c = amplitude * np.asarray(emulator.mean(theta))[rows]
+    ell = artifact.ells[rows]
+    sigma = np.sqrt(2.0 / (2 * ell + 1) * noise_level**2 + (relative_error * c) ** 2)
+    return ObservedSpectrum(
+        ell=ell,
+        cl=c + noise_level,
+        sigma=np.maximum(sigma, 1e-300),
+        observatory="forecast",
+        energy_tev=1.0,
+        noise_level=noise_level,
+        analysis=artifact.analysis,
+        synthetic=True,
+        source="jaxcr.inference.precision.fiducial_spectrum",
+    )
 
 
 def expected_precision(
     artifact: EmulatorArtifact,
-    sigma2: float,
-    rho: float,
+    values: dict,
     amplitude: float,
     *,
     ell_max: int,
     noise_level: float = 0.0,
     relative_error: float = 0.0,
     amplitude_known: bool = True,
-    lognormal: bool = True,
+    form: LikelihoodForm | str = LikelihoodForm.LOGNORMAL,
 ) -> dict:
-    """Expected 1σ (e-folds) of ln σ², ln ρ (and ln a) from one sky, by the Fisher information of
-    the Gaussian likelihood with θ-dependent mean and covariance,
-    F_ij = ∂_iμᵀΣ⁻¹∂_jμ + ½ tr(Σ⁻¹∂_iΣ Σ⁻¹∂_jΣ), for ℓ from the artifact's first to ``ell_max``,
-    measurement errors from the shot noise (σ_ℓ ≈ sqrt(2/(2ℓ+1))·N) plus ``relative_error``·C_ℓ.
-    ``lognormal``: the likelihood of :func:`jaxcr.inference.sky_fit.fit_sky`'s default form (in
-    ln C_ℓ; the errors divided by C_ℓ), else its GAUSSIAN form."""
-    rows = np.flatnonzero(artifact.ells <= ell_max)
-    if len(rows) < 2:
-        raise ValueError(f"ell_max = {ell_max} leaves fewer than 2 of the artifact's ℓ = {artifact.ells.tolist()}")
-    ell = artifact.ells[rows]
-    emu = artifact.emulator
-
-    def moments(phi):
-        theta, a = phi[:2], jnp.exp(phi[2])
-        if lognormal:
-            log_emu = artifact.log_emulator
-            y = phi[2] + log_emu.log_mean(theta)[rows]
-            # the errors of ln Ĉ are σ_ℓ/Ĉ_ℓ of the data, fixed (as in the fit): at the fiducial point
-            c = jax.lax.stop_gradient(jnp.exp(y))
-            var = (jnp.sqrt(2.0 / (2 * ell + 1)) * noise_level / c) ** 2 + relative_error**2
-            return y, log_emu.log_covariance(theta, 1)[rows][:, rows] + jnp.diag(var)
-        m = a * emu.mean(theta)[rows]
-        var = (jnp.sqrt(2.0 / (2 * ell + 1)) * noise_level) ** 2 + (relative_error * m) ** 2
-        sky = emu.sky_covariance(theta, 1)[rows][:, rows]
-        return m, a**2 * sky + jnp.diag(var)
-
-    phi = jnp.log(jnp.array([sigma2, rho, amplitude], dtype=float))
-    mu, sigma = moments(phi)
-    dmu = jax.jacfwd(lambda p: moments(p)[0])(phi)
-    dsig = jax.jacfwd(lambda p: moments(p)[1])(phi)  # (n, n, 3)
-    inv = jnp.linalg.inv(sigma)
-    f = dmu.T @ inv @ dmu + 0.5 * jnp.einsum("ab,bci,cd,daj->ij", inv, dsig, inv, dsig)
-    f = np.asarray(f)
-    if amplitude_known:
-        f = f[:2, :2]
-    cov = np.linalg.inv(f)
-    sd = np.sqrt(np.diag(cov))
-    vals, vecs = np.linalg.eigh(cov[:2, :2])  # the best-measured combination of ln σ² and ln ρ
-    best = vecs[:, 0] / np.max(np.abs(vecs[:, 0]))
-    out = dict(
-        best_combination=f"{best[0]:+.2f}·ln σ² {best[1]:+.2f}·ln ρ",
-        best_combination_sigma=float(np.sqrt(vals[0]) * np.linalg.norm(best)),
-        sigma2=float(sd[0]),
-        rho=float(sd[1]),
-        ell_max=int(ell_max),
-        n_ell=len(rows),
-        correlation=float(cov[0, 1] / (sd[0] * sd[1])),
+    """Expected 1σ of every parameter's coordinate (e-folds for log parameters) from one sky at the
+    named ``values`` with amplitude a (:func:`fiducial_spectrum`), by the Fisher information of the
+    fit's likelihood of ``form``; with ``amplitude_known`` False, ln a is a parameter too (named
+    ``amplitude``). Also: the best-measured combination of the artifact's parameters, its 1σ, and
+    (for two parameters) their correlation."""
+    spectrum = fiducial_spectrum(
+        artifact, values, amplitude, ell_max=ell_max, noise_level=noise_level, relative_error=relative_error, form=form
     )
+    like = sky_likelihood(spectrum, artifact, amplitude=amplitude if amplitude_known else None, form=form)
+    phi = artifact.parameters.coordinates(values)
     if not amplitude_known:
-        out["amplitude"] = float(sd[2])
+        phi = np.append(phi, np.log(amplitude))
+    cov = np.linalg.inv(fisher_information(like, phi))
+    sd = np.sqrt(np.diag(cov))
+    p = len(artifact.parameters)
+    vals, vecs = np.linalg.eigh(cov[:p, :p])  # the best-measured combination of the artifact's parameters
+    best = vecs[:, 0] / np.max(np.abs(vecs[:, 0]))
+    labels = artifact.parameters.labels
+    out: dict = {name: float(s) for name, s in zip(like.names, sd)}
+    out |= dict(
+        best_combination=" ".join(f"{c:+.2f}·ln {n}" for c, n in zip(best, labels)),
+        best_combination_sigma=float(np.sqrt(vals[0]) * np.linalg.norm(best)),
+        ell_max=int(ell_max),
+        n_ell=len(spectrum.ell),
+    )
+    if p == 2:
+        out["correlation"] = float(cov[0, 1] / (sd[0] * sd[1]))
     return out

@@ -34,6 +34,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._fastmath import broadcast_shape as _broadcast_shape
 from .._fastmath import differentiable_mode_sum, fused_steps_without_derivative, reference_field
+from ..field import FieldPrecision, as_option
 from .build import NativeUnavailable, load_library
 
 __all__ = [
@@ -47,7 +48,7 @@ __all__ = [
     "LEVELS",
 ]
 
-LEVELS = {"float64": 0, "fast": 1, "float32": 2}  # FieldPrecision value -> kernel level
+LEVELS = {FieldPrecision.FLOAT64: 0, FieldPrecision.FAST: 1, FieldPrecision.FLOAT32: 2}  # -> the kernel's level
 _PI = np.pi  # the kernel takes wave vectors and phases in half-turns (k/π, β/π)
 _state: dict = {}
 
@@ -196,7 +197,7 @@ def boris_advance(
     phases: Float[ArrayLike, " N"],
     regular_field: Float[ArrayLike, "3"],
     charge_sign: Float[ArrayLike, ""] = 1.0,
-    precision: str = "float64",
+    precision: FieldPrecision | str = FieldPrecision.FLOAT64,
 ) -> tuple[Float[Array, "... 3"], Float[Array, "... 3"]]:
     """``n_steps`` Boris steps of size ``step`` (1/Ω) in b = b0 + Σ_n E_n cos(k_n·r + β_n), all in
     the native kernel (the step of :func:`jaxcr.dynamics.boris_step`, equal to rounding): one call
@@ -204,11 +205,10 @@ def boris_advance(
     between steps. Works under ``jax.vmap``; it has no derivative (use the per-step solver).
     """
     require()
-    if precision not in LEVELS:
-        raise ValueError(f"precision must be one of {sorted(LEVELS)}; got {precision!r}")
+    level: FieldPrecision = as_option(FieldPrecision, "precision", precision)
     f64 = lambda x: jnp.asarray(x, dtype=jnp.float64)
     r, u = f64(positions), f64(momenta)
-    fn = _boris_function(LEVELS[precision])
+    fn = _boris_function(LEVELS[level])
     s = f64(charge_sign)  # du/dt = u × (s b): the sign scales the field
     return fn(
         r,
@@ -227,18 +227,17 @@ def plane_wave_field(
     wavevectors: Float[ArrayLike, "*R N 3"],
     polarisations: Float[ArrayLike, "*R N 3"],
     phases: Float[ArrayLike, "*R N"],
-    precision: str = "float64",
+    precision: FieldPrecision | str = FieldPrecision.FLOAT64,
 ) -> Float[Array, "... 3"]:
     """δb(r) = Σ_n E_n cos(k_n·r + β_n) by the native kernel (units of the polarisations).
 
     Args:
         positions: r in r_L, shape (..., 3); leading axes align with the field's realisation axes.
         wavevectors: k_n in 1/r_L; polarisations: E_n; phases: β_n in radians.
-        precision: "float64", "fast" or "float32" (:class:`jaxcr.FieldPrecision` values).
+        precision: a :class:`jaxcr.FieldPrecision` (or its value: "float64", "fast", "float32").
     """
     require()
-    if precision not in LEVELS:
-        raise ValueError(f"precision must be one of {sorted(LEVELS)}; got {precision!r}")
+    level: FieldPrecision = as_option(FieldPrecision, "precision", precision)
     r = jnp.asarray(positions, dtype=jnp.float64)
     k, e, beta = (jnp.asarray(x, dtype=jnp.float64) for x in (wavevectors, polarisations, phases))
-    return _field_function(LEVELS[precision])(r, k, e, beta)
+    return _field_function(LEVELS[level])(r, k, e, beta)

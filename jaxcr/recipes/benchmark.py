@@ -134,12 +134,23 @@ def main(argv=None, prog: str = "jaxcr benchmark") -> int:
 
         import numpy as np
 
-        from jaxcr.inference.campaign import Analysis, Campaign, CampaignSpec
-        from jaxcr.inference.model import SpectrumModel
+        from jaxcr.analysis import Analysis
+        from jaxcr.inference.campaign import Campaign, CampaignSpec
+        from jaxcr.parametrisation import plane_wave_parametrisation
+        from jaxcr.spectrum_model import SpectrumModel
+        from jaxcr.turbulence_model import PlaneWaveGJ99
 
-        model = SpectrumModel(nside=args.campaign_nside, n_realisations=args.campaign_realisations, n_modes=32)
+        model = SpectrumModel(
+            nside=args.campaign_nside, n_realisations=args.campaign_realisations, turbulence=PlaneWaveGJ99(n_modes=32)
+        )
         times = tuple(float(t) for t in np.linspace(args.campaign_time / 5, args.campaign_time, 5))
-        spec = CampaignSpec(model=model, times=times, analyses=(Analysis("full"),), design=np.log([[1.0, 0.1]]))
+        spec = CampaignSpec(
+            model=model,
+            times=times,
+            analyses=(Analysis("full"),),
+            parameters=plane_wave_parametrisation((0.5, 2.0), (0.05, 0.2)),
+            design=np.log([[1.0, 0.1]]),
+        )
         with tempfile.TemporaryDirectory() as folder:
             campaign = Campaign.create(folder + "/c", spec)
             t = _timed(lambda: campaign.run_task(0))

@@ -31,35 +31,37 @@ import numpy as np
 OBSERVATORY_CHOICES = ("icecube", "hawc", "hawc+icecube")
 
 
-def _design(args):
-    from jaxcr.inference.campaign import design_grid
+def _parameters(args):
+    from jaxcr.parametrisation import plane_wave_parametrisation
 
-    return design_grid(args.sigma2, args.rho, tuple(args.points) if len(args.points) == 2 else args.points[0])
+    return plane_wave_parametrisation(tuple(args.sigma2), tuple(args.rho))
 
 
 def _create(args) -> int:
-    from jaxcr.inference.campaign import Analysis, Campaign, CampaignSpec
-    from jaxcr.inference.model import SpectrumModel
+    from jaxcr.inference.campaign import Campaign, CampaignSpec
     from jaxcr.observations import OBSERVATORIES
     from jaxcr.sky import equatorial_direction
+    from jaxcr.spectrum_model import SpectrumModel
+    from jaxcr.turbulence_model import PlaneWaveGJ99
 
     b0 = tuple(float(x) for x in equatorial_direction(*args.b0_ra_dec))
     grad = b0 if args.gradient_ra_dec is None else tuple(float(x) for x in equatorial_direction(*args.gradient_ra_dec))
     model = SpectrumModel(
         nside=args.nside,
         n_realisations=args.realisations,
-        n_modes=args.modes,
-        lambda_min_over_lc=args.lambda_min_over_lc,
-        lambda_max_over_lc=args.lambda_max_over_lc,
+        turbulence=PlaneWaveGJ99(
+            n_modes=args.modes,
+            lambda_min_over_lc=args.lambda_min_over_lc,
+            lambda_max_over_lc=args.lambda_max_over_lc,
+        ),
         b0_direction=b0,
         gradient_direction=grad,
         seed=args.seed,
         dt=args.dt,
     )
-    analyses = tuple(
-        Analysis.of_observatory(OBSERVATORIES[name], name.replace("+", "_")) for name in dict.fromkeys(args.observatory)
-    )
-    spec = CampaignSpec(model=model, times=tuple(args.times), analyses=analyses, design=_design(args))
+    analyses = tuple(OBSERVATORIES[name].analysis for name in dict.fromkeys(args.observatory))
+    points = tuple(args.points) if len(args.points) == 2 else args.points[0]
+    spec = CampaignSpec.on_grid(model, tuple(args.times), analyses, _parameters(args), points)
     campaign = Campaign.create(args.folder, spec)
     print(campaign.status())
     print(f"next: jaxcr campaign run {args.folder}   (or: jaxcr campaign slurm {args.folder})")
@@ -87,7 +89,8 @@ def _extend(args) -> int:
     from jaxcr.inference.campaign import Campaign
 
     campaign = Campaign.open(args.folder)
-    added = campaign.extend(_design(args))
+    points = tuple(args.points) if len(args.points) == 2 else args.points[0]
+    added = campaign.extend(_parameters(args).grid(points))
     print(f"added {len(added)} design points; {campaign.status()}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Gradient estimators of the model spectrum that survive chaos.
+"""Gradient estimators of the model spectrum that survive chaos (experimental; θ = (ln σ², ln ρ)).
 
 dχ²/dθ = (∂χ²/∂⟨C⟩)·J with the deterministic tail (⟨C⟩ → χ²) differentiated exactly and the
 Jacobian J = d⟨C_ℓ⟩/dθ of the chaotic part estimated per realisation by one of:
@@ -34,11 +34,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _checks
-from ..diffusion import mean_and_sem
-from ..observations import ObservedSpectrum
-from .likelihood import chi2_profiled
-from .model import SpectrumModel, model_lyapunov, realisation_spectra, score_terms, spectra_at, spectrum_covariance
+from ... import _checks
+from ...chaos import lyapunov_exponent
+from ...diffusion import mean_and_sem
+from ...forward import final_spectra, sample_fields
+from ...observations import ObservedSpectrum
+from ...random import realisation_keys
+from ...spectrum_model import SpectrumModel, spectrum_covariance
+from ...spectrum_model import realisation_spectra as named_realisation_spectra
+from ...turbulence import TurbulenceNoise
+from ...turbulence_model import PlaneWaveGJ99
+from .gls import chi2_profiled
 
 __all__ = [
     "GradientEstimator",
@@ -49,9 +55,63 @@ __all__ = [
     "GradientEstimate",
     "estimate_gradient",
     "PATHWISE_MAX_GROWTH",
+    "plane_wave_values",
+    "realisation_spectra",
+    "spectra_at",
+    "score_terms",
+    "model_lyapunov",
 ]
 
 PATHWISE_MAX_GROWTH = 10.0  # λT above which pathwise AD is dominated by chaos (e^{10} ≈ 2×10⁴)
+
+
+def plane_wave_values(theta) -> dict:
+    """The named values of θ = (ln σ², ln ρ), the paper's model's coordinates (may be traced)."""
+    return {"sigma2": jnp.exp(theta[0]), "rho": jnp.exp(theta[1])}
+
+
+def realisation_spectra(theta, model: SpectrumModel, adjoint=None):
+    """Per-realisation spectra (R, L) at θ = (ln σ², ln ρ) (:func:`jaxcr.spectrum_model.realisation_spectra`)."""
+    return named_realisation_spectra(plane_wave_values(theta), model, adjoint=adjoint)
+
+
+def spectra_at(thetas, model: SpectrumModel):
+    """Spectra of realisation i at θ_i (thetas of shape (R, 2)); one backtracking run each."""
+    keys = realisation_keys(model.seed, model.n_realisations)
+    return _spectra_at(thetas, keys, model.replace(seed=0))
+
+
+@eqx.filter_jit
+def _spectra_at(thetas, keys, model: SpectrumModel):
+    def one(args):
+        key, theta = args
+        return final_spectra(model.sky_model(plane_wave_values(theta)), key[None])[0, 0]
+
+    batch = max(1, min(model.n_realisations, 2048 // (12 * model.nside**2)))
+    return jax.lax.map(one, (keys, thetas), batch_size=batch)
+
+
+def score_terms(model: SpectrumModel):
+    """d ln p/d ln σ² of each realisation's Gaussian amplitudes (:meth:`TurbulenceNoise.sigma2_score`)."""
+    keys = realisation_keys(model.seed, model.n_realisations)
+    turbulence = model.turbulence
+    if not isinstance(turbulence, PlaneWaveGJ99):
+        raise TypeError("score_terms needs the plane-wave model (PlaneWaveGJ99)")
+    n = turbulence.n_modes
+    return jax.vmap(lambda k: TurbulenceNoise.sample(k, n, gaussian_amplitudes=True).sigma2_score())(keys)
+
+
+def model_lyapunov(theta, model: SpectrumModel, n_fields: int = 2, n_orbits: int = 16):
+    """λ (units Ω) and its standard error for the model's orbits at θ: the first ``n_fields``
+    realisations, ``n_orbits`` pixel directions each, averaged over ΩT = max(T, 30)."""
+    values = plane_wave_values(jnp.asarray(theta, dtype=float))
+    model = model.resolved(values)
+    sky = model.sky_model(values)
+    fields = sample_fields(sky, realisation_keys(model.seed, min(n_fields, model.n_realisations)))
+    dirs = sky.directions
+    dirs = dirs[np.linspace(0, dirs.shape[0] - 1, min(n_orbits, dirs.shape[0])).astype(int)]
+    est = lyapunov_exponent(fields, dirs, max(model.time, 30.0), dt=float(model.dt or 0.0))
+    return float(est.exponent), float(est.stderr)
 
 
 class GradientEstimator(eqx.Module):
@@ -137,7 +197,7 @@ def _per_realisation_jacobian(estimator: GradientEstimator, theta, model: Spectr
         cols.append((realisation_spectra(theta + e, model) - realisation_spectra(theta - e, model)) / (2 * h))
     per = jnp.stack(cols, axis=-1)
     if isinstance(estimator, Score):
-        score = score_terms(theta, model)  # (R,)
+        score = score_terms(model)  # (R,)
         loo = (s0.sum(0)[None] - s0) / (R - 1)  # leave-one-out baseline
         return per.at[:, :, 0].set((s0 - loo) * score[:, None]), ("score", "crn")
     return per, ("crn", "crn")
@@ -156,14 +216,17 @@ def estimate_gradient(
     estimator = CRN() if estimator is None else estimator
     if not isinstance(estimator, GradientEstimator):
         raise TypeError(f"estimator must be Pathwise(), CRN(step), SPSA(step, seed) or Score(step); got {estimator!r}")
-    model.validate()
+    if not isinstance(model, SpectrumModel) or not isinstance(model.turbulence, PlaneWaveGJ99):
+        raise TypeError("model must be a SpectrumModel of the plane-wave model (PlaneWaveGJ99)")
     theta = jnp.asarray(theta, dtype=float)
     if theta.shape != (2,):
         raise ValueError(f"theta must be (ln sigma2, ln rho), shape (2,); got {theta.shape}")
     _checks.check_finite("theta", theta)
-    if isinstance(estimator, Score) and not model.gaussian_amplitudes:
-        raise ValueError("the score-function estimator needs SpectrumModel(gaussian_amplitudes=True)")
-    model = model.resolved(theta)
+    if isinstance(estimator, Score) and not model.turbulence.gaussian_amplitudes:
+        raise ValueError(
+            "the score-function estimator needs SpectrumModel(turbulence=PlaneWaveGJ99(gaussian_amplitudes=True))"
+        )
+    model = model.resolved(plane_wave_values(theta))
     t0 = _time.perf_counter()
     lam, lam_se = model_lyapunov(theta, model) if lyapunov else (float("nan"), float("nan"))
     if isinstance(estimator, Pathwise) and lam * model.time > PATHWISE_MAX_GROWTH:
