@@ -22,6 +22,7 @@ jax.config.update("jax_enable_x64", True)
 
 
 import jaxcr
+from jaxcr.conventions import FIG2_GRADIENTS
 
 
 def main(argv=None):
@@ -62,7 +63,7 @@ def main(argv=None):
             times=(args.T / 10, args.T),
             solver=jaxcr.Boris(dt=dt, allow_unresolved=True),
             seed=1,
-            gradients={"parallel": (0.0, 0.0, 1.0)},
+            gradients={"parallel": FIG2_GRADIENTS["parallel"]},
         )
         cfg.validate()  # every run's settings before the first one starts
         configs.append((n_modes, dt, cfg))

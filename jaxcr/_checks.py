@@ -61,6 +61,14 @@ def check_last_axis(name: str, x, size: int = 3) -> None:
         raise ValueError(f"{name} must have shape (..., {size}); got shape {shape}")
 
 
+def check_direction(name: str, v) -> None:
+    """``v`` must be one unit 3-vector."""
+    v = np.asarray(v, dtype=float)
+    if v.shape != (3,):
+        raise ValueError(f"{name} must be a 3-vector; got shape {v.shape}")
+    check_unit_vectors(name, v)
+
+
 def check_unit_vectors(name: str, x, atol: float = 1e-6) -> None:
     check_last_axis(name, x)
     check_finite(name, x)

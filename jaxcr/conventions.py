@@ -36,6 +36,10 @@ from .field import as_option
 __all__ = ["Estimator", "BackgroundMethod", "band_k_factor", "estimator_normalisation", "shot_noise_level"]
 
 
+FIG2_GRADIENTS = {"parallel": (0.0, 0.0, 1.0), "perpendicular": (1.0, 0.0, 0.0)}
+"""Unit CR gradients parallel and perpendicular to B0 = ẑ: the two skies of the paper's Fig. 2."""
+
+
 class Estimator(enum.StrEnum):
     """How a spectrum is estimated from a partial-sky map (module docstring)."""
 

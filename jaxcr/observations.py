@@ -29,7 +29,7 @@ realisation of the local turbulence and so carries the full cosmic variance; a s
 spectrum made as the mean of R skies says R), ``synthetic`` (default false), ``source``.
 ``sigma`` is the *measurement* error only (shot noise, systematics): the sky-to-sky (cosmic)
 variance, correlated across ℓ, is computed by the fit from the model's realisations
-(:func:`jaxcr.fit.chi2_profiled`). Any error names the file, the line and the column.
+(:mod:`jaxcr.inference.likelihood`). Any error names the file, the line and the column.
 
 No published table of observed C_ℓ values is available in this environment, so jaxcr ships no
 observed numbers: the presets below carry only the observatories' published characteristics

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _checks, _dataset, io, theory
 from ._version import __version__
+from .conventions import FIG2_GRADIENTS
 from .dynamics import Boris, check_step_resolves, default_step, steps_per_interval
 from .field import FieldPrecision, ModeSumLayout, as_option
 from .forward import SkyModel, advance, initial_state, observe, sample_fields
@@ -113,9 +114,7 @@ class EnsembleConfig:
     nside: int = 32
     n_realisations: int = 10
     times: tuple = (1.0, 10.0, 100.0)
-    gradients: dict = dataclasses.field(
-        default_factory=lambda: {"parallel": (0.0, 0.0, 1.0), "perpendicular": (1.0, 0.0, 0.0)}
-    )
+    gradients: dict = dataclasses.field(default_factory=lambda: dict(FIG2_GRADIENTS))
     seed: int = 0
     b0_direction: tuple = (0.0, 0.0, 1.0)
     charge_sign: float = 1.0

@@ -20,19 +20,21 @@ from jaxtyping import Float
 from . import _checks
 from ._dataset import provenance
 from .backtracking import backtrack
+from .conventions import FIG2_GRADIENTS
 from .dynamics import Boris
 from .sky import pixel_directions, relative_intensity
 from .turbulence import PlaneWaveTurbulence, TurbulenceParameters
 
-__all__ = ["sky_maps", "remove_low_multipoles"]
+__all__ = ["sky_maps", "zero_low_multipoles"]
 
-GRADIENTS = {"parallel": (0.0, 0.0, 1.0), "perpendicular": (1.0, 0.0, 0.0)}  # ∥ and ⊥ to B0 = ẑ
+GRADIENTS = FIG2_GRADIENTS  # ∥ and ⊥ to B0 = ẑ
 
 
-def remove_low_multipoles(maps: Float[np.ndarray, "... P"], ell_max: int) -> Float[np.ndarray, "... P"]:
-    """The maps (RING order) without their multipoles ℓ ≤ ``ell_max`` (healpy map2alm with 3
-    iterations, the a_ℓm with ℓ ≤ ell_max set to zero, alm2map); ``ell_max`` −1 returns them as
-    they are."""
+def zero_low_multipoles(maps: Float[np.ndarray, "... P"], ell_max: int) -> Float[np.ndarray, "... P"]:
+    """The maps (RING order) with their a_ℓm of ℓ ≤ ``ell_max`` set to zero, for display (healpy
+    map2alm with 3 iterations, alm2map; the full sky). ``ell_max`` −1 returns them as they are.
+    The observatories' subtraction of the ℓ ≤ L fit on the observed pixels is
+    :func:`jaxcr.spectra.subtract_low_multipole_fit`."""
     import healpy as hp
 
     maps = np.asarray(maps, dtype=float)
@@ -99,7 +101,7 @@ def sky_maps(
         {
             "sky_map": (
                 dims,
-                remove_low_multipoles(full, remove_ell_max),
+                zero_low_multipoles(full, remove_ell_max),
                 _map_attrs(f"dI without l <= {remove_ell_max}"),
             ),
             "sky_map_full": (dims, full, _map_attrs("dI, all multipoles")),

@@ -11,7 +11,7 @@ Where C_ℓ can be trusted: HEALPix quadrature is exact only for band-limited ma
 ℓ ≈ 2·nside aliases into lower multipoles, and the iterations cannot undo it. jaxcr therefore
 allows lmax ≤ 2·nside − 1 (s2fft needs L ≥ 2·nside) and C_ℓ is reliable up to that only when the
 map itself has little power beyond it. Maps dominated by pixel noise (large ΩT) are flat in ℓ
-and part of their power lies above lmax (see :func:`jaxcr.diffusion.sum_rule`).
+and part of their power lies above lmax (see :func:`jaxcr.theory.multipole_sum` and :func:`jaxcr.forward.observe`).
 
 Masked skies: the pseudo-C_ℓ of ``mask·map`` (the estimator IceCube and HAWC use, no f_sky
 correction), with optional least-squares removal of the multipoles ℓ ≤ L fitted on the
@@ -37,7 +37,7 @@ __all__ = [
     "alm_to_map",
     "alm_to_healpy",
     "angular_power_spectrum",
-    "remove_low_multipoles",
+    "subtract_low_multipole_fit",
     "max_lmax",
     "check_lmax",
 ]
@@ -165,8 +165,9 @@ def _real_harmonic_basis(nside: int, ell_max: int) -> np.ndarray:
     return np.array(basis)
 
 
-def remove_low_multipoles(maps: Float[ArrayLike, "... npix"], ell_max: int, mask=None) -> Float[Array, "... npix"]:
-    """Subtract the least-squares fit of all multipoles ℓ ≤ ell_max on the observed pixels.
+def subtract_low_multipole_fit(maps: Float[ArrayLike, "... npix"], ell_max: int, mask=None) -> Float[Array, "... npix"]:
+    """Subtract the least-squares fit of all multipoles ℓ ≤ ell_max on the observed pixels (what
+    an analysis' ℓ ≤ L removal does; :func:`jaxcr.skymaps.zero_low_multipoles` filters maps for display).
 
     With ``mask`` (weights in [0, 1]) the fit uses only the observed pixels, as the observatories
     do before computing their spectra (e.g. ell_max=3); on a full sky it removes exactly ℓ ≤ ell_max.
@@ -229,7 +230,7 @@ def angular_power_spectrum(
     if mask is not None:
         mask = check_mask(mask, npix)
     if remove_ell_max is not None:
-        maps = remove_low_multipoles(maps, remove_ell_max, mask)
+        maps = subtract_low_multipole_fit(maps, remove_ell_max, mask)
     if mask is not None:
         maps = maps * mask
     alm = map_to_alm(maps, lmax=lmax, iterations=iterations)

@@ -228,9 +228,7 @@ class PlaneWaveTurbulence(AbstractField):
     ``E_n = A(k_n)(a_n cos α_n + b_n sin α_n)`` are the polarisation vectors (amplitude included),
     ``k_n`` the wave vectors in 1/r_L, ``β_n`` the phases, ``regular_field`` = b0 ê. A stack of
     realisations is the same Module with a leading batch axis on every array
-    (see :meth:`sample_ensemble`).
-
-    Call it on positions of shape (..., 3) to get the total field b (..., 3).
+    (see :meth:`sample_ensemble`). Called on positions (..., 3) it gives the total field b (..., 3).
 
     ``precision`` (:class:`jaxcr.FieldPrecision`: FLOAT64 to ~1e-13, FAST to ~1e-9, FLOAT32
     to ~5e-7 of the rms field, phases always float64) and ``layout`` (:class:`jaxcr.ModeSumLayout`:
@@ -316,7 +314,7 @@ class PlaneWaveTurbulence(AbstractField):
         (seed, i) always gives the same field, in every part of jaxcr, and different i give
         independent fields.
         """
-        _check_direction("b0_direction", b0_direction)
+        _checks.check_direction("b0_direction", b0_direction)
         noise = TurbulenceNoise.sample(realisation_key(key, realisation), params.n_modes)
         return cls.from_parameters(params, noise, b0_direction)
 
@@ -326,7 +324,7 @@ class PlaneWaveTurbulence(AbstractField):
     ):
         """Realisations first..first+n-1 stacked along a leading axis (same fields as :meth:`sample`)."""
         _checks.check_positive_int("n_realisations", n_realisations)
-        _check_direction("b0_direction", b0_direction)
+        _checks.check_direction("b0_direction", b0_direction)
         return cls.from_keys(realisation_keys(key, n_realisations, first), params, b0_direction)
 
     # --- evaluation ---------------------------------------------------------------------------
@@ -373,11 +371,9 @@ class PlaneWaveTurbulence(AbstractField):
         return ModeSumLayout.MATMUL
 
     def fused_kernel(self):
-        """The jaxcr kernel that evaluates this field's mode sum, or None for the pure-JAX layouts:
-        the one place the backend is chosen (:meth:`resolved_layout`). Both kernels
-        (:mod:`jaxcr.native`, :mod:`jaxcr.pallas_kernel`) have the same ``plane_wave_field`` and
-        ``boris_advance`` (many Boris steps per call, :class:`jaxcr.Boris` ``fused``) and take the
-        precision as a :class:`FieldPrecision`."""
+        """The kernel module of this field's mode sum (:mod:`jaxcr.native` or :mod:`jaxcr.pallas_kernel`,
+        both with ``plane_wave_field`` and ``boris_advance`` taking a :class:`FieldPrecision`), or
+        None for the pure-JAX layouts: the one place the backend is chosen."""
         layout = self.resolved_layout()
         if layout == ModeSumLayout.NATIVE:
             return native
@@ -401,10 +397,3 @@ class PlaneWaveTurbulence(AbstractField):
     def __call__(self, positions: Float[ArrayLike, "... 3"]) -> Float[Array, "... 3"]:
         """Total field b(r) = b0 ê + δb(r) in units of B0; positions in r_L."""
         return self.regular_field + self.turbulent(positions)
-
-
-def _check_direction(name, v):
-    v = np.asarray(v, dtype=float)
-    if v.shape != (3,):
-        raise ValueError(f"{name} must be a 3-vector; got shape {v.shape}")
-    _checks.check_unit_vectors(name, v)

@@ -55,7 +55,7 @@ def test_low_multipole_removal_full_sky_and_masked():
     np.testing.assert_allclose(full[4:], ref[4:], rtol=1e-3)
     # Masked: same monopole+dipole fit on the observed pixels as healpy.remove_dipole.
     mask = np.asarray(declination_band_mask(NSIDE, -90.0, -23.6))
-    ours = np.asarray(spectra.remove_low_multipoles(MAPS[0], 1, mask))
+    ours = np.asarray(spectra.subtract_low_multipole_fit(MAPS[0], 1, mask))
     seen = MAPS[0].copy()
     seen[mask == 0] = hp.UNSEEN
     theirs = hp.remove_dipole(seen)

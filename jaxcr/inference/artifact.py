@@ -170,13 +170,18 @@ class EmulatorArtifact:
         """The campaign's :class:`jaxcr.spectrum_model.SpectrumModel` (for synthetic skies made like its points)."""
         return SpectrumModel.from_dict(self.provenance["campaign"]["model"])
 
+    def _field_level(self) -> str:
+        level = self.provenance.get("campaign", {}).get("model", {}).get("field_precision")
+        return f" (field {level})" if level else ""
+
     def summary(self) -> str:
         conv = self.provenance.get("convergence", {})
         box = ", ".join(f"{p.label} ∈ [{p.low:.3g}, {p.high:.3g}]" for p in self.parameters.parameters)
         return (
             f"emulator artifact {self.version} ({self.analysis.name}): ℓ = {self.ells[0]}..{self.ells[-1]}, "
             f"ΩT = {self.time:g} ({'converged' if conv.get('converged', True) else 'NOT converged'} by the diagnostic), "
-            f"{box}, {self.provenance.get('design_points', '?')} design points × {self.n_realisations} realisations, "
+            f"{box}, {self.provenance.get('design_points', '?')} design points × {self.n_realisations} realisations"
+            f"{self._field_level()}, "
             f"degree {self.emulator.degree} (max reduced χ² {float(np.max(self.emulator.reduced_chi2)):.2f}), "
             f"pixel-noise correction ≤ {100 * float(np.max(self.noise_fraction)):.0f} % of ⟨C_ℓ⟩"
         )

@@ -1,6 +1,6 @@
 // XLA FFI handlers for the plane-wave mode sum (paper Eq. 10), called from jaxcr.native inside
-// jitted code. Positions (..., 3) in r_L; wave vectors κ = k/2π (V..., N, 3) in turns per r_L;
-// polarisations E_n (V..., N, 3) in B0; phases β/2π (V..., N) in turns. The V axes are the
+// jitted code. Positions (..., 3) in r_L; wave vectors κ = k/π (V..., N, 3) in half-turns per r_L;
+// polarisations E_n (V..., N, 3) in B0; phases β/π (V..., N) in half-turns. The V axes are the
 // batch axes that vmap adds (size 1 where an operand is not batched); they lead the position
 // axes. The result is the turbulent field δb (..., 3) (and for the Jacobian handler ∂δb/∂r,
 // (..., 3, 3)). Work is split over particles onto XLA's intra-op thread pool; the calling thread

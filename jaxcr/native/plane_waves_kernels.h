@@ -3,12 +3,13 @@
 // (plane_waves_kernels.cc with -march=x86-64, x86-64-v3 and x86-64-v4, or the platform default
 // elsewhere); plane_waves_ffi.cc picks the variant the running CPU supports.
 //
-//   b(r) = Σ_n E_n cos(2π f_n),   f_n = κ_n·r + β_n/2π,   κ_n = k_n/2π   (phase in turns)
+//   b(r) = Σ_n E_n cos(π t_n),   t_n = κ_n·r + β_n/π,   κ_n = k_n/π   (phase in half-turns)
 //
-// The phase is formed in float64 and reduced exactly, f − round(f) ∈ [−1/2, 1/2]; then
-// cos(πf) is a Taylor polynomial in f² and cos(2πf) = 2 cos²(πf) − 1 (the same algorithm as
-// jaxcr._fastmath.fast_cos). Levels: FULL (float64, 9 terms, error ~1e-13 of |E|), FAST (float64,
-// 7 terms, ~1e-9 of |E| per mode), SINGLE (the polynomial and the sum in float32, ~1e-7).
+// The phase is formed in float64 and reduced exactly, s = t − round(t) ∈ [−1/2, 1/2], with
+// cos(πt) = (−1)^round(t) cos(πs); cos(πs) is a polynomial in s² fitted by Chebyshev interpolation
+// (plane_waves_kernels.cc; tests/test_native.py refits it). Levels: FULL (float64, 8 terms, error
+// 2.7e-15 per unit amplitude), FAST (float64, 6 terms, 2.2e-10), SINGLE (the polynomial and the
+// sum in float32, ~1e-7). The Jacobian uses the Taylor series of cos(πs) and sin(πs)/(πs).
 #pragma once
 #include <cstdint>
 
@@ -20,10 +21,10 @@ enum Level : int32_t { kFull = 0, kFast = 1, kSingle = 2 };
 // kModeBlock so that the vector loop has no remainder.
 struct ModeTable {
   int64_t n;          // padded number of modes
-  const double* kx;   // κ = k/2π, turns per r_L
+  const double* kx;   // κ = k/π, half-turns per r_L
   const double* ky;
   const double* kz;
-  const double* b;    // β/2π, turns
+  const double* b;    // β/π, half-turns
   const double* ex;   // E_n in units of B0
   const double* ey;
   const double* ez;

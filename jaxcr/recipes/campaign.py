@@ -2,7 +2,7 @@
 
     jaxcr campaign create FOLDER [--sigma2 0.3 3] [--rho 0.05 0.2] [--points 5] [--nside 32]
         [--realisations 32] [--modes 32] [--times 25 50 75 100 150] [--observatory icecube hawc]
-        [--b0-ra-dec 229.2 11.4] [--gradient-ra-dec RA DEC] [--seed 2026]
+        [--b0-ra-dec 229.2 11.4] [--gradient-ra-dec RA DEC] [--seed 2026] [--field-precision float64]
     jaxcr campaign run FOLDER [--workers 1] [--quiet]       # runs what is missing; resumes after a kill
     jaxcr campaign status FOLDER
     jaxcr campaign extend FOLDER --sigma2 LO HI --rho LO HI --points N
@@ -58,6 +58,7 @@ def _create(args) -> int:
         gradient_direction=grad,
         seed=args.seed,
         dt=args.dt,
+        field_precision=args.field_precision,
     )
     analyses = tuple(OBSERVATORIES[name].analysis for name in dict.fromkeys(args.observatory))
     points = tuple(args.points) if len(args.points) == 2 else args.points[0]
@@ -197,6 +198,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     s.add_argument("--lambda-max-over-lc", type=float, default=10.0, help="λ_max/λ_c of the modes (default 10)")
     s.add_argument("--dt", type=float, help="Boris step in 1/Ω (default: the smallest default step over the design)")
     s.add_argument("--seed", type=int, default=2026, help="campaign seed; point k uses stream 1 + k (default 2026)")
+    s.add_argument("--field-precision", choices=("float64", "fast", "float32"), default="float64",
+                   help="accuracy of the field's mode sum: float64 (default, ~1e-13 of b_rms), fast (~1e-9), "
+                   "float32 (~3e-7, the cosine and sum in float32 after a float64 phase reduction)")  # fmt: skip
     s.set_defaults(run=_create)
     s = sub.add_parser("run", help="run every missing design point (resumes; finished points are kept)")
     folder(s)

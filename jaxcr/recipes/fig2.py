@@ -29,6 +29,7 @@ import time
 import jax
 
 import jaxcr
+from jaxcr.conventions import FIG2_GRADIENTS
 
 from .presets import add_time_axis_options, claim_output_folder, parse_preset_args, time_axis
 
@@ -64,7 +65,7 @@ def config_from_args(args) -> jaxcr.EnsembleConfig:
         nside=args.nside,
         n_realisations=args.realisations,
         times=jaxcr.log_time_grid(args.t_min, args.t_max, args.n_times),
-        gradients={"parallel": (0.0, 0.0, 1.0), "perpendicular": (1.0, 0.0, 0.0)},
+        gradients=dict(FIG2_GRADIENTS),
         seed=args.seed,
         solver=jaxcr.Boris(dt=args.dt),
         fick_term=args.fick_term,

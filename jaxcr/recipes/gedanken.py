@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import jaxcr
+from jaxcr.conventions import FIG2_GRADIENTS
 
 from .presets import add_time_axis_options, claim_output_folder, parse_preset_args, time_axis
 
@@ -52,7 +53,7 @@ def config(args, b0: float) -> jaxcr.EnsembleConfig:
         nside=args.nside,
         n_realisations=args.realisations,
         times=jaxcr.log_time_grid(args.t_min, args.t_max, args.n_times),
-        gradients={"parallel": (0.0, 0.0, 1.0)},
+        gradients={"parallel": FIG2_GRADIENTS["parallel"]},
         seed=args.seed,
         solver=jaxcr.Boris(dt=args.dt),
         liouville_dipole=(0.0, 0.0, 1.0),
