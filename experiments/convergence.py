@@ -10,7 +10,6 @@ C++ benchmark's step) at the largest N. Steps coarser than λ_min/2 are run on p
 their bias), with ``Boris(allow_unresolved=True)``. Writes a JSON table and prints it.
 """
 
-import argparse
 import json
 import sys
 import time
@@ -23,10 +22,11 @@ jax.config.update("jax_enable_x64", True)
 
 import jaxcr
 from jaxcr.conventions import FIG2_GRADIENTS
+from jaxcr.recipes.command import CommandParser, run_command
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = CommandParser(prog="python experiments/convergence.py", description=__doc__)
     ap.add_argument("--nside", type=int, default=8, help="HEALPix nside of the backtracked pixels (default 8)")
     ap.add_argument("--realisations", type=int, default=8, help="field realisations per configuration (default 8)")
     ap.add_argument("--T", type=float, default=100.0, help="backtracking time ΩT of the comparison")
@@ -93,4 +93,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("python experiments/convergence.py", main))

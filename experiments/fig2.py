@@ -8,7 +8,8 @@ The recipe is jaxcr.recipes.fig2; `--help` describes the presets, the options an
 # The recipe lives in jaxcr.recipes.fig2 (also the command `jaxcr fig2`); this script runs it.
 import sys
 
+from jaxcr.recipes.command import run_command
 from jaxcr.recipes.fig2 import PRESETS, config_from_args, main, parse_args  # noqa: F401
 
 if __name__ == "__main__":
-    sys.exit(main(prog="python experiments/fig2.py"))
+    sys.exit(run_command("python experiments/fig2.py", lambda: main(prog="python experiments/fig2.py")))

@@ -8,7 +8,8 @@ The recipe is jaxcr.recipes.gedanken; `--help` describes the presets, the option
 # The recipe lives in jaxcr.recipes.gedanken (also the command `jaxcr gedanken`); this script runs it.
 import sys
 
+from jaxcr.recipes.command import run_command
 from jaxcr.recipes.gedanken import PRESETS, config, main, parse_args  # noqa: F401
 
 if __name__ == "__main__":
-    sys.exit(main(prog="python experiments/gedanken.py"))
+    sys.exit(run_command("python experiments/gedanken.py", lambda: main(prog="python experiments/gedanken.py")))

@@ -8,7 +8,6 @@ the score function, and prints J for ℓ = 1, 2 with standard errors, the maxima
 λ of the same field and λT. Writes results/gradient_estimators.json.
 """
 
-import argparse
 import json
 import sys
 import time
@@ -23,6 +22,7 @@ import numpy as np
 
 import jaxcr
 from jaxcr.inference import experimental as inference
+from jaxcr.recipes.command import CommandParser, run_command
 from jaxcr.spectrum_model import SpectrumModel
 from jaxcr.turbulence_model import PlaneWaveGJ99
 
@@ -35,7 +35,7 @@ ESTIMATORS = {
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = CommandParser(prog="python experiments/gradient_estimators.py", description=__doc__)
     ap.add_argument("--times", type=float, nargs="+", default=[3.0, 300.0], help="backtracking times ΩT to compare at")
     ap.add_argument("--nside", type=int, default=2, help="HEALPix nside of the model (default 2)")
     ap.add_argument("--realisations", type=int, default=8, help="field realisations (default 8)")
@@ -90,4 +90,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("python experiments/gradient_estimators.py", main))

@@ -19,7 +19,6 @@ numbers, parameters, seed, version) and params.json into --out.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -36,6 +35,7 @@ from jaxcr.observatory import (
     relative_intensity_from_counts,
     spectrum_from_maps,
 )
+from jaxcr.recipes.command import CommandParser, run_command
 from jaxcr.sky import LOCAL_INTERSTELLAR_FIELD_RA_DEC, equatorial_direction
 
 RMS = 5e-4
@@ -51,7 +51,7 @@ def model_sky(nside: int, time_: float, seed: int) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = CommandParser(prog="python experiments/mock_observatory.py", description=__doc__)
     ap.add_argument("--nside", type=int, default=16, help="HEALPix resolution of sky and maps (default 16)")
     ap.add_argument("--time", type=float, default=100.0, help="backtracking time ΩT of the model sky (default 100)")
     ap.add_argument("--skies", type=int, default=20, help="mock observations per observatory (default 20)")
@@ -203,4 +203,4 @@ def _plot(sky, panels, path):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("python experiments/mock_observatory.py", main))

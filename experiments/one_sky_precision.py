@@ -15,7 +15,6 @@ table and writes precision.json.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -27,10 +26,11 @@ from jaxcr import io, units
 from jaxcr.inference.artifact import EmulatorArtifact
 from jaxcr.inference.precision import expected_precision
 from jaxcr.observations import OBSERVATORIES
+from jaxcr.recipes.command import CommandParser, run_command
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = CommandParser(prog="python experiments/one_sky_precision.py", description=__doc__)
     ap.add_argument("--artifact", action="append", required=True, metavar="OBSERVATORY=PATH",
                     help="an artifact and the observatory preset it models (repeat)")  # fmt: skip
     ap.add_argument("--sigma2", type=float, default=1.0, help="σ² of the forecast (default 1)")
@@ -74,4 +74,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("python experiments/one_sky_precision.py", main))

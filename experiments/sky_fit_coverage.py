@@ -21,7 +21,6 @@ and the fit time. Writes coverage.json (every fit, the settings and versions) an
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from jaxcr import io, units
 from jaxcr.inference.artifact import EmulatorArtifact
 from jaxcr.inference.sky_fit import fit_sky
 from jaxcr.observations import OBSERVATORIES
+from jaxcr.recipes.command import CommandParser, run_command
 from jaxcr.synthetic import mock_sky_spectra
 
 
@@ -79,7 +79,7 @@ def summarise(fits, truth):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = CommandParser(prog="python experiments/sky_fit_coverage.py", description=__doc__)
     ap.add_argument("--artifact", type=Path, required=True, help="emulator artifact (jaxcr campaign artifact)")
     ap.add_argument("--truth", type=float, nargs=2, action="append", metavar=("SIGMA2", "RHO"),
                     help="an injected (σ², r_L/λ_c); repeat for several (default 1.0 0.1 and 0.5 0.15)")  # fmt: skip
@@ -156,4 +156,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("python experiments/sky_fit_coverage.py", main))

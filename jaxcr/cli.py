@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 from .conventions import BackgroundMethod, Estimator
+from .recipes.command import CommandParser, run_command
 
 __all__ = ["main"]
 
@@ -41,6 +42,15 @@ RECIPES = {
     "fit": ("fit", "fit the model's parameters and the CR gradient to one observed spectrum on an emulator artifact"),
     "benchmark": ("benchmark", "field, backtracking and campaign-point speed on this machine, side by side"),
 }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jaxcr")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def _spectrum_from_maps(args) -> int:
@@ -78,7 +88,8 @@ def _spectrum_from_maps(args) -> int:
     save_spectrum(spec, args.out)
     print(
         f"wrote {args.out}: ℓ = {spec.ell[0]}..{spec.ell[-1]}, estimator {spec.analysis.estimator.value}, "
-        f"noise level {spec.noise_level:.4g}, {int(counts.sum())} events"
+        f"noise level {spec.noise_level:.4g}, {int(counts.sum())} events\n"
+        f"next: jaxcr fit {args.out} [--artifact emulator.npz]   (the shipped artifact of its analysis, if any)"
     )
     return 0
 
@@ -100,9 +111,8 @@ def _native(args) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="jaxcr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = CommandParser(prog="jaxcr", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"jaxcr {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
     for name, (_, help_) in RECIPES.items():  # listed here; main() hands their options to the recipe
         sub.add_parser(name, help=help_, add_help=False)
@@ -168,15 +178,15 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in RECIPES:
         recipe = importlib.import_module(f"jaxcr.recipes.{RECIPES[argv[0]][0]}")
-        return recipe.main(argv[1:], prog=f"jaxcr {argv[0]}")
+        return run_command(f"jaxcr {argv[0]}", lambda: recipe.main(argv[1:], prog=f"jaxcr {argv[0]}"))
+    return run_command("jaxcr", lambda: _run(argv))
+
+
+def _run(argv) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "background_field", 0) is None:
         args.background_field = 1 if args.background is None else 0
-    try:
-        return args.run(args)
-    except (ValueError, TypeError) as err:
-        print(f"jaxcr {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -164,8 +164,10 @@ def spectrum_from_maps(
         analysis: band, background method, ℓ ≤ L removal and estimator (:class:`jaxcr.analysis.Analysis`).
         weights: the field of view (default: pixels with background > 0 inside the analysis' band).
         lmax: the largest multipole (default 2·nside − 1); ℓ from ``ell_min``.
-        n_resamples: Poisson resamplings of the counts for the measurement errors σ_ℓ, and of the
-            background for the isotropic band (mean and 1σ of isotropic skies).
+        n_resamples: Poisson resamplings of the background: the isotropic band (mean N_ℓ and 1σ of
+            isotropic skies) and the measurement errors σ_ℓ, the shot-noise spread of Ĉ_ℓ given the
+            sky, (2/(2ℓ+1))(2SN + N²) for a Gaussian full sky: the isotropic spread (N², the mask's
+            coupling included) times 1 + 2S/N with S = Ĉ_ℓ − N_ℓ (at least a quarter of it).
     Returns:
         An :class:`ObservedSpectrum` (noise level from the background, the estimator's convention).
     """
@@ -191,15 +193,17 @@ def spectrum_from_maps(
     if isinstance(ell_min, bool) or not isinstance(ell_min, (int, np.integer)) or not 0 <= ell_min <= lmax:
         raise ValueError(f"ell_min must be an integer in [0, lmax = {lmax}]; got {ell_min!r}")
     rng = np.random.default_rng(seed)
-    cl = np.asarray(analysis.spectra(relative_intensity_from_counts(counts, background, w), w, lmax=lmax))
-    resampled = np.stack(
-        [relative_intensity_from_counts(rng.poisson(counts), background, w) for _ in range(n_resamples)]
-    )
+    cl = analysis.data_spectra(relative_intensity_from_counts(counts, background, w), w, lmax=lmax)[0]
     isotropic = np.stack(
         [relative_intensity_from_counts(rng.poisson(background), background, w) for _ in range(n_resamples)]
     )
-    sigma = np.asarray(analysis.spectra(resampled, w, lmax=lmax)).std(0, ddof=1)
-    iso = np.asarray(analysis.spectra(isotropic, w, lmax=lmax))
+    iso = analysis.data_spectra(isotropic, w, lmax=lmax)
+    # the shot-noise spread of Ĉ_ℓ given the sky: (2/(2ℓ+1))(2SN + N²) for a Gaussian full sky, i.e. the
+    # spread of isotropic skies (N², with the mask's coupling) times 1 + 2S/N, with the unbiased S = Ĉ_ℓ − N
+    # (a floor of a quarter of the isotropic spread where Ĉ_ℓ falls far below the noise level)
+    level = iso.mean(0)
+    excess = 2 * (cl - level) / np.where(level > 0, level, np.inf)
+    sigma = np.sqrt(iso.var(0, ddof=1) * np.maximum(1 + excess, 0.25))
     ell = np.arange(ell_min, lmax + 1)
     return ObservedSpectrum(
         ell=ell,

@@ -321,7 +321,7 @@ SCRIPT_CASES = [
     ("fig2.py", ["--dt", "50"], "does not resolve"),
     ("fig2.py", ["--energy-tev", "-1"], "--energy-tev must be positive"),
     ("sky_maps.py", ["--b0-mug", "0"], "--b0-mug must be positive"),
-    ("sky_maps.py", ["--remove-ell-max", "500"], "remove_ell_max must be an integer"),
+    ("sky_maps.py", ["--remove-ell-max", "500"], "--remove-ell-max must be an integer"),
 ]
 
 

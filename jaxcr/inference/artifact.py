@@ -44,7 +44,14 @@ from .campaign import Campaign, software_versions
 from .convergence import convergence_table
 from .emulator import SpectrumEmulator
 
-__all__ = ["EmulatorArtifact", "build_artifact", "artifact_from_spectra", "convergence_table", "ARTIFACT_FORMAT"]
+__all__ = [
+    "EmulatorArtifact",
+    "build_artifact",
+    "artifact_from_spectra",
+    "shipped_artifacts",
+    "shipped_artifact_for",
+    "ARTIFACT_FORMAT",
+]
 
 ARTIFACT_FORMAT = "jaxcr-emulator/2"
 MAX_NOISE_FRACTION = 1.0  # the pixel noise may be at most ⟨C_ℓ⟩ itself at a fitted ℓ (module docstring)
@@ -368,3 +375,28 @@ def check_artifact_path(path) -> Path:
         )
     _checks.check_positive_int("artifact size", path.stat().st_size)
     return path
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "data"  # the artifacts shipped with jaxcr (jaxcr/data/*.npz)
+
+
+def shipped_artifacts() -> list[Path]:
+    """The emulator artifacts shipped with the package (``jaxcr/data``), sorted by name."""
+    return sorted(SHIPPED.glob("*.npz"))
+
+
+def shipped_artifact_for(analysis: Analysis) -> EmulatorArtifact:
+    """The shipped artifact made for ``analysis`` (same band, background method, ℓ ≤ L removal and
+    estimator); a ``ValueError`` lists the shipped ones and says how to build another."""
+    found = [EmulatorArtifact.load(p) for p in shipped_artifacts()]
+    for artifact in found:
+        if not artifact.analysis.mismatch(analysis):
+            return artifact
+    names = ", ".join(
+        f"{a.analysis.name} ({a.analysis.dec_min_deg:g}° < δ < {a.analysis.dec_max_deg:g}°)" for a in found
+    )
+    raise ValueError(
+        f"no shipped artifact is made for this spectrum's analysis ({analysis.as_dict()}); shipped: {names or 'none'}. "
+        "Build one: `jaxcr campaign create FOLDER --observatory ...`, `jaxcr campaign run FOLDER`, "
+        "`jaxcr campaign artifact FOLDER --out emulator.npz`, then `jaxcr fit SPECTRUM --artifact emulator.npz`"
+    )

@@ -52,13 +52,16 @@ class CampaignSpec:
 
     Attributes:
         model: the model settings (:class:`jaxcr.spectrum_model.SpectrumModel`: nside, N_B,
-            turbulence model, directions, seed, field precision and layout; ``dt`` fixed for every
-            point; the model's own analysis is ignored: ``analyses`` say how the sky is observed).
+            turbulence model, directions, seed, field precision and layout; the model's own
+            analysis is ignored: ``analyses`` say how the sky is observed).
         times: backtracking times ΩT at which spectra are stored (increasing); the artifact picks
             the fit's T among them by the convergence diagnostic.
         analyses: the observatory analyses whose spectra are stored.
         parameters: the named parameters the design varies, with their boxes.
         design: θ_k of every design point, shape (K, P), in the parameters' coordinates; extended in place.
+        step_per_point: with the model's ``dt`` unset, each point takes the default Boris step of
+            its own field (:func:`jaxcr.default_step`; recorded in its file); False: the smallest
+            default step over the design for every point. A given ``dt`` is used everywhere.
     """
 
     model: SpectrumModel
@@ -66,6 +69,7 @@ class CampaignSpec:
     analyses: tuple[Analysis, ...]
     parameters: Parametrisation
     design: np.ndarray
+    step_per_point: bool = False
 
     def __post_init__(self):
         if not isinstance(self.model, SpectrumModel):
@@ -91,10 +95,10 @@ class CampaignSpec:
                 f"got shape {design.shape}"
             )
         object.__setattr__(self, "design", design)
-        if self.model.dt is None:  # the smallest default step over the design: one step for every point
-            steps = [self.model.resolved(self.values(k)).dt for k in range(len(design))]
-            object.__setattr__(self, "model", self.model.replace(dt=float(min(s for s in steps if s is not None))))
-        else:
+        _checks.check_bool("step_per_point", self.step_per_point)
+        if self.model.dt is None and not self.step_per_point:  # the smallest default step over the design
+            object.__setattr__(self, "model", self.model.replace(dt=float(min(self.steps()))))
+        elif self.model.dt is not None:
             for k in range(len(design)):
                 self.model.resolved(self.values(k))  # raises if dt does not resolve the field there
 
@@ -107,14 +111,31 @@ class CampaignSpec:
         """The named physical values of design point ``index``."""
         return self.parameters.values(self.design[index])
 
+    def model_at(self, index: int) -> SpectrumModel:
+        """The model of design point ``index``, its Boris step set (the spec's or the point's own)."""
+        return self.model.resolved(self.values(index))
+
+    def steps(self) -> list[float]:
+        """The Boris step (1/Ω) each design point runs with."""
+        return [float(self.model_at(k).dt or 0.0) for k in range(len(self.design))]
+
+    def particle_steps(self, indices=None) -> float:
+        """Σ over the points (default all) of N_B · N_pix · max(times)/dt: the work of the campaign."""
+        m = self.model
+        indices = range(len(self.design)) if indices is None else indices
+        steps = self.steps()
+        return float(sum(m.n_realisations * 12 * m.nside**2 * self.times[-1] / steps[k] for k in indices))
+
     def digest(self) -> str:
         """SHA-256 of everything but the design: point files of one digest belong together."""
-        core = dict(
+        core: dict[str, object] = dict(
             model=self.model.as_dict(),
             times=list(self.times),
             analyses=[a.as_dict() for a in self.analyses],
             parameters=self.parameters.as_dict(),
         )
+        if self.step_per_point:  # (absent otherwise: the digests of earlier campaigns are unchanged)
+            core["step_per_point"] = True
         return hashlib.sha256(io.to_json(core).encode()).hexdigest()[:16]
 
     def as_dict(self) -> dict:
@@ -125,6 +146,7 @@ class CampaignSpec:
             analyses=[a.as_dict() for a in self.analyses],
             parameters=self.parameters.as_dict(),
             design=self.design.tolist(),
+            step_per_point=self.step_per_point,
             digest=self.digest(),
         )
 
@@ -141,15 +163,18 @@ class CampaignSpec:
             analyses=tuple(Analysis.from_dict(a) for a in d["analyses"]),
             parameters=Parametrisation.from_dict(d["parameters"]),
             design=np.asarray(d["design"], dtype=float),
+            step_per_point=bool(d.get("step_per_point", False)),
         )
 
 
 def _point_spectra(spec: CampaignSpec, index: int) -> dict:
     """Backtrack design point ``index`` and return its arrays (the task's whole computation)."""
-    model = spec.model
+    model = spec.model_at(index)
     keys = realisation_keys(model.seed, model.n_realisations, stream=1 + index)
     maps, noise = backtracked_maps(model, spec.values(index), keys, spec.times)
     out = {"pixel_noise": noise, "theta": np.asarray(spec.design[index])}
+    if spec.step_per_point:
+        out["dt"] = np.asarray(model.dt)
     for a in spec.analyses:
         # (R, T, L): realisations first, as everywhere else
         out[f"cl_{a.name}"] = np.stack(
@@ -262,6 +287,12 @@ class Campaign:
             raise ValueError(f"{self.point_path(index)} holds θ = {arrays['theta']}, not the design's point {index}")
         return arrays, meta
 
+    def _step_text(self) -> str:
+        if not self.spec.step_per_point:
+            return f"dt {self.spec.model.dt:.4g}/Ω"
+        steps = self.spec.steps()
+        return f"dt {min(steps):.4g}-{max(steps):.4g}/Ω (each point its own)"
+
     def status(self) -> str:
         done, total = len(self.done()), len(self.spec.design)
         times = [self.load_point(k)[1]["wall_time_s"] for k in self.done()]
@@ -270,7 +301,7 @@ class Campaign:
             line += f", {np.mean(times):.1f} s per point (mean), ≈ {np.mean(times) * (total - done) / 60:.1f} min left on one worker"
         m = self.spec.model
         return (
-            f"{line}\n  model: nside {m.nside}, N_B {m.n_realisations}, {m.turbulence.as_dict()}, dt {m.dt:.4g}/Ω, "
+            f"{line}\n  model: nside {m.nside}, N_B {m.n_realisations}, {m.turbulence.as_dict()}, {self._step_text()}, "
             f"field {m.field_precision.value}, parameters {', '.join(self.spec.parameters.names)}, "
             f"ΩT = {', '.join(f'{t:g}' for t in self.spec.times)}; analyses: "
             f"{', '.join(a.name for a in self.spec.analyses)}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["convergence_table"]
+__all__ = ["convergence_table", "convergence_time", "paired_change"]
 
 
 def convergence_table(c_by_time, times, z_margin: float = 2.0) -> tuple[list[dict], int]:
@@ -49,3 +49,39 @@ def convergence_table(c_by_time, times, z_margin: float = 2.0) -> tuple[list[dic
             break
         chosen = j
     return rows, chosen
+
+
+def paired_change(c, j: int) -> np.ndarray:
+    """q of one point's noise-corrected spectra c (R, T, L) between time j and the last: the mean
+    over ℓ of z_ℓ², z_ℓ = ⟨C_ℓ(T_j) − C_ℓ(T_last)⟩/SE over the R realisations (paired)."""
+    d = c[:, j] - c[:, -1]
+    se = d.std(0, ddof=1) / np.sqrt(d.shape[0])
+    z = d.mean(0) / np.where(se > 0, se, np.inf)
+    return np.asarray(np.mean(z**2))
+
+
+def convergence_time(c, times, z_margin: float = 2.0) -> tuple[float, list[float], float]:
+    """T_conv of one design point: the earliest stored ΩT from which ⟨C_ℓ⟩ (every ℓ of c) no longer
+    changes by more than its error up to the last stored time.
+
+    ``c`` (R, T, L): per-realisation noise-corrected spectra at ``times``. For each T_j the paired
+    statistic q_j (:func:`paired_change`) is ≈ (R−1)/(R−3) when nothing changes (a Student-t
+    variance); T_j counts as unchanged when q_j ≤ (R−1)/(R−3)·(1 + ``z_margin``·sqrt(2/L)) (a
+    χ²-like spread over L multipoles, which their correlation makes conservative). Returns
+    (T_conv, [q_j], the threshold); T_conv = inf when the last two stored times already differ
+    (the spectrum still changes at T_max: T_conv > T_max).
+    """
+    c = np.asarray(c, dtype=float)
+    n_real, n_t, n_ell = c.shape
+    if n_real < 4 or n_t < 2:
+        raise ValueError(f"need >= 4 realisations and >= 2 times; got {n_real} and {n_t}")
+    threshold = (n_real - 1) / (n_real - 3) * (1 + z_margin * np.sqrt(2.0 / n_ell))
+    q = [float(paired_change(c, j)) for j in range(n_t - 1)] + [0.0]
+    if q[-2] > threshold:
+        return float("inf"), q, float(threshold)
+    first = n_t - 1
+    for j in range(n_t - 2, -1, -1):
+        if q[j] > threshold:
+            break
+        first = j
+    return float(times[first]), q, float(threshold)

@@ -20,10 +20,11 @@ benchmarks/bench_vs_crpropa.py in the source tree (it needs a CRPropa build).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
+
+from .command import CommandParser
 
 
 def _timed(fn) -> float:
@@ -54,7 +55,7 @@ def _machine() -> str:
 
 
 def main(argv=None, prog: str = "jaxcr benchmark") -> int:
-    ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = CommandParser(prog=prog, description=__doc__)
     ap.add_argument("--modes", type=int, default=256, help="plane-wave modes N (default 256)")
     ap.add_argument("--particles", type=int, default=12288, help="points / particles (default 12288)")
     ap.add_argument("--steps", type=int, default=400, help="Boris steps per particle in the timing (default 400)")

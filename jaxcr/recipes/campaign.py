@@ -23,12 +23,27 @@ it (`jaxcr fit`) take seconds.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from .command import CommandParser
+
 OBSERVATORY_CHOICES = ("icecube", "hawc", "hawc+icecube")
+
+
+REFERENCE_RATE = 3.3e7  # particle-steps/s of campaign points on 2 CPU cores (AMD EPYC VM, nside 32, float64)
+
+
+def cost_line(spec) -> str:
+    """The campaign's work and its time at the reference rate (compilation not included)."""
+    work = spec.particle_steps()
+    return (
+        f"work: {work:.3g} particle-steps ({len(spec.design)} points × {spec.model.n_realisations} realisations × "
+        f"{12 * spec.model.nside**2} pixels to ΩT = {spec.times[-1]:g}); ≈ {work / REFERENCE_RATE / 60:.0f} min on 2 "
+        f"CPU cores at {REFERENCE_RATE:.2g} particle-steps/s (an idle 2-core AMD EPYC VM; `jaxcr benchmark` measures "
+        "this machine)"
+    )
 
 
 def _parameters(args):
@@ -62,9 +77,18 @@ def _create(args) -> int:
     )
     analyses = tuple(OBSERVATORIES[name].analysis for name in dict.fromkeys(args.observatory))
     points = tuple(args.points) if len(args.points) == 2 else args.points[0]
-    spec = CampaignSpec.on_grid(model, tuple(args.times), analyses, _parameters(args), points)
+    parameters = _parameters(args)
+    spec = CampaignSpec(
+        model=model,
+        times=tuple(args.times),
+        analyses=analyses,
+        parameters=parameters,
+        design=parameters.grid(points),
+        step_per_point=args.dt is None,
+    )
     campaign = Campaign.create(args.folder, spec)
     print(campaign.status())
+    print(cost_line(spec))
     print(f"next: jaxcr campaign run {args.folder}   (or: jaxcr campaign slurm {args.folder})")
     return 0
 
@@ -76,6 +100,8 @@ def _run(args) -> int:
     campaign = Campaign.open(args.folder)
     run_campaign(campaign, workers=args.workers, progress=not args.quiet)
     print(campaign.status())
+    names = " | ".join(a.name for a in campaign.spec.analyses)
+    print(f"next: jaxcr campaign artifact {args.folder} --analysis {names} --out emulator.npz")
     return 0
 
 
@@ -158,12 +184,14 @@ def _artifact(args) -> int:
             f"  ΩT = {row['time']:6g}: q = {row['q']:.2f} ± {row['q_se']:.2f}, mean shift to the last time "
             f"{100 * row['relative_shift']:+.0f} %{'  converged' if row['converged'] else ''}"
         )
-    print(f"wrote {args.out}")
+    print(
+        f"wrote {args.out}\nnext: jaxcr fit SPECTRUM.csv --artifact {args.out}   (a spectrum of the {artifact.analysis.name} analysis)"
+    )
     return 0
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = CommandParser(prog=prog, description=__doc__)
     sub = ap.add_subparsers(dest="action", required=True)
 
     def folder(p):
@@ -196,7 +224,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    help="direction of the CR gradient, equatorial (default along B0)")  # fmt: skip
     s.add_argument("--lambda-min-over-lc", type=float, default=0.1, help="λ_min/λ_c of the modes (default 0.1)")
     s.add_argument("--lambda-max-over-lc", type=float, default=10.0, help="λ_max/λ_c of the modes (default 10)")
-    s.add_argument("--dt", type=float, help="Boris step in 1/Ω (default: the smallest default step over the design)")
+    s.add_argument(
+        "--dt", type=float, help="Boris step in 1/Ω for every point (default: each point's own default step)"
+    )
     s.add_argument("--seed", type=int, default=2026, help="campaign seed; point k uses stream 1 + k (default 2026)")
     s.add_argument("--field-precision", choices=("float64", "fast", "float32"), default="float64",
                    help="accuracy of the field's mode sum: float64 (default, ~1e-13 of b_rms), fast (~1e-9), "
@@ -248,8 +278,4 @@ def main(argv=None, prog: str = "jaxcr campaign") -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    try:
-        return args.run(args)
-    except (ValueError, TypeError) as err:
-        print(f"{prog} {args.action}: error: {err}", file=sys.stderr)
-        return 2
+    return args.run(args)  # errors: one line naming the flag (jaxcr.recipes.command.run_command)

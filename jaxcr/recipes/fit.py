@@ -1,13 +1,17 @@
-"""Fit σ², r_L/λ_c (and the CR gradient) to one observed spectrum, on an emulator artifact.
+"""Fit the model's parameters (σ², r_L/λ_c) and the CR gradient to one observed spectrum, on an
+emulator artifact.
 
-    jaxcr fit SPECTRUM.csv --artifact emulator.npz [--gradient-per-pc G | --amplitude A]
-        [--b0-mug 3] [--charge 1] [--start SIGMA2 RHO] [--ell-max L] [--out DIR] [--quiet]
+    jaxcr fit SPECTRUM.csv [--artifact emulator.npz] [--gradient-per-pc G | --amplitude A]
+        [--b0-mug 3] [--charge 1] [--start sigma2=1 rho=0.1] [--ell-max L] [--form lognormal]
+        [--out DIR] [--quiet]
 
 SPECTRUM is a spectrum file (format: jaxcr.observations; `jaxcr spectrum-from-maps` makes one
-from maps of counts and background); the artifact (`jaxcr campaign artifact`) must be of the same
-analysis (band, background method, estimator, ℓ ≤ L removal). The likelihood is that of one sky:
-Gaussian in C_ℓ with the cosmic variance of single skies from the model's realisations,
-correlated across ℓ, and its determinant (jaxcr.inference.sky_fit). With --gradient-per-pc (the
+from maps of counts and background); the artifact (`jaxcr campaign artifact`; default: the one
+shipped with jaxcr for the spectrum's analysis) must be of the same analysis (band, background
+method, estimator, ℓ ≤ L removal). The likelihood is that of one sky (jaxcr.inference.sky_fit):
+log-normal by default, i.e. Gaussian in ln(Ĉ_ℓ − N) with the covariance of single skies from the
+model's realisations, correlated across ℓ, and its determinant (--form gaussian: the same in
+C_ℓ, which also fits multipoles with Ĉ_ℓ ≤ N). With --gradient-per-pc (the
 CR gradient |∇n/n| in 1/pc, with --b0-mug and the spectrum's energy fixing r_L) or --amplitude
 ((|∇n/n| r_L)²) the amplitude is known; otherwise it is fitted and reported as the gradient in
 1/pc for the given B0. Writes fit.json (parameters, 68/95 % profile intervals, χ², dof, p-value,
@@ -18,56 +22,100 @@ profile likelihoods) into --out (default results/fit_<spectrum name>). Takes sec
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from .command import CommandParser
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = CommandParser(prog=prog, description=__doc__)
     ap.add_argument("spectrum", type=Path, help="the observed spectrum file (.csv, format: jaxcr.observations)")
-    ap.add_argument("--artifact", type=Path, required=True, help="emulator artifact of the spectrum's analysis (.npz)")
+    ap.add_argument("--artifact", type=Path,
+                    help="emulator artifact of the spectrum's analysis (.npz; default: the one shipped with jaxcr "
+                    "for that analysis, if any)")  # fmt: skip
     known = ap.add_mutually_exclusive_group()
     known.add_argument("--gradient-per-pc", type=float, help="the CR gradient |∇n/n| in 1/pc, if known")
     known.add_argument("--amplitude", type=float, help="or the amplitude a = (|∇n/n| r_L)², if known")
     ap.add_argument("--b0-mug", type=float, default=3.0, help="regular field B0 in μG, for r_L (default 3)")
     ap.add_argument("--charge", type=float, default=1.0, help="charge number Z of the CRs (default 1)")
-    ap.add_argument("--start", type=float, nargs=2, metavar=("SIGMA2", "RHO"),
-                    help="start of the fit (default: the best point of a 9×9 grid over the artifact's box)")  # fmt: skip
+    ap.add_argument("--start", nargs="+", metavar="NAME=VALUE",
+                    help="start of the fit, every parameter of the artifact named, e.g. sigma2=1 rho=0.1 "
+                    "(default: the best point of a grid over the artifact's box)")  # fmt: skip
+    ap.add_argument("--form", choices=("lognormal", "gaussian"), default="lognormal",
+                    help="the one-sky likelihood: lognormal (default; needs Ĉ_ℓ above the noise level) or gaussian")  # fmt: skip
     ap.add_argument("--ell-max", type=int, help="fit only ℓ ≤ L (an explicit cut, recorded in fit.json)")
     ap.add_argument("--out", type=Path, help="output folder (default results/fit_<spectrum file name>)")
+    ap.add_argument("--overwrite", action="store_true", help="replace the fit.json and fit.png already in --out")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
 
 
+def _named_values(items) -> dict:
+    """{name: value} of NAME=VALUE strings (a ValueError names the flag and the bad item)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ValueError(f"--start takes NAME=VALUE pairs such as sigma2=1 rho=0.1; got {item!r}")
+    return out
+
+
 def main(argv=None, prog: str = "jaxcr fit") -> int:
-    args = _parser(prog).parse_args(argv)
+    ap = _parser(prog)
+    args = ap.parse_args(argv)
+    if args.ell_max is not None and args.ell_max < 1:
+        ap.error(f"--ell-max must be >= 1; got {args.ell_max}")
+    for name in ("b0_mug", "charge", "gradient_per_pc", "amplitude"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            ap.error(f"--{name.replace('_', '-')} must be > 0; got {value}")
+    if args.start is not None:
+        _named_values(args.start)  # checked before any work
     import jax
 
     jax.config.update("jax_enable_x64", True)
     from jaxcr import io
-    from jaxcr.inference.artifact import EmulatorArtifact, check_artifact_path
+
+    out = args.out or Path("results") / f"fit_{args.spectrum.stem}"
+    if (out / "fit.json").exists() and not args.overwrite:
+        ap.error(f"{out / 'fit.json'} exists (an earlier fit): give another --out, or --overwrite to replace it")
+    created = not out.exists()
+    io.check_writable("--out", out / "fit.json")
+    try:
+        return _fit(args, out)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a failed fit leaves no empty folder behind
+        raise
+
+
+def _fit(args, out: Path) -> int:
+    from jaxcr.inference.artifact import EmulatorArtifact, check_artifact_path, shipped_artifact_for
     from jaxcr.inference.sky_fit import fit_sky
     from jaxcr.observations import load_spectrum
 
-    out = args.out or Path("results") / f"fit_{args.spectrum.stem}"
-    try:
-        io.check_writable("--out", out / "fit.json")
-        spectrum = load_spectrum(args.spectrum)
+    start = None if args.start is None else _named_values(args.start)
+    spectrum = load_spectrum(args.spectrum)
+    if args.artifact is None:
+        artifact = shipped_artifact_for(spectrum.analysis)
+    else:
         artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))
-        result = fit_sky(
-            spectrum,
-            artifact,
-            gradient_per_pc=args.gradient_per_pc,
-            amplitude=args.amplitude,
-            b0_microgauss=args.b0_mug,
-            charge=args.charge,
-            start=None if args.start is None else dict(sigma2=args.start[0], rho=args.start[1]),
-            ell_max=args.ell_max,
-            progress=not args.quiet,
-        )
-    except (ValueError, TypeError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+    result = fit_sky(
+        spectrum,
+        artifact,
+        gradient_per_pc=args.gradient_per_pc,
+        amplitude=args.amplitude,
+        b0_microgauss=args.b0_mug,
+        charge=args.charge,
+        start=start,
+        ell_max=args.ell_max,
+        form=args.form,
+        progress=not args.quiet,
+    )
     result.save(out)
     print(artifact.summary())
     print(result.summary())

@@ -8,6 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
+from .command import CommandParser
+
 OVERRIDES = (
     ("nside", int, "HEALPix nside of the backtracked pixels"),
     ("realisations", int, "number of field realisations N_B"),
@@ -25,7 +27,7 @@ def parse_preset_args(doc: str, presets: dict, name: str, argv=None, add_argumen
     ``add_arguments(parser)`` may add recipe-specific options. ``--out`` defaults to
     ``results/<name>_<preset>``; ``prog`` is the command's name in ``--help``.
     """
-    ap = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = CommandParser(prog=prog, description=doc)
     ap.add_argument("--preset", choices=sorted(presets), default="quick", help="parameter set (default: quick)")
     for opt, typ, help_ in OVERRIDES:
         ap.add_argument(f"--{opt}", type=typ, help=f"{help_} (overrides the preset)")

@@ -1,0 +1,115 @@
+"""Every command behaves the same way: a bad option is one line on stderr naming the flag, exit
+status 2, before any work; an interrupted run says how to resume; ``jaxcr --version``."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jaxcr.cli import main
+from jaxcr.recipes.command import as_flags
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (arguments of `jaxcr`, the flag the one-line error must name)
+SUBCOMMAND_CASES = [
+    (["fig2", "--nside", "3"], "--nside"),
+    (["fig2", "--dt", "50"], "--dt"),
+    (["gedanken", "--nside", "3"], "--nside"),
+    (["sky-maps", "--b0-mug", "0"], "--b0-mug"),
+    (["campaign", "create", "{tmp}/c", "--nside", "3"], "--nside"),
+    (["campaign", "create", "{tmp}/c", "--realisations", "1"], "--realisations"),
+    (["campaign", "run", "{tmp}/none"], "campaign"),
+    (["fit", "{tmp}/spectrum.csv", "--ell-max", "0"], "--ell-max"),
+    (["fit", "{tmp}/spectrum.csv", "--start", "sigma2"], "--start"),
+    (["benchmark", "--particles", "0"], "--particles"),
+    (["spectrum-from-maps", "{tmp}/maps.fits", "--resamples", "1", "--out", "{tmp}/s.csv"], "--resamples"),
+    (["native", "--bogus"], "--bogus"),
+    (["frobnicate"], "frobnicate"),
+]
+
+
+def _spectrum_file(tmp_path):
+    import numpy as np
+
+    from jaxcr.analysis import Analysis
+    from jaxcr.observations import OBSERVATORIES, ObservedSpectrum, save_spectrum
+
+    ell = np.arange(1, 8)
+    spec = ObservedSpectrum(
+        ell, 1e-8 / ell**2, 1e-10 / ell**2, "IceCube", 20.0, 1e-12, OBSERVATORIES["icecube"].analysis
+    )
+    assert isinstance(spec.analysis, Analysis)
+    save_spectrum(spec, tmp_path / "spectrum.csv")
+
+
+def _maps_file(tmp_path):
+    import healpy as hp
+    import numpy as np
+
+    hp.write_map(str(tmp_path / "maps.fits"), [np.full(768, 100.0), np.full(768, 100.0)], dtype=np.float64)
+
+
+@pytest.mark.parametrize(
+    "args, flag", SUBCOMMAND_CASES, ids=[" ".join(c[0][:2]) + " " + c[1] for c in SUBCOMMAND_CASES]
+)
+def test_every_subcommand_answers_a_bad_option_with_one_line_naming_the_flag(tmp_path, capsys, args, flag):
+    _spectrum_file(tmp_path)
+    _maps_file(tmp_path)
+    code = main([a.format(tmp=tmp_path) for a in args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1, err
+    assert flag in err[0] and "error" in err[0], err
+    assert "Traceback" not in err[0]
+    assert not list((tmp_path / "c").glob("points/*")) if (tmp_path / "c").exists() else True
+
+
+SCRIPTS = sorted(p.name for p in (ROOT / "experiments").glob("*.py"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_answers_a_bad_option_with_one_line(tmp_path, script):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / script), "--bogus-option", "1", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1 and "--bogus-option" in err[0], proc.stderr[-2000:]
+
+
+def test_version_and_flag_translation(capsys):
+    assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("jaxcr ")
+    assert as_flags("ell_max must be >= 1; pass ell_max") == "--ell-max must be >= 1; pass --ell-max"
+    assert as_flags("n_realisations must be >= 2") == "--realisations must be >= 2"
+    assert as_flags("the model's lmax = 2·nside − 1") == "the model's lmax = 2·nside − 1"  # prose is left alone
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_says_how_to_resume_and_resumes(tmp_path, how):
+    """`jaxcr fig2` interrupted once it has started (its params.json written): one line saying to
+    rerun the same command, exit 130 (SIGINT) or 143 (SIGTERM); the rerun resumes from the
+    checkpoint and finishes."""
+    out = tmp_path / "f"
+    args = [sys.executable, "-m", "jaxcr", "fig2", "--nside", "4", "--realisations", "2", "--modes", "16",
+            "--t-max", "300", "--n-times", "8", "--no-progress", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    deadline = time.time() + 240
+    while not (out / "fig2.ckpt.npz").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(how)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == (130 if how == signal.SIGINT else 143), err[-2000:]
+    assert "rerun the same command to resume" in err.strip().splitlines()[-1]
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming from the checkpoint" in again.stdout and (out / "fig2.png").exists()
