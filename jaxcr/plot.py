@@ -262,20 +262,31 @@ def plot_fit(result):
     ax.set_yscale("log")
     ax.set_xlabel("multipole ℓ")
     ax.set_ylabel("C_ℓ")
-    fitted = ", ".join(f"{n} = {result.parameters[n]:.3g}" for n in names if n != "amplitude")
+    fitted = ", ".join(
+        f"{result.profiles[n]['label']} = {result.parameters[n]:.3g}" for n in names if not n.startswith("amplitude")
+    )
     times = ", ".join(f"{s['artifact']['time']:g}" for s in result.spectra)
     ax.set_title(
         f"{fitted}\nχ² = {result.chi2:.1f} / {result.dof} dof (p = {result.p_value:.2g}), ΩT = {times}", fontsize=9
     )
     ax.legend(fontsize=7)
+    ticker = _ticker()
     for ax, name in zip(axes[1:], names):
         prof = result.profiles[name]
         ax.plot(prof["value"], prof["delta_m2lnl"], color="k")
         for level, ls in ((1.0, "--"), (4.0, ":")):
             ax.axhline(level, color="grey", ls=ls, lw=0.8)
+        lo, hi, closed_lo, closed_hi = result.intervals[name]["68"]
+        ax.axvspan(lo, hi, color="tab:blue", alpha=0.12, label="68 % interval")
+        for end, closed, side in ((lo, closed_lo, "left"), (hi, closed_hi, "right")):
+            if not closed:  # the interval reaches the end of the profiled range (the box): open there
+                ax.annotate("open: box edge", (end, 8.3), ha=side, fontsize=7, color="tab:red")
+                ax.axvline(end, color="tab:red", lw=1.2)
         if prof["transform"] == "log":
             ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(_ticker().NullFormatter())
+            ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_ylim(0, 9)
         ax.set_xlabel(prof["label"])
         ax.set_ylabel("Δ(−2 ln L), profile")

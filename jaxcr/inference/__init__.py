@@ -19,12 +19,14 @@ from .emulator import SpectrumEmulator as SpectrumEmulator
 from .fit import FitOptions as FitOptions
 from .fit import LikelihoodFit as LikelihoodFit
 from .fit import maximise_likelihood as maximise_likelihood
+from .joint_fit import fit_skies as fit_skies
 from .likelihood import AbstractLikelihood as AbstractLikelihood
 from .likelihood import AbstractSkyLikelihood as AbstractSkyLikelihood
 from .likelihood import GaussianSky as GaussianSky
 from .likelihood import JointLikelihood as JointLikelihood
 from .likelihood import LikelihoodForm as LikelihoodForm
 from .likelihood import LogNormalSky as LogNormalSky
+from .likelihood import Reparametrised as Reparametrised
 from .likelihood import fisher_information as fisher_information
 from .precision import expected_precision as expected_precision
 from .results import FitResult as FitResult

@@ -24,7 +24,8 @@ With the amplitude a = (|∇n/n| r_L)²:
 
 Several spectra (energies, observatories) are fitted together by :class:`JointLikelihood`: their
 data vectors are independent, so −2 ln L is the sum of the members' (Σ block-diagonal), with the
-parameters of the same name shared.
+parameters of the same name shared; :class:`Reparametrised` writes a member in other parameters
+(spectra at several energies share λ_c while each has its own ρ = r_L(E)/λ_c).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = [
     "LogNormalSky",
     "GaussianSky",
     "JointLikelihood",
+    "Reparametrised",
     "fisher_information",
 ]
 
@@ -209,6 +211,36 @@ class JointLikelihood(AbstractLikelihood):
 
     def box_excess(self, phi):
         return sum(m.box_excess(self._member_phi(phi, i)) for i, m in enumerate(self.members))
+
+
+class Reparametrised(AbstractLikelihood):
+    """A likelihood in new parameters φ whose member sees ψ = M φ + c: e.g. the (ln σ², ln ρ) of a
+    spectrum at energy E written in (ln σ², ln λ_c) with ln ρ = ln r_L(E) − ln λ_c, so that spectra
+    at several energies share λ_c in a :class:`JointLikelihood`."""
+
+    member: AbstractLikelihood
+    matrix: Float[Array, "q p"]
+    offset: Float[Array, " q"]
+    names: tuple[str, ...] = eqx.field(static=True)
+
+    def __check_init__(self):
+        if self.matrix.shape != (len(self.member.names), len(self.names)) or self.offset.shape != self.matrix.shape[:1]:
+            raise ValueError(
+                f"matrix must map the {len(self.names)} parameters {list(self.names)} to the member's "
+                f"{len(self.member.names)} {list(self.member.names)}; got matrix {self.matrix.shape}, offset {self.offset.shape}"
+            )
+
+    def _member_phi(self, phi):
+        return self.matrix @ phi + self.offset
+
+    def data(self):
+        return self.member.data()
+
+    def moments(self, phi):
+        return self.member.moments(self._member_phi(phi))
+
+    def box_excess(self, phi):
+        return self.member.box_excess(self._member_phi(phi))
 
 
 def fisher_information(likelihood: AbstractLikelihood, phi) -> np.ndarray:

@@ -166,6 +166,41 @@ def _derived(fit: LikelihoodFit, names, r_l_pc: float, amplitude: float | None):
     return values, intervals
 
 
+P_VALUE_BOUNDS = (0.01, 0.99)  # χ² outside these tail probabilities is flagged (a misfit, or errors overstated)
+FLOOR_SHARE = 0.01  # flag an artifact whose ln C_ℓ moments had more than this share raised to the floor
+
+
+def _warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametrisation) -> list[str]:
+    """What the result should not be trusted for: an unconverged artifact, entries raised to the
+    floor of the log-normal moments, an estimate on the edge of the box, an implausible χ²."""
+    out = []
+    conv = artifact.provenance.get("convergence", {})
+    if conv and not conv.get("converged", True):
+        out.append(
+            f"the artifact's model is NOT converged at ΩT = {artifact.time:g} (its convergence diagnostic): the fit "
+            "describes the sky backtracked to that time, not the limit T → ∞"
+        )
+    raised = float(artifact.provenance.get("raised_to_floor", 0.0))
+    if raised > FLOOR_SHARE:
+        out.append(
+            f"{100 * raised:.1f} % of the artifact's per-realisation spectra were raised to the floor of its ln C_ℓ "
+            "moments (pixel noise pushed them to or below zero): its log-normal scatter is uncertain"
+        )
+    for p, x in zip(box.parameters, fit.phi):
+        lo, hi = p.coordinate_box
+        if min(x - lo, hi - x) < 0.01 * (hi - lo):
+            out.append(
+                f"{p.name} = {float(p.to_value(x)):.4g} is on the edge of the artifact's box: the truth may lie outside"
+            )
+    lo_p, hi_p = P_VALUE_BOUNDS
+    if np.isfinite(fit.p_value) and not lo_p <= fit.p_value <= hi_p:
+        out.append(
+            f"χ² = {fit.chi2:.3g} for {fit.dof} dof has p = {fit.p_value:.3g}: "
+            + ("the model does not describe the data" if fit.p_value < lo_p else "the errors look overstated")
+        )
+    return out
+
+
 def fit_sky(
     observed: ObservedSpectrum,
     artifact: EmulatorArtifact,
@@ -215,6 +250,7 @@ def fit_sky(
     with tqdm(total=1 + len(parameters), disable=not progress, desc="fit (one sky)", unit="stage") as bar:
         fit = maximise_likelihood(like, parameters, starts, options, progress=lambda: bar.update(1))
     values, intervals = _derived(fit, box.names, r_l_pc, amplitude)
+    flags = fit.flags + _warnings(artifact, fit, box)
     model, low, high = (np.asarray(v) for v in like.spectrum_band(jnp.asarray(fit.phi)))
     ell = np.asarray(observed.ell)[keep]
     return FitResult(
@@ -227,7 +263,7 @@ def fit_sky(
         p_value=fit.p_value,
         m2lnl=fit.m2lnl,
         directions=fit.directions,
-        flags=fit.flags,
+        flags=flags,
         spectra=[
             dict(
                 ell=ell,

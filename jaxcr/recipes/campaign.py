@@ -46,6 +46,18 @@ def cost_line(spec) -> str:
     )
 
 
+def _auto_times(parameters, points) -> tuple[float, ...]:
+    from jaxcr.inference.convergence import separation_time, suggested_times
+
+    values = parameters.values(parameters.grid(points))
+    sigma2, rho = (np.asarray(values[n]) for n in ("sigma2", "rho"))
+    times = suggested_times(sigma2, rho)
+    slowest = float(np.max(separation_time(sigma2, rho)))
+    print(f"times ΩT = {', '.join(f'{t:g}' for t in times)}: up to twice the largest separation time over the box "
+          f"(t_sep = {slowest:.3g}/Ω at σ² = {sigma2.min():.3g}, ρ = {rho.min():.3g}); --times sets others")  # fmt: skip
+    return times
+
+
 def _parameters(args):
     from jaxcr.parametrisation import plane_wave_parametrisation
 
@@ -78,9 +90,10 @@ def _create(args) -> int:
     analyses = tuple(OBSERVATORIES[name].analysis for name in dict.fromkeys(args.observatory))
     points = tuple(args.points) if len(args.points) == 2 else args.points[0]
     parameters = _parameters(args)
+    times = tuple(args.times) if args.times else _auto_times(parameters, points)
     spec = CampaignSpec(
         model=model,
-        times=tuple(args.times),
+        times=times,
         analyses=analyses,
         parameters=parameters,
         design=parameters.grid(points),
@@ -214,8 +227,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     s.add_argument("--realisations", type=int, default=32,
                    help="field realisations N_B per design point (default 32; 16 made one-sky intervals too narrow)")  # fmt: skip
     s.add_argument("--modes", type=int, default=32, help="plane-wave modes N per field (default 32)")
-    s.add_argument("--times", type=float, nargs="+", default=[25.0, 50.0, 75.0, 100.0, 150.0],
-                   help="backtracking times ΩT stored (default 25 50 75 100 150)")  # fmt: skip
+    s.add_argument("--times", type=float, nargs="+",
+                   help="backtracking times ΩT stored (default: 5 log-spaced times up to twice the largest separation "
+                   "time t_sep(σ², ρ) over the box, the measured scale of convergence; see docs/fitting.md)")  # fmt: skip
     s.add_argument("--observatory", nargs="+", choices=OBSERVATORY_CHOICES, default=["icecube", "hawc"],
                    help="analyses whose spectra are stored (default icecube hawc)")  # fmt: skip
     s.add_argument("--b0-ra-dec", type=float, nargs=2, default=(229.2, 11.4), metavar=("RA", "DEC"),

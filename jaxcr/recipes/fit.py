@@ -1,7 +1,7 @@
 """Fit the model's parameters (σ², r_L/λ_c) and the CR gradient to one observed spectrum, on an
 emulator artifact.
 
-    jaxcr fit SPECTRUM.csv [--artifact emulator.npz] [--gradient-per-pc G | --amplitude A]
+    jaxcr fit SPECTRUM.csv [SPECTRUM2.csv ...] [--artifact emulator.npz ...] [--gradient-per-pc G | --amplitude A]
         [--b0-mug 3] [--charge 1] [--start sigma2=1 rho=0.1] [--ell-max L] [--form lognormal]
         [--out DIR] [--quiet]
 
@@ -29,10 +29,12 @@ from .command import CommandParser
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     ap = CommandParser(prog=prog, description=__doc__)
-    ap.add_argument("spectrum", type=Path, help="the observed spectrum file (.csv, format: jaxcr.observations)")
-    ap.add_argument("--artifact", type=Path,
-                    help="emulator artifact of the spectrum's analysis (.npz; default: the one shipped with jaxcr "
-                    "for that analysis, if any)")  # fmt: skip
+    ap.add_argument("spectrum", type=Path, nargs="+",
+                    help="the observed spectrum file (.csv, format: jaxcr.observations); several: one joint fit of "
+                    "σ² and λ_c shared by them, each with its own r_L(E) and amplitude")  # fmt: skip
+    ap.add_argument("--artifact", type=Path, action="append",
+                    help="emulator artifact of the spectrum's analysis (.npz; one per spectrum, in order; default: "
+                    "the one shipped with jaxcr for each spectrum's analysis, if any)")  # fmt: skip
     known = ap.add_mutually_exclusive_group()
     known.add_argument("--gradient-per-pc", type=float, help="the CR gradient |∇n/n| in 1/pc, if known")
     known.add_argument("--amplitude", type=float, help="or the amplitude a = (|∇n/n| r_L)², if known")
@@ -80,7 +82,11 @@ def main(argv=None, prog: str = "jaxcr fit") -> int:
     jax.config.update("jax_enable_x64", True)
     from jaxcr import io
 
-    out = args.out or Path("results") / f"fit_{args.spectrum.stem}"
+    if args.artifact and len(args.artifact) != len(args.spectrum):
+        ap.error(f"give one --artifact per spectrum ({len(args.spectrum)}), or none; got {len(args.artifact)}")
+    if len(args.spectrum) > 1 and (args.amplitude is not None or args.start or args.ell_max):
+        ap.error("--amplitude, --start and --ell-max are for one spectrum; a joint fit takes --gradient-per-pc")
+    out = args.out or Path("results") / ("fit_" + "_".join(p.stem for p in args.spectrum))
     if (out / "fit.json").exists() and not args.overwrite:
         ap.error(f"{out / 'fit.json'} exists (an earlier fit): give another --out, or --overwrite to replace it")
     created = not out.exists()
@@ -95,29 +101,31 @@ def main(argv=None, prog: str = "jaxcr fit") -> int:
 
 def _fit(args, out: Path) -> int:
     from jaxcr.inference.artifact import EmulatorArtifact, check_artifact_path, shipped_artifact_for
+    from jaxcr.inference.joint_fit import fit_skies
     from jaxcr.inference.sky_fit import fit_sky
     from jaxcr.observations import load_spectrum
 
-    start = None if args.start is None else _named_values(args.start)
-    spectrum = load_spectrum(args.spectrum)
-    if args.artifact is None:
-        artifact = shipped_artifact_for(spectrum.analysis)
+    spectra = [load_spectrum(p) for p in args.spectrum]
+    if args.artifact:
+        artifacts = [EmulatorArtifact.load(check_artifact_path(p)) for p in args.artifact]
     else:
-        artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))
-    result = fit_sky(
-        spectrum,
-        artifact,
-        gradient_per_pc=args.gradient_per_pc,
-        amplitude=args.amplitude,
-        b0_microgauss=args.b0_mug,
-        charge=args.charge,
-        start=start,
-        ell_max=args.ell_max,
-        form=args.form,
-        progress=not args.quiet,
-    )
+        artifacts = [shipped_artifact_for(s.analysis) for s in spectra]
+    common = dict(b0_microgauss=args.b0_mug, charge=args.charge, form=args.form, progress=not args.quiet)
+    if len(spectra) > 1:
+        result = fit_skies(spectra, artifacts, gradient_per_pc=args.gradient_per_pc, **common)
+    else:
+        result = fit_sky(
+            spectra[0],
+            artifacts[0],
+            gradient_per_pc=args.gradient_per_pc,
+            amplitude=args.amplitude,
+            start=None if args.start is None else _named_values(args.start),
+            ell_max=args.ell_max,
+            **common,
+        )
     result.save(out)
-    print(artifact.summary())
+    for artifact in {a.version: a for a in artifacts}.values():
+        print(artifact.summary())
     print(result.summary())
     print(f"wrote {out / 'fit.json'} and {out / 'fit.png'}")
     return 0

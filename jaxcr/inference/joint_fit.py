@@ -1,0 +1,165 @@
+"""Several observed spectra in one fit: energies (and observatories) that share the turbulence.
+
+Spectra at energies E_k see the same turbulence level σ² and coherence length λ_c, while each has
+its own Larmor radius r_L(E_k, B0) and so its own ρ_k = r_L(E_k)/λ_c: in the coordinates of an
+artifact of the paper's model, ln ρ_k = ln r_L(E_k) − ln λ_c. Each spectrum's one-sky likelihood
+(:func:`jaxcr.inference.sky_fit.sky_likelihood`, on the artifact of its analysis) is written in the
+joint parameters φ = (ln σ², ln λ_c[pc], ln a_k …) by :class:`~jaxcr.inference.likelihood.Reparametrised`
+and their sum is a :class:`~jaxcr.inference.likelihood.JointLikelihood`; the one driver
+(:func:`~jaxcr.inference.fit.maximise_likelihood`) fits it. The amplitude a_k = (|∇n/n| r_L(E_k))²
+of each spectrum is free (``amplitude_<k>``), or fixed by a known gradient. The boxes: σ² where every
+artifact has it; λ_c where every spectrum's ρ_k lies inside its artifact's box.
+"""
+
+from __future__ import annotations
+
+import time as _time
+
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import _checks, units
+from .._version import __version__
+from ..observations import ObservedSpectrum
+from ..parametrisation import RHO, SIGMA2, Parameter, Parametrisation, Transform
+from .artifact import EmulatorArtifact
+from .campaign import software_versions
+from .fit import FitOptions, maximise_likelihood, start_grid
+from .likelihood import AbstractSkyLikelihood, JointLikelihood, LikelihoodForm, LogNormalSky, Reparametrised
+from .results import FitResult
+from .sky_fit import sky_likelihood
+
+__all__ = ["fit_skies", "LAMBDA_C"]
+
+LAMBDA_C = "lambda_c_pc"
+
+
+def _joint_box(artifacts, r_l_pc) -> Parametrisation:
+    """σ² and λ_c (pc) where every spectrum's (σ², ρ_k) lies inside its artifact's box."""
+    for a in artifacts:
+        if a.parameters.names != (SIGMA2, RHO):
+            raise ValueError(f"joint fits need artifacts of (sigma2, rho); got {list(a.parameters.names)}")
+    s_lo = max(a.parameters[SIGMA2].low for a in artifacts)
+    s_hi = min(a.parameters[SIGMA2].high for a in artifacts)
+    l_lo = max(r / a.parameters[RHO].high for a, r in zip(artifacts, r_l_pc))
+    l_hi = min(r / a.parameters[RHO].low for a, r in zip(artifacts, r_l_pc))
+    if not (s_lo < s_hi and l_lo < l_hi):
+        raise ValueError(
+            f"the artifacts' boxes leave no common (σ², λ_c): σ² ∈ [{s_lo:.3g}, {s_hi:.3g}], λ_c ∈ [{l_lo:.3g}, "
+            f"{l_hi:.3g}] pc (r_L = {', '.join(f'{r:.3g}' for r in r_l_pc)} pc); the energies are too far apart "
+            "for the artifacts' ρ ranges: build artifacts whose ρ boxes overlap in λ_c"
+        )
+    return Parametrisation(
+        (
+            Parameter(SIGMA2, s_lo, s_hi, Transform.LOG, label="σ²"),
+            Parameter(LAMBDA_C, l_lo, l_hi, Transform.LOG, units="pc", label="λ_c [pc]"),
+        )
+    )
+
+
+def fit_skies(
+    spectra: list[ObservedSpectrum],
+    artifacts: list[EmulatorArtifact],
+    *,
+    gradient_per_pc: float | None = None,
+    b0_microgauss: float = 3.0,
+    charge: float = 1.0,
+    form: LikelihoodForm | str = LikelihoodForm.LOGNORMAL,
+    options: FitOptions = FitOptions(),
+    progress: bool = True,
+) -> FitResult:
+    """Fit σ² and λ_c (pc) shared by several spectra, each with its own r_L(E_k) and amplitude
+    (module docstring). ``artifacts[k]`` is the artifact of ``spectra[k]``'s analysis;
+    ``gradient_per_pc`` known fixes every a_k = (|∇n/n| r_L(E_k))², else each is fitted."""
+    t0 = _time.perf_counter()
+    spectra, artifacts = list(spectra), list(artifacts)
+    if len(spectra) < 2 or len(spectra) != len(artifacts):
+        raise ValueError(
+            f"give >= 2 spectra and one artifact each; got {len(spectra)} spectra, {len(artifacts)} artifacts"
+        )
+    _checks.check_positive("b0_microgauss", b0_microgauss)
+    _checks.check_positive("charge", charge)
+    if gradient_per_pc is not None:
+        _checks.check_positive("gradient_per_pc", gradient_per_pc)
+    r_l = [float(units.larmor_radius_pc(s.energy_tev, b0_microgauss, charge)) for s in spectra]
+    box = _joint_box(artifacts, r_l)
+    members, amplitudes = [], []
+    for k, (spec, art) in enumerate(zip(spectra, artifacts)):
+        a = None if gradient_per_pc is None else (gradient_per_pc * r_l[k]) ** 2
+        amplitudes.append(Parameter(f"amplitude_{k}", 0.0, np.inf, Transform.LOG, label=f"a_{k}"))
+        like = sky_likelihood(spec, art, amplitude=a, form=form, amplitude_name=amplitudes[-1].name)
+        names = (SIGMA2, LAMBDA_C) + ((amplitudes[-1].name,) if a is None else ())
+        matrix = np.zeros((len(like.names), len(names)))
+        matrix[0, 0], matrix[1, 1] = 1.0, -1.0  # ln σ², ln ρ_k = ln r_L,k − ln λ_c
+        if a is None:
+            matrix[2, 2] = 1.0
+        offset = np.array([0.0, np.log(r_l[k])] + ([0.0] if a is None else []))
+        members.append(Reparametrised(member=like, matrix=jnp.asarray(matrix), offset=jnp.asarray(offset), names=names))
+    joint = JointLikelihood(members)
+    parameters = Parametrisation(box.parameters + (tuple(amplitudes) if gradient_per_pc is None else ()))
+    starts = start_grid(box, options.start_points)
+    if gradient_per_pc is None:  # each amplitude from its own spectrum at the start point
+        starts = np.array([[*t, *(_log_amplitude(m, t) for m in members)] for t in starts])
+    with tqdm(total=1 + len(parameters), disable=not progress, desc=f"fit ({len(spectra)} skies)", unit="stage") as bar:
+        fit = maximise_likelihood(joint, parameters, starts, options, progress=lambda: bar.update(1))
+    return FitResult(
+        names=parameters.names,
+        parameters=dict(fit.values) | {f"larmor_radius_pc_{k}": r for k, r in enumerate(r_l)},
+        intervals=fit.intervals,
+        fisher=fit.fisher,
+        chi2=fit.chi2,
+        dof=fit.dof,
+        p_value=fit.p_value,
+        m2lnl=fit.m2lnl,
+        directions=fit.directions,
+        flags=fit.flags,
+        spectra=[_spectrum_record(m, joint.names, s, a, fit.phi) for m, s, a in zip(members, spectra, artifacts)],
+        settings=dict(
+            gradient_per_pc=gradient_per_pc,
+            b0_microgauss=b0_microgauss,
+            charge=charge,
+            form=str(form),
+            profile_points=options.profile_points,
+            jaxcr=__version__,
+            versions=software_versions(),
+            date=_time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        ),
+        profiles=fit.profiles,
+        wall_time_s=_time.perf_counter() - t0,
+    )
+
+
+def _sky(member: Reparametrised) -> AbstractSkyLikelihood:
+    sky = member.member
+    if not isinstance(sky, AbstractSkyLikelihood):
+        raise TypeError(f"a joint sky fit's members are sky likelihoods; got {type(sky).__name__}")
+    return sky
+
+
+def _log_amplitude(member: Reparametrised, theta) -> float:
+    """ln a of one member at the joint start θ = (ln σ², ln λ_c): the mean offset of its data from
+    the model (log-normal), or the least-squares amplitude (Gaussian)."""
+    sky = _sky(member)
+    psi = np.asarray(member.matrix[:2, :2] @ jnp.asarray(theta[:2]) + member.offset[:2])
+    mean, _ = sky.sky_moments(jnp.array([*psi, 0.0]))
+    m, y = np.asarray(mean), np.asarray(sky.data())
+    if isinstance(sky, LogNormalSky):
+        return float(np.mean(y - m))
+    return float(np.log(max(float(np.dot(m, y) / np.dot(m, m)), 1e-300)))
+
+
+def _spectrum_record(member: Reparametrised, joint_names, spectrum, artifact: EmulatorArtifact, phi) -> dict:
+    """The spectrum, its errors and the best-fit model with its one-sky band, as fit_sky records them."""
+    own = jnp.asarray(np.asarray(phi)[[joint_names.index(n) for n in member.names]])
+    model, low, high = (np.asarray(v) for v in _sky(member).spectrum_band(member.matrix @ own + member.offset))
+    keep = np.isin(spectrum.ell, artifact.ells)
+    return dict(
+        ell=np.asarray(spectrum.ell)[keep],
+        data=np.asarray(spectrum.cl)[keep] - spectrum.noise_level,
+        data_sigma=np.asarray(spectrum.sigma)[keep],
+        model=model,
+        model_band=np.stack([low, high]),
+        spectrum=spectrum.metadata(),
+        artifact=dict(version=artifact.version, time=artifact.time, analysis=artifact.analysis.as_dict()),
+    )
