@@ -20,15 +20,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import _checks, units
-from .._version import __version__
 from ..observations import ObservedSpectrum
 from ..parametrisation import RHO, SIGMA2, Parameter, Parametrisation, Transform
 from .artifact import EmulatorArtifact
-from .campaign import software_versions
 from .fit import FitOptions, maximise_likelihood, start_grid
-from .likelihood import AbstractSkyLikelihood, JointLikelihood, LikelihoodForm, LogNormalSky, Reparametrised
+from .likelihood import AbstractSkyLikelihood, JointLikelihood, LikelihoodForm, Reparametrised
 from .results import FitResult
-from .sky_fit import sky_likelihood
+from .sky_fit import run_record, sky_likelihood, spectrum_record, start_log_amplitude
 
 __all__ = ["fit_skies", "LAMBDA_C"]
 
@@ -103,29 +101,21 @@ def fit_skies(
         starts = np.array([[*t, *(_log_amplitude(m, t) for m in members)] for t in starts])
     with tqdm(total=1 + len(parameters), disable=not progress, desc=f"fit ({len(spectra)} skies)", unit="stage") as bar:
         fit = maximise_likelihood(joint, parameters, starts, options, progress=lambda: bar.update(1))
-    return FitResult(
+    return FitResult.from_fit(
+        fit,
         names=parameters.names,
         parameters=dict(fit.values) | {f"larmor_radius_pc_{k}": r for k, r in enumerate(r_l)},
         intervals=fit.intervals,
-        fisher=fit.fisher,
-        chi2=fit.chi2,
-        dof=fit.dof,
-        p_value=fit.p_value,
-        m2lnl=fit.m2lnl,
-        directions=fit.directions,
         flags=fit.flags,
-        spectra=[_spectrum_record(m, joint.names, s, a, fit.phi) for m, s, a in zip(members, spectra, artifacts)],
+        spectra=[_record(m, joint.names, s, a, fit.phi) for m, s, a in zip(members, spectra, artifacts)],
         settings=dict(
             gradient_per_pc=gradient_per_pc,
             b0_microgauss=b0_microgauss,
             charge=charge,
             form=str(form),
             profile_points=options.profile_points,
-            jaxcr=__version__,
-            versions=software_versions(),
-            date=_time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        ),
-        profiles=fit.profiles,
+        )
+        | run_record(),
         wall_time_s=_time.perf_counter() - t0,
     )
 
@@ -138,28 +128,13 @@ def _sky(member: Reparametrised) -> AbstractSkyLikelihood:
 
 
 def _log_amplitude(member: Reparametrised, theta) -> float:
-    """ln a of one member at the joint start θ = (ln σ², ln λ_c): the mean offset of its data from
-    the model (log-normal), or the least-squares amplitude (Gaussian)."""
-    sky = _sky(member)
+    """ln a of one member at the joint start θ = (ln σ², ln λ_c) (:func:`start_log_amplitude` at its ψ)."""
     psi = np.asarray(member.matrix[:2, :2] @ jnp.asarray(theta[:2]) + member.offset[:2])
-    mean, _ = sky.sky_moments(jnp.array([*psi, 0.0]))
-    m, y = np.asarray(mean), np.asarray(sky.data())
-    if isinstance(sky, LogNormalSky):
-        return float(np.mean(y - m))
-    return float(np.log(max(float(np.dot(m, y) / np.dot(m, m)), 1e-300)))
+    return start_log_amplitude(_sky(member), psi)
 
 
-def _spectrum_record(member: Reparametrised, joint_names, spectrum, artifact: EmulatorArtifact, phi) -> dict:
-    """The spectrum, its errors and the best-fit model with its one-sky band, as fit_sky records them."""
+def _record(member: Reparametrised, joint_names, spectrum, artifact: EmulatorArtifact, phi) -> dict:
+    """The spectrum's record (:func:`spectrum_record`) with the model at the member's own ψ."""
     own = jnp.asarray(np.asarray(phi)[[joint_names.index(n) for n in member.names]])
-    model, low, high = (np.asarray(v) for v in _sky(member).spectrum_band(member.matrix @ own + member.offset))
-    keep = np.isin(spectrum.ell, artifact.ells)
-    return dict(
-        ell=np.asarray(spectrum.ell)[keep],
-        data=np.asarray(spectrum.cl)[keep] - spectrum.noise_level,
-        data_sigma=np.asarray(spectrum.sigma)[keep],
-        model=model,
-        model_band=np.stack([low, high]),
-        spectrum=spectrum.metadata(),
-        artifact=dict(version=artifact.version, time=artifact.time, analysis=artifact.analysis.as_dict()),
-    )
+    band = _sky(member).spectrum_band(member.matrix @ own + member.offset)
+    return spectrum_record(spectrum, artifact, np.isin(spectrum.ell, artifact.ells), band)

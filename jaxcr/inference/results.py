@@ -50,6 +50,26 @@ class FitResult:
     profiles: dict
     wall_time_s: float
 
+    @classmethod
+    def from_fit(cls, fit, *, names, parameters, intervals, flags, spectra, settings, wall_time_s) -> FitResult:
+        """The result of a :class:`jaxcr.inference.fit.LikelihoodFit` with what the fit adds to it."""
+        return cls(
+            names=tuple(names),
+            parameters=parameters,
+            intervals=intervals,
+            fisher=fit.fisher,
+            chi2=fit.chi2,
+            dof=fit.dof,
+            p_value=fit.p_value,
+            m2lnl=fit.m2lnl,
+            directions=fit.directions,
+            flags=flags,
+            spectra=spectra,
+            settings=settings,
+            profiles=fit.profiles,
+            wall_time_s=wall_time_s,
+        )
+
     def summary(self) -> str:
         p = self.parameters
         heads = [

@@ -40,7 +40,7 @@ from .fit import FitOptions, LikelihoodFit, maximise_likelihood, start_grid
 from .likelihood import AbstractSkyLikelihood, GaussianSky, LikelihoodForm, LogNormalSky
 from .results import FitResult
 
-__all__ = ["sky_likelihood", "fit_sky", "AMPLITUDE"]
+__all__ = ["sky_likelihood", "fit_sky", "start_log_amplitude", "spectrum_record", "run_record", "AMPLITUDE"]
 
 AMPLITUDE = Parameter("amplitude", 0.0, np.inf, Transform.LOG, units="", label="a = (|∇n/n| r_L)²")
 
@@ -118,7 +118,7 @@ def sky_likelihood(
     )
 
 
-def _start_log_amplitude(like: AbstractSkyLikelihood, theta) -> float:
+def start_log_amplitude(like: AbstractSkyLikelihood, theta) -> float:
     """ln a at θ to start a free-amplitude fit: the mean offset of ln(Ĉ − N) from the model
     (log-normal), or the least-squares amplitude (Gaussian)."""
     moments, _ = like.sky_moments(jnp.array([*theta, 0.0]))
@@ -138,7 +138,7 @@ def _starts(like, parameters: Parametrisation, box: Parametrisation, start, poin
         if outside:
             raise ValueError(f"start lies outside the artifact's box: {'; '.join(outside)}")
     if len(parameters) > len(box):
-        grid = np.array([[*t, _start_log_amplitude(like, t)] for t in grid])
+        grid = np.array([[*t, start_log_amplitude(like, t)] for t in grid])
     return grid
 
 
@@ -201,6 +201,33 @@ def _warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametrisati
     return out
 
 
+def spectrum_record(spectrum: ObservedSpectrum, artifact: EmulatorArtifact, keep, band) -> dict:
+    """What a result records of one fitted spectrum: ℓ, Ĉ_ℓ − N, σ_ℓ, the best-fit model and its one-sky
+    band (``band`` = (centre, low, high)), the spectrum's metadata and the artifact's provenance."""
+    model, low, high = (np.asarray(v) for v in band)
+    return dict(
+        ell=np.asarray(spectrum.ell)[keep],
+        data=np.asarray(spectrum.cl)[keep] - spectrum.noise_level,
+        data_sigma=np.asarray(spectrum.sigma)[keep],
+        model=model,
+        model_band=np.stack([low, high]),
+        spectrum=spectrum.metadata(),
+        artifact=dict(
+            version=artifact.version,
+            time=artifact.time,
+            analysis=artifact.analysis.as_dict(),
+            parameters=artifact.parameters.as_dict(),
+            campaign_digest=artifact.provenance.get("campaign", {}).get("digest"),
+            converged=artifact.provenance.get("convergence", {}).get("converged"),
+        ),
+    )
+
+
+def run_record() -> dict:
+    """The versions and the date every saved fit records."""
+    return dict(jaxcr=__version__, versions=software_versions(), date=_time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+
 def fit_sky(
     observed: ObservedSpectrum,
     artifact: EmulatorArtifact,
@@ -251,37 +278,13 @@ def fit_sky(
         fit = maximise_likelihood(like, parameters, starts, options, progress=lambda: bar.update(1))
     values, intervals = _derived(fit, box.names, r_l_pc, amplitude)
     flags = fit.flags + _warnings(artifact, fit, box)
-    model, low, high = (np.asarray(v) for v in like.spectrum_band(jnp.asarray(fit.phi)))
-    ell = np.asarray(observed.ell)[keep]
-    return FitResult(
+    return FitResult.from_fit(
+        fit,
         names=parameters.names,
         parameters=values,
         intervals=intervals,
-        fisher=fit.fisher,
-        chi2=fit.chi2,
-        dof=fit.dof,
-        p_value=fit.p_value,
-        m2lnl=fit.m2lnl,
-        directions=fit.directions,
         flags=flags,
-        spectra=[
-            dict(
-                ell=ell,
-                data=np.asarray(observed.cl)[keep] - observed.noise_level,
-                data_sigma=np.asarray(observed.sigma)[keep],
-                model=model,
-                model_band=np.stack([low, high]),
-                spectrum=observed.metadata(),
-                artifact=dict(
-                    version=artifact.version,
-                    time=artifact.time,
-                    analysis=artifact.analysis.as_dict(),
-                    parameters=artifact.parameters.as_dict(),
-                    campaign_digest=artifact.provenance.get("campaign", {}).get("digest"),
-                    converged=artifact.provenance.get("convergence", {}).get("converged"),
-                ),
-            )
-        ],
+        spectra=[spectrum_record(observed, artifact, keep, like.spectrum_band(jnp.asarray(fit.phi)))],
         settings=dict(
             gradient_per_pc=gradient_per_pc,
             amplitude=amplitude,
@@ -293,10 +296,7 @@ def fit_sky(
             ell_cut=np.asarray(observed.ell)[~keep].tolist(),
             form=as_option(LikelihoodForm, "form", form).value,
             profile_points=options.profile_points,
-            jaxcr=__version__,
-            versions=software_versions(),
-            date=_time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        ),
-        profiles=fit.profiles,
+        )
+        | run_record(),
         wall_time_s=_time.perf_counter() - t0,
     )
