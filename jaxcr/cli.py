@@ -112,7 +112,7 @@ def _native(args) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     ap = CommandParser(prog="jaxcr", description=__doc__)
-    ap.add_argument("--version", action="version", version=f"jaxcr {_version()}")
+    ap.add_argument("--version", action="version", version=f"jaxcr {_version()}", help="print the version and exit")
     sub = ap.add_subparsers(dest="command", required=True)
     for name, (_, help_) in RECIPES.items():  # listed here; main() hands their options to the recipe
         sub.add_parser(name, help=help_, add_help=False)

@@ -44,14 +44,7 @@ from .campaign import Campaign, software_versions
 from .convergence import convergence_table
 from .emulator import SpectrumEmulator
 
-__all__ = [
-    "EmulatorArtifact",
-    "build_artifact",
-    "artifact_from_spectra",
-    "shipped_artifacts",
-    "shipped_artifact_for",
-    "ARTIFACT_FORMAT",
-]
+__all__ = ["EmulatorArtifact", "build_artifact", "artifact_from_spectra", "shipped_artifacts", "shipped_artifact_for"]
 
 ARTIFACT_FORMAT = "jaxcr-emulator/2"
 MAX_NOISE_FRACTION = 1.0  # the pixel noise may be at most ⟨C_ℓ⟩ itself at a fitted ℓ (module docstring)

@@ -97,7 +97,8 @@ def convergence_time(c, times, z_margin: float = 2.0) -> tuple[float, list[float
 # The time pairs of neighbouring pixels need to separate to λ_c, t_sep = A·(σ²)^b·ρ^c (1/Ω), fitted to
 # experiments/convergence_time.py (plane-wave model, λ_min/λ_c = 0.1, λ_max/λ_c = 10, 32 modes, nside 16,
 # N_B 16, σ² 0.3-6, ρ 0.01-0.2: 15 of 16 points separated by ΩT = 3000; scatter 0.25 e-folds). Where
-# T_conv could be measured (ρ = 0.03) it was 0.3-1.1 t_sep; docs/fitting.md has the table.
+# T_conv could be measured it was 0.3-1.1 t_sep at ρ = 0.03 and 2.9-6.8 t_sep at ρ = 0.01 (nside 8,
+# ΩT ≤ 2×10⁴); docs/fitting.md has the tables.
 SEPARATION_LAW = dict(A=13.9, b=-0.50, c=-1.10, scatter_efolds=0.25)
 
 
@@ -107,11 +108,11 @@ def separation_time(sigma2, rho):
     return law["A"] * np.asarray(sigma2, dtype=float) ** law["b"] * np.asarray(rho, dtype=float) ** law["c"]
 
 
-def suggested_times(sigma2, rho, n_times: int = 5, factor: float = 2.0) -> tuple[float, ...]:
+def suggested_times(sigma2, rho, n_times: int = 5, factor: float = 4.0) -> tuple[float, ...]:
     """Backtracking times for a campaign over the points (σ², ρ): ``n_times`` log-spaced from
     T_max/16 to T_max = ``factor`` × the largest t_sep over them (:func:`separation_time`), so that the
-    slowest point is followed to twice its separation time and the diagnostic has earlier times
-    to compare (rounded to 2 significant digits)."""
+    slowest point is followed to four times its separation time (the measured T_conv/t_sep was
+    0.3-6.8) and the diagnostic has earlier times to compare (rounded to 2 significant digits)."""
     t_max = factor * float(np.max(separation_time(sigma2, rho)))
     grid = np.geomspace(t_max / 16, t_max, n_times)
     return tuple(float(f"{t:.2g}") for t in grid)

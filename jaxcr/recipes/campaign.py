@@ -53,7 +53,7 @@ def _auto_times(parameters, points) -> tuple[float, ...]:
     sigma2, rho = (np.asarray(values[n]) for n in ("sigma2", "rho"))
     times = suggested_times(sigma2, rho)
     slowest = float(np.max(separation_time(sigma2, rho)))
-    print(f"times ΩT = {', '.join(f'{t:g}' for t in times)}: up to twice the largest separation time over the box "
+    print(f"times ΩT = {', '.join(f'{t:g}' for t in times)}: up to 4 × the largest separation time over the box "
           f"(t_sep = {slowest:.3g}/Ω at σ² = {sigma2.min():.3g}, ρ = {rho.min():.3g}); --times sets others")  # fmt: skip
     return times
 
@@ -228,7 +228,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    help="field realisations N_B per design point (default 32; 16 made one-sky intervals too narrow)")  # fmt: skip
     s.add_argument("--modes", type=int, default=32, help="plane-wave modes N per field (default 32)")
     s.add_argument("--times", type=float, nargs="+",
-                   help="backtracking times ΩT stored (default: 5 log-spaced times up to twice the largest separation "
+                   help="backtracking times ΩT stored (default: 5 log-spaced times up to 4 × the largest separation "
                    "time t_sep(σ², ρ) over the box, the measured scale of convergence; see docs/fitting.md)")  # fmt: skip
     s.add_argument("--observatory", nargs="+", choices=OBSERVATORY_CHOICES, default=["icecube", "hawc"],
                    help="analyses whose spectra are stored (default icecube hawc)")  # fmt: skip
