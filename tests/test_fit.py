@@ -348,7 +348,7 @@ def test_a_sky_outside_the_box_and_an_unconverged_artifact_are_flagged(artifact)
     an artifact whose provenance says not converged is flagged; a χ² far in the tail is flagged."""
     outside = exact_skies(1, 1e-8, 8, theta=np.log([10.0, 0.1]), lognormal=True)[0]
     res = fit_sky(outside, artifact, amplitude=1e-8, options=FitOptions(profile_points=9), progress=False)
-    assert any("sigma2 = " in f and "edge of the artifact's box" in f for f in res.flags), res.flags
+    assert any("sigma2 = " in f and "on the edge of the box" in f for f in res.flags), res.flags
     stale = dataclasses.replace(artifact, provenance=dict(artifact.provenance, convergence=dict(converged=False)))
     inside = exact_skies(1, 1e-8, 9, lognormal=True)[0]
     res = fit_sky(inside, stale, amplitude=1e-8, options=FitOptions(profile_points=9), progress=False)

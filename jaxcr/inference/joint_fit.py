@@ -26,7 +26,7 @@ from .artifact import EmulatorArtifact
 from .fit import FitOptions, maximise_likelihood, start_grid
 from .likelihood import AbstractSkyLikelihood, JointLikelihood, LikelihoodForm, Reparametrised
 from .results import FitResult
-from .sky_fit import run_record, sky_likelihood, spectrum_record, start_log_amplitude
+from .sky_fit import fit_warnings, run_record, sky_likelihood, spectrum_record, start_log_amplitude
 
 __all__ = ["fit_skies", "LAMBDA_C"]
 
@@ -106,7 +106,7 @@ def fit_skies(
         names=parameters.names,
         parameters=dict(fit.values) | {f"larmor_radius_pc_{k}": r for k, r in enumerate(r_l)},
         intervals=fit.intervals,
-        flags=fit.flags,
+        flags=fit.flags + list(dict.fromkeys(f for a in artifacts for f in fit_warnings(a, fit, box))),
         spectra=[_record(m, joint.names, s, a, fit.phi) for m, s, a in zip(members, spectra, artifacts)],
         settings=dict(
             gradient_per_pc=gradient_per_pc,

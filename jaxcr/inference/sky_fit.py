@@ -40,7 +40,15 @@ from .fit import FitOptions, LikelihoodFit, maximise_likelihood, start_grid
 from .likelihood import AbstractSkyLikelihood, GaussianSky, LikelihoodForm, LogNormalSky
 from .results import FitResult
 
-__all__ = ["sky_likelihood", "fit_sky", "start_log_amplitude", "spectrum_record", "run_record", "AMPLITUDE"]
+__all__ = [
+    "sky_likelihood",
+    "fit_sky",
+    "start_log_amplitude",
+    "spectrum_record",
+    "run_record",
+    "fit_warnings",
+    "AMPLITUDE",
+]
 
 AMPLITUDE = Parameter("amplitude", 0.0, np.inf, Transform.LOG, units="", label="a = (|∇n/n| r_L)²")
 
@@ -170,7 +178,7 @@ P_VALUE_BOUNDS = (0.01, 0.99)  # χ² outside these tail probabilities is flagge
 FLOOR_SHARE = 0.01  # flag an artifact whose ln C_ℓ moments had more than this share raised to the floor
 
 
-def _warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametrisation) -> list[str]:
+def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametrisation) -> list[str]:
     """What the result should not be trusted for: an unconverged artifact, entries raised to the
     floor of the log-normal moments, an estimate on the edge of the box, an implausible χ²."""
     out = []
@@ -277,7 +285,7 @@ def fit_sky(
     with tqdm(total=1 + len(parameters), disable=not progress, desc="fit (one sky)", unit="stage") as bar:
         fit = maximise_likelihood(like, parameters, starts, options, progress=lambda: bar.update(1))
     values, intervals = _derived(fit, box.names, r_l_pc, amplitude)
-    flags = fit.flags + _warnings(artifact, fit, box)
+    flags = fit.flags + fit_warnings(artifact, fit, box)
     return FitResult.from_fit(
         fit,
         names=parameters.names,
