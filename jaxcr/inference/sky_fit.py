@@ -197,9 +197,7 @@ def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametris
     for p, x in zip(box.parameters, fit.phi):
         lo, hi = p.coordinate_box
         if min(x - lo, hi - x) < 0.01 * (hi - lo):
-            out.append(
-                f"{p.name} = {float(p.to_value(x)):.4g} is on the edge of the artifact's box: the truth may lie outside"
-            )
+            out.append(f"{p.name} = {float(p.to_value(x)):.4g} is on the edge of the box: the truth may lie outside it")
     lo_p, hi_p = P_VALUE_BOUNDS
     if np.isfinite(fit.p_value) and not lo_p <= fit.p_value <= hi_p:
         out.append(
