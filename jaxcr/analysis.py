@@ -67,18 +67,6 @@ def remove_ring_means(
     return maps - mean[..., ring]
 
 
-def _remove_ring_means_numpy(maps: np.ndarray, weights) -> np.ndarray:
-    """:func:`remove_ring_means` in numpy (maps (K, npix))."""
-    ring = ring_index(npix_to_nside(maps.shape[-1]))
-    w = np.ones(maps.shape[-1]) if weights is None else np.asarray(weights, dtype=float)
-    norm = np.bincount(ring, weights=w)
-    out = np.empty_like(maps)
-    for k, m in enumerate(maps):
-        mean = np.bincount(ring, weights=m * w, minlength=len(norm)) / np.where(norm > 0, norm, 1.0)
-        out[k] = m - mean[ring]
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
 class Analysis:
     """How an observatory turns its sky into a published spectrum (module docstring).
@@ -143,10 +131,7 @@ class Analysis:
         if self.background == BackgroundMethod.TIME_SCRAMBLING:
             maps = remove_ring_means(maps, w)
         cl = angular_power_spectrum(maps, lmax=lmax, iterations=iterations, mask=w, remove_ell_max=self.remove_ell_max)
-        if self.estimator == Estimator.PSEUDO:
-            return cl
-        full = np.ones(np.shape(maps)[-1]) if w is None else np.asarray(w)
-        return cl / estimator_normalisation(self.estimator, full, self.dec_min_deg, self.dec_max_deg)
+        return self._normalised(cl, w, np.shape(maps)[-1])
 
     def data_spectra(self, maps, weights=None, *, lmax: int | None = None, iterations: int = 3) -> np.ndarray:
         """:meth:`spectra` of data maps (numpy in, numpy out) by healpy ``anafast`` (milliseconds per
@@ -158,14 +143,18 @@ class Analysis:
         lmax = max_lmax(nside) if lmax is None else int(lmax)
         w = self.mask(nside) if weights is None else np.asarray(check_mask(weights, npix))
         if self.background == BackgroundMethod.TIME_SCRAMBLING:
-            maps = _remove_ring_means_numpy(maps, w)
+            maps = np.asarray(remove_ring_means(maps, w))
         if self.remove_ell_max is not None:
             maps = np.asarray(subtract_low_multipole_fit(maps, self.remove_ell_max, w))
         masked = maps if w is None else maps * w
         cl = np.stack([hp.anafast(m, lmax=lmax, iter=iterations, use_weights=False) for m in masked])
+        return self._normalised(cl, w, npix)
+
+    def _normalised(self, cl, weights, npix: int):
+        """The pseudo-C_ℓ divided by the estimator's normalisation (none for PSEUDO)."""
         if self.estimator == Estimator.PSEUDO:
             return cl
-        full = np.ones(npix) if w is None else w
+        full = np.ones(npix) if weights is None else np.asarray(weights)
         return cl / estimator_normalisation(self.estimator, full, self.dec_min_deg, self.dec_max_deg)
 
     def noise_response(self, nside: int, n_maps: int = NOISE_MAPS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -183,9 +172,6 @@ class Analysis:
             for key in _SETTINGS
             if getattr(other, key) != getattr(self, key)
         ]
-
-    def renamed(self, name: str) -> Analysis:
-        return dataclasses.replace(self, name=name)
 
     def as_dict(self) -> dict:
         return {k: v.value if isinstance(v, enum.Enum) else v for k, v in dataclasses.asdict(self).items()}

@@ -110,10 +110,9 @@ _DAMAGED_ADVICE = {
 }
 
 
-def save_checkpoint(path, arrays: dict, metadata: dict, kind: str = "checkpoint") -> Path:
-    """Atomically write a checkpoint (or an artifact, a campaign point: ``kind``): named arrays
-    plus a JSON metadata record."""
-    del kind  # the same file format for every kind
+def save_checkpoint(path, arrays: dict, metadata: dict) -> Path:
+    """Atomically write a checkpoint (or an artifact, a campaign point: the same format): named
+    arrays plus a JSON metadata record."""
 
     def write(tmp):
         with open(tmp, "wb") as f:

@@ -163,27 +163,31 @@ class SpectrumModel:
 
 
 def realisation_spectra(values: Mapping, model: SpectrumModel, stream: int = 0, adjoint=None) -> Float[Array, "R l"]:
-    """Per-realisation spectra (R, lmax+1) of the unit-gradient model sky at the named ``values``:
+    """Per-realisation spectra (R, lmax+1) of the unit-gradient model sky at the named ``values``
+    (each a number, or one per realisation, shape (R,): realisation i at its own values):
     realisation keys :func:`jaxcr.random.realisation_keys` (seed, R, ``stream``), passed traced so
     that models differing only in seed or stream share one compiled function."""
     if model.dt is None:
-        if any(_checks.is_traced(v) for v in values.values()):
-            raise ValueError("SpectrumModel.dt is unset and the values are traced: call model.resolved(values) first")
+        if any(_checks.is_traced(v) or np.ndim(v) for v in values.values()):
+            raise ValueError("SpectrumModel.dt is unset and the values are traced or per realisation: call "
+                             "model.resolved(values) first")  # fmt: skip
         model = model.resolved(values)
     keys = realisation_keys(model.seed, model.n_realisations, stream=stream)
-    return _spectra_compiled(dict(values), keys, model.replace(seed=0), adjoint)
+    shape = (model.n_realisations,)
+    per_realisation = {k: jnp.broadcast_to(jnp.asarray(v, dtype=float), shape) for k, v in values.items()}
+    return _spectra_compiled(per_realisation, keys, model.replace(seed=0), adjoint)
 
 
 @eqx.filter_jit
 def _spectra_compiled(values, keys, model: SpectrumModel, adjoint):
-    sky = model.sky_model(values, differentiable=adjoint is not None)
-
-    def one(key):
+    def one(args):
+        key, own = args
+        sky = model.sky_model(own, differentiable=adjoint is not None)
         return final_spectra(sky, key[None], adjoint)[0, 0]
 
     # several realisations per map (≈ 2048 particles) keep the vector units busy at small nside
     batch = max(1, min(model.n_realisations, 2048 // (12 * model.nside**2)))
-    return jax.lax.map(one, keys, batch_size=batch)
+    return jax.lax.map(one, (keys, values), batch_size=batch)
 
 
 def spectrum_covariance(spectra):

@@ -134,7 +134,7 @@ class EmulatorArtifact:
             n_realisations=self.n_realisations,
             provenance=self.provenance,
         )
-        return io.save_checkpoint(path, arrays, meta, kind="artifact")
+        return io.save_checkpoint(path, arrays, meta)
 
     @classmethod
     def load(cls, path) -> EmulatorArtifact:

@@ -119,12 +119,10 @@ class CampaignSpec:
         """The Boris step (1/Ω) each design point runs with."""
         return [float(self.model_at(k).dt or 0.0) for k in range(len(self.design))]
 
-    def particle_steps(self, indices=None) -> float:
-        """Σ over the points (default all) of N_B · N_pix · max(times)/dt: the work of the campaign."""
+    def particle_steps(self) -> float:
+        """Σ over the points of N_B · N_pix · max(times)/dt: the work of the campaign."""
         m = self.model
-        indices = range(len(self.design)) if indices is None else indices
-        steps = self.steps()
-        return float(sum(m.n_realisations * 12 * m.nside**2 * self.times[-1] / steps[k] for k in indices))
+        return float(sum(m.n_realisations * 12 * m.nside**2 * self.times[-1] / dt for dt in self.steps()))
 
     def digest(self) -> str:
         """SHA-256 of everything but the design: point files of one digest belong together."""
@@ -274,7 +272,7 @@ class Campaign:
             versions=software_versions(),
             finished=_time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
-        return io.save_checkpoint(path, arrays, meta, kind="campaign point")
+        return io.save_checkpoint(path, arrays, meta)
 
     def load_point(self, index: int) -> tuple[dict, dict]:
         arrays, meta = io.load_checkpoint(self.point_path(index), kind="campaign point")

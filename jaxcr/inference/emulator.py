@@ -4,7 +4,7 @@ named parameters (:class:`jaxcr.parametrisation.Parametrisation`; for the paper'
 
 At long backtracking times the model at neighbouring θ is decorrelated by chaos, so each design
 point carries its own sampling noise; the emulator pools them into a smooth, differentiable
-⟨C_ℓ⟩(θ) and cosmic variance S(θ). Also here: the box grid of start points.
+⟨C_ℓ⟩(θ) and cosmic variance S(θ).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["monomial_exponents", "poly_features", "SpectrumEmulator", "box_grid"]
+__all__ = ["monomial_exponents", "poly_features", "SpectrumEmulator"]
 
 
 def monomial_exponents(n_parameters: int, degree: int) -> list[tuple[int, ...]]:
@@ -144,9 +144,3 @@ class SpectrumEmulator(eqx.Module):
         f = poly_features(self.box_coordinates(theta), self.degree, jnp)
         m = self.mean(theta)
         return m[:, None] * m[None, :] * (self.rel / sky_realisations + (f @ self.ftf_inv @ f) * self.rel_emu)
-
-
-def box_grid(centre, halfwidth, n: int):
-    """n^P points filling centre ± halfwidth (P = len(centre)), shape (n^P, P)."""
-    axes = [c + h * np.linspace(-1.0, 1.0, n) for c, h in zip(centre, halfwidth)]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))

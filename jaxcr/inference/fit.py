@@ -76,7 +76,8 @@ class LikelihoodFit:
 
     ``phi``: the best-fit coordinates; ``values``: the best-fit physical values;
     ``intervals[name][level]`` = (low, high, closed_low, closed_high) in physical values for
-    levels "68" and "95"; ``profiles[name]`` = {"coordinate", "delta_m2lnl"}; ``fisher``: in the
+    levels "68" and "95"; ``profiles[name]`` = {"coordinate", "value", "transform", "label",
+    "delta_m2lnl"}; ``fisher``: in the
     coordinates; ``directions``: per eigen-direction of the boxed parameters, its unit vector,
     1σ, prior half-range along it and the flag; ``flags``: human-readable warnings."""
 

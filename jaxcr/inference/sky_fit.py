@@ -276,7 +276,7 @@ def fit_sky(
     if amplitude is not None:
         _checks.check_positive("amplitude", amplitude)
     like = sky_likelihood(observed, artifact, amplitude=amplitude, ell_max=ell_max, form=form)
-    keep = _fitted_multipoles(observed, artifact, ell_max)
+    keep = np.isin(observed.ell, artifact.ells[np.asarray(like.rows)])  # the multipoles it fits
     box = artifact.parameters
     parameters = box if amplitude is not None else Parametrisation(box.parameters + (AMPLITUDE,))
     starts = _starts(like, parameters, box, start, options.start_points)

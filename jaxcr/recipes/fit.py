@@ -75,8 +75,7 @@ def main(argv=None, prog: str = "jaxcr fit") -> int:
         value = getattr(args, name)
         if value is not None and not value > 0:
             ap.error(f"--{name.replace('_', '-')} must be > 0; got {value}")
-    if args.start is not None:
-        _named_values(args.start)  # checked before any work
+    start = None if args.start is None else _named_values(args.start)  # checked before any work
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -92,14 +91,14 @@ def main(argv=None, prog: str = "jaxcr fit") -> int:
     created = not out.exists()
     io.check_writable("--out", out / "fit.json")
     try:
-        return _fit(args, out)
+        return _fit(args, out, start)
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a failed fit leaves no empty folder behind
         raise
 
 
-def _fit(args, out: Path) -> int:
+def _fit(args, out: Path, start: dict | None) -> int:
     from jaxcr.inference.artifact import EmulatorArtifact, check_artifact_path, shipped_artifact_for
     from jaxcr.inference.joint_fit import fit_skies
     from jaxcr.inference.sky_fit import fit_sky
@@ -119,7 +118,7 @@ def _fit(args, out: Path) -> int:
             artifacts[0],
             gradient_per_pc=args.gradient_per_pc,
             amplitude=args.amplitude,
-            start=None if args.start is None else _named_values(args.start),
+            start=start,
             ell_max=args.ell_max,
             **common,
         )

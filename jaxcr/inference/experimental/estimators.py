@@ -37,7 +37,7 @@ import numpy as np
 from ... import _checks
 from ...chaos import lyapunov_exponent
 from ...diffusion import mean_and_sem
-from ...forward import final_spectra, sample_fields
+from ...forward import sample_fields
 from ...observations import ObservedSpectrum
 from ...random import realisation_keys
 from ...spectrum_model import SpectrumModel, spectrum_covariance
@@ -76,19 +76,9 @@ def realisation_spectra(theta, model: SpectrumModel, adjoint=None):
 
 
 def spectra_at(thetas, model: SpectrumModel):
-    """Spectra of realisation i at θ_i (thetas of shape (R, 2)); one backtracking run each."""
-    keys = realisation_keys(model.seed, model.n_realisations)
-    return _spectra_at(thetas, keys, model.replace(seed=0))
-
-
-@eqx.filter_jit
-def _spectra_at(thetas, keys, model: SpectrumModel):
-    def one(args):
-        key, theta = args
-        return final_spectra(model.sky_model(plane_wave_values(theta)), key[None])[0, 0]
-
-    batch = max(1, min(model.n_realisations, 2048 // (12 * model.nside**2)))
-    return jax.lax.map(one, (keys, thetas), batch_size=batch)
+    """Spectra of realisation i at θ_i (thetas of shape (R, 2)); one backtracking run each
+    (``model.dt`` set)."""
+    return named_realisation_spectra(plane_wave_values(jnp.asarray(thetas).T), model)
 
 
 def score_terms(model: SpectrumModel):
