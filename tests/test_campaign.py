@@ -271,3 +271,26 @@ def test_campaign_and_fit_commands_end_to_end(tmp_path, capsys):
     assert "another analysis" in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "sky.csv"), "--artifact", str(tmp_path / "none.npz")]) == 2
     assert "jaxcr campaign artifact" in capsys.readouterr().err
+
+
+def test_convergence_time_of_one_point_and_the_suggested_times():
+    """Spectra of 64 realisations that grow until the third of five times and stay put (noise of
+    known SE): T_conv is the third time; spectra still growing between the last two times give
+    T_conv = inf. suggested_times: 5 log-spaced times ending at 4 × the largest t_sep of the points
+    (t_sep = 13.9·(σ²)^−0.5·ρ^−1.1, here at σ² = 0.3, ρ = 0.05: 685/Ω), rounded to 2 digits."""
+    from jaxcr.inference.convergence import convergence_time, separation_time, suggested_times
+
+    rng = np.random.default_rng(3)
+    times = (10.0, 20.0, 40.0, 80.0, 160.0)
+    level = np.array([0.2, 0.6, 1.0, 1.0, 1.0])
+    c = level[None, :, None] + rng.normal(size=(64, 1, 8)) * 0.3 + rng.normal(size=(64, 5, 8)) * 0.01
+    t_conv, q, threshold = convergence_time(c, times)
+    assert t_conv == 40.0 and q[0] > threshold and q[2] < threshold
+    growing = c * np.array([1.0, 1.0, 1.0, 1.0, 1.5])[None, :, None]
+    assert convergence_time(growing, times)[0] == float("inf")
+    assert float(separation_time(0.3, 0.05)) == pytest.approx(13.9 * 0.3**-0.5 * 0.05**-1.1, rel=1e-12)
+    suggested = suggested_times([0.3, 3.0], [0.05, 0.2])
+    t_max = 4 * float(separation_time(0.3, 0.05))
+    # rounded to 2 significant digits: at most 5 % off (e.g. 1050 → 1100)
+    assert suggested[-1] == pytest.approx(t_max, rel=0.05) and suggested[0] == pytest.approx(t_max / 16, rel=0.05)
+    assert np.allclose(np.diff(np.log(suggested)), np.log(2), atol=0.1)
