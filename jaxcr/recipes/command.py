@@ -41,8 +41,9 @@ class CommandParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-class Interrupted(Exception):
-    """SIGTERM, turned into an exception so that the run stops where Ctrl-C would stop it."""
+class Interrupted(BaseException):
+    """SIGTERM, turned into an exception so that the run stops where Ctrl-C would stop it (a
+    BaseException, like KeyboardInterrupt, so that no `except Exception` turns it into an error)."""
 
 
 def _on_sigterm(signum, frame):
