@@ -43,12 +43,16 @@ def main(argv=None) -> int:
     di = relative_intensity_from_counts(obs.counts, obs.background, w)
     lmax = 2 * args.nside - 1
     first = time.perf_counter()
-    spectrum_from_maps(obs.counts, obs.background, icecube.analysis, weights=w, n_resamples=args.resamples)
+    spectrum_from_maps(
+        obs.counts, obs.background, icecube.analysis, weights=w, n_resamples=args.resamples, energy_tev=20.0
+    )
     first = time.perf_counter() - first
     ours, theirs = [], []
     for _ in range(args.pairs):
         t0 = time.perf_counter()
-        spectrum_from_maps(obs.counts, obs.background, icecube.analysis, weights=w, n_resamples=args.resamples)
+        spectrum_from_maps(
+            obs.counts, obs.background, icecube.analysis, weights=w, n_resamples=args.resamples, energy_tev=20.0
+        )
         ours.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         hp.anafast(w * di, lmax=lmax, iter=3)

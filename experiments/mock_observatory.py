@@ -95,7 +95,9 @@ def main(argv=None) -> int:
         mocks = [mock_observation(sky, o, seed=args.seed + s) for s in range(args.skies)]
         w = mocks[0].weights
         specs = [
-            spectrum_from_maps(m.counts, m.background, o.analysis, weights=w, n_resamples=8, seed=s)
+            spectrum_from_maps(
+                m.counts, m.background, o.analysis, weights=w, n_resamples=8, seed=s, energy_tev=o.median_energy_tev
+            )
             for s, m in enumerate(mocks)
         ]
         cl = np.stack([s.cl for s in specs])

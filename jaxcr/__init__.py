@@ -6,148 +6,45 @@ Reference: M. Ahlers, "The power spectrum of cosmic ray arrival directions", AST
 
 Importing jaxcr switches JAX to float64 (``jax_enable_x64``): phases of 10⁴-10⁶ rad after long
 backtracking and the spherical transforms are wrong in float32 (C_ℓ 8.5 % off healpy). Entry
-points raise if it has been switched off again.
+points raise if it has been switched off again. If JAX is not imported yet, the switch is the
+environment variable ``JAX_ENABLE_X64`` (which JAX reads when it is imported, and which processes
+started from this one inherit).
+
+The names below are loaded on first use (``jaxcr.backtrack`` imports JAX, healpy and the rest
+then), so that ``import jaxcr`` and the ``jaxcr`` command's ``--help`` take a fraction of a second.
 """
 
-import jax as _jax
+import importlib as _importlib
+import os as _os
+import pkgutil as _pkgutil
+import sys as _sys
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-_jax.config.update("jax_enable_x64", True)
+if "jax" in _sys.modules:
+    _sys.modules["jax"].config.update("jax_enable_x64", True)
+else:
+    _os.environ["JAX_ENABLE_X64"] = "True"
 
-from . import (
-    analysis as analysis,
-)
-from . import (
-    chaos as chaos,
-)
-from . import (
-    conventions as conventions,
-)
-from . import (
-    diffusion as diffusion,
-)
-from . import (
-    distributed as distributed,
-)
-from . import (
-    forward as forward,
-)
-from . import (
-    inference as inference,
-)
-from . import (
-    io as io,
-)
-from . import (
-    native as native,
-)
-from . import (
-    observations as observations,
-)
-from . import (
-    observatory as observatory,
-)
-from . import (
-    parametrisation as parametrisation,
-)
-from . import (
-    plot as plot,
-)
-from . import (
-    random as random,
-)
-from . import (
-    sky as sky,
-)
-from . import (
-    skymaps as skymaps,
-)
-from . import (
-    spectra as spectra,
-)
-from . import (
-    spectrum_model as spectrum_model,
-)
-from . import (
-    synthetic as synthetic,
-)
-from . import (
-    theory as theory,
-)
-from . import (
-    turbulence_model as turbulence_model,
-)
-from . import (
-    units as units,
-)
-from ._version import __version__ as __version__
-from .analysis import Analysis as Analysis
-from .backtracking import (
-    Trajectories as Trajectories,
-)
-from .backtracking import (
-    backtrack as backtrack,
-)
-from .backtracking import (
-    continue_backtrack as continue_backtrack,
-)
-from .backtracking import (
-    track as track,
-)
-from .dynamics import Boris as Boris
-from .dynamics import LorentzForce as LorentzForce
-from .dynamics import default_step as default_step
-from .field import (
-    AbstractField as AbstractField,
-)
-from .field import (
-    FieldPrecision as FieldPrecision,
-)
-from .field import (
-    ModeSumLayout as ModeSumLayout,
-)
-from .field import (
-    UniformField as UniformField,
-)
-from .forward import SkyModel as SkyModel
-from .parametrisation import Parameter as Parameter
-from .parametrisation import Parametrisation as Parametrisation
-from .parametrisation import Transform as Transform
-from .parametrisation import plane_wave_parametrisation as plane_wave_parametrisation
-from .simulate import EnsembleConfig as EnsembleConfig
-from .simulate import log_time_grid as log_time_grid
-from .simulate import run_ensemble as run_ensemble
-from .sky import (
-    declination_band_mask as declination_band_mask,
-)
-from .sky import (
-    liouville_map as liouville_map,
-)
-from .sky import (
-    pixel_directions as pixel_directions,
-)
-from .sky import (
-    relative_intensity as relative_intensity,
-)
-from .spectra import angular_power_spectrum as angular_power_spectrum
-from .spectra import map_to_alm as map_to_alm
-from .spectrum_model import SpectrumModel as SpectrumModel
-from .turbulence import (
-    PlaneWaveTurbulence as PlaneWaveTurbulence,
-)
-from .turbulence import (
-    TurbulenceNoise as TurbulenceNoise,
-)
-from .turbulence import (
-    TurbulenceParameters as TurbulenceParameters,
-)
-from .turbulence import (
-    mode_amplitudes as mode_amplitudes,
-)
-from .turbulence import (
-    mode_wavenumbers as mode_wavenumbers,
-)
-from .turbulence import (
-    spectral_weight as spectral_weight,
-)
-from .turbulence_model import AbstractTurbulenceModel as AbstractTurbulenceModel
-from .turbulence_model import PlaneWaveGJ99 as PlaneWaveGJ99
+if _TYPE_CHECKING:
+    from ._api import *  # noqa: F403
+
+
+_SUBMODULES = {module.name for module in _pkgutil.iter_modules([_os.path.dirname(__file__)])}
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:  # `from . import spectra` inside jaxcr: the submodule itself, nothing else
+        return _importlib.import_module(f".{name}", __name__)
+    if name.startswith("_") and name not in ("__all__", "__version__"):
+        raise AttributeError(name)
+    api = _importlib.import_module("._api", __name__)
+    try:
+        value = getattr(api, name)
+    except AttributeError:
+        raise AttributeError(f"module 'jaxcr' has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_importlib.import_module("._api", __name__).__all__))

@@ -60,7 +60,7 @@ def remove_ring_means(
     rings = ring_index(npix_to_nside(npix))
     n_rings = int(rings.max()) + 1  # from the numpy array: a constant, also inside a traced function
     ring = jnp.asarray(rings)
-    w = jnp.ones(npix) if weights is None else check_mask(weights, npix)
+    w = jnp.ones(npix) if weights is None else check_mask(weights, npix, "weights")
     total = jax.ops.segment_sum(jnp.moveaxis(maps * w, -1, 0), ring, num_segments=n_rings)  # (rings, ...)
     norm = jax.ops.segment_sum(w, ring, num_segments=n_rings)
     mean = jnp.moveaxis(total, 0, -1) / jnp.where(norm > 0, norm, 1.0)
@@ -93,6 +93,11 @@ class Analysis:
             _checks.check_finite(name, getattr(self, name))
         if not -90.0 <= float(self.dec_min_deg) < float(self.dec_max_deg) <= 90.0:
             raise ValueError(f"need -90 <= dec_min_deg < dec_max_deg <= 90; got {self.dec_min_deg}, {self.dec_max_deg}")
+        if max(abs(float(self.dec_min_deg)), abs(float(self.dec_max_deg))) <= np.pi / 2:
+            raise ValueError(
+                f"dec_min_deg = {self.dec_min_deg} and dec_max_deg = {self.dec_max_deg} lie within ±π/2: radians? "
+                f"The band is in degrees ({np.degrees(self.dec_min_deg):.1f}, {np.degrees(self.dec_max_deg):.1f} if they are)"
+            )
         object.__setattr__(self, "dec_min_deg", float(self.dec_min_deg))
         object.__setattr__(self, "dec_max_deg", float(self.dec_max_deg))
         object.__setattr__(self, "background", as_option(BackgroundMethod, "background", self.background))
@@ -127,7 +132,7 @@ class Analysis:
         docstring). ``weights``: the observed pixels (default: the analysis' band)."""
         if weights is None:
             weights = self.mask(npix_to_nside(np.shape(maps)[-1]))
-        w = None if weights is None else check_mask(weights, np.shape(maps)[-1])
+        w = None if weights is None else check_mask(weights, np.shape(maps)[-1], "weights")
         if self.background == BackgroundMethod.TIME_SCRAMBLING:
             maps = remove_ring_means(maps, w)
         cl = angular_power_spectrum(maps, lmax=lmax, iterations=iterations, mask=w, remove_ell_max=self.remove_ell_max)
@@ -141,7 +146,7 @@ class Analysis:
         npix = maps.shape[-1]
         nside = npix_to_nside(npix)
         lmax = max_lmax(nside) if lmax is None else int(lmax)
-        w = self.mask(nside) if weights is None else np.asarray(check_mask(weights, npix))
+        w = self.mask(nside) if weights is None else np.asarray(check_mask(weights, npix, "weights"))
         if self.background == BackgroundMethod.TIME_SCRAMBLING:
             maps = np.asarray(remove_ring_means(maps, w))
         if self.remove_ell_max is not None:

@@ -26,35 +26,16 @@ coordinates) is lost (:func:`jaxcr.observatory.remove_ring_means`).
 
 from __future__ import annotations
 
-import enum
-
 import numpy as np
 
 from . import _checks
-from .field import as_option
+from .options import BackgroundMethod, Estimator, as_option
 
 __all__ = ["Estimator", "BackgroundMethod", "band_k_factor", "estimator_normalisation", "shot_noise_level"]
 
 
 FIG2_GRADIENTS = {"parallel": (0.0, 0.0, 1.0), "perpendicular": (1.0, 0.0, 0.0)}
 """Unit CR gradients parallel and perpendicular to B0 = ẑ: the two skies of the paper's Fig. 2."""
-
-
-class Estimator(enum.StrEnum):
-    """How a spectrum is estimated from a partial-sky map (module docstring)."""
-
-    PSEUDO = "pseudo"
-    FSKY = "fsky"
-    K_CORRECTED = "k-corrected"
-
-
-class BackgroundMethod(enum.StrEnum):
-    """How the expected counts are known: ``TIME_SCRAMBLING`` estimates them from the data over a
-    sidereal day (the declination-ring means of δI are lost); ``KNOWN`` uses the true expected
-    counts (simulations, or a background model independent of the data)."""
-
-    TIME_SCRAMBLING = "time-scrambling"
-    KNOWN = "known"
 
 
 def band_k_factor(dec_min_deg: float, dec_max_deg: float) -> float:

@@ -9,7 +9,6 @@ the tests). Any subclass of :class:`AbstractField` can be backtracked.
 from __future__ import annotations
 
 import abc
-import enum
 
 import equinox as eqx
 import jax
@@ -18,54 +17,9 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from . import _checks
+from .options import FieldPrecision, ModeSumLayout, as_option
 
 __all__ = ["AbstractField", "UniformField", "FieldPrecision", "ModeSumLayout", "as_option", "check_field"]
-
-
-class FieldPrecision(enum.StrEnum):
-    """How accurately the plane-wave mode sum is evaluated (:meth:`PlaneWaveTurbulence.with_precision`).
-
-    The phases k_n·r + β_n are always formed and reduced in float64. ``FLOAT64`` (full): cos by
-    a 9-term polynomial and the sum in float64, error ~1e-13 of the rms field. ``FAST``: a 7-term
-    polynomial in float64, error ~1e-9 of the rms field (measured 1.3e-9 B0 for the paper's
-    field, below the 4e-8 B0 of the established C++ code's SIMD cosine), ~10 % faster on CPU.
-    ``FLOAT32``: cos and the sum in float32, error ~5e-7 (faster on GPUs).
-    """
-
-    FLOAT64 = "float64"
-    FAST = "fast"
-    FLOAT32 = "float32"
-
-
-class ModeSumLayout(enum.StrEnum):
-    """How the mode sum is computed (:meth:`PlaneWaveTurbulence.with_layout`); same numbers to
-    rounding. NATIVE is jaxcr's C++ kernel (:mod:`jaxcr.native`, CPU only): one pass over the
-    modes per particle, vectorised and threaded, 3.7x the XLA layouts on a 2-core AVX-512 CPU.
-    PALLAS is jaxcr's fused GPU kernel (:mod:`jaxcr.pallas_kernel`): phases, cosines and sums in
-    registers, no (particles × modes) array in memory; on other backends it runs in Pallas'
-    interpreter (for tests: correct, and slow). MATMUL forms the phases k_n·r and the sum
-    Σ E_n cos(·) as two matrix products (it keeps 0.1.0's CPU results bit for bit); SPLIT forms
-    phases and cos as one elementwise kernel and the sum as a product; FUSED writes the sum as a
-    reduction too. AUTO takes NATIVE on CPU (MATMUL, with a warning, where the kernel cannot be
-    built) and PALLAS on GPU (SPLIT, with a warning, where its first compiled result does not
-    match the exact sum), decided when traced (H200, N = 256, 122 880 particles: SPLIT 4.3×10⁸
-    Boris particle-steps/s, MATMUL 3.2×10⁸, FUSED 3.0×10⁸; PALLAS not yet measured)."""
-
-    AUTO = "auto"
-    NATIVE = "native"
-    MATMUL = "matmul"
-    SPLIT = "split"
-    FUSED = "fused"
-    PALLAS = "pallas"
-
-
-def as_option(enum_type, name: str, value):
-    """``value`` as a member of ``enum_type`` (its member or its value string), else a clear error."""
-    try:
-        return enum_type(value)
-    except ValueError:
-        allowed = ", ".join(repr(m.value) for m in enum_type)
-        raise ValueError(f"{name} must be a {enum_type.__name__} or one of {allowed}; got {value!r}") from None
 
 
 class AbstractField(eqx.Module):

@@ -132,7 +132,7 @@ def noise_spectrum(
     ``n_maps`` maps accounts for.
     """
     n = np.asarray(expected_counts, dtype=float)
-    w = np.asarray(check_mask(weights, n.size))
+    w = np.asarray(check_mask(weights, n.size, "weights"))
     if np.any(n[w > 0] <= 0):
         raise ValueError("expected_counts must be > 0 in every observed pixel")
     _checks.check_positive_int("n_maps", n_maps)
@@ -153,7 +153,8 @@ def spectrum_from_maps(
     n_resamples: int = 32,
     seed: int = 0,
     observatory: str = "observed",
-    energy_tev: float = 1.0,
+    energy_tev: float,
+    background_samples: float | None = None,
     source: str = "",
 ) -> ObservedSpectrum:
     """The spectrum file ``analysis`` makes from maps of counts and background.
@@ -168,8 +169,21 @@ def spectrum_from_maps(
             isotropic skies) and the measurement errors σ_ℓ, the shot-noise spread of Ĉ_ℓ given the
             sky, (2/(2ℓ+1))(2SN + N²) for a Gaussian full sky: the isotropic spread (N², the mask's
             coupling included) times 1 + 2S/N with S = Ĉ_ℓ − N_ℓ (at least a quarter of it).
+        observatory, energy_tev: written into the spectrum file; ``energy_tev`` is the events'
+            median energy in TeV (required: a fit turns r_L/λ_c into λ_c in pc with it).
+        background_samples: α where the background is the mean of α scrambled (or simulated) copies
+            of the data, so that its own Poisson noise has variance ⟨N⟩/α per pixel: the noise level
+            is then (1 + 1/α) times the counts' alone, and the resamplings draw the background too
+            (IceCube's time-scrambling: α = 20, about 5 % more noise). Default: the background has no
+            noise of its own (as the ring sharing of :func:`mock_observation`, whose noise lies on
+            the rings and is removed with the ring means).
     Returns:
         An :class:`ObservedSpectrum` (noise level from the background, the estimator's convention).
+
+    Pixels outside the field of view must be 0 in both maps (healpy's ``UNSEEN`` is refused: set
+    them to 0, as ``jaxcr spectrum-from-maps`` does). A pixel with no events where the background
+    expects more than 14 (Poisson probability below 10⁻⁶) is refused as dead: leave it out of
+    ``weights`` or set its background to 0.
     """
     if not isinstance(analysis, Analysis):
         raise TypeError(f"analysis must be an Analysis (jaxcr.analysis); got {type(analysis).__name__}")
@@ -178,24 +192,38 @@ def spectrum_from_maps(
     if counts.shape != background.shape or counts.ndim != 1:
         raise ValueError(f"counts and background must be maps of one shape; got {counts.shape}, {background.shape}")
     for name, m in (("counts", counts), ("background", background)):
+        unseen = int(np.sum(np.isclose(m, hp.UNSEEN)))
+        if unseen:
+            raise ValueError(
+                f"{name} has {unseen} pixels at healpy's UNSEEN ({hp.UNSEEN:g}), i.e. outside the field of view: "
+                "set counts and background to 0 there (jaxcr spectrum-from-maps does)"
+            )
         _checks.check_finite(name, m)
         if np.any(m < 0):
             raise ValueError(f"{name} must be >= 0 (event numbers)")
     nside = npix_to_nside(counts.size)
     band = np.asarray(declination_band_mask(nside, analysis.dec_min_deg, analysis.dec_max_deg))
-    w = band * (background > 0) if weights is None else np.asarray(check_mask(weights, counts.size))
-    if np.any(background[w > 0] <= 0):
-        raise ValueError("background must be > 0 in every pixel of the field of view (weights > 0)")
+    w = band * (background > 0) if weights is None else np.asarray(check_mask(weights, counts.size, "weights"))
+    _check_observed_maps(counts, background, w, analysis)
     lmax = check_lmax(lmax, nside)
     _checks.check_positive_int("n_resamples", n_resamples)
     if n_resamples < 2:
         raise ValueError(f"n_resamples must be >= 2 (the errors are a standard deviation); got {n_resamples}")
     if isinstance(ell_min, bool) or not isinstance(ell_min, (int, np.integer)) or not 0 <= ell_min <= lmax:
         raise ValueError(f"ell_min must be an integer in [0, lmax = {lmax}]; got {ell_min!r}")
+    _checks.check_positive("energy_tev", energy_tev)
+    if background_samples is not None:
+        _checks.check_positive("background_samples", background_samples)
     rng = np.random.default_rng(seed)
     cl = analysis.data_spectra(relative_intensity_from_counts(counts, background, w), w, lmax=lmax)[0]
+
+    def resampled_background():
+        if background_samples is None:
+            return background
+        return rng.poisson(background_samples * background) / background_samples
+
     isotropic = np.stack(
-        [relative_intensity_from_counts(rng.poisson(background), background, w) for _ in range(n_resamples)]
+        [relative_intensity_from_counts(rng.poisson(background), resampled_background(), w) for _ in range(n_resamples)]
     )
     iso = analysis.data_spectra(isotropic, w, lmax=lmax)
     # the shot-noise spread of Ĉ_ℓ given the sky: (2/(2ℓ+1))(2SN + N²) for a Gaussian full sky, i.e. the
@@ -210,8 +238,9 @@ def spectrum_from_maps(
         cl=cl[ell],
         sigma=np.maximum(sigma[ell], 1e-300),
         observatory=observatory,
-        energy_tev=energy_tev,
-        noise_level=shot_noise_level(background, w, analysis.estimator, analysis.dec_min_deg, analysis.dec_max_deg),
+        energy_tev=float(energy_tev),
+        noise_level=shot_noise_level(background, w, analysis.estimator, analysis.dec_min_deg, analysis.dec_max_deg)
+        * (1.0 if background_samples is None else 1.0 + 1.0 / background_samples),
         analysis=analysis,
         nside=nside,
         isotropic_mean=iso.mean(0)[ell],
@@ -220,11 +249,87 @@ def spectrum_from_maps(
     )
 
 
-def read_healpix_maps(path, fields=(0,)) -> list[np.ndarray]:
-    """Maps from a FITS file as healpy writes them (one column per map), converted to RING order."""
+#: header spellings of the pixel orderings and of equatorial coordinates (``COORDSYS``)
+RING_ORDERINGS = ("RING",)
+NESTED_ORDERINGS = ("NESTED", "NEST")
+EQUATORIAL_COORDSYS = ("C", "CEL", "CELESTIAL", "EQ", "EQU", "EQUATORIAL", "Q", "ICRS", "FK5", "J2000")
+
+
+#: a pixel with no events where the background expects more than this is dead (P(0) < 10⁻⁶)
+DEAD_PIXEL_EXPECTED = 14.0
+
+
+def _check_observed_maps(counts, background, weights, analysis: Analysis) -> None:
+    """Refuse maps that would give a finite but wrong spectrum (spectrum_from_maps' docstring)."""
+    observed = weights > 0
+    if np.any(background[observed] <= 0):
+        raise ValueError("background must be > 0 in every pixel of the field of view (weights > 0)")
+    if counts[observed].sum() <= 0:
+        raise ValueError("counts has no events in the field of view: there is no sky to make a spectrum of")
+    dead = observed & (counts == 0) & (background > DEAD_PIXEL_EXPECTED)
+    if dead.any():
+        raise ValueError(
+            f"counts has {int(dead.sum())} dead pixels (0 events where the background expects more than "
+            f"{DEAD_PIXEL_EXPECTED:g}, Poisson probability < 1e-6 each; e.g. pixel {int(np.flatnonzero(dead)[0])}): "
+            "leave them out of the field of view (weights 0, or background 0)"
+        )
+    if analysis.background == BackgroundMethod.TIME_SCRAMBLING:
+        # a time-scrambled background is constant on each declination ring of a RING map up to its own noise
+        # (at most Poisson, α ≥ 1); NESTED pixels read as RING mix declinations on every ring: the rings then
+        # explain little of its variance and it varies along them by far more than its noise
+        ring = ring_index(npix_to_nside(counts.size))[observed]
+        b = background[observed]
+        n_rings = int(ring.max()) + 1
+        per_ring = np.bincount(ring, minlength=n_rings)
+        ring_mean = np.bincount(ring, weights=b, minlength=n_rings) / np.maximum(per_ring, 1)
+        within = float(np.sqrt(np.mean((b / ring_mean[ring] - 1.0) ** 2)))
+        explained = 1.0 - float(np.var(b - ring_mean[ring])) / max(float(np.var(b)), 1e-300)
+        poisson = 3.0 * float(np.sqrt(np.mean(1.0 / b)))  # 3× the background's own Poisson scatter at α = 1
+        if within > poisson and explained < 0.5:
+            raise ValueError(
+                f"the time-scrambled background varies by {within:.0%} r.m.s. along declination rings (rings explain "
+                f"{max(explained, 0):.0%} of its variance): are the maps NESTED but read as RING? Give the ordering "
+                "(ORDERING in the FITS header, or --ordering nested); or is the background not time-scrambled "
+                "(background_method='known')?"
+            )
+
+
+def read_healpix_maps(path, fields=(0,), *, ordering: str | None = None) -> list[np.ndarray]:
+    """Maps from a FITS file as healpy writes them (one column per map), in RING order.
+
+    The header decides: ``ORDERING`` (RING, or NESTED/NEST in any case, reordered to RING; ``ordering``
+    overrides it, and is needed where the header has none) and ``COORDSYS`` (equatorial: C, CELESTIAL,
+    EQUATORIAL, ...; a galactic or ecliptic map is refused: the analyses' rings of constant
+    declination need equatorial maps, and rotating a counts map by interpolation breaks its Poisson
+    statistics). Pixels at healpy's ``UNSEEN`` are returned as they are.
+    """
+    from astropy.io import fits
+
     try:
-        maps = hp.read_map(str(path), field=tuple(fields), nest=False)
+        header = fits.getheader(str(path), 1)
     except Exception as err:
-        raise ValueError(f"{path}: cannot be read as a HEALPix FITS map ({err})") from None
+        raise ValueError(f"{path}: cannot be read as a HEALPix FITS map ({' '.join(str(err).split())})") from None
+    n_columns = int(header.get("TFIELDS", 0))
+    for f in fields:
+        if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or not 0 <= f < n_columns:
+            raise ValueError(
+                f"{path} has {n_columns} map column(s), numbered 0..{n_columns - 1}; there is no column {f!r}"
+            )
+    coordsys = str(header.get("COORDSYS", "C")).strip().upper()
+    if coordsys not in EQUATORIAL_COORDSYS:
+        raise ValueError(
+            f"{path} is in COORDSYS={coordsys!r}, not equatorial: the analyses remove ring means on rings of "
+            "constant declination; give counts and background maps made in equatorial coordinates"
+        )
+    stated = str(header.get("ORDERING", "")).strip().upper() if ordering is None else str(ordering).strip().upper()
+    if stated not in RING_ORDERINGS + NESTED_ORDERINGS:
+        where = f"{path} has ORDERING={stated!r} in its header" if stated else f"{path} has no ORDERING in its header"
+        raise ValueError(f"{where}: pass the pixel ordering, ordering='ring' or 'nested'")
+    try:
+        maps = hp.read_map(str(path), field=tuple(fields), nest=None, dtype=np.float64)
+    except Exception as err:
+        raise ValueError(f"{path}: cannot be read as a HEALPix FITS map ({' '.join(str(err).split())})") from None
     maps = np.atleast_2d(np.asarray(maps, dtype=float))
+    if stated in NESTED_ORDERINGS:
+        maps = np.atleast_2d(hp.reorder(maps, n2r=True))
     return [m for m in maps]

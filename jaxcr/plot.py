@@ -244,6 +244,29 @@ def plot_sky_maps(
     return path
 
 
+def plot_mock_sky(sky, path, title: str = "") -> Path:
+    """Mollweide maps of a mock sky (:class:`jaxcr.synthetic.MockSky`): the model's δI and the
+    relative intensity the observatory measures, counts/background − 1 in its field of view (shot
+    noise included; grey outside), each on its own symmetric colour scale."""
+    import healpy as hp
+
+    from .observatory import relative_intensity_from_counts
+
+    plt = _pyplot()
+    obs = sky.observation
+    measured = relative_intensity_from_counts(obs.counts, obs.background, obs.weights)
+    measured = np.where(obs.weights > 0, measured, hp.UNSEEN)
+    fig = plt.figure(figsize=(10.4, 4.2))
+    for k, (m, what) in enumerate(((sky.relative_intensity, "model sky δI"), (measured, "observed N/⟨N⟩ − 1"))):
+        seen = m[m != hp.UNSEEN]
+        v = float(np.max(np.abs(seen))) or 1.0
+        hp.mollview(
+            m, fig=fig.number, sub=(1, 2, k + 1), title=what, cmap="RdBu_r", min=-v, max=v, unit="δI", cbar=True
+        )
+    fig.text(0.5, 0.02, title + " (equatorial coordinates)", ha="center", va="bottom", fontsize=9)
+    return _save(fig, path)
+
+
 def plot_fit(result):
     """Data against the best-fit model (with the one-sky cosmic-variance band) and the profile
     likelihoods of a :class:`jaxcr.inference.FitResult`; returns the figure."""

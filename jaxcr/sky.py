@@ -126,15 +126,16 @@ def declination_band_mask(nside: int, dec_min_deg: float = -90.0, dec_max_deg: f
     return jnp.asarray(inside.astype(float))
 
 
-def check_mask(mask, npix: int):
-    """Validate a mask (weights in [0, 1]) for maps with ``npix`` pixels; return it as an array."""
+def check_mask(mask, npix: int, name: str = "mask"):
+    """Validate a mask (weights in [0, 1]) for maps with ``npix`` pixels; return it as an array
+    (errors name the argument ``name``)."""
     m = np.asarray(mask, dtype=float) if not _checks.is_traced(mask) else mask
     if np.shape(m) != (npix,):
-        raise ValueError(f"mask must have shape ({npix},) to match the map; got {np.shape(m)}")
+        raise ValueError(f"{name} must have shape ({npix},) to match the map; got {np.shape(m)}")
     if not _checks.is_traced(m):
-        _checks.check_finite("mask", m)
+        _checks.check_finite(name, m)
         if m.min() < 0 or m.max() > 1:
-            raise ValueError(f"mask values must lie in [0, 1]; got range [{m.min()}, {m.max()}]")
+            raise ValueError(f"{name} values must lie in [0, 1]; got range [{m.min()}, {m.max()}]")
         if m.max() == 0:
-            raise ValueError("mask is zero everywhere: no pixel is observed")
+            raise ValueError(f"{name} is zero everywhere: no pixel is observed")
     return jnp.asarray(m)

@@ -16,11 +16,11 @@ import numpy as np
 from . import _checks
 from ._version import __version__
 from .observations import Observatory, ObservedSpectrum
-from .observatory import mock_observation, spectrum_from_maps
+from .observatory import MockObservation, mock_observation, spectrum_from_maps
 from .random import realisation_keys
 from .spectrum_model import SpectrumModel, backtracked_maps, realisation_spectra
 
-__all__ = ["synthetic_spectrum", "mock_sky_spectra"]
+__all__ = ["synthetic_spectrum", "MockSky", "mock_skies", "mock_sky_spectra"]
 
 
 def _checked_values(values: Mapping, model: SpectrumModel) -> dict:
@@ -93,7 +93,26 @@ def synthetic_spectrum(
     )
 
 
-def mock_sky_spectra(
+@dataclasses.dataclass(frozen=True)
+class MockSky:
+    """One synthetic sky and its mock observation (HEALPix RING, equatorial).
+
+    Attributes:
+        relative_intensity: δI of the model sky, sqrt(a)·r(−T)·ĝ with its mean removed (Eq. 7).
+        observation: the observatory's counts, background and field of view
+            (:class:`jaxcr.observatory.MockObservation`).
+        pixel_noise: a·N̂, the white level of the simulated sky's own pixel noise (Eq. 12).
+        spectrum: the spectrum file of the observation (:func:`jaxcr.observatory.spectrum_from_maps`)
+            with the sky's pixel noise through the analysis, a·N̂·t_ℓ, subtracted.
+    """
+
+    relative_intensity: np.ndarray
+    observation: MockObservation
+    pixel_noise: float
+    spectrum: ObservedSpectrum
+
+
+def mock_skies(
     values: Mapping,
     model: SpectrumModel,
     observatory: Observatory,
@@ -105,7 +124,7 @@ def mock_sky_spectra(
     events: float | None = None,
     lmax: int | None = None,
     n_resamples: int = 16,
-) -> list[ObservedSpectrum]:
+) -> list[MockSky]:
     """``n_skies`` single synthetic skies at the named ``values``, each observed by ``observatory``.
 
     Each sky is one field realisation (keys of ``seed``, independent of any campaign's) backtracked
@@ -130,7 +149,8 @@ def mock_sky_spectra(
     t_ell, _ = analysis.noise_response(model.nside)
     out = []
     for i, (m, n_hat) in enumerate(zip(maps, noise)):
-        obs = mock_observation(np.sqrt(amplitude) * (m - m.mean()), observatory, events=events, seed=seed + 1 + i)
+        sky = np.sqrt(amplitude) * (np.asarray(m) - float(np.mean(m)))
+        obs = mock_observation(sky, observatory, events=events, seed=seed + 1 + i)
         spec = spectrum_from_maps(
             obs.counts,
             obs.background,
@@ -144,5 +164,35 @@ def mock_sky_spectra(
             source=f"jaxcr {__version__} mock sky {i} of seed {seed}: values={values}, ΩT={time:g}, "
             f"a={amplitude:g}, nside {model.nside}, pixel noise {amplitude * n_hat:.3g} removed",
         )
-        out.append(dataclasses.replace(spec, cl=spec.cl - amplitude * n_hat * t_ell[spec.ell], synthetic=True))
+        spec = dataclasses.replace(spec, cl=spec.cl - amplitude * n_hat * t_ell[spec.ell], synthetic=True)
+        out.append(MockSky(sky, obs, float(amplitude * n_hat), spec))
     return out
+
+
+def mock_sky_spectra(
+    values: Mapping,
+    model: SpectrumModel,
+    observatory: Observatory,
+    *,
+    time: float,
+    amplitude: float,
+    n_skies: int,
+    seed: int,
+    events: float | None = None,
+    lmax: int | None = None,
+    n_resamples: int = 16,
+) -> list[ObservedSpectrum]:
+    """The spectrum files of :func:`mock_skies` (same arguments), one per sky."""
+    skies = mock_skies(
+        values,
+        model,
+        observatory,
+        time=time,
+        amplitude=amplitude,
+        n_skies=n_skies,
+        seed=seed,
+        events=events,
+        lmax=lmax,
+        n_resamples=n_resamples,
+    )
+    return [sky.spectrum for sky in skies]

@@ -290,7 +290,7 @@ def test_bad_gradient_and_synthetic_input():
     with pytest.raises(TypeError, match="values"):
         synthetic_spectrum(theta, MODEL, amplitude=1.0, noise_level=0.0, **kw)
     with pytest.raises(TypeError, match="analysis"):
-        jaxcr.observatory.spectrum_from_maps(np.ones(48), np.ones(48), "icecube")
+        jaxcr.observatory.spectrum_from_maps(np.ones(48), np.ones(48), "icecube", energy_tev=20.0)
 
 
 # --- float64 policy --------------------------------------------------------------------------

@@ -27,7 +27,27 @@ SUBCOMMAND_CASES = [
     (["fit", "{tmp}/spectrum.csv", "--ell-max", "0"], "--ell-max"),
     (["fit", "{tmp}/spectrum.csv", "--start", "sigma2"], "--start"),
     (["benchmark", "--particles", "0"], "--particles"),
-    (["spectrum-from-maps", "{tmp}/maps.fits", "--resamples", "1", "--out", "{tmp}/s.csv"], "--resamples"),
+    (
+        ["spectrum-from-maps", "{tmp}/maps.fits", "--energy-tev", "20", "--resamples", "1", "--out", "{tmp}/s.csv"],
+        "--resamples",
+    ),
+    (["spectrum-from-maps", "{tmp}/maps.fits", "--out", "{tmp}/s.csv"], "--energy-tev"),
+    (
+        [
+            "spectrum-from-maps",
+            "{tmp}/maps.fits",
+            "--energy-tev",
+            "20",
+            "--band",
+            "-1.2",
+            "1.0",
+            "--out",
+            "{tmp}/s.csv",
+        ],
+        "--band",
+    ),
+    (["mock-sky", "--rho", "-1"], "--rho"),
+    (["mock-sky", "--observatory", "auger"], "--observatory"),
     (["native", "--bogus"], "--bogus"),
     (["frobnicate"], "frobnicate"),
 ]
@@ -166,3 +186,65 @@ def test_joint_fit_from_the_command_line(tmp_path):
 
     saved = json.loads((tmp_path / "joint" / "fit.json").read_text())
     assert saved["names"] == ["sigma2", "lambda_c_pc", "amplitude_0", "amplitude_1"] and len(saved["spectra"]) == 2
+
+
+def test_help_of_every_command_imports_neither_jax_nor_healpy():
+    # `--help` must be instant: the package and the command line load JAX, healpy and matplotlib only
+    # when a command runs (import jaxcr is lazy, the recipes import inside main). A fresh interpreter
+    # asks every subcommand for its help and then lists what it imported.
+    from jaxcr.cli import RECIPES
+
+    code = (
+        "import sys\nfrom jaxcr.cli import main\n"
+        f"for c in {[*RECIPES, 'native']!r} + ['--version', '--help']:\n"
+        "    try:\n        main([c] if c.startswith('--') else [c, '--help'])\n"
+        "    except SystemExit:\n        pass\n"
+        "print(sorted(m for m in ('jax', 'healpy', 'matplotlib', 'equinox') if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_option_choices_are_the_library_enums():
+    # the commands offer the typed options' values (jaxcr.options, which the library validates with)
+    from jaxcr.options import BackgroundMethod, Estimator
+    from jaxcr.recipes import mock_sky, spectrum_from_maps
+
+    actions = {a.dest: a for a in spectrum_from_maps._parser("p")._actions}
+    assert actions["estimator"].choices == [e.value for e in Estimator]
+    assert actions["background_method"].choices == [b.value for b in BackgroundMethod]
+    from jaxcr.inference.artifact import EmulatorArtifact, shipped_artifacts
+
+    shipped = sorted(EmulatorArtifact.load(p).analysis.name for p in shipped_artifacts())
+    assert sorted(mock_sky.OBSERVATORIES) == shipped
+
+
+@pytest.mark.slow
+def test_mock_sky_writes_maps_whose_spectrum_is_its_spectrum_file(tmp_path):
+    # `jaxcr mock-sky` (about 20 s): its maps through `jaxcr spectrum-from-maps` give its spectrum
+    # file plus the simulated sky's own pixel noise through the analysis (recorded in params.json),
+    # to 1e-9 relative (the same numbers; the resampled errors use the same seed only in the
+    # recipe, so only C_ℓ and the noise level are compared); the fit it suggests runs.
+    import json
+
+    import numpy as np
+
+    from jaxcr.observations import OBSERVATORIES, load_spectrum
+
+    out = tmp_path / "sky"
+    assert main(["mock-sky", "--out", str(out), "--seed", "3"]) == 0
+    assert {p.name for p in out.iterdir()} >= {"maps.fits", "sky.fits", "spectrum.csv", "mock_sky.png", "params.json"}
+    params = json.loads((out / "params.json").read_text())
+    assert params["values"] == {"sigma2": 1.0, "rho": 0.1} and params["seed"] == 3
+    band = OBSERVATORIES["icecube"].analysis
+    again = tmp_path / "again.csv"
+    args = ["spectrum-from-maps", str(out / "maps.fits"), "--band", str(band.dec_min_deg), str(band.dec_max_deg)]
+    assert main([*args, "--energy-tev", "20", "--lmax", "31", "--out", str(again)]) == 0
+    written, remade = load_spectrum(out / "spectrum.csv"), load_spectrum(again)
+    t_ell, _ = band.noise_response(16)
+    expected = written.cl + params["pixel_noise"] * t_ell[written.ell]
+    np.testing.assert_allclose(remade.cl, expected, rtol=1e-9, atol=1e-9 * float(np.abs(expected).max()))
+    assert remade.noise_level == pytest.approx(written.noise_level, rel=1e-12)
+    fit = ["fit", str(out / "spectrum.csv"), "--gradient-per-pc", "0.01", "--ell-max", "5", "--quiet"]
+    assert main([*fit, "--out", str(tmp_path / "fit")]) == 0

@@ -100,7 +100,7 @@ def test_spectrum_from_maps_equals_anafast_and_recovers_an_injected_dipole_and_q
     sky = 2e-3 * n_hat[:, 0] + 1.5e-3 * (n_hat[:, 1] ** 2 - n_hat[:, 2] ** 2)  # dipole + quadrupole (m ≠ 0)
     obs = mock_observation(sky, HAWC, events=2e8, seed=3, background="known")
     known = Analysis("hawc_known", HAWC.analysis.dec_min_deg, HAWC.analysis.dec_max_deg, BackgroundMethod.KNOWN)
-    spec = spectrum_from_maps(obs.counts, obs.background, known, weights=obs.weights, n_resamples=24)
+    spec = spectrum_from_maps(obs.counts, obs.background, known, weights=obs.weights, n_resamples=24, energy_tev=20.0)
     # the same masked relative intensity through healpy.anafast (iter=3): 1e-10 relative
     di = relative_intensity_from_counts(obs.counts, obs.background, obs.weights)
     ref = hp.anafast(obs.weights * di, lmax=2 * nside - 1, iter=3)
@@ -191,7 +191,7 @@ def test_one_analysis_gives_one_spectrum_through_the_data_the_forward_model_and_
     background = np.full(12 * nside**2, 1e6) * w
     counts = np.round(background * (1 + _gaussian_sky(nside, 3)))
     di = relative_intensity_from_counts(counts, background, w)
-    data = spectrum_from_maps(counts, background, analysis, n_resamples=2)
+    data = spectrum_from_maps(counts, background, analysis, n_resamples=2, energy_tev=20.0)
     forward = np.asarray(jaxcr.forward.sky_spectra(_sky_model(nside, analysis), jnp.asarray(di)))
     # the data path computes the same operations with healpy (fast, not differentiable): 1e-10
     np.testing.assert_allclose(data.cl, forward[data.ell], rtol=1e-10, atol=1e-10 * np.abs(forward).max())
@@ -215,11 +215,11 @@ def test_bad_observatory_input():
     with pytest.raises(ValueError, match="δI"):
         mock_observation(sky - 2.0, HAWC)
     with pytest.raises(ValueError, match="background must be > 0"):
-        spectrum_from_maps(np.ones(3072), np.zeros(3072), FULL, weights=np.ones(3072))
+        spectrum_from_maps(np.ones(3072), np.zeros(3072), FULL, weights=np.ones(3072), energy_tev=20.0)
     with pytest.raises(ValueError, match="counts must be >= 0"):
-        spectrum_from_maps(-np.ones(3072), np.ones(3072), FULL)
+        spectrum_from_maps(-np.ones(3072), np.ones(3072), FULL, energy_tev=20.0)
     with pytest.raises(ValueError, match="n_resamples"):
-        spectrum_from_maps(np.ones(3072), np.ones(3072), FULL, n_resamples=1)
+        spectrum_from_maps(np.ones(3072), np.ones(3072), FULL, n_resamples=1, energy_tev=20.0)
     with pytest.raises(ValueError, match="estimator"):
         Analysis("x", estimator="pseudo-cl")
 
@@ -234,7 +234,7 @@ def test_command_line_spectrum_from_fits_maps_equals_the_library(tmp_path):
     hp.write_map(str(tmp_path / "both.fits"), [obs.counts, obs.background], dtype=np.float64)
     hp.write_map(str(tmp_path / "bg.fits"), obs.background, dtype=np.float64)
     analysis = Analysis("observed", -30.0, 64.0, BackgroundMethod.TIME_SCRAMBLING)
-    direct = spectrum_from_maps(obs.counts, obs.background, analysis, n_resamples=8)
+    direct = spectrum_from_maps(obs.counts, obs.background, analysis, n_resamples=8, energy_tev=20.0)
     for args in (["both.fits"], ["both.fits", "--background", "bg.fits", "--background-field", "0"]):
         out = tmp_path / "spec.csv"
         code = main(
@@ -246,6 +246,8 @@ def test_command_line_spectrum_from_fits_maps_equals_the_library(tmp_path):
                 "64",
                 "--resamples",
                 "8",
+                "--energy-tev",
+                "20",
                 "--out",
                 str(out),
             ]
@@ -256,7 +258,7 @@ def test_command_line_spectrum_from_fits_maps_equals_the_library(tmp_path):
         np.testing.assert_allclose(got.sigma, direct.sigma, rtol=1e-12)
         assert got.noise_level == pytest.approx(direct.noise_level, rel=1e-12)
         assert got.analysis.background == BackgroundMethod.TIME_SCRAMBLING and got.analysis.dec_max_deg == 64.0
-    assert main(["spectrum-from-maps", str(tmp_path / "missing.fits"), "--out", str(out)]) == 2
+    assert main(["spectrum-from-maps", str(tmp_path / "missing.fits"), "--energy-tev", "1", "--out", str(out)]) == 2
 
 
 def test_analysis_spectra_are_the_same_inside_jit():
@@ -298,7 +300,7 @@ def test_measurement_errors_are_the_shot_noise_spread_of_the_spectrum():
     sky = _gaussian_sky(8, 5)
     known = Analysis("hawc_known", -30.0, 64.0, BackgroundMethod.KNOWN)
     mocks = [mock_observation(sky, HAWC, events=3e5, seed=s, background="known") for s in range(200)]
-    specs = [spectrum_from_maps(m.counts, m.background, known, weights=m.weights, n_resamples=32, seed=s)
+    specs = [spectrum_from_maps(m.counts, m.background, known, weights=m.weights, n_resamples=32, seed=s, energy_tev=20.0)
              for s, m in enumerate(mocks)]  # fmt: skip
     ratio = np.mean([s.sigma**2 for s in specs], axis=0) / np.var([s.cl for s in specs], axis=0, ddof=1)
     assert np.all(np.abs(ratio[1:] - 1) < 0.35) and abs(ratio.mean() - 1) < 0.12 and 0.8 < ratio[0] < 1.6, ratio

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import time
 
-import jax
-
 import jaxcr
-from jaxcr.conventions import FIG2_GRADIENTS
+from jaxcr.options import FieldPrecision, ModeSumLayout
 
 from .presets import add_time_axis_options, claim_output_folder, parse_preset_args, time_axis
 
@@ -45,13 +43,13 @@ def parse_args(argv=None, prog: str | None = None):
         add_time_axis_options(ap)
         ap.add_argument(
             "--field-precision",
-            choices=[p.value for p in jaxcr.FieldPrecision],
+            choices=[p.value for p in FieldPrecision],
             default="float64",
             help="mode-sum accuracy: float64 (full, ~1e-13 of the rms field), fast (~1e-9), float32 (~5e-7)",
         )
         ap.add_argument(
             "--field-layout",
-            choices=[m.value for m in jaxcr.ModeSumLayout],
+            choices=[m.value for m in ModeSumLayout],
             default="auto",
             help="how the mode sum is computed (auto: the native C++ kernel on CPU, the Pallas kernel on GPU; matmul: pure JAX)",
         )
@@ -60,6 +58,8 @@ def parse_args(argv=None, prog: str | None = None):
 
 
 def config_from_args(args) -> jaxcr.EnsembleConfig:
+    from jaxcr.conventions import FIG2_GRADIENTS
+
     return jaxcr.EnsembleConfig(
         turbulence=dict(sigma2=1.0, coherence_length=10.0, lambda_min=0.1, lambda_max=1000.0, n_modes=args.modes),
         nside=args.nside,
@@ -76,6 +76,8 @@ def config_from_args(args) -> jaxcr.EnsembleConfig:
 
 def main(argv=None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
+    import jax
+
     years_per_unit_time, time_note = time_axis(args)
     cfg = config_from_args(args)
     cfg.validate()

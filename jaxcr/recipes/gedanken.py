@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 import jaxcr
-from jaxcr.conventions import FIG2_GRADIENTS
 
 from .presets import add_time_axis_options, claim_output_folder, parse_preset_args, time_axis
 
@@ -46,6 +45,8 @@ def parse_args(argv=None, prog: str | None = None):
 
 
 def config(args, b0: float) -> jaxcr.EnsembleConfig:
+    from jaxcr.conventions import FIG2_GRADIENTS
+
     return jaxcr.EnsembleConfig(
         turbulence=dict(
             sigma2=1.0, coherence_length=10.0, lambda_min=0.1, lambda_max=1000.0, n_modes=args.modes, b0=b0

@@ -21,7 +21,6 @@ import hashlib
 import time
 
 import jaxcr
-from jaxcr import skymaps
 
 from .presets import add_time_axis_options, claim_output_folder, parse_preset_args, time_axis
 
@@ -73,7 +72,7 @@ def main(argv=None, prog: str | None = None) -> int:
         f"sky maps ({args.preset}): nside {args.nside}, N {args.modes} modes, dt {args.dt}, ΩT = {times} → {args.out}"
     )
     t0 = time.perf_counter()
-    ds = skymaps.sky_maps(
+    ds = jaxcr.skymaps.sky_maps(
         params,
         args.nside,
         times,
