@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks, _dataset, io, theory
+from ._progress import COMPILING, show_eta, ticking
 from ._version import __version__
 from .conventions import FIG2_GRADIENTS
 from .dynamics import Boris, check_step_resolves, default_step, steps_per_interval
@@ -45,7 +46,7 @@ def _update_progress(bar, work, start: int, k: int, timed: list[tuple[float, flo
     """Advance the bar to the end of segment k. Unit: work, plus per segment its fixed cost
     (statistics, checkpoint, calls) as E = a/b work units from a fit t = a + b·work over the timed
     segments, so the ETA holds on log-spaced grids; the rate is measured after the compiling
-    first segment."""
+    first segment, and the ETA shown once two segments after it are timed (jaxcr._progress)."""
     if bar.disable:
         return
     extra = 0.0
@@ -53,6 +54,7 @@ def _update_progress(bar, work, start: int, k: int, timed: list[tuple[float, flo
         b, a = np.polyfit([w for w, _ in timed], [s for _, s in timed], 1)
         extra = max(a, 0.0) / b if b > 0 else 0.0
     bar.total = float(work.sum() + len(work) * extra)
+    show_eta(bar, len(timed))
     if k == start:  # compiled: time the remaining work only
         bar.set_description("backtracking")
         bar.start_t = _time.time()
@@ -348,29 +350,31 @@ def run_ensemble(
         total=float(work.sum()),
         initial=float(work[:start].sum()),
         disable=not progress,
-        desc="compiling, first segment",
+        desc="compiling (or loading it from the cache) and the first segment",
         unit=" particle-steps" if dt is not None else " ΩT·particles",
         unit_scale=True,
         smoothing=0,
+        bar_format=COMPILING,
     )
     t_wall = _time.perf_counter()
     timed: list[tuple[float, float]] = []  # (work, seconds) of the segments after the compiling one
-    for k in range(start, end):
-        bar.set_postfix_str(f"ΩT → {times[k]:.4g}")
-        t_segment = _time.perf_counter()
-        positions, momenta = advance(model, fields, positions, momenta, float(durations[k]), **execution)
-        seg = _statistics(model, positions, momenta, float(times[k]), config.liouville_dipole)
-        for name, value in seg.items():
-            stats.setdefault(name, []).append(value)
-        if checkpoint is not None and writer:
-            io.save_checkpoint(
-                checkpoint,
-                dict(positions=positions, momenta=momenta, **{n: np.stack(v) for n, v in stats.items()}),
-                dict(meta, segments_done=k + 1, elapsed_s=elapsed + _time.perf_counter() - t_wall),
-            )
-        if k > start:
-            timed.append((float(work[k]), _time.perf_counter() - t_segment))
-        _update_progress(bar, work, start, k, timed)
+    with ticking(bar):
+        for k in range(start, end):
+            bar.set_postfix_str(f"ΩT → {times[k]:.4g}")
+            t_segment = _time.perf_counter()
+            positions, momenta = advance(model, fields, positions, momenta, float(durations[k]), **execution)
+            seg = _statistics(model, positions, momenta, float(times[k]), config.liouville_dipole)
+            for name, value in seg.items():
+                stats.setdefault(name, []).append(value)
+            if checkpoint is not None and writer:
+                io.save_checkpoint(
+                    checkpoint,
+                    dict(positions=positions, momenta=momenta, **{n: np.stack(v) for n, v in stats.items()}),
+                    dict(meta, segments_done=k + 1, elapsed_s=elapsed + _time.perf_counter() - t_wall),
+                )
+            if k > start:
+                timed.append((float(work[k]), _time.perf_counter() - t_segment))
+            _update_progress(bar, work, start, k, timed)
     bar.close()
     wall = elapsed + _time.perf_counter() - t_wall
     stacked = {n: np.stack(v) for n, v in stats.items()}

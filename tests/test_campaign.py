@@ -294,3 +294,21 @@ def test_convergence_time_of_one_point_and_the_suggested_times():
     # rounded to 2 significant digits: at most 5 % off (e.g. 1050 → 1100)
     assert suggested[-1] == pytest.approx(t_max, rel=0.05) and suggested[0] == pytest.approx(t_max / 16, rel=0.05)
     assert np.allclose(np.diff(np.log(suggested)), np.log(2), atol=0.1)
+
+
+def test_time_left_counts_compilation_once(tmp_path, monkeypatch):
+    # Points done with 10 s of compiling in the first one and 2 s per 1e6 particle-steps after it: the
+    # time left is the pending work at the median rate plus one compilation (not a mean over points,
+    # which counts the compiling at every point). Exact arithmetic: 1e-9 relative.
+    spec = _tiny_spec(points=3)
+    campaign = cp.Campaign.create(tmp_path / "c", spec)
+    m = spec.model
+    work = [m.n_realisations * 12 * m.nside**2 * spec.times[-1] / dt for dt in spec.steps()]
+    wall = {k: 2e-6 * work[k] + (10.0 if k == 0 else 0.0) for k in range(4)}
+    monkeypatch.setattr(campaign, "done", lambda: [0, 1, 2, 3])
+    monkeypatch.setattr(campaign, "pending", lambda: list(range(4, 9)))
+    monkeypatch.setattr(campaign, "load_point", lambda k: ({}, {"wall_time_s": wall[k]}))
+    left = campaign.time_left()
+    assert left["compile_s"] == pytest.approx(10.0, rel=1e-9)
+    assert left["seconds"] == pytest.approx(2e-6 * sum(work[4:]) + 10.0, rel=1e-9)
+    assert left["rate"] == pytest.approx(5e5, rel=1e-9)

@@ -248,3 +248,25 @@ def test_mock_sky_writes_maps_whose_spectrum_is_its_spectrum_file(tmp_path):
     assert remade.noise_level == pytest.approx(written.noise_level, rel=1e-12)
     fit = ["fit", str(out / "spectrum.csv"), "--gradient-per-pc", "0.01", "--ell-max", "5", "--quiet"]
     assert main([*fit, "--out", str(tmp_path / "fit")]) == 0
+
+
+def test_a_rerun_loads_its_compiled_programs_from_the_cache_and_gives_the_same_fit(tmp_path):
+    # The commands keep JAX's compiled programs on disk (JAXCR_COMPILATION_CACHE, default
+    # ~/.cache/jaxcr/xla): the first `jaxcr fit` writes them, the second loads them, and the fit is the
+    # same to the last bit (a cached program is the same program; the test would fail if loading changed it).
+    import json
+
+    env = dict(os.environ, JAXCR_COMPILATION_CACHE=str(tmp_path / "cache"))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    results = []
+    for run in ("first", "second"):
+        out = tmp_path / run
+        cmd = [sys.executable, "-m", "jaxcr", "fit", str(ROOT / "jaxcr/data/example_icecube_spectrum.csv"),
+               "--gradient-per-pc", "0.01", "--quiet", "--out", str(out)]  # fmt: skip
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        if run == "first":
+            assert len(list((tmp_path / "cache").iterdir())) >= 10  # the fit's programs, stored
+        fit = json.loads((out / "fit.json").read_text())
+        results.append((fit["parameters"], fit["m2lnl"]))
+    assert results[0] == results[1]

@@ -291,12 +291,30 @@ class Campaign:
         steps = self.spec.steps()
         return f"dt {min(steps):.4g}-{max(steps):.4g}/Ω (each point its own)"
 
+    def time_left(self) -> dict:
+        """Wall time of the pending points on one worker, from the points done: their work in
+        particle-steps over the median rate of the done points (the first point of every process
+        also compiles, so a mean over points would count compiling at every point), plus one
+        compilation, the largest excess of a done point over that rate."""
+        m, steps = self.spec.model, self.spec.steps()
+        work = [m.n_realisations * 12 * m.nside**2 * self.spec.times[-1] / steps[k] for k in range(len(steps))]
+        done = self.done()
+        seconds = np.array([self.load_point(k)[1]["wall_time_s"] for k in done])
+        per_step = float(np.median(seconds / np.array([work[k] for k in done])))
+        compile_s = float(max(0.0, np.max(seconds - per_step * np.array([work[k] for k in done]))))
+        pending = sum(work[k] for k in self.pending())
+        left = per_step * pending + (compile_s if pending else 0.0)
+        how = (
+            f"{1 / per_step:.3g} particle-steps/s, the median of {len(done)} points, plus {compile_s:.0f} s to compile"
+        )
+        return dict(seconds=left, rate=1 / per_step, compile_s=compile_s, how=how)
+
     def status(self) -> str:
         done, total = len(self.done()), len(self.spec.design)
-        times = [self.load_point(k)[1]["wall_time_s"] for k in self.done()]
         line = f"campaign {self.folder}: {done}/{total} design points done"
-        if times:
-            line += f", {np.mean(times):.1f} s per point (mean), ≈ {np.mean(times) * (total - done) / 60:.1f} min left on one worker"
+        if 0 < done < total:
+            left = self.time_left()
+            line += f", ≈ {left['seconds'] / 60:.1f} min left on one worker ({left['how']})"
         m = self.spec.model
         return (
             f"{line}\n  model: nside {m.nside}, N_B {m.n_realisations}, {m.turbulence.as_dict()}, {self._step_text()}, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from collections.abc import Iterable
 
 from .. import _checks
@@ -33,21 +34,47 @@ def run_campaign(campaign: Campaign, workers: int = 1, progress: bool = True, in
     machines; each process compiles the model once). Returns the indices computed."""
     from tqdm.auto import tqdm
 
+    from .._progress import COMPILING, show_eta, ticking
+
     _checks.check_positive_int("workers", workers)
     todo = campaign.pending() if indices is None else [k for k in indices if k in set(campaign.pending())]
-    bar = tqdm(total=len(todo), disable=not progress, desc=f"campaign {campaign.folder.name}", unit="point")
-    if workers == 1:
-        for k in todo:
-            campaign.run_task(k)
-            bar.update(1)
-    else:
-        import concurrent.futures
-        import multiprocessing
+    spec = campaign.spec
+    per_step = spec.model.n_realisations * 12 * spec.model.nside**2 * spec.times[-1]
+    work = {k: per_step / dt for k, dt in zip(range(len(spec.design)), spec.steps()) if k in set(todo)}
+    bar = tqdm(
+        total=sum(work.values()),
+        disable=not progress,
+        desc=f"campaign {campaign.folder.name}: compiling and the first point",
+        unit=" particle-steps",
+        unit_scale=True,
+        smoothing=0,
+        bar_format=COMPILING,
+    )
+    done: list[int] = []
 
-        ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            for _ in pool.map(_run_one, [(str(campaign.folder), k) for k in todo]):
-                bar.update(1)
+    def finished(k: int) -> None:
+        # the rate is measured after the first point, which compiles (jaxcr._progress)
+        bar.update(work[k])
+        done.append(k)
+        show_eta(bar, len(done) - 1)
+        if len(done) == 1:
+            bar.set_description(f"campaign {campaign.folder.name}")
+            bar.initial, bar.start_t = bar.n, time.time()
+        bar.set_postfix_str(f"{len(done)}/{len(todo)} points")
+
+    with ticking(bar):
+        if workers == 1:
+            for k in todo:
+                campaign.run_task(k)
+                finished(k)
+        else:
+            import concurrent.futures
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                for k in pool.map(_run_one, [(str(campaign.folder), k) for k in todo]):
+                    finished(k)
     bar.close()
     return todo
 
