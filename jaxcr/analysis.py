@@ -55,6 +55,7 @@ def remove_ring_means(
     The ring mean uses the observed pixels (``weights`` > 0, weighted by them); rings with no
     observed pixel are left unchanged. Linear and differentiable in the maps.
     """
+    _checks.require_x64("remove_ring_means")
     maps = jnp.asarray(_checks.check_real_array("maps", maps))
     npix = maps.shape[-1]
     rings = ring_index(npix_to_nside(npix))

@@ -174,6 +174,14 @@ def track(
         controller = (
             diffrax.PIDController(rtol=1e-8, atol=1e-10) if stepsize_controller is None else stepsize_controller
         )
+        if isinstance(controller, diffrax.PIDController):
+            for name in ("rtol", "atol"):
+                value = np.asarray(getattr(controller, name), dtype=float)
+                if not np.all(np.isfinite(value)) or np.any(value < 0) or (name == "rtol" and np.any(value == 0)):
+                    raise ValueError(
+                        f"stepsize_controller: PIDController {name} = {getattr(controller, name)!r} must be finite and "
+                        f"{'> 0' if name == 'rtol' else '>= 0'} (the default is PIDController(rtol=1e-8, atol=1e-10))"
+                    )
         needed, dt0 = ADAPTIVE_MAX_STEPS, None
     max_steps = needed if max_steps is None else _checks.check_positive_int("max_steps", max_steps)
     devices = _check_devices(devices)

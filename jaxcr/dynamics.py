@@ -211,9 +211,13 @@ def check_step_resolves(dt: float, scales: tuple[float, float] | None, allow_unr
     """Raise a ``ValueError`` when a Boris step ``dt`` (1/Ω) cannot resolve a field with ``scales``
     = (smallest wavelength λ_min in r_L, typical strongest |b| in B0): dt must be ≤ λ_min/2 and
     ≤ (2π/|b|)/10. With the paper's turbulence dt = 2 gave K_zz −33 % and K_xx +19 % against
-    dt = 0.01 without any NaN. ``scales`` None (traced field) or ``allow_unresolved``: no check."""
-    if scales is None or allow_unresolved:
+    dt = 0.01 without any NaN. ``scales`` None (a traced field, inside ``jax.jit``, or one without
+    known scales): its wavelengths are unknown, but its regular field is B0 = 1 in these units, so dt
+    is checked against a tenth of the gyro-period 2π/Ω. ``allow_unresolved``: no check."""
+    if allow_unresolved:
         return
+    if scales is None:
+        scales = (float("inf"), 1.0)
     lambda_min, b_typ = scales
     limits = [
         (

@@ -83,6 +83,7 @@ class UniformField(AbstractField):
         return None if b is None else (float("inf"), float(np.max(np.linalg.norm(b, axis=-1))))
 
     def __call__(self, positions: Float[ArrayLike, "... 3"]) -> Float[Array, "... 3"]:
+        _checks.require_x64("UniformField")
         r = jnp.asarray(positions)
         return jnp.broadcast_to(self.regular_field, r.shape).astype(r.dtype)
 

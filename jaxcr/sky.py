@@ -46,6 +46,7 @@ def equatorial_direction(ra_deg: float, dec_deg: float) -> np.ndarray:
 
 def pixel_directions(nside: int) -> Float[Array, "npix 3"]:
     """Unit vectors n̂_i of the HEALPix pixel centres (RING), shape (12 nside², 3)."""
+    _checks.require_x64("pixel_directions")
     nside = _checks.check_power_of_two("nside", nside)
     x, y, z = hp.pix2vec(nside, np.arange(hp.nside2npix(nside)))
     return jnp.asarray(np.stack([x, y, z], axis=-1))
@@ -76,6 +77,7 @@ def relative_intensity(
     Returns:
         δI per particle (pixel), dimensionless.
     """
+    _checks.require_x64("relative_intensity")
     g = jnp.asarray(gradient, dtype=float)
     if g.shape != (3,):
         raise ValueError(f"gradient must be a 3-vector; got shape {g.shape}")
@@ -106,12 +108,14 @@ def dipole_distribution(dipole: Float[ArrayLike, "3"]):
 
 def liouville_map(momenta: Float[ArrayLike, "... P 3"], initial=None) -> Float[Array, "... P"]:
     """f(T, 0, p̂) = f̃(p̂(−T)) (Sec. 2, Liouville); ``initial`` defaults to the dipole ẑ·p̂."""
+    _checks.require_x64("liouville_map")
     f = initial if initial is not None else dipole_distribution(jnp.array([0.0, 0.0, 1.0]))
     return f(momenta)
 
 
 def declination_band_mask(nside: int, dec_min_deg: float = -90.0, dec_max_deg: float = 90.0) -> Float[Array, " npix"]:
     """1 where dec_min ≤ δ ≤ dec_max (pixel centres, δ = 90° − θ), else 0 (RING)."""
+    _checks.require_x64("declination_band_mask")
     nside = _checks.check_power_of_two("nside", nside)
     if not (-90.0 <= dec_min_deg < dec_max_deg <= 90.0):
         raise ValueError(f"need -90 <= dec_min_deg < dec_max_deg <= 90; got {dec_min_deg}, {dec_max_deg}")

@@ -125,6 +125,7 @@ def map_to_alm(
     Returns shape (..., lmax+1, 2·lmax+1) with m = −lmax..lmax along the last axis (index
     m + lmax); entries with |m| > ℓ are zero. Differentiable with respect to the maps.
     """
+    _checks.require_x64("map_to_alm")
     maps = jnp.asarray(_checks.check_real_array("maps", maps))
     nside = npix_to_nside(maps.shape[-1])
     lmax = check_lmax(lmax, nside)

@@ -166,12 +166,17 @@ def realisation_spectra(values: Mapping, model: SpectrumModel, stream: int = 0, 
     """Per-realisation spectra (R, lmax+1) of the unit-gradient model sky at the named ``values``
     (each a number, or one per realisation, shape (R,): realisation i at its own values):
     realisation keys :func:`jaxcr.random.realisation_keys` (seed, R, ``stream``), passed traced so
-    that models differing only in seed or stream share one compiled function."""
+    that models differing only in seed or stream share one compiled function. An explicit
+    ``model.dt`` must resolve the field at every concrete value (:meth:`SpectrumModel.resolved`)."""
     if model.dt is None:
         if any(_checks.is_traced(v) or np.ndim(v) for v in values.values()):
             raise ValueError("SpectrumModel.dt is unset and the values are traced or per realisation: call "
                              "model.resolved(values) first")  # fmt: skip
         model = model.resolved(values)
+    elif not any(_checks.is_traced(v) for v in values.values()):  # an explicit dt must resolve every field
+        n = max([int(np.size(v)) for v in values.values()] + [1])
+        for i in range(n):
+            model.resolved({k: float(np.ravel(v)[i % np.size(v)]) for k, v in values.items()})
     keys = realisation_keys(model.seed, model.n_realisations, stream=stream)
     shape = (model.n_realisations,)
     per_realisation = {k: jnp.broadcast_to(jnp.asarray(v, dtype=float), shape) for k, v in values.items()}

@@ -145,6 +145,7 @@ class TurbulenceParameters(eqx.Module):
 
 def mode_wavenumbers(params: TurbulenceParameters) -> Float[Array, " N"]:
     """|k_n| = k_min exp((n-1)Δ), n = 1..N, in 1/r_L (paper Sec. 4). k = 2π/λ."""
+    _checks.require_x64("mode_wavenumbers")
     k_min = 2 * jnp.pi * params.larmor_radius / params.lambda_max
     k_max = 2 * jnp.pi * params.larmor_radius / params.lambda_min
     delta = jnp.log(k_max / k_min) / params.n_modes
@@ -154,6 +155,7 @@ def mode_wavenumbers(params: TurbulenceParameters) -> Float[Array, " N"]:
 
 def spectral_weight(k, params: TurbulenceParameters):
     """G(k) = 4π k² · kΔ / (1 + (k λ_c)^γ) (paper Eq. 11), k in 1/r_L."""
+    _checks.require_x64("spectral_weight")
     k_min = 2 * jnp.pi * params.larmor_radius / params.lambda_max
     k_max = 2 * jnp.pi * params.larmor_radius / params.lambda_min
     delta = jnp.log(k_max / k_min) / params.n_modes
@@ -163,6 +165,7 @@ def spectral_weight(k, params: TurbulenceParameters):
 
 def mode_amplitudes(params: TurbulenceParameters) -> Float[Array, " N"]:
     """A(k_n) = sqrt(2 σ² G(k_n)/Σ_m G(k_m)) in units of B0 (paper Eq. 11)."""
+    _checks.require_x64("mode_amplitudes")
     g = spectral_weight(mode_wavenumbers(params), params)
     return jnp.sqrt(2 * params.sigma2 * g / jnp.sum(g))
 
@@ -314,6 +317,7 @@ class PlaneWaveTurbulence(AbstractField):
         (seed, i) always gives the same field, in every part of jaxcr, and different i give
         independent fields.
         """
+        _checks.require_x64("PlaneWaveTurbulence.sample")
         _checks.check_direction("b0_direction", b0_direction)
         noise = TurbulenceNoise.sample(realisation_key(key, realisation), params.n_modes)
         return cls.from_parameters(params, noise, b0_direction)
@@ -323,6 +327,7 @@ class PlaneWaveTurbulence(AbstractField):
         cls, key, params: TurbulenceParameters, n_realisations: int, first: int = 0, b0_direction=(0.0, 0.0, 1.0)
     ):
         """Realisations first..first+n-1 stacked along a leading axis (same fields as :meth:`sample`)."""
+        _checks.require_x64("PlaneWaveTurbulence.sample_ensemble")
         _checks.check_positive_int("n_realisations", n_realisations)
         _checks.check_direction("b0_direction", b0_direction)
         return cls.from_keys(realisation_keys(key, n_realisations, first), params, b0_direction)

@@ -303,8 +303,81 @@ def test_float32_is_refused_with_a_clear_error():
             jaxcr.angular_power_spectrum(np.ones(48))
         with pytest.raises(RuntimeError, match="needs float64"):
             run_ensemble(EnsembleConfig(**TINY), progress=False)
+        params = jaxcr.TurbulenceParameters.paper(n_modes=8)
+        # the entry points that make arrays refuse too, instead of returning float32
+        for name, call in [
+            ("pixel_directions", lambda: jaxcr.pixel_directions(4)),
+            ("map_to_alm", lambda: jaxcr.map_to_alm(np.ones(192))),
+            ("relative_intensity", lambda: jaxcr.relative_intensity(np.ones((4, 3)), None, [1.0, 0.0, 0.0])),
+            ("liouville_map", lambda: jaxcr.liouville_map(np.ones((4, 3)))),
+            ("declination_band_mask", lambda: jaxcr.declination_band_mask(4, -30.0, 60.0)),
+            ("remove_ring_means", lambda: jaxcr.analysis.remove_ring_means(np.ones(192))),
+            ("mode_wavenumbers", lambda: jaxcr.mode_wavenumbers(params)),
+            ("mode_amplitudes", lambda: jaxcr.mode_amplitudes(params)),
+            ("PlaneWaveTurbulence.sample", lambda: jaxcr.PlaneWaveTurbulence.sample(0, params)),
+            ("UniformField", lambda: jaxcr.UniformField()(np.ones(3))),
+        ]:
+            with pytest.raises(RuntimeError, match=f"{name} needs float64"):
+                call()
     finally:
         jax.config.update("jax_enable_x64", True)
+
+
+# --- solver settings that would integrate wrongly -------------------------------------------
+def test_bad_step_size_controllers_and_unresolved_steps_are_refused():
+    import diffrax
+
+    for controller, name in [
+        (diffrax.PIDController(rtol=-1.0, atol=1e-10), "rtol"),
+        (diffrax.PIDController(rtol=0.0, atol=1e-10), "rtol"),
+        (diffrax.PIDController(rtol=1e-8, atol=float("nan")), "atol"),
+    ]:
+        with pytest.raises(ValueError, match=f"PIDController {name}"):
+            jaxcr.backtrack(jaxcr.UniformField(), N, [1.0], solver=diffrax.Tsit5(), stepsize_controller=controller)
+    # inside jax.jit the field is traced, its wavelengths unknown; a step of many gyro-periods of B0
+    # alone is still refused (it used to run: orbits with |p̂| far from 1)
+    jitted = jax.jit(lambda field: jaxcr.backtrack(field, N, [100.0], solver=Boris(dt=50.0)).positions)
+    with pytest.raises(ValueError, match="dt = 50/Ω does not resolve the gyro-period"):
+        jitted(jaxcr.UniformField())
+    # an explicit step that does not resolve the field, through the model spectra (was 268 % off)
+    model = SpectrumModel(nside=4, n_realisations=2, turbulence=PlaneWaveGJ99(n_modes=8), dt=2.0, time=10.0)
+    with pytest.raises(ValueError, match="dt = 2/Ω does not resolve the field's smallest wavelength"):
+        jaxcr.spectrum_model.realisation_spectra({"sigma2": 1.0, "rho": 0.1}, model)
+
+
+@pytest.mark.parametrize("value, available", [("false", False), ("OFF", False), ("0", False), ("maybe", None)])
+def test_the_native_switch_is_read_in_every_spelling(value, available):
+    code = "import jaxcr; print(jaxcr.native.available())"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, JAXCR_NATIVE=value),
+    )
+    if available is None:
+        assert out.returncode != 0 and "JAXCR_NATIVE='maybe' is neither on" in out.stderr
+    else:
+        assert out.stdout.strip() == str(available), out.stderr[-2000:]
+
+
+def test_a_damaged_campaign_point_is_found_before_the_run(tmp_path, monkeypatch):
+    from jaxcr.analysis import Analysis
+    from jaxcr.inference.campaign import Campaign, CampaignSpec
+    from jaxcr.inference.scheduling import run_campaign
+
+    model = SpectrumModel(nside=4, n_realisations=2, turbulence=PlaneWaveGJ99(n_modes=8))
+    spec = CampaignSpec.on_grid(
+        model, (5.0, 10.0), (Analysis("full"),), jaxcr.plane_wave_parametrisation((0.5, 2.0), (0.05, 0.2)), 2
+    )
+    campaign = Campaign.create(tmp_path / "c", spec)
+    campaign.point_path(1).parent.mkdir(parents=True, exist_ok=True)
+    campaign.point_path(1).write_bytes(b"PK\x03\x04 truncated")
+    ran = []
+    monkeypatch.setattr(campaign, "run_task", lambda k: ran.append(k))
+    with pytest.raises(ValueError, match=r"1 point file\(s\).*point 1.*damaged.*only these points are recomputed"):
+        run_campaign(campaign, progress=False)
+    assert ran == []
 
 
 def test_importing_jaxcr_switches_jax_to_float64():

@@ -382,3 +382,43 @@ def test_joint_fit_of_two_energies_is_narrower_than_either_alone(artifact):
     assert joint.intervals["sigma2"]["95"][0] <= 1.0 <= joint.intervals["sigma2"]["95"][1]
     assert joint.intervals["lambda_c_pc"]["95"][0] <= lam <= joint.intervals["lambda_c_pc"]["95"][1]
     assert joint.names == ("sigma2", "lambda_c_pc") and len(joint.spectra) == 2
+
+
+def test_the_default_ell_range_is_the_largest_the_pixel_noise_allows():
+    # Spectra with noise-corrected ⟨C_ℓ⟩ = 40/ℓ² and pixel noise N̂ = 1 at the first time, 3 at the
+    # second: the rule N̂ t_ℓ ≤ ⟨C_ℓ⟩ (t_ℓ from the analysis) passes up to the ℓ a direct loop finds,
+    # the default artifact takes exactly that range at the time it uses, and an explicit range beyond
+    # it is refused with the passing range at every time listed.
+    from jaxcr.inference.artifact import MAX_NOISE_FRACTION, passing_ell_max
+
+    params = BOX
+    design = params.grid(3)
+    nside, n_real, times = 4, 8, (50.0, 100.0)
+    analysis = Analysis("full")
+    t_ell, _ = analysis.noise_response(nside)
+    ell = np.arange(2 * nside)
+    corrected = 40.0 / np.maximum(ell, 1) ** 2
+    rng = np.random.default_rng(4)
+    scatter = np.exp(0.05 * rng.normal(size=(len(design), n_real, 2, ell.size)))
+    noise = np.broadcast_to(np.array([1.0, 3.0]), (len(design), n_real, 2)).copy()
+    c = corrected * scatter
+    spectra = c + noise[..., None] * t_ell
+    expected = []
+    for j in range(2):
+        top = None
+        for l_max in range(2, 2 * nside):
+            ok = all(
+                noise[k, :, j].mean() * t_ell[l] <= MAX_NOISE_FRACTION * c[k, :, j, l].mean()
+                for k in range(len(design))
+                for l in range(1, l_max + 1)
+            )
+            top = l_max if ok else top
+            if not ok:
+                break
+        expected.append(top)
+    assert passing_ell_max(c, noise, t_ell, np.arange(1, 2 * nside)) == expected
+    assert expected[0] > expected[1] >= 2  # the test distinguishes the two times
+    art = artifact_from_spectra(params, design, spectra, noise, times, analysis, nside, time=100.0)
+    np.testing.assert_array_equal(art.ells, np.arange(1, expected[1] + 1))
+    with pytest.raises(ValueError, match=rf"ΩT = 50: ℓ ≤ {expected[0]}, ΩT = 100: ℓ ≤ {expected[1]}"):
+        artifact_from_spectra(params, design, spectra, noise, times, analysis, nside, time=100.0, ells=np.arange(1, 8))

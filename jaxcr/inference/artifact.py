@@ -211,8 +211,9 @@ def build_artifact(
 
     Args:
         analysis: the analysis' name (default: the campaign's only or first one).
-        ells: the multipoles to emulate (default: every ℓ ≥ 1 above the analysis' ℓ ≤ L removal
-            up to the model's lmax = 2·nside − 1).
+        ells: the multipoles to emulate (default: from the first ℓ above the analysis' ℓ ≤ L removal
+            up to the largest ℓ whose pixel noise passes at the chosen time, :func:`passing_ell_max`;
+            given ells that do not pass are refused with the ℓ ranges that pass at each time).
         time: force the model's ΩT (one of the campaign's times) instead of the diagnostic's.
         degree: polynomial degree of ln⟨C_ℓ⟩ in θ (needs at least as many design points as
             monomials: 6 for degree 2 in two parameters, 10 in three). 2 by default: the design
@@ -269,7 +270,23 @@ def _check_artifact_options(ells, degree, time, times, lmax, analysis: Analysis)
     return ells
 
 
-def _noise_error(frac, times, j, ells, parameters: Parametrisation, design) -> ValueError:
+def passing_ell_max(corrected, pixel_noise, t_ell, ells) -> list[int | None]:
+    """Per stored time, the largest ℓ of ``ells`` up to which every multipole passes the pixel-noise
+    rule at every design point (noise N̂ t_ℓ at most MAX_NOISE_FRACTION of the noise-corrected
+    ⟨C_ℓ⟩ over the realisations); None where not even the first two do.
+
+    ``corrected``: (K, R, T, lmax+1) noise-corrected spectra; ``pixel_noise``: (K, R, T)."""
+    ells = np.asarray(ells)
+    means = corrected.mean(1)[..., ells]  # (K, T, L)
+    noise = pixel_noise.mean(1)[..., None] * t_ell[ells]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = noise / np.where(means > 0, means, np.nan)
+    ok = (np.isfinite(frac) & (frac <= MAX_NOISE_FRACTION)).all(0)  # (T, L)
+    prefix = np.cumprod(ok, axis=1).sum(1)  # passing multipoles from the first, per time
+    return [int(ells[n - 1]) if n >= 2 else None for n in prefix]
+
+
+def _noise_error(frac, times, j, ells, parameters: Parametrisation, design, passing) -> ValueError:
     k, i = np.argwhere(~np.isfinite(frac) | (frac > MAX_NOISE_FRACTION))[0]
     where = ", ".join(f"{n} = {float(v):.3g}" for n, v in parameters.values(design[k]).items())
     share = f"{100 * frac[k, i]:.0f} %" if np.isfinite(frac[k, i]) else "all"
@@ -277,7 +294,8 @@ def _noise_error(frac, times, j, ells, parameters: Parametrisation, design) -> V
         f"at ΩT = {times[j]:g} the simulation's pixel noise is {share} of ⟨C_ℓ⟩ (at most "
         f"{100 * MAX_NOISE_FRACTION:.0f} % allowed) at ℓ = {ells[i]} (design point {k}, {where}): the model cannot "
         "resolve that multipole there. Raise the campaign's nside (noise ∝ 1/N_pix), choose an earlier time, or fit "
-        "fewer ℓ (ells)"
+        "fewer ℓ (ells). The largest ℓ that passes at each stored time: "
+        + ", ".join(f"ΩT = {t:g}: ℓ ≤ {p}" if p is not None else f"ΩT = {t:g}: none" for t, p in zip(times, passing))
     )
 
 
@@ -316,18 +334,24 @@ def artifact_from_spectra(
             f"(K points, R realisations, {len(times)} times, {len(parameters)} parameters)"
         )
     lmax = max_lmax(nside)
+    auto_ells = ells is None
     ells = _check_artifact_options(ells, degree, time, times, lmax, analysis)
     t_ell, _ = analysis.noise_response(nside)
     c = spectra - pixel_noise[..., None] * t_ell  # noise-corrected, (K, R, T, L)
-    rows, chosen = convergence_table(c[..., ells], times, z_margin)
-    j = chosen if time is None else times.index(float(time))
+    passing = passing_ell_max(c, pixel_noise, t_ell, ells)
+    while True:  # ells None: cut the range to what the pixel noise allows at the chosen time
+        rows, chosen = convergence_table(c[..., ells], times, z_margin)
+        j = chosen if time is None else times.index(float(time))
+        if not auto_ells or passing[j] is None or passing[j] >= ells[-1]:
+            break
+        ells = ells[ells <= passing[j]]
     moments = [_moments(c[k, :, j][:, ells]) for k in range(k_points)]
     means, covs, log_means, log_covs, raised = (np.array([m[i] for m in moments]) for i in range(5))
     frac = np.array(
         [pixel_noise[k][:, j].mean() * t_ell[ells] / np.where(means[k] > 0, means[k], np.nan) for k in range(k_points)]
     )
     if (~np.isfinite(frac) | (frac > MAX_NOISE_FRACTION)).any():
-        raise _noise_error(frac, times, j, ells, parameters, design)
+        raise _noise_error(frac, times, j, ells, parameters, design, passing)
     low, high = design.min(0), design.max(0)
     box = ((low + high) / 2, (high - low) / 2)
     emulator = SpectrumEmulator.fit(design, means, covs, n_real, degree, *box)

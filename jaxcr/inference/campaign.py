@@ -274,6 +274,25 @@ class Campaign:
         )
         return io.save_checkpoint(path, arrays, meta)
 
+    def check_points(self) -> None:
+        """Read every point file on disk (checksum, spec digest, θ) and raise one ``ValueError``
+        listing the damaged or foreign ones, so that a run or an artifact finds them before any work."""
+        bad = []
+        for k in self.done():
+            try:
+                self.load_point(k)
+            except ValueError as err:
+                bad.append((k, " ".join(str(err).split())))
+        if bad:
+            listed = "; ".join(f"point {k}: {why}" for k, why in bad[:3]) + (
+                f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
+            )
+            files = " ".join(str(self.point_path(k)) for k, _ in bad)
+            raise ValueError(
+                f"{len(bad)} point file(s) of campaign {self.folder} cannot be used ({listed}). Delete them "
+                f"(rm {files}) and run the campaign again: only these points are recomputed"
+            )
+
     def load_point(self, index: int) -> tuple[dict, dict]:
         arrays, meta = io.load_checkpoint(self.point_path(index), kind="campaign point")
         if meta.get("digest") != self.spec.digest():

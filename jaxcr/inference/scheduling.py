@@ -37,6 +37,7 @@ def run_campaign(campaign: Campaign, workers: int = 1, progress: bool = True, in
     from .._progress import COMPILING, show_eta, ticking
 
     _checks.check_positive_int("workers", workers)
+    campaign.check_points()  # a damaged point file is found before the work, not at the artifact
     todo = campaign.pending() if indices is None else [k for k in indices if k in set(campaign.pending())]
     spec = campaign.spec
     per_step = spec.model.n_realisations * 12 * spec.model.nside**2 * spec.times[-1]

@@ -24,7 +24,6 @@ Second derivatives are not defined.
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 
 import jax
@@ -35,7 +34,7 @@ from jaxtyping import Array, ArrayLike, Float
 from .._fastmath import broadcast_shape as _broadcast_shape
 from .._fastmath import differentiable_mode_sum, fused_steps_without_derivative, reference_field
 from ..field import FieldPrecision, as_option
-from .build import NativeUnavailable, load_library
+from .build import NativeUnavailable, load_library, switched_off
 
 __all__ = [
     "available",
@@ -92,7 +91,7 @@ def require() -> None:
 
 def warn_fallback() -> None:
     """Warn once that the pure-JAX sum is used because the native kernel is unavailable."""
-    if not _state.get("warned") and os.environ.get("JAXCR_NATIVE", "1") != "0":
+    if not _state.get("warned") and not switched_off():
         _state["warned"] = True
         warnings.warn(
             f"jaxcr: the native CPU mode-sum kernel is unavailable ({unavailable_reason()}); using the pure-JAX "

@@ -9,7 +9,8 @@ x86-64-v3 = AVX2/FMA and x86-64-v4 = AVX-512, 512-bit vectors) and the library p
 time the best one the running CPU supports, so a cache shared by different machines never runs
 an instruction the CPU lacks. The build takes about 10-20 s, once.
 
-``JAXCR_NATIVE=0`` switches the native kernel off (the pure-JAX mode sum is used);
+``JAXCR_NATIVE=0`` (or ``false``, ``no``, ``off``) switches the native kernel off (the pure-JAX mode sum
+is used; other values than these and 1/true/yes/on are refused);
 ``JAXCR_NATIVE_VARIANT`` forces an instruction-set variant (``generic``, ``x86-64-v3``,
 ``x86-64-v4``). ``jaxcr native [--rebuild]`` builds it, says where it is and which variant runs.
 """
@@ -73,6 +74,20 @@ def _cache_dir() -> Path:
     return Path(base) / "jaxcr"
 
 
+_OFF, _ON = ("0", "false", "no", "off"), ("", "1", "true", "yes", "on")
+
+
+def switched_off() -> bool:
+    """Whether ``JAXCR_NATIVE`` switches the native kernel off (a ``ValueError`` for a value that is
+    neither on nor off, instead of ignoring it)."""
+    value = os.environ.get("JAXCR_NATIVE", "1").strip().lower()
+    if value not in _OFF + _ON:
+        raise ValueError(
+            f"JAXCR_NATIVE={os.environ['JAXCR_NATIVE']!r} is neither on ({', '.join(_ON[1:])}) nor off ({', '.join(_OFF)})"
+        )
+    return value in _OFF
+
+
 def library_path() -> Path:
     """Where the library for these sources, compiler, jaxlib and machine type is cached."""
     import jaxlib
@@ -128,8 +143,8 @@ def load_library() -> ctypes.CDLL:
     with _lock:
         if "lib" in _loaded:
             return _loaded["lib"]
-        if os.environ.get("JAXCR_NATIVE", "1") == "0":
-            raise NativeUnavailable("switched off by JAXCR_NATIVE=0")
+        if switched_off():
+            raise NativeUnavailable(f"switched off by JAXCR_NATIVE={os.environ['JAXCR_NATIVE']}")
         path = library_path()
         if not path.exists():
             try:

@@ -277,7 +277,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     s = sub.add_parser("artifact", help="build the emulator artifact of one analysis of a finished campaign")
     folder(s)
     s.add_argument("--analysis", help="which analysis (default the campaign's first: see `status`)")
-    s.add_argument("--ell-max", type=int, help="largest multipole emulated (default 2·nside − 1)")
+    s.add_argument(
+        "--ell-max",
+        type=int,
+        help="largest multipole emulated (default: the largest whose pixel noise passes at the chosen time)",
+    )
     s.add_argument(
         "--time", type=float, help="force the model's ΩT (one of the campaign's times) instead of the diagnostic's"
     )
