@@ -261,10 +261,14 @@ def plot_mock_sky(sky, path, title: str = "") -> Path:
         seen = m[m != hp.UNSEEN]
         v = float(np.max(np.abs(seen))) or 1.0
         hp.mollview(
-            m, fig=fig.number, sub=(1, 2, k + 1), title=what, cmap="RdBu_r", min=-v, max=v, unit="δI", cbar=True
+            m, fig=fig.number, sub=(1, 2, k + 1), title=what, cmap="RdBu_r", min=-v, max=v, unit="δI", format="%.1e"
         )
-    fig.text(0.5, 0.02, title + " (equatorial coordinates)", ha="center", va="bottom", fontsize=9)
-    return _save(fig, path)
+    fig.suptitle(title + " (equatorial coordinates, RING)", fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_fit(result):

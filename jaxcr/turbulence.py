@@ -14,9 +14,8 @@ Sec. 2) uses ``b0=0``: the field unit is then a reference field B_ref with σ² 
 r_L = p/(|q| B_ref).
 
 The random draws (directions, α, β) are the field's *noise* (:class:`TurbulenceNoise`); σ², λ_c,
-r_L, λ_min, λ_max, γ are its *parameters* (:class:`TurbulenceParameters`). Amplitudes and wave
-numbers are computed from the parameters inside traced code, so ``jax.grad`` with respect to
-σ², λ_c and r_L exists (reparameterisation).
+r_L, λ_min, λ_max, γ are its *parameters* (:class:`TurbulenceParameters`). Amplitudes and wave numbers
+are computed from them inside traced code, so ``jax.grad`` in σ², λ_c and r_L exists.
 """
 
 from __future__ import annotations
@@ -155,7 +154,6 @@ def mode_wavenumbers(params: TurbulenceParameters) -> Float[Array, " N"]:
 
 def spectral_weight(k, params: TurbulenceParameters):
     """G(k) = 4π k² · kΔ / (1 + (k λ_c)^γ) (paper Eq. 11), k in 1/r_L."""
-    _checks.require_x64("spectral_weight")
     k_min = 2 * jnp.pi * params.larmor_radius / params.lambda_max
     k_max = 2 * jnp.pi * params.larmor_radius / params.lambda_min
     delta = jnp.log(k_max / k_min) / params.n_modes
@@ -165,7 +163,6 @@ def spectral_weight(k, params: TurbulenceParameters):
 
 def mode_amplitudes(params: TurbulenceParameters) -> Float[Array, " N"]:
     """A(k_n) = sqrt(2 σ² G(k_n)/Σ_m G(k_m)) in units of B0 (paper Eq. 11)."""
-    _checks.require_x64("mode_amplitudes")
     g = spectral_weight(mode_wavenumbers(params), params)
     return jnp.sqrt(2 * params.sigma2 * g / jnp.sum(g))
 
@@ -327,7 +324,6 @@ class PlaneWaveTurbulence(AbstractField):
         cls, key, params: TurbulenceParameters, n_realisations: int, first: int = 0, b0_direction=(0.0, 0.0, 1.0)
     ):
         """Realisations first..first+n-1 stacked along a leading axis (same fields as :meth:`sample`)."""
-        _checks.require_x64("PlaneWaveTurbulence.sample_ensemble")
         _checks.check_positive_int("n_realisations", n_realisations)
         _checks.check_direction("b0_direction", b0_direction)
         return cls.from_keys(realisation_keys(key, n_realisations, first), params, b0_direction)

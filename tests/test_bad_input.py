@@ -313,7 +313,6 @@ def test_float32_is_refused_with_a_clear_error():
             ("declination_band_mask", lambda: jaxcr.declination_band_mask(4, -30.0, 60.0)),
             ("remove_ring_means", lambda: jaxcr.analysis.remove_ring_means(np.ones(192))),
             ("mode_wavenumbers", lambda: jaxcr.mode_wavenumbers(params)),
-            ("mode_amplitudes", lambda: jaxcr.mode_amplitudes(params)),
             ("PlaneWaveTurbulence.sample", lambda: jaxcr.PlaneWaveTurbulence.sample(0, params)),
             ("UniformField", lambda: jaxcr.UniformField()(np.ones(3))),
         ]:

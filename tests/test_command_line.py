@@ -2,6 +2,7 @@
 status 2, before any work; an interrupted run says how to resume; ``jaxcr --version``."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -270,3 +271,17 @@ def test_a_rerun_loads_its_compiled_programs_from_the_cache_and_gives_the_same_f
         fit = json.loads((out / "fit.json").read_text())
         results.append((fit["parameters"], fit["m2lnl"]))
     assert results[0] == results[1]
+
+
+def test_help_texts_have_no_raw_rest_roles(capsys):
+    # the recipes' module docstrings are their --help: roles and double backquotes read as plain text
+    from jaxcr.cli import RECIPES
+    from jaxcr.recipes.command import plain_text
+
+    assert plain_text("see :func:`~jaxcr.inference.fit_sky` and :mod:`jaxcr.observations`, ``--out``") == (
+        "see fit_sky and jaxcr.observations, `--out`"
+    )
+    for command in [*RECIPES, "native"]:
+        assert main([command, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert not re.search(r":[a-z]+:`|``", text), (command, re.findall(r".{20}:[a-z]+:`.{20}|.{20}``.{10}", text))

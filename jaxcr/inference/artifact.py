@@ -41,13 +41,12 @@ from ..parametrisation import Parameter, Parametrisation
 from ..spectra import max_lmax
 from ..spectrum_model import SpectrumModel
 from .campaign import Campaign, software_versions
-from .convergence import convergence_table
+from .convergence import MAX_NOISE_FRACTION, convergence_table, noise_error, passing_ell_max
 from .emulator import SpectrumEmulator
 
 __all__ = ["EmulatorArtifact", "build_artifact", "artifact_from_spectra", "shipped_artifacts", "shipped_artifact_for"]
 
 ARTIFACT_FORMAT = "jaxcr-emulator/2"
-MAX_NOISE_FRACTION = 1.0  # the pixel noise may be at most ⟨C_ℓ⟩ itself at a fitted ℓ (module docstring)
 
 
 def _corrected(cl, noise, t_ell):
@@ -270,35 +269,6 @@ def _check_artifact_options(ells, degree, time, times, lmax, analysis: Analysis)
     return ells
 
 
-def passing_ell_max(corrected, pixel_noise, t_ell, ells) -> list[int | None]:
-    """Per stored time, the largest ℓ of ``ells`` up to which every multipole passes the pixel-noise
-    rule at every design point (noise N̂ t_ℓ at most MAX_NOISE_FRACTION of the noise-corrected
-    ⟨C_ℓ⟩ over the realisations); None where not even the first two do.
-
-    ``corrected``: (K, R, T, lmax+1) noise-corrected spectra; ``pixel_noise``: (K, R, T)."""
-    ells = np.asarray(ells)
-    means = corrected.mean(1)[..., ells]  # (K, T, L)
-    noise = pixel_noise.mean(1)[..., None] * t_ell[ells]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = noise / np.where(means > 0, means, np.nan)
-    ok = (np.isfinite(frac) & (frac <= MAX_NOISE_FRACTION)).all(0)  # (T, L)
-    prefix = np.cumprod(ok, axis=1).sum(1)  # passing multipoles from the first, per time
-    return [int(ells[n - 1]) if n >= 2 else None for n in prefix]
-
-
-def _noise_error(frac, times, j, ells, parameters: Parametrisation, design, passing) -> ValueError:
-    k, i = np.argwhere(~np.isfinite(frac) | (frac > MAX_NOISE_FRACTION))[0]
-    where = ", ".join(f"{n} = {float(v):.3g}" for n, v in parameters.values(design[k]).items())
-    share = f"{100 * frac[k, i]:.0f} %" if np.isfinite(frac[k, i]) else "all"
-    return ValueError(
-        f"at ΩT = {times[j]:g} the simulation's pixel noise is {share} of ⟨C_ℓ⟩ (at most "
-        f"{100 * MAX_NOISE_FRACTION:.0f} % allowed) at ℓ = {ells[i]} (design point {k}, {where}): the model cannot "
-        "resolve that multipole there. Raise the campaign's nside (noise ∝ 1/N_pix), choose an earlier time, or fit "
-        "fewer ℓ (ells). The largest ℓ that passes at each stored time: "
-        + ", ".join(f"ΩT = {t:g}: ℓ ≤ {p}" if p is not None else f"ΩT = {t:g}: none" for t, p in zip(times, passing))
-    )
-
-
 def artifact_from_spectra(
     parameters: Parametrisation,
     design,
@@ -351,7 +321,7 @@ def artifact_from_spectra(
         [pixel_noise[k][:, j].mean() * t_ell[ells] / np.where(means[k] > 0, means[k], np.nan) for k in range(k_points)]
     )
     if (~np.isfinite(frac) | (frac > MAX_NOISE_FRACTION)).any():
-        raise _noise_error(frac, times, j, ells, parameters, design, passing)
+        raise noise_error(frac, times, j, ells, parameters.values, design, passing)
     low, high = design.min(0), design.max(0)
     box = ((low + high) / 2, (high - low) / 2)
     emulator = SpectrumEmulator.fit(design, means, covs, n_real, degree, *box)

@@ -2,7 +2,9 @@
 
 The paper's statement (Eq. 7-9) is about the limit T → ∞, where the multipoles are finite; a model
 stored at several times ΩT_j is converged from the earliest time after which its noise-corrected
-⟨C_ℓ⟩ no longer changes within the errors (:func:`convergence_table`).
+⟨C_ℓ⟩ no longer changes within the errors (:func:`convergence_table`). A multipole is resolved
+where the simulation's pixel noise N̂ t_ℓ (Eq. 12, through the analysis) is at most
+``MAX_NOISE_FRACTION`` of ⟨C_ℓ⟩ (:func:`passing_ell_max`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ __all__ = [
     "separation_time",
     "suggested_times",
     "SEPARATION_LAW",
+    "MAX_NOISE_FRACTION",
+    "passing_ell_max",
+    "noise_error",
 ]
+
+MAX_NOISE_FRACTION = 1.0  # the pixel noise may be at most ⟨C_ℓ⟩ itself at a fitted ℓ
 
 
 def convergence_table(c_by_time, times, z_margin: float = 2.0) -> tuple[list[dict], int]:
@@ -116,3 +123,33 @@ def suggested_times(sigma2, rho, n_times: int = 5, factor: float = 4.0) -> tuple
     t_max = factor * float(np.max(separation_time(sigma2, rho)))
     grid = np.geomspace(t_max / 16, t_max, n_times)
     return tuple(float(f"{t:.2g}") for t in grid)
+
+
+def passing_ell_max(corrected, pixel_noise, t_ell, ells) -> list[int | None]:
+    """Per stored time, the largest ℓ of ``ells`` up to which every multipole passes the pixel-noise
+    rule at every design point (noise N̂ t_ℓ at most MAX_NOISE_FRACTION of the noise-corrected
+    ⟨C_ℓ⟩ over the realisations); None where not even the first two do.
+
+    ``corrected``: (K, R, T, lmax+1) noise-corrected spectra; ``pixel_noise``: (K, R, T)."""
+    ells = np.asarray(ells)
+    means = corrected.mean(1)[..., ells]  # (K, T, L)
+    noise = pixel_noise.mean(1)[..., None] * t_ell[ells]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = noise / np.where(means > 0, means, np.nan)
+    ok = (np.isfinite(frac) & (frac <= MAX_NOISE_FRACTION)).all(0)  # (T, L)
+    prefix = np.cumprod(ok, axis=1).sum(1)  # passing multipoles from the first, per time
+    return [int(ells[n - 1]) if n >= 2 else None for n in prefix]
+
+
+def noise_error(frac, times, j, ells, values_at, design, passing) -> ValueError:
+    """The error of an ℓ range the pixel noise does not allow (``values_at``: θ → named values)."""
+    k, i = np.argwhere(~np.isfinite(frac) | (frac > MAX_NOISE_FRACTION))[0]
+    where = ", ".join(f"{n} = {float(v):.3g}" for n, v in values_at(design[k]).items())
+    share = f"{100 * frac[k, i]:.0f} %" if np.isfinite(frac[k, i]) else "all"
+    return ValueError(
+        f"at ΩT = {times[j]:g} the simulation's pixel noise is {share} of ⟨C_ℓ⟩ (at most "
+        f"{100 * MAX_NOISE_FRACTION:.0f} % allowed) at ℓ = {ells[i]} (design point {k}, {where}): the model cannot "
+        "resolve that multipole there. Raise the campaign's nside (noise ∝ 1/N_pix), choose an earlier time, or fit "
+        "fewer ℓ (ells). The largest ℓ that passes at each stored time: "
+        + ", ".join(f"ΩT = {t:g}: ℓ ≤ {p}" if p is not None else f"ΩT = {t:g}: none" for t, p in zip(times, passing))
+    )

@@ -37,10 +37,20 @@ class CommandParser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        if kwargs.get("description"):  # module docstrings: reST roles and literals read as plain text
+            kwargs["description"] = plain_text(kwargs["description"])
         super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def plain_text(doc: str) -> str:
+    """A docstring for a terminal: ``:func:`~jaxcr.x.y``` becomes ``y``, ``:mod:`jaxcr.x``` becomes
+    ``jaxcr.x`` and double backquotes become single ones."""
+    doc = re.sub(r":(?:py:)?[a-z]+:`~[\w.]*?(\w+)(\(\))?`", r"\1\2", doc)
+    doc = re.sub(r":(?:py:)?[a-z]+:`([^`]+)`", r"\1", doc)
+    return doc.replace("``", "`")
 
 
 class Interrupted(BaseException):
