@@ -15,8 +15,9 @@ it on the artifact (likelihood --form, default lognormal) twice: with the gradie
 amplitude free. It reports, per parameter, how often the 68 % and 95 % profile intervals contain
 the truth, the mean and spread of the pull (ln estimate − ln truth)/(the 68 % half-width on the
 truth's side; skies whose interval is open on that side, cut by the design box, are counted
-apart), how often each direction was flagged poorly constrained, the median χ² p-value
-and the fit time. Writes coverage.json (every fit, the settings and versions) and prints a table.
+apart), how often each direction was flagged poorly constrained, the median χ² p-value and the
+Kolmogorov-Smirnov distance of the p-values from uniform (a right likelihood gives uniform
+p-values), the skies the likelihood refuses (log-normal: Ĉ_ℓ ≤ N at a fitted ℓ), and the fit time. Writes coverage.json (every fit, the settings and versions) and prints a table.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np
+import scipy.stats
 
 from jaxcr import io, units
 from jaxcr.inference.artifact import EmulatorArtifact
@@ -73,7 +75,12 @@ def summarise(fits, truth):
     out["poorly_constrained_fraction"] = [
         float(np.mean([f["directions"][i]["poorly_constrained"] for f in fits])) for i in range(2)
     ]
-    out["median_p_value"] = float(np.median([f["p_value"] for f in fits]))
+    p_values = np.array([f["p_value"] for f in fits])
+    out["median_p_value"] = float(np.median(p_values))
+    # χ² calibration: the p-values of a right likelihood are uniform on [0, 1]
+    ks = scipy.stats.kstest(p_values, "uniform")
+    out["p_value_ks"] = [float(ks.statistic), float(ks.pvalue)]
+    out["p_values"] = p_values.tolist()
     out["median_fit_time_s"] = float(np.median([f["wall_time_s"] for f in fits]))
     return out
 
@@ -127,13 +134,22 @@ def main(argv=None) -> int:
         t_sky = time.perf_counter() - t0
         entry = dict(sigma2=s2, rho=rho, sky_seconds=t_sky, known={}, free={})
         for label, kw in (("known", dict(gradient_per_pc=args.gradient_per_pc)), ("free", {})):
-            fits = [
-                fit_sky(sky, artifact, b0_microgauss=args.b0_mug, form=args.form, progress=False, **kw).as_dict()
-                for sky in skies
-            ]
+            fits, refused = [], []
+            for sky in skies:  # a sky the likelihood cannot take (log-normal: Ĉ_ℓ ≤ N) is counted, not fitted
+                try:
+                    fits.append(
+                        fit_sky(
+                            sky, artifact, b0_microgauss=args.b0_mug, form=args.form, progress=False, **kw
+                        ).as_dict()
+                    )
+                except ValueError as err:
+                    refused.append(" ".join(str(err).split())[:200])
             truth = dict(sigma2=s2, rho=rho) | ({} if kw else dict(gradient_per_pc=args.gradient_per_pc))
-            entry[label] = dict(summary=summarise(fits, truth), fits=fits)
-            print(f"truth σ² = {s2}, ρ = {rho}, gradient {label}: {args.skies} skies ({t_sky:.0f} s to make)")
+            entry[label] = dict(summary=summarise(fits, truth) | dict(refused=len(refused)), fits=fits, refused=refused)
+            print(
+                f"truth σ² = {s2}, ρ = {rho}, gradient {label}: {args.skies} skies ({t_sky:.0f} s to make)"
+                + (f", {len(refused)} refused by the {args.form} likelihood ({refused[0][:80]}...)" if refused else "")
+            )
             for name, row in entry[label]["summary"].items():
                 if isinstance(row, dict):
                     print(
@@ -145,7 +161,8 @@ def main(argv=None) -> int:
             s = entry[label]["summary"]
             print(
                 f"  flagged {100 * s['flagged_fraction']:.0f} % of skies; poorly constrained directions "
-                f"{[round(x, 2) for x in s['poorly_constrained_fraction']]}; median p = {s['median_p_value']:.2f}; "
+                f"{[round(x, 2) for x in s['poorly_constrained_fraction']]}; median p = {s['median_p_value']:.2f} "
+                f"(p-values against uniform: KS D = {s['p_value_ks'][0]:.2f}, p = {s['p_value_ks'][1]:.2g}); "
                 f"median fit {s['median_fit_time_s']:.1f} s"
             )
         report["truths"].append(entry)

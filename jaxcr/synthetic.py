@@ -170,29 +170,8 @@ def mock_skies(
 
 
 def mock_sky_spectra(
-    values: Mapping,
-    model: SpectrumModel,
-    observatory: Observatory,
-    *,
-    time: float,
-    amplitude: float,
-    n_skies: int,
-    seed: int,
-    events: float | None = None,
-    lmax: int | None = None,
-    n_resamples: int = 16,
+    values: Mapping, model: SpectrumModel, observatory: Observatory, **options
 ) -> list[ObservedSpectrum]:
-    """The spectrum files of :func:`mock_skies` (same arguments), one per sky."""
-    skies = mock_skies(
-        values,
-        model,
-        observatory,
-        time=time,
-        amplitude=amplitude,
-        n_skies=n_skies,
-        seed=seed,
-        events=events,
-        lmax=lmax,
-        n_resamples=n_resamples,
-    )
-    return [sky.spectrum for sky in skies]
+    """The spectrum files of :func:`mock_skies`, one per sky (the same arguments: ``time``,
+    ``amplitude``, ``n_skies``, ``seed`` and optionally ``events``, ``lmax``, ``n_resamples``)."""
+    return [sky.spectrum for sky in mock_skies(values, model, observatory, **options)]
