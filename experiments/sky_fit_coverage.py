@@ -102,7 +102,10 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--sky-nside", type=int, help="nside of the synthetic skies (default twice the campaign's)")
     ap.add_argument(
-        "--form", choices=["lognormal", "gaussian"], default="lognormal", help="likelihood form (default lognormal)"
+        "--form",
+        choices=["lognormal", "offset-lognormal", "gaussian"],
+        default="lognormal",
+        help="likelihood form (default lognormal)",
     )
     ap.add_argument("--seed", type=int, default=4242, help="seed of the skies and their Poisson counts (default 4242)")
     ap.add_argument("--out", type=Path, default=Path("results/sky_fit_coverage"), help="output folder")

@@ -26,6 +26,7 @@ from .likelihood import GaussianSky as GaussianSky
 from .likelihood import JointLikelihood as JointLikelihood
 from .likelihood import LikelihoodForm as LikelihoodForm
 from .likelihood import LogNormalSky as LogNormalSky
+from .likelihood import OffsetLogNormalSky as OffsetLogNormalSky
 from .likelihood import Reparametrised as Reparametrised
 from .likelihood import fisher_information as fisher_information
 from .precision import expected_precision as expected_precision

@@ -20,7 +20,18 @@ With the amplitude a = (|∇n/n| r_L)²:
 
 * ``LogNormalSky`` (the default): y = ln(Ĉ_ℓ − N), μ = ln a + ⟨ln C_ℓ⟩(θ), Σ = Λ(θ) +
   diag(σ_ℓ²/(Ĉ_ℓ − N)²), Λ the covariance of ln C_ℓ of single skies (the emulator's error included);
-* ``GaussianSky``: y = Ĉ_ℓ − N, μ = a⟨C_ℓ⟩(θ), Σ = a² S(θ) + diag(σ_ℓ²).
+* ``GaussianSky``: y = Ĉ_ℓ − N, μ = a⟨C_ℓ⟩(θ), Σ = a² S(θ) + diag(σ_ℓ²);
+* ``OffsetLogNormalSky``: the offset log-normal form of band powers with noise (Bond, Jaffe &
+  Knox 2000, ApJ 533, 19): y = ln Ĉ_ℓ (the spectrum with its noise), μ = ln(s_ℓ + N_ℓ) with the
+  median signal s_ℓ = a·exp⟨ln C_ℓ⟩(θ), Σ = (w wᵀ)∘Λ(θ) + diag(σ_ℓ²/Ĉ_ℓ²), w_ℓ = s_ℓ/(s_ℓ + N_ℓ).
+  Where the signal dominates it is ``LogNormalSky``; where the noise does, the sky's scatter
+  fades (w → 0) and y scatters by the measurement alone. It takes every multipole, Ĉ_ℓ ≤ N_ℓ
+  included (only Ĉ_ℓ > 0 is needed, which a spectrum with its noise always has).
+
+N is the noise level of the spectrum file; the sky forms take it per multipole, N_ℓ, the mean
+spectrum of isotropic skies through the analysis (the file's isotropic band), where the file has
+one: the ring-mean removal of time-scrambling takes the noise's m = 0 part, so the flat level
+overstates the noise at small ℓ (by 2.4× at ℓ = 1 for IceCube's band).
 
 Several spectra (energies, observatories) are fitted together by :class:`JointLikelihood`: their
 data vectors are independent, so −2 ln L is the sum of the members' (Σ block-diagonal), with the
@@ -48,6 +59,7 @@ __all__ = [
     "AbstractSkyLikelihood",
     "LogNormalSky",
     "GaussianSky",
+    "OffsetLogNormalSky",
     "JointLikelihood",
     "Reparametrised",
     "fisher_information",
@@ -57,11 +69,13 @@ BARRIER = 1e4  # −2 ln L penalty per (|z| − 1)² outside an emulator's box (
 
 
 class LikelihoodForm(enum.StrEnum):
-    """The distribution of one sky's spectrum: LOGNORMAL (Gaussian in ln C_ℓ, :class:`LogNormalSky`,
-    the default) or GAUSSIAN (Gaussian in C_ℓ, :class:`GaussianSky`)."""
+    """The distribution of one sky's spectrum: LOGNORMAL (Gaussian in ln(C_ℓ − N),
+    :class:`LogNormalSky`, the default), GAUSSIAN (Gaussian in C_ℓ − N, :class:`GaussianSky`) or
+    OFFSET_LOGNORMAL (Gaussian in ln C_ℓ with the noise inside, :class:`OffsetLogNormalSky`)."""
 
     LOGNORMAL = "lognormal"
     GAUSSIAN = "gaussian"
+    OFFSET_LOGNORMAL = "offset-lognormal"
 
 
 class AbstractLikelihood(eqx.Module):
@@ -177,6 +191,41 @@ class GaussianSky(AbstractSkyLikelihood):
         mean, sky = self.sky_moments(phi)
         sd = jnp.sqrt(jnp.diag(sky))
         return mean, mean - sd, mean + sd
+
+
+class OffsetLogNormalSky(AbstractSkyLikelihood):
+    """Gaussian in y = ln Ĉ_ℓ: μ = ln(s_ℓ + N_ℓ), s_ℓ = a·exp⟨ln C_ℓ⟩(θ), Σ = (w wᵀ)∘Λ(θ) + the
+    measurement's, w_ℓ = s_ℓ/(s_ℓ + N_ℓ) (module docstring). The measurement's variance of y is the
+    model's, v_ℓ(1 + 2s_ℓ/N_ℓ)/(s_ℓ + N_ℓ)² with v_ℓ the variance of isotropic skies
+    (``noise_variance``, the file's isotropic band), where the file has it: the variance of a
+    pseudo-C_ℓ with noise, (2/(2ℓ+1))(2SN + N²), at the model's signal, so that a sky far from the
+    median is not judged by its own errors; else the data's σ_ℓ²/Ĉ_ℓ² (``variance``)."""
+
+    noise: Float[Array, " n"]
+    noise_variance: Float[Array, " n"] | None
+
+    def moments(self, phi):
+        mean, sky = self.sky_moments(phi)
+        if self.noise_variance is None:
+            return mean, sky + jnp.diag(self.variance)
+        theta, log_a = self.split(phi)
+        signal = jnp.exp(log_a + self.emulator.log_mean(theta)[self.rows])
+        measured = self.noise_variance * (1 + 2 * signal / self.noise) / (signal + self.noise) ** 2
+        return mean, sky + jnp.diag(measured)
+
+    def sky_moments(self, phi):
+        theta, log_a = self.split(phi)
+        rows = self.rows
+        signal = jnp.exp(log_a + self.emulator.log_mean(theta)[rows])
+        w = signal / (signal + self.noise)
+        return jnp.log(signal + self.noise), jnp.outer(w, w) * self.emulator.log_covariance(theta, 1)[rows][:, rows]
+
+    def spectrum_band(self, phi):
+        """The median signal s_ℓ times exp(±1σ) of its log-normal scatter."""
+        theta, log_a = self.split(phi)
+        mean = log_a + self.emulator.log_mean(theta)[self.rows]
+        sd = jnp.sqrt(jnp.diag(self.emulator.log_covariance(theta, 1)[self.rows][:, self.rows]))
+        return jnp.exp(mean), jnp.exp(mean - sd), jnp.exp(mean + sd)
 
 
 class JointLikelihood(AbstractLikelihood):

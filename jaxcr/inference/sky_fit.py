@@ -37,7 +37,7 @@ from ..parametrisation import Parameter, Parametrisation, Transform
 from .artifact import EmulatorArtifact
 from .campaign import software_versions
 from .fit import FitOptions, LikelihoodFit, maximise_likelihood, start_grid
-from .likelihood import AbstractSkyLikelihood, GaussianSky, LikelihoodForm, LogNormalSky
+from .likelihood import AbstractSkyLikelihood, GaussianSky, LikelihoodForm, LogNormalSky, OffsetLogNormalSky
 from .results import FitResult
 
 __all__ = [
@@ -83,6 +83,14 @@ def _fitted_multipoles(observed: ObservedSpectrum, artifact: EmulatorArtifact, e
     return keep
 
 
+def noise_per_multipole(observed: ObservedSpectrum) -> np.ndarray:
+    """N_ℓ, the noise's mean spectrum through the analysis: the isotropic band's mean where the file
+    has one (ring-mean removal takes the noise's m = 0 part), else the flat noise level."""
+    if observed.isotropic_mean is not None:
+        return np.asarray(observed.isotropic_mean, dtype=float)
+    return np.full(len(observed.ell), float(observed.noise_level))
+
+
 def sky_likelihood(
     observed: ObservedSpectrum,
     artifact: EmulatorArtifact,
@@ -97,7 +105,9 @@ def sky_likelihood(
     keep = _fitted_multipoles(observed, artifact, ell_max)
     form_: LikelihoodForm = as_option(LikelihoodForm, "form", form)
     ell = np.asarray(observed.ell)[keep]
-    o = np.asarray(observed.cl)[keep] - observed.noise_level
+    noise = noise_per_multipole(observed)[keep]
+    raw = np.asarray(observed.cl)[keep]
+    o = raw - noise
     var = np.asarray(observed.sigma)[keep] ** 2
     names = artifact.parameters.names + (() if amplitude is not None else (amplitude_name,))
     rows = jnp.asarray(np.searchsorted(artifact.ells, ell))
@@ -111,10 +121,29 @@ def sky_likelihood(
             log_amplitude=log_a,
             names=names,
         )
+    if form_ == LikelihoodForm.OFFSET_LOGNORMAL:
+        if np.any(raw <= 0):
+            raise ValueError(
+                f"Ĉ_ℓ ≤ 0 at ℓ = {ell[raw <= 0].tolist()}: the offset log-normal form takes the spectrum with its "
+                "noise, which is positive (a synthetic spectrum with noise subtracted can fall below zero); use "
+                "form='gaussian'"
+            )
+        return OffsetLogNormalSky(
+            emulator=artifact.log_emulator,
+            observed=jnp.asarray(np.log(raw)),
+            variance=jnp.asarray(var / raw**2),
+            noise=jnp.asarray(noise),
+            noise_variance=None
+            if observed.isotropic_sigma is None
+            else jnp.asarray(np.asarray(observed.isotropic_sigma, dtype=float)[keep] ** 2),
+            rows=rows,
+            log_amplitude=log_a,
+            names=names,
+        )
     if np.any(o <= 0):
         raise ValueError(
             f"Ĉ_ℓ − N ≤ 0 at ℓ = {ell[o <= 0].tolist()}: the log-normal likelihood needs power above the noise "
-            "level at every fitted ℓ; cut them with ell_max, or use form='gaussian'"
+            "level at every fitted ℓ; cut them with ell_max, or use form='offset-lognormal' (every ℓ) or 'gaussian'"
         )
     return LogNormalSky(
         emulator=artifact.log_emulator,
@@ -131,7 +160,7 @@ def start_log_amplitude(like: AbstractSkyLikelihood, theta) -> float:
     (log-normal), or the least-squares amplitude (Gaussian)."""
     moments, _ = like.sky_moments(jnp.array([*theta, 0.0]))
     m, y = np.asarray(moments), np.asarray(like.observed)
-    if isinstance(like, LogNormalSky):
+    if isinstance(like, LogNormalSky | OffsetLogNormalSky):  # (for the offset form: the signal-dominated limit)
         return float(np.mean(y - m))
     return float(np.log(max(float(np.dot(m, y) / np.dot(m, m)), 1e-300)))
 

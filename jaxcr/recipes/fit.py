@@ -11,7 +11,9 @@ shipped with jaxcr for the spectrum's analysis) must be of the same analysis (ba
 method, estimator, ℓ ≤ L removal). The likelihood is that of one sky (jaxcr.inference.sky_fit):
 log-normal by default, i.e. Gaussian in ln(Ĉ_ℓ − N) with the covariance of single skies from the
 model's realisations, correlated across ℓ, and its determinant (--form gaussian: the same in
-C_ℓ, which also fits multipoles with Ĉ_ℓ ≤ N). With --gradient-per-pc (the
+C_ℓ, which also fits multipoles with Ĉ_ℓ ≤ N; --form offset-lognormal: Gaussian in ln Ĉ_ℓ with the
+noise inside the model, ln(a·C_ℓ + N_ℓ), which takes every ℓ and becomes the log-normal form
+where the signal dominates). With --gradient-per-pc (the
 CR gradient |∇n/n| in 1/pc, with --b0-mug and the spectrum's energy fixing r_L) or --amplitude
 ((|∇n/n| r_L)²) the amplitude is known; otherwise it is fitted and reported as the gradient in
 1/pc for the given B0. Writes fit.json (parameters, 68/95 % profile intervals, χ², dof, p-value,
@@ -43,8 +45,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     ap.add_argument("--start", nargs="+", metavar="NAME=VALUE",
                     help="start of the fit, every parameter of the artifact named, e.g. sigma2=1 rho=0.1 "
                     "(default: the best point of a grid over the artifact's box)")  # fmt: skip
-    ap.add_argument("--form", choices=("lognormal", "gaussian"), default="lognormal",
-                    help="the one-sky likelihood: lognormal (default; needs Ĉ_ℓ above the noise level) or gaussian")  # fmt: skip
+    ap.add_argument("--form", choices=("lognormal", "offset-lognormal", "gaussian"), default="lognormal",
+                    help="the one-sky likelihood: lognormal (default; needs Ĉ_ℓ above the noise level), offset-lognormal "
+                    "(every ℓ, noise-dominated ones included) or gaussian")  # fmt: skip
     ap.add_argument("--ell-max", type=int, help="fit only ℓ ≤ L (an explicit cut, recorded in fit.json)")
     ap.add_argument("--out", type=Path, help="output folder (default results/fit_<spectrum file name>)")
     ap.add_argument("--overwrite", action="store_true", help="replace the fit.json and fit.png already in --out")
