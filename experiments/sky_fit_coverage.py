@@ -145,13 +145,17 @@ def main(argv=None) -> int:
                             sky, artifact, b0_microgauss=args.b0_mug, form=args.form, progress=False, **kw
                         ).as_dict()
                     )
-                except ValueError as err:
-                    refused.append(" ".join(str(err).split())[:200])
+                except (ValueError, RuntimeError) as err:  # RuntimeError: a fit whose −2 ln L turned non-finite
+                    refused.append(f"{type(err).__name__}: " + " ".join(str(err).split())[:200])
             truth = dict(sigma2=s2, rho=rho) | ({} if kw else dict(gradient_per_pc=args.gradient_per_pc))
             entry[label] = dict(summary=summarise(fits, truth) | dict(refused=len(refused)), fits=fits, refused=refused)
             print(
                 f"truth σ² = {s2}, ρ = {rho}, gradient {label}: {args.skies} skies ({t_sky:.0f} s to make)"
-                + (f", {len(refused)} refused by the {args.form} likelihood ({refused[0][:80]}...)" if refused else "")
+                + (
+                    f", {len(refused)} refused or failed with the {args.form} likelihood ({refused[0][:90]}...)"
+                    if refused
+                    else ""
+                )
             )
             for name, row in entry[label]["summary"].items():
                 if isinstance(row, dict):

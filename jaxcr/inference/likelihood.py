@@ -204,21 +204,27 @@ class OffsetLogNormalSky(AbstractSkyLikelihood):
     noise: Float[Array, " n"]
     noise_variance: Float[Array, " n"] | None
 
+    def _log_signal_and_weight(self, phi):
+        """ln s_ℓ and w_ℓ = s_ℓ/(s_ℓ + N_ℓ) = sigmoid(ln s_ℓ − ln N_ℓ) (stable for any amplitude)."""
+        theta, log_a = self.split(phi)
+        log_s = log_a + self.emulator.log_mean(theta)[self.rows]
+        return log_s, jax.nn.sigmoid(log_s - jnp.log(self.noise))
+
     def moments(self, phi):
         mean, sky = self.sky_moments(phi)
         if self.noise_variance is None:
             return mean, sky + jnp.diag(self.variance)
-        theta, log_a = self.split(phi)
-        signal = jnp.exp(log_a + self.emulator.log_mean(theta)[self.rows])
-        measured = self.noise_variance * (1 + 2 * signal / self.noise) / (signal + self.noise) ** 2
-        return mean, sky + jnp.diag(measured)
+        # v(1 + 2s/N)/(s + N)² = v(1 − w²)/N²
+        _, w = self._log_signal_and_weight(phi)
+        return mean, sky + jnp.diag(self.noise_variance * (1 - w**2) / self.noise**2)
 
     def sky_moments(self, phi):
-        theta, log_a = self.split(phi)
+        theta, _ = self.split(phi)
+        log_s, w = self._log_signal_and_weight(phi)
         rows = self.rows
-        signal = jnp.exp(log_a + self.emulator.log_mean(theta)[rows])
-        w = signal / (signal + self.noise)
-        return jnp.log(signal + self.noise), jnp.outer(w, w) * self.emulator.log_covariance(theta, 1)[rows][:, rows]
+        return jnp.logaddexp(log_s, jnp.log(self.noise)), jnp.outer(w, w) * self.emulator.log_covariance(theta, 1)[
+            rows
+        ][:, rows]
 
     def spectrum_band(self, phi):
         """The median signal s_ℓ times exp(±1σ) of its log-normal scatter."""
