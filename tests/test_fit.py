@@ -497,3 +497,19 @@ def test_offset_lognormal_takes_noise_dominated_multipoles_with_a_calibrated_chi
     )
     assert chi2.mean() == pytest.approx(ELLS.size, rel=0.10)
     assert scipy.stats.kstest(scipy.stats.chi2.sf(chi2, ELLS.size), "uniform").statistic < 0.1
+
+
+@pytest.mark.parametrize("form", ["lognormal", "offset-lognormal", "gaussian"])
+def test_the_objective_stays_finite_wherever_a_line_search_steps(form):
+    # A free-amplitude Gaussian fit of a mock sky once stepped to ln ρ ≈ 800 and ln a ≈ 1000 in its
+    # line search and died with a non-finite −2 ln L. The model is now evaluated at most a box's
+    # half-width beyond the box (and the amplitude two half-widths from its range's centre), and
+    # the barrier grows beyond: finite there, and far above its value at the truth.
+    art = analytic_artifact(BOX)
+    (sky,) = exact_skies(1, 1.0, seed=3, lognormal=True)
+    sky = dataclasses.replace(sky, noise_level=1e-9 * float(np.min(sky.cl)))
+    like = sky_likelihood(sky, art, form=form)
+    truth = jnp.asarray([*THETA0, 0.0])
+    for far in ([0.06, 800.0, 1000.0], [-700.0, 0.0, -900.0], [0.0, 0.0, 400.0]):
+        value = float(like.objective(jnp.asarray(far)))
+        assert np.isfinite(value) and value > float(like.objective(truth)) + 1e3, (far, value)

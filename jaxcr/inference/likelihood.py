@@ -126,28 +126,45 @@ class AbstractSkyLikelihood(AbstractLikelihood):
 
     ``phi`` = (θ, ln a): θ the artifact's parameter coordinates, ln a only when the amplitude is
     free (``log_amplitude`` None). ``observed``/``variance`` are y and the measurement variance of
-    y on the fitted multipoles, ``rows`` their indices among the emulator's ℓ."""
+    y on the fitted multipoles, ``rows`` their indices among the emulator's ℓ. A free ln a has a
+    wide box too, ``log_amplitude_range`` = (centre, half-width): outside it the barrier pulls it
+    back. The model is evaluated at most a second half-width beyond either box (:meth:`split`), so
+    no step of the optimiser's line search reaches an overflow (a free-amplitude fit once stepped to
+    ln ρ ≈ 800 and failed with a non-finite −2 ln L)."""
 
     emulator: SpectrumEmulator
     observed: Float[Array, " n"]
     variance: Float[Array, " n"]
     rows: Array
     log_amplitude: Array | None
+    log_amplitude_range: Array | None
     names: tuple[str, ...] = eqx.field(static=True)
 
     def split(self, phi):
-        """(θ, ln a) of φ."""
+        """(θ, ln a) of φ where the model is evaluated: θ held within twice the box's half-width of its
+        centre (the emulator does not extrapolate; the barrier acts beyond the box), a free ln a within
+        two half-widths of its range's centre."""
         p = self.emulator.centre.shape[0]
-        theta = phi[:p]
-        log_a = phi[p] if self.log_amplitude is None else self.log_amplitude
+        centre, scale = self.emulator.centre, self.emulator.scale
+        theta = centre + scale * jnp.clip((phi[:p] - centre) / scale, -2.0, 2.0)
+        if self.log_amplitude is not None:
+            return theta, self.log_amplitude
+        log_a = phi[p]
+        if self.log_amplitude_range is not None:
+            middle, half = self.log_amplitude_range[0], self.log_amplitude_range[1]
+            log_a = jnp.clip(log_a, middle - 2 * half, middle + 2 * half)
         return theta, log_a
 
     def data(self):
         return self.observed
 
     def box_excess(self, phi):
-        z = jnp.abs(self.emulator.box_coordinates(self.split(phi)[0]))
-        return jnp.sum(jnp.maximum(z - 1.0, 0.0) ** 2)
+        z = jnp.abs(self.emulator.box_coordinates(phi[: self.emulator.centre.shape[0]]))
+        excess = jnp.sum(jnp.maximum(z - 1.0, 0.0) ** 2)
+        if self.log_amplitude is None and self.log_amplitude_range is not None:
+            centre, half = self.log_amplitude_range[0], self.log_amplitude_range[1]
+            excess = excess + jnp.maximum(jnp.abs(phi[self.emulator.centre.shape[0]] - centre) / half - 1.0, 0.0) ** 2
+        return excess
 
     def moments(self, phi):
         mean, sky = self.sky_moments(phi)

@@ -24,7 +24,9 @@ to less than half the box (flagged). Reported besides, with a free amplitude: th
 from __future__ import annotations
 
 import time as _time
+from typing import Any
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
@@ -91,6 +93,9 @@ def noise_per_multipole(observed: ObservedSpectrum) -> np.ndarray:
     return np.full(len(observed.ell), float(observed.noise_level))
 
 
+AMPLITUDE_HALF_RANGE = 25.0  # e-folds of a free amplitude about the data's level: a box no sky reaches
+
+
 def sky_likelihood(
     observed: ObservedSpectrum,
     artifact: EmulatorArtifact,
@@ -112,46 +117,44 @@ def sky_likelihood(
     names = artifact.parameters.names + (() if amplitude is not None else (amplitude_name,))
     rows = jnp.asarray(np.searchsorted(artifact.ells, ell))
     log_a = None if amplitude is None else jnp.asarray(np.log(amplitude))
+    common: dict[str, Any] = dict(rows=rows, log_amplitude=log_a, log_amplitude_range=None, names=names)
+    like: AbstractSkyLikelihood
     if form_ == LikelihoodForm.GAUSSIAN:
-        return GaussianSky(
-            emulator=artifact.emulator,
-            observed=jnp.asarray(o),
-            variance=jnp.asarray(var),
-            rows=rows,
-            log_amplitude=log_a,
-            names=names,
-        )
-    if form_ == LikelihoodForm.OFFSET_LOGNORMAL:
+        like = GaussianSky(emulator=artifact.emulator, observed=jnp.asarray(o), variance=jnp.asarray(var), **common)
+    elif form_ == LikelihoodForm.OFFSET_LOGNORMAL:
         if np.any(raw <= 0):
             raise ValueError(
                 f"Ĉ_ℓ ≤ 0 at ℓ = {ell[raw <= 0].tolist()}: the offset log-normal form takes the spectrum with its "
                 "noise, which is positive (a synthetic spectrum with noise subtracted can fall below zero); use "
                 "form='gaussian'"
             )
-        return OffsetLogNormalSky(
+        noise_variance = observed.isotropic_sigma
+        like = OffsetLogNormalSky(
             emulator=artifact.log_emulator,
             observed=jnp.asarray(np.log(raw)),
             variance=jnp.asarray(var / raw**2),
             noise=jnp.asarray(noise),
-            noise_variance=None
-            if observed.isotropic_sigma is None
-            else jnp.asarray(np.asarray(observed.isotropic_sigma, dtype=float)[keep] ** 2),
-            rows=rows,
-            log_amplitude=log_a,
-            names=names,
+            noise_variance=None if noise_variance is None else jnp.asarray(np.asarray(noise_variance)[keep] ** 2),
+            **common,
         )
-    if np.any(o <= 0):
-        raise ValueError(
-            f"Ĉ_ℓ − N ≤ 0 at ℓ = {ell[o <= 0].tolist()}: the log-normal likelihood needs power above the noise "
-            "level at every fitted ℓ; cut them with ell_max, or use form='offset-lognormal' (every ℓ) or 'gaussian'"
+    else:
+        if np.any(o <= 0):
+            raise ValueError(
+                f"Ĉ_ℓ − N ≤ 0 at ℓ = {ell[o <= 0].tolist()}: the log-normal likelihood needs power above the noise "
+                "level at every fitted ℓ; cut them with ell_max, or use form='offset-lognormal' (every ℓ) or 'gaussian'"
+            )
+        like = LogNormalSky(
+            emulator=artifact.log_emulator, observed=jnp.asarray(np.log(o)), variance=jnp.asarray(var / o**2), **common
         )
-    return LogNormalSky(
-        emulator=artifact.log_emulator,
-        observed=jnp.asarray(np.log(o)),
-        variance=jnp.asarray(var / o**2),
-        rows=rows,
-        log_amplitude=log_a,
-        names=names,
+    if amplitude is not None:
+        return like
+    # a free amplitude's wide box: centred where the model meets the data at the box centre
+    centre = start_log_amplitude(like, (artifact.parameters.coordinate_low + artifact.parameters.coordinate_high) / 2)
+    return eqx.tree_at(
+        lambda m: m.log_amplitude_range,
+        like,
+        jnp.asarray([centre, AMPLITUDE_HALF_RANGE]),
+        is_leaf=lambda x: x is None,
     )
 
 
