@@ -119,10 +119,14 @@ class CampaignSpec:
         """The Boris step (1/Ω) each design point runs with."""
         return [float(self.model_at(k).dt or 0.0) for k in range(len(self.design))]
 
-    def particle_steps(self) -> float:
-        """Σ over the points of N_B · N_pix · max(times)/dt: the work of the campaign."""
+    def point_particle_steps(self) -> list[float]:
+        """N_B · N_pix · max(times)/dt of each design point: the work of its task."""
         m = self.model
-        return float(sum(m.n_realisations * 12 * m.nside**2 * self.times[-1] / dt for dt in self.steps()))
+        return [m.n_realisations * 12 * m.nside**2 * self.times[-1] / dt for dt in self.steps()]
+
+    def particle_steps(self) -> float:
+        """Σ over the points of :meth:`point_particle_steps`: the work of the campaign."""
+        return float(sum(self.point_particle_steps()))
 
     def digest(self) -> str:
         """SHA-256 of everything but the design: point files of one digest belong together."""
@@ -315,12 +319,12 @@ class Campaign:
         particle-steps over the median rate of the done points (the first point of every process
         also compiles, so a mean over points would count compiling at every point), plus one
         compilation, the largest excess of a done point over that rate."""
-        m, steps = self.spec.model, self.spec.steps()
-        work = [m.n_realisations * 12 * m.nside**2 * self.spec.times[-1] / steps[k] for k in range(len(steps))]
+        work = self.spec.point_particle_steps()
         done = self.done()
         seconds = np.array([self.load_point(k)[1]["wall_time_s"] for k in done])
-        per_step = float(np.median(seconds / np.array([work[k] for k in done])))
-        compile_s = float(max(0.0, np.max(seconds - per_step * np.array([work[k] for k in done]))))
+        done_work = np.array([work[k] for k in done])
+        per_step = float(np.median(seconds / done_work))
+        compile_s = float(max(0.0, np.max(seconds - per_step * done_work)))
         pending = sum(work[k] for k in self.pending())
         left = per_step * pending + (compile_s if pending else 0.0)
         how = (

@@ -39,9 +39,8 @@ def run_campaign(campaign: Campaign, workers: int = 1, progress: bool = True, in
     _checks.check_positive_int("workers", workers)
     campaign.check_points()  # a damaged point file is found before the work, not at the artifact
     todo = campaign.pending() if indices is None else [k for k in indices if k in set(campaign.pending())]
-    spec = campaign.spec
-    per_step = spec.model.n_realisations * 12 * spec.model.nside**2 * spec.times[-1]
-    work = {k: per_step / dt for k, dt in zip(range(len(spec.design)), spec.steps()) if k in set(todo)}
+    per_point = campaign.spec.point_particle_steps()
+    work = {k: per_point[k] for k in todo}
     bar = tqdm(
         total=sum(work.values()),
         disable=not progress,
