@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ..options import BackgroundMethod, Estimator
 from .command import CommandParser
@@ -50,22 +51,27 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return s
 
 
-def _summed_maps(paths, field: int, ordering) -> tuple:
-    """The sum of column ``field`` of every file, and where any of them is UNSEEN."""
+def _summed_maps(paths, fields, ordering) -> tuple[list, Any]:
+    """Per column of ``fields``, the sum over the files (each file read once, UNSEEN pixels as 0), and
+    where any column of any file is UNSEEN."""
     import healpy as hp
     import numpy as np
 
     from ..observatory import read_healpix_maps
 
-    total, unseen = None, None
+    totals: list = []
+    unseen = None
     for path in paths:
-        (m,) = read_healpix_maps(path, (field,), ordering=ordering)
-        if total is not None and m.size != total.size:
-            raise ValueError(f"{path} has {m.size} pixels, the files before it {total.size}: sum maps of one nside")
-        bad = np.isclose(m, hp.UNSEEN)
-        m = np.where(bad, 0.0, m)
-        total, unseen = (m, bad) if total is None else (total + m, unseen | bad)
-    return total, unseen
+        maps = np.stack(read_healpix_maps(path, tuple(fields), ordering=ordering))
+        if totals and maps.shape[1] != totals[0].size:
+            raise ValueError(
+                f"{path} has {maps.shape[1]} pixels, the files before it {totals[0].size}: sum maps of one nside"
+            )
+        bad = np.isclose(maps, hp.UNSEEN)
+        maps = np.where(bad, 0.0, maps)
+        unseen = bad.any(0) if unseen is None else unseen | bad.any(0)
+        totals = list(maps) if not totals else [t + m for t, m in zip(totals, maps)]
+    return totals, unseen
 
 
 def main(argv=None, prog: str = "jaxcr spectrum-from-maps") -> int:
@@ -84,16 +90,16 @@ def main(argv=None, prog: str = "jaxcr spectrum-from-maps") -> int:
         remove_ell_max=args.remove_ell_max,
         estimator=args.estimator,
     )
-    if args.background is None:
+    if args.background is None:  # both columns of each counts file, read once
         field = 1 if args.background_field is None else args.background_field
-        background, bg_unseen = _summed_maps(args.counts, field, args.ordering)
+        (counts, background), unseen = _summed_maps(args.counts, (args.counts_field, field), args.ordering)
     else:
         field = 0 if args.background_field is None else args.background_field
-        background, bg_unseen = _summed_maps(args.background, field, args.ordering)
-    counts, unseen = _summed_maps(args.counts, args.counts_field, args.ordering)
-    if counts.size != background.size:
-        raise ValueError(f"the counts maps have {counts.size} pixels, the background maps {background.size}")
-    unseen = unseen | bg_unseen
+        (counts,), unseen = _summed_maps(args.counts, (args.counts_field,), args.ordering)
+        (background,), bg_unseen = _summed_maps(args.background, (field,), args.ordering)
+        if counts.size != background.size:
+            raise ValueError(f"the counts maps have {counts.size} pixels, the background maps {background.size}")
+        unseen = unseen | bg_unseen
     counts[unseen], background[unseen] = 0.0, 0.0
     files = " ".join(map(str, args.counts)) + (" --background " + " ".join(map(str, args.background)) if args.background else "")  # fmt: skip
     spec = spectrum_from_maps(
