@@ -513,3 +513,16 @@ def test_the_objective_stays_finite_wherever_a_line_search_steps(form):
     for far in ([0.06, 800.0, 1000.0], [-700.0, 0.0, -900.0], [0.0, 0.0, 400.0]):
         value = float(like.objective(jnp.asarray(far)))
         assert np.isfinite(value) and value > float(like.objective(truth)) + 1e3, (far, value)
+
+
+def test_the_recorded_data_are_what_the_likelihood_fits():
+    # fit.json's data (and fit.png's points) are Ĉ_ℓ − N_ℓ with the per-multipole noise the
+    # likelihood subtracts (the file's isotropic mean), not the flat noise level: equal to the
+    # Gaussian form's data vector to the last bit, and different from Ĉ_ℓ − N (flat) here.
+    art = analytic_artifact(BOX)
+    (sky,) = _noisy_skies(1, seed=2)
+    sky = dataclasses.replace(sky, noise_level=2 * float(sky.noise_level))
+    result = fit_sky(sky, art, amplitude=1.0, form="gaussian", progress=False)
+    data = np.asarray(result.spectra[0]["data"])
+    np.testing.assert_array_equal(data, np.asarray(sky_likelihood(sky, art, amplitude=1.0, form="gaussian").observed))
+    assert not np.allclose(data, sky.cl - sky.noise_level)

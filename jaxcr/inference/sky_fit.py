@@ -240,12 +240,13 @@ def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametris
 
 
 def spectrum_record(spectrum: ObservedSpectrum, artifact: EmulatorArtifact, keep, band) -> dict:
-    """What a result records of one fitted spectrum: ℓ, Ĉ_ℓ − N, σ_ℓ, the best-fit model and its one-sky
-    band (``band`` = (centre, low, high)), the spectrum's metadata and the artifact's provenance."""
+    """What a result records of one fitted spectrum: ℓ, Ĉ_ℓ − N_ℓ (the noise the likelihood takes,
+    :func:`noise_per_multipole`), σ_ℓ, the best-fit model and its one-sky band (``band`` = (centre,
+    low, high)), the spectrum's metadata and the artifact's provenance."""
     model, low, high = (np.asarray(v) for v in band)
     return dict(
         ell=np.asarray(spectrum.ell)[keep],
-        data=np.asarray(spectrum.cl)[keep] - spectrum.noise_level,
+        data=(np.asarray(spectrum.cl) - noise_per_multipole(spectrum))[keep],
         data_sigma=np.asarray(spectrum.sigma)[keep],
         model=model,
         model_band=np.stack([low, high]),
