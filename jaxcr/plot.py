@@ -27,13 +27,16 @@ def _ticker():
     return matplotlib.ticker
 
 
-def _save(fig, path) -> Path:
+def _save(fig, path, dpi: int = 120, tight: bool = True) -> Path:
+    """Write ``fig`` to ``path`` (folders made) and close it; ``tight``: matplotlib's tight layout
+    first (not for healpy's Mollweide axes, which place themselves)."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -237,11 +240,7 @@ def plot_sky_maps(
         box = ax.get_position()
         ax.set_position([box.x0, 0.07 + 0.92 * box.y0, box.width, 0.92 * box.height])
     fig.text(0.5, 0.008, caption + (f"\n{time_note}" if time_note else ""), ha="center", va="bottom", fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110, tight=False)
 
 
 def plot_mock_sky(sky, path, title: str = "") -> Path:
@@ -264,11 +263,7 @@ def plot_mock_sky(sky, path, title: str = "") -> Path:
             m, fig=fig.number, sub=(1, 2, k + 1), title=what, cmap="RdBu_r", min=-v, max=v, unit="δI", format="%.1e"
         )
     fig.suptitle(title + " (equatorial coordinates, RING)", fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110, tight=False)
 
 
 def plot_fit(result):
