@@ -316,7 +316,7 @@ def test_time_left_counts_compilation_once(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_mock_skies_through_the_observatory_average_to_the_campaign_ensemble(tmp_path):
-    # Issue 26's sky-vs-campaign check, at the four corners of a box: 40 campaign realisations
+    # Single skies against the campaign they should match, at the four corners of a box: 40 campaign realisations
     # (noise-corrected analysis spectra, what the artifact emulates) against 40 independent mock
     # skies made by the same physics (jaxcr.synthetic.mock_skies: backtracked, observed with
     # Poisson counts and a time-scrambled background, spectrum file, its pixel noise and the shot
