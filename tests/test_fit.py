@@ -526,3 +526,38 @@ def test_the_recorded_data_are_what_the_likelihood_fits():
     data = np.asarray(result.spectra[0]["data"])
     np.testing.assert_array_equal(data, np.asarray(sky_likelihood(sky, art, amplitude=1.0, form="gaussian").observed))
     assert not np.allclose(data, sky.cl - sky.noise_level)
+
+
+def test_joint_fit_precision_gained_equals_its_fisher_forecast(artifact):
+    """Two energies (10 and 20 TeV, B0 3 μG, σ² = 1, λ_c = 0.072 pc, gradient known), 40 pairs of
+    skies drawn from the likelihood's own distribution: the scatter of the joint estimates of ln σ²
+    and ln λ_c equals the joint Fisher forecast, and that of each energy alone its one-sky forecast,
+    within 35 % (SE of a standard deviation from 40 draws 11 %; the MLE is not exactly Gaussian);
+    the measured gain over the better energy is above 1 for both, as forecast."""
+    from jaxcr import units
+    from jaxcr.inference import expected_joint_precision
+
+    gradient, b0, lam, energies = 0.0139, 3.0, 0.072, (10.0, 20.0)
+    forecast = expected_joint_precision(
+        [artifact, artifact], energies, 1.0, lam, gradient_per_pc=gradient, ell_max=int(ELLS[-1]), relative_error=1e-3
+    )
+    options = FitOptions(profile_points=9)
+    joint, alone = [], []
+    for i in range(40):
+        skies = []
+        for k, energy in enumerate(energies):
+            r_l = float(units.larmor_radius_pc(energy, b0))
+            sky = exact_skies(1, (gradient * r_l) ** 2, 1000 + 10 * i + k, theta=np.log([1.0, r_l / lam]), lognormal=True)
+            skies.append(dataclasses.replace(sky[0], energy_tev=energy))
+        fit = fit_skies(skies, [artifact, artifact], gradient_per_pc=gradient, b0_microgauss=b0, options=options,
+                        progress=False)  # fmt: skip
+        joint.append(np.log([fit.parameters["sigma2"], fit.parameters["lambda_c_pc"]]))
+        singles = [fit_sky(s, artifact, gradient_per_pc=gradient, b0_microgauss=b0, options=options, progress=False)
+                   for s in skies]  # fmt: skip
+        alone.append([np.log([f.parameters["sigma2"], f.parameters["lambda_c_pc"]]) for f in singles])
+    joint_sd, alone_sd = np.std(joint, axis=0, ddof=1), np.std(alone, axis=0, ddof=1)  # (2,), (energy, 2)
+    for j, name in enumerate(("sigma2", "lambda_c_pc")):
+        assert joint_sd[j] == pytest.approx(forecast["joint"][name], rel=0.35), name
+        for k in range(2):
+            assert alone_sd[k, j] == pytest.approx(forecast["alone"][k][name], rel=0.35), (name, k)
+        assert forecast["gain"][name] > 1 and alone_sd[:, j].min() / joint_sd[j] > 1, name

@@ -20,6 +20,7 @@ from .fit import FitOptions as FitOptions
 from .fit import LikelihoodFit as LikelihoodFit
 from .fit import maximise_likelihood as maximise_likelihood
 from .joint_fit import fit_skies as fit_skies
+from .joint_fit import joint_sky_likelihood as joint_sky_likelihood
 from .likelihood import AbstractLikelihood as AbstractLikelihood
 from .likelihood import AbstractSkyLikelihood as AbstractSkyLikelihood
 from .likelihood import GaussianSky as GaussianSky
@@ -29,6 +30,7 @@ from .likelihood import LogNormalSky as LogNormalSky
 from .likelihood import OffsetLogNormalSky as OffsetLogNormalSky
 from .likelihood import Reparametrised as Reparametrised
 from .likelihood import fisher_information as fisher_information
+from .precision import expected_joint_precision as expected_joint_precision
 from .precision import expected_precision as expected_precision
 from .results import FitResult as FitResult
 from .scheduling import run_campaign as run_campaign

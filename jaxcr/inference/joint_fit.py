@@ -28,7 +28,7 @@ from .likelihood import AbstractSkyLikelihood, JointLikelihood, LikelihoodForm, 
 from .results import FitResult
 from .sky_fit import fit_warnings, run_record, sky_likelihood, spectrum_record, start_log_amplitude
 
-__all__ = ["fit_skies", "LAMBDA_C"]
+__all__ = ["fit_skies", "joint_sky_likelihood", "LAMBDA_C"]
 
 LAMBDA_C = "lambda_c_pc"
 
@@ -56,7 +56,7 @@ def _joint_box(artifacts, r_l_pc) -> Parametrisation:
     )
 
 
-def fit_skies(
+def joint_sky_likelihood(
     spectra: list[ObservedSpectrum],
     artifacts: list[EmulatorArtifact],
     *,
@@ -64,13 +64,10 @@ def fit_skies(
     b0_microgauss: float = 3.0,
     charge: float = 1.0,
     form: LikelihoodForm | str = LikelihoodForm.LOGNORMAL,
-    options: FitOptions = FitOptions(),
-    progress: bool = True,
-) -> FitResult:
-    """Fit σ² and λ_c (pc) shared by several spectra, each with its own r_L(E_k) and amplitude
-    (module docstring). ``artifacts[k]`` is the artifact of ``spectra[k]``'s analysis;
-    ``gradient_per_pc`` known fixes every a_k = (|∇n/n| r_L(E_k))², else each is fitted."""
-    t0 = _time.perf_counter()
+) -> tuple[JointLikelihood, Parametrisation, Parametrisation, list[float]]:
+    """The joint likelihood of several spectra (module docstring) in φ = (ln σ², ln λ_c[pc], ln a_k
+    …), with its parameters (the box and, when the gradient is free, one amplitude per spectrum), the
+    box of (σ², λ_c) alone and the Larmor radii r_L(E_k) in pc."""
     spectra, artifacts = list(spectra), list(artifacts)
     if len(spectra) < 2 or len(spectra) != len(artifacts):
         raise ValueError(
@@ -94,8 +91,30 @@ def fit_skies(
             matrix[2, 2] = 1.0
         offset = np.array([0.0, np.log(r_l[k])] + ([0.0] if a is None else []))
         members.append(Reparametrised(member=like, matrix=jnp.asarray(matrix), offset=jnp.asarray(offset), names=names))
-    joint = JointLikelihood(members)
     parameters = Parametrisation(box.parameters + (tuple(amplitudes) if gradient_per_pc is None else ()))
+    return JointLikelihood(members), parameters, box, r_l
+
+
+def fit_skies(
+    spectra: list[ObservedSpectrum],
+    artifacts: list[EmulatorArtifact],
+    *,
+    gradient_per_pc: float | None = None,
+    b0_microgauss: float = 3.0,
+    charge: float = 1.0,
+    form: LikelihoodForm | str = LikelihoodForm.LOGNORMAL,
+    options: FitOptions = FitOptions(),
+    progress: bool = True,
+) -> FitResult:
+    """Fit σ² and λ_c (pc) shared by several spectra, each with its own r_L(E_k) and amplitude
+    (module docstring). ``artifacts[k]`` is the artifact of ``spectra[k]``'s analysis;
+    ``gradient_per_pc`` known fixes every a_k = (|∇n/n| r_L(E_k))², else each is fitted."""
+    t0 = _time.perf_counter()
+    spectra, artifacts = list(spectra), list(artifacts)
+    joint, parameters, box, r_l = joint_sky_likelihood(
+        spectra, artifacts, gradient_per_pc=gradient_per_pc, b0_microgauss=b0_microgauss, charge=charge, form=form
+    )
+    members = [m for m in joint.members if isinstance(m, Reparametrised)]
     starts = start_grid(box, options.start_points)
     if gradient_per_pc is None:  # each amplitude from its own spectrum at the start point
         starts = np.array([[*t, *(_log_amplitude(m, t) for m in members)] for t in starts])

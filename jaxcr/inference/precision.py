@@ -5,22 +5,28 @@ spectrum the model predicts at the fiducial point: a Gaussian likelihood with a 
 covariance that both depend on the parameters, so its Fisher matrix is
 F_ij = ∂_iμᵀ Σ⁻¹ ∂_jμ + ½ tr(Σ⁻¹ ∂_iΣ Σ⁻¹ ∂_jΣ) (:func:`jaxcr.inference.likelihood.fisher_information`).
 Its inverse forecasts the 1σ of every named parameter's coordinate (e-folds for log parameters)
-before any data are fitted.
+before any data are fitted. :func:`expected_joint_precision` does the same for spectra at several
+energies fitted together (:func:`jaxcr.inference.joint_fit.joint_sky_likelihood`) and says what the
+joint fit gains over each energy alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _checks
+from .. import _checks, units
 from ..field import as_option
 from ..observations import ObservedSpectrum
+from ..parametrisation import RHO, SIGMA2
 from .artifact import EmulatorArtifact
+from .joint_fit import LAMBDA_C, joint_sky_likelihood
 from .likelihood import LikelihoodForm, fisher_information
 from .sky_fit import sky_likelihood
 
-__all__ = ["expected_precision", "fiducial_spectrum"]
+__all__ = ["expected_joint_precision", "expected_precision", "fiducial_spectrum"]
 
 
 def fiducial_spectrum(
@@ -101,3 +107,60 @@ def expected_precision(
     if p == 2:
         out["correlation"] = float(cov[0, 1] / (sd[0] * sd[1]))
     return out
+
+
+def expected_joint_precision(
+    artifacts: list[EmulatorArtifact],
+    energies_tev: list[float],
+    sigma2: float,
+    lambda_c_pc: float,
+    *,
+    gradient_per_pc: float,
+    ell_max: int,
+    b0_microgauss: float = 3.0,
+    charge: float = 1.0,
+    noise_levels: list[float] | None = None,
+    relative_error: float = 0.0,
+    gradient_known: bool = True,
+    form: LikelihoodForm | str = LikelihoodForm.LOGNORMAL,
+) -> dict:
+    """Expected 1σ (e-folds) of ln σ² and ln λ_c from one sky at each energy E_k (TeV), the skies
+    sharing σ² and λ_c (pc) while ρ_k = r_L(E_k, B0)/λ_c and a_k = (|∇n/n| r_L(E_k))²: the
+    Fisher information of the joint likelihood on the fiducial spectra (:func:`fiducial_spectrum`
+    with ``noise_levels[k]``), against each energy alone (its one-sky forecast; there
+    σ(ln λ_c) = σ(ln ρ_k) as r_L is known). ``gradient_known`` False fits every a_k. Returns
+    ``joint`` and ``alone`` (one dict per energy) of 1σ by name, and ``gain``: the best single
+    energy's 1σ over the joint one, per parameter."""
+    artifacts, energies = list(artifacts), [float(e) for e in energies_tev]
+    if len(artifacts) != len(energies) or len(energies) < 2:
+        raise ValueError(f"give >= 2 energies and one artifact each; got {len(energies)} and {len(artifacts)}")
+    noise = [0.0] * len(energies) if noise_levels is None else [float(n) for n in noise_levels]
+    if len(noise) != len(energies):
+        raise ValueError(f"noise_levels needs one value per energy ({len(energies)}); got {len(noise)}")
+    for e in energies:
+        _checks.check_positive("energies_tev", e)
+    _checks.check_positive("lambda_c_pc", lambda_c_pc)
+    _checks.check_positive("gradient_per_pc", gradient_per_pc)
+    r_l = [float(units.larmor_radius_pc(e, b0_microgauss, charge)) for e in energies]
+    amplitudes = [(gradient_per_pc * r) ** 2 for r in r_l]
+    spectra, alone = [], []
+    for art, e, r, a, n in zip(artifacts, energies, r_l, amplitudes, noise):
+        values = {SIGMA2: sigma2, RHO: r / lambda_c_pc}
+        spec = fiducial_spectrum(
+            art, values, a, ell_max=ell_max, noise_level=n, relative_error=relative_error, form=form
+        )
+        spectra.append(dataclasses.replace(spec, energy_tev=e))
+        one = expected_precision(
+            art, values, a, ell_max=ell_max, noise_level=n, relative_error=relative_error,
+            amplitude_known=gradient_known, form=form,
+        )  # fmt: skip
+        alone.append({SIGMA2: one[SIGMA2], LAMBDA_C: one[RHO]})
+    joint, _, _, _ = joint_sky_likelihood(
+        spectra, artifacts, gradient_per_pc=gradient_per_pc if gradient_known else None,
+        b0_microgauss=b0_microgauss, charge=charge, form=form,
+    )  # fmt: skip
+    phi = [np.log(sigma2), np.log(lambda_c_pc)] + ([] if gradient_known else list(np.log(amplitudes)))
+    sd = np.sqrt(np.diag(np.linalg.inv(fisher_information(joint, phi))))
+    together = {name: float(v) for name, v in zip(joint.names, sd)}
+    gain = {name: min(one[name] for one in alone) / together[name] for name in (SIGMA2, LAMBDA_C)}
+    return dict(joint=together, alone=alone, gain=gain, larmor_radius_pc=r_l)
