@@ -345,3 +345,22 @@ def test_mock_skies_through_the_observatory_average_to_the_campaign_ensemble(tmp
         z.append((single.mean(0) - ensemble.mean(0)) / se)
     z = np.array(z)
     assert np.sum(z**2) / z.size < 2.2 and np.abs(z).max() < 3.5, np.round(z, 2)
+
+
+def test_campaign_create_prints_a_cost_that_scales_with_the_modes(tmp_path, capsys):
+    """The printed CPU time uses the rate measured at the campaign's mode count: it reproduces both
+    measured figures (3.3e7 particle-steps/s at N = 32, 1.18e7 at N = 256, to 1e-12) and, for the
+    same work, N = 256 costs 3.3e7/1.18e7 = 2.8 times N = 32 (to 1 %: each printed to 3 digits)."""
+    from jaxcr.cli import main
+    from jaxcr.recipes.campaign import cpu_rate
+
+    assert cpu_rate(32) == pytest.approx(3.3e7, rel=1e-12) and cpu_rate(256) == pytest.approx(1.18e7, rel=1e-12)
+    hours = {}
+    for n in (32, 256):
+        create = ["campaign", "create", str(tmp_path / f"c{n}"), "--nside", "4", "--realisations", "4", "--modes",
+                  str(n), "--points", "2", "--times", "100", "--dt", "0.05"]  # fmt: skip
+        assert main(create) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("work:"))
+        assert f"N = {n} modes" in line and "H200" in line
+        hours[n] = float(line.split("≈ ")[1].split(" h")[0])
+    assert hours[256] / hours[32] == pytest.approx(3.3e7 / 1.18e7, rel=1e-2)  # each printed to 3 digits

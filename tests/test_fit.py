@@ -547,7 +547,9 @@ def test_joint_fit_precision_gained_equals_its_fisher_forecast(artifact):
         skies = []
         for k, energy in enumerate(energies):
             r_l = float(units.larmor_radius_pc(energy, b0))
-            sky = exact_skies(1, (gradient * r_l) ** 2, 1000 + 10 * i + k, theta=np.log([1.0, r_l / lam]), lognormal=True)
+            sky = exact_skies(
+                1, (gradient * r_l) ** 2, 1000 + 10 * i + k, theta=np.log([1.0, r_l / lam]), lognormal=True
+            )
             skies.append(dataclasses.replace(sky[0], energy_tev=energy))
         fit = fit_skies(skies, [artifact, artifact], gradient_per_pc=gradient, b0_microgauss=b0, options=options,
                         progress=False)  # fmt: skip

@@ -32,17 +32,32 @@ from .command import CommandParser
 OBSERVATORY_CHOICES = ("icecube", "hawc", "hawc+icecube")
 
 
-REFERENCE_RATE = 3.3e7  # particle-steps/s of campaign points on 2 CPU cores (AMD EPYC VM, nside 32, float64)
+# Measured particle-steps/s on 2 CPU cores (idle AMD EPYC VM, float64): 3.3e7 in campaign points of
+# N = 32 modes, 1.18e7 in the side-by-side benchmark with the C++ code at N = 256. A step costs
+# a + b·N seconds per particle; these two figures fix a and b.
+CPU_RATES = {32: 3.3e7, 256: 1.18e7}
+GPU_MODE_STEPS = 1.1e11  # mode-steps/s on one NVIDIA H200 (4.3e8 particle-steps/s at N = 256)
+GPU_MEASURED_MODES = 256  # fewer modes are not assumed faster per particle-step than this
+
+
+def cpu_rate(n_modes: int) -> float:
+    """Particle-steps/s on 2 CPU cores at N modes, interpolated linearly in the time per step."""
+    (n1, r1), (n2, r2) = sorted(CPU_RATES.items())
+    b = (1 / r2 - 1 / r1) / (n2 - n1)
+    return 1.0 / (1 / r1 + b * (n_modes - n1))
 
 
 def cost_line(spec) -> str:
-    """The campaign's work and its time at the reference rate (compilation not included)."""
+    """The campaign's work and its time at the measured rates (compilation not included)."""
     work = spec.particle_steps()
+    n_modes = int(getattr(spec.model.turbulence, "n_modes", 32))
+    rate = cpu_rate(n_modes)
+    gpu_hours = work * max(n_modes, GPU_MEASURED_MODES) / GPU_MODE_STEPS / 3600
     return (
         f"work: {work:.3g} particle-steps ({len(spec.design)} points × {spec.model.n_realisations} realisations × "
-        f"{12 * spec.model.nside**2} pixels to ΩT = {spec.times[-1]:g}); ≈ {work / REFERENCE_RATE / 60:.0f} min on 2 "
-        f"CPU cores at {REFERENCE_RATE:.2g} particle-steps/s (an idle 2-core AMD EPYC VM; `jaxcr benchmark` measures "
-        "this machine)"
+        f"{12 * spec.model.nside**2} pixels to ΩT = {spec.times[-1]:g}, N = {n_modes} modes); ≈ {work / rate / 3600:.3g} h "
+        f"on 2 CPU cores at {rate:.2g} particle-steps/s (an idle 2-core AMD EPYC VM; `jaxcr benchmark` measures this "
+        f"machine), ≈ {gpu_hours:.3g} h on one H200 GPU at {GPU_MODE_STEPS:.2g} mode-steps/s (measured at N = 256; fewer modes counted as 256)"
     )
 
 
