@@ -35,6 +35,9 @@ from . import (
     observatory as observatory,
 )
 from . import (
+    pair_model as pair_model,
+)
+from . import (
     parametrisation as parametrisation,
 )
 from . import (

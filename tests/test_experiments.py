@@ -170,3 +170,30 @@ def test_every_script_and_command_option_has_a_help_text():
                 if not any(k.arg == "help" for k in node.keywords):
                     missing.append(f"{path.name}:{node.lineno}")
     assert not missing, missing
+
+
+@pytest.mark.slow
+def test_anchors_and_pair_model_scripts_run_end_to_end(tmp_path):
+    """experiments/anchors.py on 6 tiny points, then experiments/pair_model.py on its output: both
+    write their JSON and figure; the gradient's amplitude only normalises C_ℓ (C(3g)/C(g) = 9 to
+    1e-12, δI being linear in g); every usable point gets a left-out comparison; a rerun of anchors
+    reuses its point files and reproduces anchors.json's numbers."""
+    out, model_out = tmp_path / "a", tmp_path / "m"
+    args = ["--sigma2", "1", "3", "--rho", "0.1", "0.2", "0.3", "--nside", "8", "--realisations", "8",
+            "--modes", "16", "--factor", "0.3", "--ell-max", "10", "--out", str(out)]  # fmt: skip
+    proc = _script("anchors.py", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = json.loads((out / "anchors.json").read_text())
+    assert len(first["rows"]) == 6 and (out / "anchors.png").stat().st_size > 0
+    for row in first["rows"]:
+        for name in ("parallel", "perpendicular"):
+            assert row[name]["amplitude_ratio_max_deviation"] < 1e-12
+    proc = _script("anchors.py", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((out / "anchors.json").read_text())
+    assert [r["perpendicular"]["mean"] for r in again["rows"]] == [r["perpendicular"]["mean"] for r in first["rows"]]
+    proc = _script("pair_model.py", "--anchors", str(out / "anchors.json"), "--ell-max", "10", "--out", str(model_out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((model_out / "pair_model.json").read_text())
+    assert len(result["law"]["pair_time"]) == 3 and result["points"]
+    assert all("left_out" in p for p in result["points"]) and (model_out / "pair_model.png").stat().st_size > 0
