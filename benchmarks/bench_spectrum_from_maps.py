@@ -7,7 +7,7 @@ background) at --nside: the whole maps → spectrum-file step (relative intensit
 spectrum, the isotropic band and the measurement errors from --resamples isotropic skies), timed
 in alternation with healpy.anafast of the same masked relative-intensity map (one spectrum, the
 lower bound of any method). Then one mock IceCube-like sky of the shipped artifact's model
-(jaxcr.synthetic.mock_skies: nside 16, σ² = 1, r_L/λ_c = 0.1, backtracked to the artifact's ΩT,
+(jaxcr.synthetic.mock_skies: the shipped artifact's nside, σ² = 1, r_L/λ_c = 0.1, backtracked to the artifact's ΩT,
 observed and made a spectrum file, what `jaxcr mock-sky` does) in alternation with the same
 observation of a Gaussian sky drawn by healpy (synalm + alm2map: the maps-and-spectrum part alone),
 and the one-sky fit of that spectrum (fit_sky, warm) with the gradient known. Prints the machine,
@@ -89,7 +89,9 @@ def _mock_sky_and_fit(pairs: int) -> None:
     truth = {"sigma2": 1.0, "rho": 0.1}
 
     def ours(seed):
-        return mock_skies(truth, model, icecube, time=artifact.time, amplitude=amplitude, n_skies=1, seed=seed)[0]
+        return mock_skies(
+            truth, model, icecube, time=artifact.time_at(truth), amplitude=amplitude, n_skies=1, seed=seed
+        )[0]
 
     def healpy_only(seed):
         ell = np.arange(3 * model.nside)
@@ -119,11 +121,11 @@ def _mock_sky_and_fit(pairs: int) -> None:
         t_fit.append(time.perf_counter() - t0)
     a, b, f = statistics.median(t_ours), statistics.median(t_hp), statistics.median(t_fit)
     print(
-        f"mock IceCube-like sky (nside {model.nside}, {model.n_realisations} → 1 realisation, ΩT = {artifact.time:g}, "
+        f"mock IceCube-like sky (nside {model.nside}, {model.n_realisations} → 1 realisation, ΩT = {artifact.time_at(truth):g}, "
         f"field {model.field_precision.value}):\n"
         f"  jaxcr.synthetic.mock_skies (backtracking + observation + spectrum file): {a:.1f} s (first call {first:.1f} s)\n"
         f"  a healpy Gaussian sky through the same observation and spectrum file:   {b:.2f} s\n"
-        f"  ratio {a / b:.0f} (the backtracking of {12 * model.nside**2} pixels to ΩT = {artifact.time:g})\n"
+        f"  ratio {a / b:.0f} (the backtracking of {12 * model.nside**2} pixels to ΩT = {artifact.time_at(truth):g})\n"
         f"one-sky fit (fit_sky, σ² and r_L/λ_c, gradient known, ℓ ≤ {int(artifact.ells[-1])}): {f:.1f} s warm "
         f"(first call in this process {fit_first:.1f} s)"
     )

@@ -1,12 +1,14 @@
 """Build the emulator artifacts and the example spectrum shipped with jaxcr (jaxcr/data).
 
-    python experiments/shipped_artifacts.py [--nside 16] [--realisations 32] [--points 5]
-        [--times 50 100 200 400 600] [--campaign results/shipped_campaign] [--out jaxcr/data]
+    python experiments/shipped_artifacts.py [--nside 32] [--realisations 32] [--points 4]
+        [--separation-times 0.5 1 2 4] [--campaign results/shipped_campaign] [--out jaxcr/data]
 
-A campaign of the paper's plane-wave model (σ² 0.3-3, r_L/λ_c 0.05-0.2, 5 × 5 log-spaced design,
+A campaign of the paper's plane-wave model (σ² 0.3-3, r_L/λ_c 0.05-0.2, 4 × 4 log-spaced design,
 N = 32 modes, λ_min/λ_c = 0.1, λ_max/λ_c = 10, B0 and the CR gradient along the local interstellar
 field, each point with its own default Boris step, the fast field level) stores the IceCube-like
-and HAWC-like analyses' spectra at --times. For each analysis the artifact takes the time the
+and HAWC-like analyses' spectra at --separation-times × each point's separation time t_sep(σ², ρ),
+so that every point is followed to the same stage of its convergence. For each analysis the
+artifact takes the time the
 convergence diagnostic chooses (its provenance says whether it converged) and the largest ℓ range
 from ℓ = 1 whose pixel noise stays below ⟨C_ℓ⟩ at that time. Then one mock IceCube-like sky at
 σ² = 1, r_L/λ_c = 0.1 (|∇n/n| = 0.01/pc, B0 = 3 μG, 20 TeV: a = (|∇n/n| r_L)²) is observed
@@ -36,11 +38,11 @@ GRADIENT_PER_PC, B0_MUG = 0.01, 3.0
 
 def main(argv=None) -> int:
     ap = CommandParser(prog="python experiments/shipped_artifacts.py", description=__doc__)
-    ap.add_argument("--nside", type=int, default=16, help="HEALPix nside of the campaign (default 16)")
+    ap.add_argument("--nside", type=int, default=32, help="HEALPix nside of the campaign (default 32)")
     ap.add_argument("--realisations", type=int, default=32, help="N_B per design point (default 32)")
-    ap.add_argument("--points", type=int, default=5, help="design points per parameter (default 5)")
-    ap.add_argument("--times", type=float, nargs="+", default=[50.0, 100.0, 200.0, 400.0, 600.0],
-                    help="stored ΩT (default 50 100 200 400 600)")  # fmt: skip
+    ap.add_argument("--points", type=int, default=4, help="design points per parameter (default 4)")
+    ap.add_argument("--separation-times", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0],
+                    help="stored times in units of each point's t_sep(σ², ρ) (default 0.5 1 2 4)")  # fmt: skip
     ap.add_argument("--campaign", type=Path, default=Path("results/shipped_campaign"), help="campaign folder")
     ap.add_argument("--out", type=Path, default=Path("jaxcr/data"), help="where the artifacts go (default jaxcr/data)")
     args = ap.parse_args(argv)
@@ -59,11 +61,12 @@ def main(argv=None) -> int:
     analyses = (OBSERVATORIES["icecube"].analysis, OBSERVATORIES["hawc"].analysis)
     spec = CampaignSpec(
         model=model,
-        times=tuple(args.times),
+        times=tuple(args.separation_times),
         analyses=analyses,
         parameters=parameters,
         design=parameters.grid(args.points),
         step_per_point=True,
+        separation_times=True,
     )
     campaign = Campaign.create(args.campaign, spec, exist_ok=True)
     run_campaign(campaign)
@@ -76,7 +79,7 @@ def main(argv=None) -> int:
     icecube, artifact = OBSERVATORIES["icecube"], artifacts["icecube"]
     r_l = float(units.larmor_radius_pc(icecube.median_energy_tev, B0_MUG))
     (sky,) = mock_sky_spectra(
-        TRUTH, model, icecube, time=artifact.time, amplitude=(GRADIENT_PER_PC * r_l) ** 2, n_skies=1, seed=7,
+        TRUTH, model, icecube, time=artifact.time_at(TRUTH), amplitude=(GRADIENT_PER_PC * r_l) ** 2, n_skies=1, seed=7,
         lmax=int(artifact.ells[-1]),
     )  # fmt: skip
     save_spectrum(sky, args.out / "example_icecube_spectrum.csv")

@@ -2,7 +2,7 @@
 
     python experiments/sky_fit_coverage.py --artifact results/campaign_fits/icecube_l20.npz \\
         [--truth 1.0 0.1] [--truth 0.5 0.15] [--skies 24] [--gradient-per-pc 0.01] [--b0-mug 3] \\
-        [--observatory icecube] [--sky-nside 64] [--form lognormal|gaussian] [--seed 4242]
+        [--observatory icecube] [--sky-nside 64] [--form lognormal offset-lognormal gaussian] [--seed 4242]
         [--out results/sky_fit_coverage]
 
 For each truth (σ², r_L/λ_c) it makes --skies single synthetic skies (one field realisation each,
@@ -11,7 +11,7 @@ campaign's, so that the skies' own pixel noise, subtracted like the model's, is 
 real sky has none) to the artifact's ΩT), observes each with the mock observatory (Poisson counts with the observatory's
 event number in its band, background by time-scrambling; jaxcr.synthetic.mock_sky_spectra),
 turns the maps into a spectrum by the maps-to-spectrum path (ℓ = 1..the artifact's lmax), and fits
-it on the artifact (likelihood --form, default lognormal) twice: with the gradient known (--gradient-per-pc, B0 --b0-mug) and with the
+it on the artifact (each likelihood of --form, default lognormal) twice: with the gradient known (--gradient-per-pc, B0 --b0-mug) and with the
 amplitude free. It reports, per parameter, how often the 68 % and 95 % profile intervals contain
 the truth, the mean and spread of the pull (ln estimate − ln truth)/(the 68 % half-width on the
 truth's side; skies whose interval is open on that side, cut by the design box, are counted
@@ -22,6 +22,7 @@ p-values), the skies the likelihood refuses (log-normal: Ĉ_ℓ ≤ N at a fitte
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -104,8 +105,9 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--form",
         choices=["lognormal", "offset-lognormal", "gaussian"],
-        default="lognormal",
-        help="likelihood form (default lognormal)",
+        nargs="+",
+        default=["lognormal"],
+        help="likelihood forms, each fitted to the same skies (default lognormal)",
     )
     ap.add_argument("--seed", type=int, default=4242, help="seed of the skies and their Poisson counts (default 4242)")
     ap.add_argument("--out", type=Path, default=Path("results/sky_fit_coverage"), help="output folder")
@@ -131,33 +133,35 @@ def main(argv=None) -> int:
     for k, (s2, rho) in enumerate(truths):
         t0 = time.perf_counter()
         skies = mock_sky_spectra(
-            dict(sigma2=s2, rho=rho), model, observatory, time=artifact.time, amplitude=amplitude, n_skies=args.skies,
+            dict(sigma2=s2, rho=rho), model, observatory, time=artifact.time_at(dict(sigma2=s2, rho=rho)), amplitude=amplitude, n_skies=args.skies,
             seed=args.seed + 1000 * k, lmax=int(artifact.ells[-1]),
         )  # fmt: skip
         t_sky = time.perf_counter() - t0
-        entry = dict(sigma2=s2, rho=rho, sky_seconds=t_sky, known={}, free={})
-        for label, kw in (("known", dict(gradient_per_pc=args.gradient_per_pc)), ("free", {})):
+        entry: dict = dict(sigma2=s2, rho=rho, sky_seconds=t_sky, forms={})
+        modes = (("known", dict(gradient_per_pc=args.gradient_per_pc)), ("free", {}))
+        for form, (label, kw) in itertools.product(args.form, modes):
+            result = entry["forms"].setdefault(form, {})
             fits, refused = [], []
             for sky in skies:  # a sky the likelihood cannot take (log-normal: Ĉ_ℓ ≤ N) is counted, not fitted
                 try:
                     fits.append(
-                        fit_sky(
-                            sky, artifact, b0_microgauss=args.b0_mug, form=args.form, progress=False, **kw
-                        ).as_dict()
+                        fit_sky(sky, artifact, b0_microgauss=args.b0_mug, form=form, progress=False, **kw).as_dict()
                     )
                 except (ValueError, RuntimeError) as err:  # RuntimeError: a fit whose −2 ln L turned non-finite
                     refused.append(f"{type(err).__name__}: " + " ".join(str(err).split())[:200])
             truth = dict(sigma2=s2, rho=rho) | ({} if kw else dict(gradient_per_pc=args.gradient_per_pc))
-            entry[label] = dict(summary=summarise(fits, truth) | dict(refused=len(refused)), fits=fits, refused=refused)
+            result[label] = dict(
+                summary=summarise(fits, truth) | dict(refused=len(refused)), fits=fits, refused=refused
+            )
             print(
-                f"truth σ² = {s2}, ρ = {rho}, gradient {label}: {args.skies} skies ({t_sky:.0f} s to make)"
+                f"truth σ² = {s2}, ρ = {rho}, {form}, gradient {label}: {args.skies} skies ({t_sky:.0f} s to make)"
                 + (
-                    f", {len(refused)} refused or failed with the {args.form} likelihood ({refused[0][:90]}...)"
+                    f", {len(refused)} refused or failed with the {form} likelihood ({refused[0][:90]}...)"
                     if refused
                     else ""
                 )
             )
-            for name, row in entry[label]["summary"].items():
+            for name, row in result[label]["summary"].items():
                 if isinstance(row, dict):
                     print(
                         f"  {name:16s} 68 % coverage {row['coverage_68']:.2f}, 95 % {row['coverage_95']:.2f}, "
@@ -165,7 +169,7 @@ def main(argv=None) -> int:
                         f"{row['pulls_open_side']} open on the truth's side), "
                         f"median estimate {row['median_estimate']:.3g}"
                     )
-            s = entry[label]["summary"]
+            s = result[label]["summary"]
             print(
                 f"  flagged {100 * s['flagged_fraction']:.0f} % of skies; poorly constrained directions "
                 f"{[round(x, 2) for x in s['poorly_constrained_fraction']]}; median p = {s['median_p_value']:.2f} "

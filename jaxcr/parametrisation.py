@@ -164,6 +164,17 @@ class Parametrisation:
             if not p.low <= float(values[p.name]) <= p.high
         ]
 
+    def design_box(self, design) -> Parametrisation:
+        """These parameters with their boxes set to the extent of ``design`` (K, P) in θ: where an
+        emulator built on that design is trusted."""
+        low, high = np.min(design, 0), np.max(design, 0)
+        return Parametrisation(
+            tuple(
+                Parameter(p.name, float(p.to_value(lo)), float(p.to_value(hi)), p.transform, p.units, p.label)
+                for p, lo, hi in zip(self.parameters, low, high)
+            )
+        )
+
     def grid(self, points: int | Sequence[int]) -> np.ndarray:
         """A regular design: ``points`` per parameter (an int for all, or one per parameter),
         evenly spaced in each coordinate between the box's ends. Shape (Π points, P)."""

@@ -12,6 +12,7 @@ import time
 import healpy as hp
 import numpy as np
 import pytest
+from tests_support import analytic_artifact
 
 from jaxcr.analysis import Analysis
 from jaxcr.conventions import BackgroundMethod
@@ -273,12 +274,13 @@ def test_campaign_and_fit_commands_end_to_end(tmp_path, capsys):
     assert "jaxcr campaign artifact" in capsys.readouterr().err
 
 
-def test_convergence_time_of_one_point_and_the_suggested_times():
+def test_convergence_time_of_one_point_and_times_in_separation_times(tmp_path):
     """Spectra of 64 realisations that grow until the third of five times and stay put (noise of
     known SE): T_conv is the third time; spectra still growing between the last two times give
-    T_conv = inf. suggested_times: 5 log-spaced times ending at 4 × the largest t_sep of the points
-    (t_sep = 13.9·(σ²)^−0.5·ρ^−1.1, here at σ² = 0.3, ρ = 0.05: 685/Ω), rounded to 2 digits."""
-    from jaxcr.inference.convergence import convergence_time, separation_time, suggested_times
+    T_conv = inf. A campaign with separation_times stores at each point times × t_sep(σ², ρ)
+    (t_sep = 13.9·(σ²)^−0.5·ρ^−1.1, exact to 1e-12), counts its work to each point's own last time,
+    has its own digest, survives its JSON, and an artifact of it converts its time back to ΩT."""
+    from jaxcr.inference.convergence import convergence_time, separation_time
 
     rng = np.random.default_rng(3)
     times = (10.0, 20.0, 40.0, 80.0, 160.0)
@@ -289,11 +291,23 @@ def test_convergence_time_of_one_point_and_the_suggested_times():
     growing = c * np.array([1.0, 1.0, 1.0, 1.0, 1.5])[None, :, None]
     assert convergence_time(growing, times)[0] == float("inf")
     assert float(separation_time(0.3, 0.05)) == pytest.approx(13.9 * 0.3**-0.5 * 0.05**-1.1, rel=1e-12)
-    suggested = suggested_times([0.3, 3.0], [0.05, 0.2])
-    t_max = 4 * float(separation_time(0.3, 0.05))
-    # rounded to 2 significant digits: at most 5 % off (e.g. 1050 → 1100)
-    assert suggested[-1] == pytest.approx(t_max, rel=0.05) and suggested[0] == pytest.approx(t_max / 16, rel=0.05)
-    assert np.allclose(np.diff(np.log(suggested)), np.log(2), atol=0.1)
+    params = plane_wave_parametrisation((0.3, 3.0), (0.05, 0.2))
+    model = SpectrumModel(nside=4, n_realisations=4, dt=0.05)
+    spec = cp.CampaignSpec(model, (0.5, 4.0), (Analysis("full"),), params, params.grid(2), separation_times=True)
+    for k in range(4):
+        v = spec.values(k)
+        t_sep = 13.9 * float(v["sigma2"]) ** -0.5 * float(v["rho"]) ** -1.1
+        assert spec.point_times(k) == pytest.approx((0.5 * t_sep, 4 * t_sep), rel=1e-12)
+        assert spec.point_particle_steps()[k] == pytest.approx(4 * 192 * 4 * t_sep / 0.05, rel=1e-12)
+    absolute = cp.CampaignSpec(model, (0.5, 4.0), (Analysis("full"),), params, params.grid(2))
+    assert absolute.point_times(3) == (0.5, 4.0) and absolute.digest() != spec.digest()
+    assert cp.CampaignSpec.from_dict(json.loads(json.dumps(spec.as_dict()))).point_times(1) == spec.point_times(1)
+    art = dataclasses.replace(analytic_artifact(params), time=4.0, provenance=dict(campaign=spec.as_dict()))
+    assert art.time_at(dict(sigma2=1.0, rho=0.1)) == pytest.approx(4 * float(separation_time(1.0, 0.1)), rel=1e-12)
+    assert (
+        "t_sep" in art.summary()
+        and analytic_artifact(params).time_at(dict(sigma2=1.0, rho=0.1)) == analytic_artifact(params).time
+    )
 
 
 def test_time_left_counts_compilation_once(tmp_path, monkeypatch):

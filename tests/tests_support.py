@@ -46,7 +46,6 @@ def analytic_relative_covariance(ells=ELLS):
 def analytic_artifact(parameters, points=5):
     """An artifact whose emulators reproduce the analytic model exactly (degree 2, N_B = 10⁹)."""
     from jaxcr.inference import EmulatorArtifact, SpectrumEmulator
-    from jaxcr.inference.artifact import design_box
 
     design = parameters.grid(points)
     means, rel = np.exp(analytic_log_mean(design)), analytic_relative_covariance()
@@ -62,7 +61,7 @@ def analytic_artifact(parameters, points=5):
         ells=ELLS,
         analysis=Analysis("full"),
         time=100.0,
-        parameters=design_box(parameters, design),
+        parameters=parameters.design_box(design),
         n_realisations=10**9,
         noise_fraction=np.zeros(len(ELLS)),
         provenance=dict(campaign={}, design_points=len(design)),

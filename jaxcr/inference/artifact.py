@@ -37,11 +37,11 @@ import numpy as np
 from .. import _checks, io
 from .._version import __version__
 from ..analysis import Analysis
-from ..parametrisation import Parameter, Parametrisation
+from ..parametrisation import Parametrisation
 from ..spectra import max_lmax
 from ..spectrum_model import SpectrumModel
 from .campaign import Campaign, software_versions
-from .convergence import MAX_NOISE_FRACTION, convergence_table, noise_error, passing_ell_max
+from .convergence import MAX_NOISE_FRACTION, convergence_table, noise_error, passing_ell_max, separation_time
 from .emulator import SpectrumEmulator
 
 __all__ = ["EmulatorArtifact", "build_artifact", "artifact_from_spectra", "shipped_artifacts", "shipped_artifact_for"]
@@ -77,7 +77,8 @@ class EmulatorArtifact:
         log_emulator: ⟨ln C_ℓ⟩(θ) and Cov(ln C_ℓ, ln C_ℓ') of the same sky (the log-normal likelihood).
         ells: the emulated multipoles.
         analysis: the observatory analysis the spectra went through.
-        time: the backtracking time ΩT of the model (chosen by the diagnostic unless forced).
+        time: the model's backtracking time (chosen by the diagnostic unless forced): ΩT, or a
+            multiple of t_sep(σ², ρ) for a campaign with ``separation_times`` (:meth:`time_at`).
         parameters: the named parameters θ stands for, their boxes the design's extent (fits stay inside).
         n_realisations: N_B per design point.
         noise_fraction: per ℓ, the largest pixel-noise correction N̂ t_ℓ / ⟨C_ℓ⟩ over the points.
@@ -165,6 +166,19 @@ class EmulatorArtifact:
             )
         return out
 
+    @property
+    def separation_times(self) -> bool:
+        """True when ``time`` is a multiple of each point's t_sep(σ², ρ) rather than one ΩT."""
+        return bool(self.provenance.get("campaign", {}).get("separation_times", False))
+
+    def time_at(self, values) -> float:
+        """The model's ΩT at the named ``values``: ``time``, or ``time`` × t_sep(σ², ρ) there."""
+        scale = separation_time(values["sigma2"], values["rho"]) if self.separation_times else 1.0
+        return self.time * float(scale)
+
+    def time_text(self) -> str:
+        return f"ΩT = {self.time:g} t_sep(σ², ρ)" if self.separation_times else f"ΩT = {self.time:g}"
+
     def campaign_model(self) -> SpectrumModel:
         """The campaign's :class:`jaxcr.spectrum_model.SpectrumModel` (for synthetic skies made like its points)."""
         return SpectrumModel.from_dict(self.provenance["campaign"]["model"])
@@ -178,23 +192,12 @@ class EmulatorArtifact:
         box = ", ".join(f"{p.label} ∈ [{p.low:.3g}, {p.high:.3g}]" for p in self.parameters.parameters)
         return (
             f"emulator artifact {self.version} ({self.analysis.name}): ℓ = {self.ells[0]}..{self.ells[-1]}, "
-            f"ΩT = {self.time:g} ({'converged' if conv.get('converged', True) else 'NOT converged'} by the diagnostic), "
+            f"{self.time_text()} ({'converged' if conv.get('converged', True) else 'NOT converged'} by the diagnostic), "
             f"{box}, {self.provenance.get('design_points', '?')} design points × {self.n_realisations} realisations"
             f"{self._field_level()}, "
             f"degree {self.emulator.degree} (max reduced χ² {float(np.max(self.emulator.reduced_chi2)):.2f}), "
             f"pixel-noise correction ≤ {100 * float(np.max(self.noise_fraction)):.0f} % of ⟨C_ℓ⟩"
         )
-
-
-def design_box(parameters: Parametrisation, design) -> Parametrisation:
-    """The parameters with their boxes set to the design's extent (where an emulator is trusted)."""
-    low, high = np.min(design, 0), np.max(design, 0)
-    return Parametrisation(
-        tuple(
-            Parameter(p.name, float(p.to_value(lo)), float(p.to_value(hi)), p.transform, p.units, p.label)
-            for p, lo, hi in zip(parameters.parameters, low, high)
-        )
-    )
 
 
 def build_artifact(
@@ -332,7 +335,7 @@ def artifact_from_spectra(
         ells=ells,
         analysis=analysis,
         time=float(times[j]),
-        parameters=design_box(parameters, design),
+        parameters=parameters.design_box(design),
         n_realisations=int(n_real),
         noise_fraction=np.nanmax(frac, axis=0),
         provenance=dict(provenance or {})

@@ -40,6 +40,7 @@ from ..analysis import Analysis
 from ..parametrisation import Parametrisation
 from ..random import realisation_keys
 from ..spectrum_model import SpectrumModel, backtracked_maps
+from .convergence import separation_time
 
 __all__ = ["CampaignSpec", "Campaign", "software_versions", "CAMPAIGN_FORMAT"]
 
@@ -62,6 +63,9 @@ class CampaignSpec:
         step_per_point: with the model's ``dt`` unset, each point takes the default Boris step of
             its own field (:func:`jaxcr.default_step`; recorded in its file); False: the smallest
             default step over the design for every point. A given ``dt`` is used everywhere.
+        separation_times: ``times`` are multiples of each point's separation time t_sep(σ², ρ)
+            (:func:`jaxcr.inference.convergence.separation_time`), so that every point is followed
+            to the same stage of its convergence (:meth:`point_times`); False: ΩT for every point.
     """
 
     model: SpectrumModel
@@ -70,6 +74,7 @@ class CampaignSpec:
     parameters: Parametrisation
     design: np.ndarray
     step_per_point: bool = False
+    separation_times: bool = False
 
     def __post_init__(self):
         if not isinstance(self.model, SpectrumModel):
@@ -96,6 +101,7 @@ class CampaignSpec:
             )
         object.__setattr__(self, "design", design)
         _checks.check_bool("step_per_point", self.step_per_point)
+        _checks.check_bool("separation_times", self.separation_times)
         if self.model.dt is None and not self.step_per_point:  # the smallest default step over the design
             object.__setattr__(self, "model", self.model.replace(dt=float(min(self.steps()))))
         elif self.model.dt is not None:
@@ -115,14 +121,28 @@ class CampaignSpec:
         """The model of design point ``index``, its Boris step set (the spec's or the point's own)."""
         return self.model.resolved(self.values(index))
 
+    def point_times(self, index: int) -> tuple[float, ...]:
+        """The backtracking times ΩT of design point ``index``: ``times``, or with
+        ``separation_times`` ``times`` × t_sep(σ², ρ) of the point."""
+        if not self.separation_times:
+            return self.times
+        values = self.values(index)
+        t_sep = float(separation_time(values["sigma2"], values["rho"]))
+        return tuple(t * t_sep for t in self.times)
+
+    def times_text(self) -> str:
+        """The stored times as a reader sees them ("50, 100" or "1, 2, 4 × t_sep(σ², ρ)")."""
+        text = ", ".join(f"{t:g}" for t in self.times)
+        return f"{text} × t_sep(σ², ρ) of each point" if self.separation_times else text
+
     def steps(self) -> list[float]:
         """The Boris step (1/Ω) each design point runs with."""
         return [float(self.model_at(k).dt or 0.0) for k in range(len(self.design))]
 
     def point_particle_steps(self) -> list[float]:
-        """N_B · N_pix · max(times)/dt of each design point: the work of its task."""
+        """N_B · N_pix · (its largest ΩT)/dt of each design point: the work of its task."""
         m = self.model
-        return [m.n_realisations * 12 * m.nside**2 * self.times[-1] / dt for dt in self.steps()]
+        return [m.n_realisations * 12 * m.nside**2 * self.point_times(k)[-1] / dt for k, dt in enumerate(self.steps())]
 
     def particle_steps(self) -> float:
         """Σ over the points of :meth:`point_particle_steps`: the work of the campaign."""
@@ -138,6 +158,8 @@ class CampaignSpec:
         )
         if self.step_per_point:  # (absent otherwise: the digests of earlier campaigns are unchanged)
             core["step_per_point"] = True
+        if self.separation_times:
+            core["separation_times"] = True
         return hashlib.sha256(io.to_json(core).encode()).hexdigest()[:16]
 
     def as_dict(self) -> dict:
@@ -149,6 +171,7 @@ class CampaignSpec:
             parameters=self.parameters.as_dict(),
             design=self.design.tolist(),
             step_per_point=self.step_per_point,
+            separation_times=self.separation_times,
             digest=self.digest(),
         )
 
@@ -166,6 +189,7 @@ class CampaignSpec:
             parameters=Parametrisation.from_dict(d["parameters"]),
             design=np.asarray(d["design"], dtype=float),
             step_per_point=bool(d.get("step_per_point", False)),
+            separation_times=bool(d.get("separation_times", False)),
         )
 
 
@@ -173,7 +197,7 @@ def _point_spectra(spec: CampaignSpec, index: int) -> dict:
     """Backtrack design point ``index`` and return its arrays (the task's whole computation)."""
     model = spec.model_at(index)
     keys = realisation_keys(model.seed, model.n_realisations, stream=1 + index)
-    maps, noise = backtracked_maps(model, spec.values(index), keys, spec.times)
+    maps, noise = backtracked_maps(model, spec.values(index), keys, spec.point_times(index))
     out = {"pixel_noise": noise, "theta": np.asarray(spec.design[index])}
     if spec.step_per_point:
         out["dt"] = np.asarray(model.dt)
@@ -342,7 +366,7 @@ class Campaign:
         return (
             f"{line}\n  model: nside {m.nside}, N_B {m.n_realisations}, {m.turbulence.as_dict()}, {self._step_text()}, "
             f"field {m.field_precision.value}, parameters {', '.join(self.spec.parameters.names)}, "
-            f"ΩT = {', '.join(f'{t:g}' for t in self.spec.times)}; analyses: "
+            f"ΩT = {self.spec.times_text()}; analyses: "
             f"{', '.join(a.name for a in self.spec.analyses)}"
         )
 

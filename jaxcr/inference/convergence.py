@@ -16,7 +16,6 @@ __all__ = [
     "convergence_time",
     "paired_change",
     "separation_time",
-    "suggested_times",
     "SEPARATION_LAW",
     "MAX_NOISE_FRACTION",
     "passing_ell_max",
@@ -113,16 +112,6 @@ def separation_time(sigma2, rho):
     """t_sep(σ², ρ) of :data:`SEPARATION_LAW` in 1/Ω: the scale of the time the spectrum needs to converge."""
     law = SEPARATION_LAW
     return law["A"] * np.asarray(sigma2, dtype=float) ** law["b"] * np.asarray(rho, dtype=float) ** law["c"]
-
-
-def suggested_times(sigma2, rho, n_times: int = 5, factor: float = 4.0) -> tuple[float, ...]:
-    """Backtracking times for a campaign over the points (σ², ρ): ``n_times`` log-spaced from
-    T_max/16 to T_max = ``factor`` × the largest t_sep over them (:func:`separation_time`), so that the
-    slowest point is followed to four times its separation time (the measured T_conv/t_sep was
-    0.3-6.8) and the diagnostic has earlier times to compare (rounded to 2 significant digits)."""
-    t_max = factor * float(np.max(separation_time(sigma2, rho)))
-    grid = np.geomspace(t_max / 16, t_max, n_times)
-    return tuple(float(f"{t:.2g}") for t in grid)
 
 
 def passing_ell_max(corrected, pixel_noise, t_ell, ells) -> list[int | None]:

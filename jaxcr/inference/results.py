@@ -74,7 +74,7 @@ class FitResult:
         p = self.parameters
         heads = [
             f"{s['spectrum']['observatory']} (ℓ = {s['ell'][0]}..{s['ell'][-1]}, artifact {s['artifact']['version']}, "
-            f"ΩT = {s['artifact']['time']:g})"
+            f"ΩT = {s['artifact']['time']:g}{' t_sep(σ², ρ)' if s['artifact'].get('time_in_separation_times') else ''})"
             for s in self.spectra
         ]
         lines = [

@@ -217,7 +217,7 @@ def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametris
     conv = artifact.provenance.get("convergence", {})
     if conv and not conv.get("converged", True):
         out.append(
-            f"the artifact's model is NOT converged at ΩT = {artifact.time:g} (its convergence diagnostic): the fit "
+            f"the artifact's model is NOT converged at {artifact.time_text()} (its convergence diagnostic): the fit "
             "describes the sky backtracked to that time, not the limit T → ∞"
         )
     raised = float(artifact.provenance.get("raised_to_floor", 0.0))
@@ -254,6 +254,7 @@ def spectrum_record(spectrum: ObservedSpectrum, artifact: EmulatorArtifact, keep
         artifact=dict(
             version=artifact.version,
             time=artifact.time,
+            time_in_separation_times=artifact.separation_times,
             analysis=artifact.analysis.as_dict(),
             parameters=artifact.parameters.as_dict(),
             campaign_digest=artifact.provenance.get("campaign", {}).get("digest"),

@@ -1,7 +1,8 @@
 """Campaigns of model spectra for the fits, and the emulator artifacts made from them.
 
     jaxcr campaign create FOLDER [--sigma2 0.3 3] [--rho 0.05 0.2] [--points 5] [--nside 32]
-        [--realisations 32] [--modes 32] [--times 25 50 75 100 150] [--observatory icecube hawc]
+        [--realisations 32] [--modes 32] [--separation-times 0.5 1 2 4 | --times T …]
+        [--observatory icecube hawc]
         [--b0-ra-dec 229.2 11.4] [--gradient-ra-dec RA DEC] [--seed 2026] [--field-precision float64]
     jaxcr campaign run FOLDER [--workers 1] [--quiet]       # runs what is missing; resumes after a kill
     jaxcr campaign status FOLDER
@@ -12,12 +13,13 @@
     jaxcr campaign artifact FOLDER --analysis icecube [--ell-max 20] [--time T] [--degree 2] --out emulator.npz
 
 A campaign backtracks N_B realisations at every design point of (σ², r_L/λ_c) (log-spaced grid over
-the box) from every pixel of --nside to each --times ΩT, and stores the spectra each observatory
-analysis would publish (its band, background method, estimator) with the pixel-noise level of the
-map; one file per point under FOLDER/points. Cost on 2 CPU cores at the defaults: about 62 s per
-point (25 points: about 26 minutes); cost ∝ nside² · N_B · max(times) / dt. The artifact is the
-emulator of one analysis at the ΩT the convergence diagnostic picks, with its provenance; fits on
-it (`jaxcr fit`) take seconds.
+the box) from every pixel of --nside to each of its times (multiples of its separation time
+t_sep(σ², ρ), or the same --times ΩT everywhere), and stores the spectra each observatory analysis
+would publish (its band, background method, estimator) with the pixel-noise level of the map; one
+file per point under FOLDER/points. `create` prints the work and its time on 2 CPU cores and on a
+GPU (at the defaults: 1.8×10¹¹ particle-steps, about 1.5 hours on 2 cores); cost ∝ nside² · N_B ·
+max(times) / dt. The artifact is the emulator of one analysis at the time the convergence
+diagnostic picks, with its provenance; fits on it (`jaxcr fit`) take seconds.
 """
 
 from __future__ import annotations
@@ -36,15 +38,17 @@ OBSERVATORY_CHOICES = ("icecube", "hawc", "hawc+icecube")
 # N = 32 modes, 1.18e7 in the side-by-side benchmark with the C++ code at N = 256. A step costs
 # a + b·N seconds per particle; these two figures fix a and b.
 CPU_RATES = {32: 3.3e7, 256: 1.18e7}
+DEFAULT_SEPARATION_TIMES = (0.5, 1.0, 2.0, 4.0)  # × t_sep(σ², ρ): the measured T_conv/t_sep was 0.3-6.8
 GPU_MODE_STEPS = 1.1e11  # mode-steps/s on one NVIDIA H200 (4.3e8 particle-steps/s at N = 256)
 GPU_MEASURED_MODES = 256  # fewer modes are not assumed faster per particle-step than this
 
 
 def cpu_rate(n_modes: int) -> float:
-    """Particle-steps/s on 2 CPU cores at N modes, interpolated linearly in the time per step."""
+    """Particle-steps/s on 2 CPU cores at N modes, linear in the time per step between the measured
+    mode counts and beyond the largest; fewer modes than the smallest are not assumed faster."""
     (n1, r1), (n2, r2) = sorted(CPU_RATES.items())
     b = (1 / r2 - 1 / r1) / (n2 - n1)
-    return 1.0 / (1 / r1 + b * (n_modes - n1))
+    return 1.0 / (1 / r1 + b * (max(n_modes, n1) - n1))
 
 
 def cost_line(spec) -> str:
@@ -55,22 +59,10 @@ def cost_line(spec) -> str:
     gpu_hours = work * max(n_modes, GPU_MEASURED_MODES) / GPU_MODE_STEPS / 3600
     return (
         f"work: {work:.3g} particle-steps ({len(spec.design)} points × {spec.model.n_realisations} realisations × "
-        f"{12 * spec.model.nside**2} pixels to ΩT = {spec.times[-1]:g}, N = {n_modes} modes); ≈ {work / rate / 3600:.3g} h "
+        f"{12 * spec.model.nside**2} pixels to ΩT = {max(max(spec.point_times(k)) for k in range(len(spec.design))):.4g} at most, N = {n_modes} modes); ≈ {work / rate / 3600:.3g} h "
         f"on 2 CPU cores at {rate:.2g} particle-steps/s (an idle 2-core AMD EPYC VM; `jaxcr benchmark` measures this "
         f"machine), ≈ {gpu_hours:.3g} h on one H200 GPU at {GPU_MODE_STEPS:.2g} mode-steps/s (measured at N = 256; fewer modes counted as 256)"
     )
-
-
-def _auto_times(parameters, points) -> tuple[float, ...]:
-    from jaxcr.inference.convergence import separation_time, suggested_times
-
-    values = parameters.values(parameters.grid(points))
-    sigma2, rho = (np.asarray(values[n]) for n in ("sigma2", "rho"))
-    times = suggested_times(sigma2, rho)
-    slowest = float(np.max(separation_time(sigma2, rho)))
-    print(f"times ΩT = {', '.join(f'{t:g}' for t in times)}: up to 4 × the largest separation time over the box "
-          f"(t_sep = {slowest:.3g}/Ω at σ² = {sigma2.min():.3g}, ρ = {rho.min():.3g}); --times sets others")  # fmt: skip
-    return times
 
 
 def _parameters(args):
@@ -105,14 +97,14 @@ def _create(args) -> int:
     analyses = tuple(OBSERVATORIES[name].analysis for name in dict.fromkeys(args.observatory))
     points = tuple(args.points) if len(args.points) == 2 else args.points[0]
     parameters = _parameters(args)
-    times = tuple(args.times) if args.times else _auto_times(parameters, points)
     spec = CampaignSpec(
         model=model,
-        times=times,
+        times=tuple(args.times or args.separation_times or DEFAULT_SEPARATION_TIMES),
         analyses=analyses,
         parameters=parameters,
         design=parameters.grid(points),
         step_per_point=args.dt is None,
+        separation_times=not args.times,
     )
     campaign = Campaign.create(args.folder, spec)
     print(campaign.status())
@@ -242,9 +234,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     s.add_argument("--realisations", type=int, default=32,
                    help="field realisations N_B per design point (default 32; 16 made one-sky intervals too narrow)")  # fmt: skip
     s.add_argument("--modes", type=int, default=32, help="plane-wave modes N per field (default 32)")
-    s.add_argument("--times", type=float, nargs="+",
-                   help="backtracking times ΩT stored (default: 5 log-spaced times up to 4 × the largest separation "
-                   "time t_sep(σ², ρ) over the box, the measured scale of convergence; see docs/fitting.md)")  # fmt: skip
+    when = s.add_mutually_exclusive_group()
+    when.add_argument("--times", type=float, nargs="+",
+                      help="backtracking times ΩT stored, the same for every point")  # fmt: skip
+    when.add_argument("--separation-times", type=float, nargs="+", metavar="F",
+                      help="times stored as multiples F of each point's separation time t_sep(σ², ρ), the measured "
+                      "scale of convergence (default 0.5 1 2 4; see docs/fitting.md)")  # fmt: skip
     s.add_argument("--observatory", nargs="+", choices=OBSERVATORY_CHOICES, default=["icecube", "hawc"],
                    help="analyses whose spectra are stored (default icecube hawc)")  # fmt: skip
     s.add_argument("--b0-ra-dec", type=float, nargs=2, default=(229.2, 11.4), metavar=("RA", "DEC"),

@@ -82,7 +82,7 @@ def main(argv=None, prog: str = "jaxcr mock-sky") -> int:
     values = {"sigma2": args.sigma2, "rho": args.rho}
     r_l = float(units.larmor_radius_pc(observatory.median_energy_tev, args.b0_mug))
     amplitude = (args.gradient_per_pc * r_l) ** 2
-    t_run = float(args.time or artifact.time)
+    t_run = float(args.time or artifact.time_at(values))
     print(
         f"{prog}: {args.observatory}, σ² = {args.sigma2:g}, r_L/λ_c = {args.rho:g}, ΩT = {t_run:g}, nside {model.nside}, "
         f"{3 * 4 * model.nside**2} pixels backtracked (about 20 s on 2 idle cores, 2-5× more on a busy machine)",
