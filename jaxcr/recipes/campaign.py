@@ -107,6 +107,10 @@ def _create(args) -> int:
         separation_times=not args.times,
     )
     campaign = Campaign.create(args.folder, spec)
+    if spec.separation_times:
+        all_times = [t for k in range(len(spec.design)) for t in spec.point_times(k)]
+        print(f"times: {spec.times_text()} (t_sep ≈ 13.9·(σ²)^−0.5·ρ^−1.1 /Ω, the measured scale of convergence): "
+              f"ΩT = {min(all_times):.3g}-{max(all_times):.4g} over the box; --times stores one ΩT list for every point")  # fmt: skip
     print(campaign.status())
     print(cost_line(spec))
     print(f"next: jaxcr campaign run {args.folder}   (or: jaxcr campaign slurm {args.folder})")
