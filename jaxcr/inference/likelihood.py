@@ -174,6 +174,18 @@ class AbstractSkyLikelihood(AbstractLikelihood):
     def sky_moments(self, phi) -> tuple[Float[Array, " n"], Float[Array, "n n"]]:
         """Mean and one-sky covariance of y at φ, without the measurement errors."""
 
+    def _log_median_moments(self, phi):
+        """ln a + ⟨ln C_ℓ⟩(θ) and Λ(θ) on the fitted multipoles (the log emulator's moments)."""
+        theta, log_a = self.split(phi)
+        rows = self.rows
+        return log_a + self.emulator.log_mean(theta)[rows], self.emulator.log_covariance(theta, 1)[rows][:, rows]
+
+    def _log_median_band(self, phi):
+        """The median a·exp⟨ln C_ℓ⟩ and its exp(±1σ) band."""
+        mean, sky = self._log_median_moments(phi)
+        sd = jnp.sqrt(jnp.diag(sky))
+        return jnp.exp(mean), jnp.exp(mean - sd), jnp.exp(mean + sd)
+
     @abc.abstractmethod
     def spectrum_band(self, phi) -> tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]]:
         """The model spectrum C_ℓ − N at φ and its one-sky 68 % band (centre, low, high)."""
@@ -183,15 +195,11 @@ class LogNormalSky(AbstractSkyLikelihood):
     """Gaussian in y = ln(Ĉ_ℓ − N): μ = ln a + ⟨ln C_ℓ⟩(θ), Σ = Λ(θ) + diag(σ_ℓ²/(Ĉ_ℓ − N)²)."""
 
     def sky_moments(self, phi):
-        theta, log_a = self.split(phi)
-        rows = self.rows
-        return log_a + self.emulator.log_mean(theta)[rows], self.emulator.log_covariance(theta, 1)[rows][:, rows]
+        return self._log_median_moments(phi)
 
     def spectrum_band(self, phi):
         """The median a·exp⟨ln C_ℓ⟩ times exp(±1σ)."""
-        mean, sky = self.sky_moments(phi)
-        sd = jnp.sqrt(jnp.diag(sky))
-        return jnp.exp(mean), jnp.exp(mean - sd), jnp.exp(mean + sd)
+        return self._log_median_band(phi)
 
 
 class GaussianSky(AbstractSkyLikelihood):
@@ -221,34 +229,26 @@ class OffsetLogNormalSky(AbstractSkyLikelihood):
     noise: Float[Array, " n"]
     noise_variance: Float[Array, " n"] | None
 
-    def _log_signal_and_weight(self, phi):
-        """ln s_ℓ and w_ℓ = s_ℓ/(s_ℓ + N_ℓ) = sigmoid(ln s_ℓ − ln N_ℓ) (stable for any amplitude)."""
-        theta, log_a = self.split(phi)
-        log_s = log_a + self.emulator.log_mean(theta)[self.rows]
-        return log_s, jax.nn.sigmoid(log_s - jnp.log(self.noise))
+    def _weight(self, log_s):
+        """w_ℓ = s_ℓ/(s_ℓ + N_ℓ) = sigmoid(ln s_ℓ − ln N_ℓ) (stable for any amplitude)."""
+        return jax.nn.sigmoid(log_s - jnp.log(self.noise))
 
     def moments(self, phi):
         mean, sky = self.sky_moments(phi)
         if self.noise_variance is None:
             return mean, sky + jnp.diag(self.variance)
         # v(1 + 2s/N)/(s + N)² = v(1 − w²)/N²
-        _, w = self._log_signal_and_weight(phi)
+        w = self._weight(self._log_median_moments(phi)[0])
         return mean, sky + jnp.diag(self.noise_variance * (1 - w**2) / self.noise**2)
 
     def sky_moments(self, phi):
-        theta, _ = self.split(phi)
-        log_s, w = self._log_signal_and_weight(phi)
-        rows = self.rows
-        return jnp.logaddexp(log_s, jnp.log(self.noise)), jnp.outer(w, w) * self.emulator.log_covariance(theta, 1)[
-            rows
-        ][:, rows]
+        log_s, log_cov = self._log_median_moments(phi)
+        w = self._weight(log_s)
+        return jnp.logaddexp(log_s, jnp.log(self.noise)), jnp.outer(w, w) * log_cov
 
     def spectrum_band(self, phi):
         """The median signal s_ℓ times exp(±1σ) of its log-normal scatter."""
-        theta, log_a = self.split(phi)
-        mean = log_a + self.emulator.log_mean(theta)[self.rows]
-        sd = jnp.sqrt(jnp.diag(self.emulator.log_covariance(theta, 1)[self.rows][:, self.rows]))
-        return jnp.exp(mean), jnp.exp(mean - sd), jnp.exp(mean + sd)
+        return self._log_median_band(phi)
 
 
 class JointLikelihood(AbstractLikelihood):
