@@ -87,17 +87,13 @@ def expected_precision(
     spectrum = fiducial_spectrum(
         artifact, values, amplitude, ell_max=ell_max, noise_level=noise_level, relative_error=relative_error, form=form
     )
-    like = sky_likelihood(spectrum, artifact, amplitude=amplitude if amplitude_known else None, form=form)
-    phi = artifact.parameters.coordinates(values)
-    if not amplitude_known:
-        phi = np.append(phi, np.log(amplitude))
-    cov = np.linalg.inv(fisher_information(like, phi))
+    names, cov = _one_sky_covariance(spectrum, artifact, values, amplitude, amplitude_known, form)
     sd = np.sqrt(np.diag(cov))
     p = len(artifact.parameters)
     vals, vecs = np.linalg.eigh(cov[:p, :p])  # the best-measured combination of the artifact's parameters
     best = vecs[:, 0] / np.max(np.abs(vecs[:, 0]))
     labels = artifact.parameters.labels
-    out: dict = {name: float(s) for name, s in zip(like.names, sd)}
+    out: dict = {name: float(s) for name, s in zip(names, sd)}
     out |= dict(
         best_combination=" ".join(f"{c:+.2f}·ln {n}" for c, n in zip(best, labels)),
         best_combination_sigma=float(np.sqrt(vals[0]) * np.linalg.norm(best)),
@@ -107,6 +103,16 @@ def expected_precision(
     if p == 2:
         out["correlation"] = float(cov[0, 1] / (sd[0] * sd[1]))
     return out
+
+
+def _one_sky_covariance(spectrum, artifact, values, amplitude, amplitude_known, form) -> tuple[tuple, np.ndarray]:
+    """The names and the inverse Fisher matrix of the one-sky likelihood of ``spectrum`` at ``values``
+    (ln a a parameter too unless ``amplitude_known``)."""
+    like = sky_likelihood(spectrum, artifact, amplitude=amplitude if amplitude_known else None, form=form)
+    phi = artifact.parameters.coordinates(values)
+    if not amplitude_known:
+        phi = np.append(phi, np.log(amplitude))
+    return like.names, np.linalg.inv(fisher_information(like, phi))
 
 
 def expected_joint_precision(
@@ -150,11 +156,9 @@ def expected_joint_precision(
             art, values, a, ell_max=ell_max, noise_level=n, relative_error=relative_error, form=form
         )
         spectra.append(dataclasses.replace(spec, energy_tev=e))
-        one = expected_precision(
-            art, values, a, ell_max=ell_max, noise_level=n, relative_error=relative_error,
-            amplitude_known=gradient_known, form=form,
-        )  # fmt: skip
-        alone.append({SIGMA2: one[SIGMA2], LAMBDA_C: one[RHO]})
+        names, cov = _one_sky_covariance(spec, art, values, a, gradient_known, form)
+        sd = dict(zip(names, np.sqrt(np.diag(cov))))
+        alone.append({SIGMA2: float(sd[SIGMA2]), LAMBDA_C: float(sd[RHO])})
     joint, _, _, _ = joint_sky_likelihood(
         spectra, artifacts, gradient_per_pc=gradient_per_pc if gradient_known else None,
         b0_microgauss=b0_microgauss, charge=charge, form=form,
