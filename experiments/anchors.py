@@ -75,26 +75,23 @@ def _stream(sigma2: float, rho: float) -> int:
     return 1 + int(round(1000 * sigma2)) * 100_000 + int(round(10_000 * rho))
 
 
-def _alm(maps, lmax):
-    return np.stack([hp.map2alm(m, lmax=lmax, iter=3, use_pixel_weights=False) for m in maps])
-
-
 def _spectra(maps, lmax):
-    """Full-sky C_ℓ (R, lmax+1) and the pixel-noise level (R,) of maps (R, P)."""
-    cl = np.stack([hp.alm2cl(a) for a in _alm(maps, lmax)])
-    return cl, pixel_noise_level(maps, cl)
+    """Full-sky C_ℓ (R, lmax+1), the pixel-noise level (R,) and the a_ℓm (R, n_alm) of maps (R, P)."""
+    alms = np.stack([hp.map2alm(m, lmax=lmax, iter=3, use_pixel_weights=False) for m in maps])
+    cl = np.stack([hp.alm2cl(a) for a in alms])
+    return cl, pixel_noise_level(maps, cl), alms
 
 
-def _m0_fraction(maps, local_field, noise, lmax, ells):
+def _m0_fraction(alms, cls, local_field, noise, lmax, ells):
     """Per ℓ: the noise-corrected power in m = 0 about each realisation's local field over the
-    noise-corrected total, ⟨|a_ℓ0|² − N⟩ / ⟨Σ_m |a_ℓm|² − (2ℓ+1) N⟩ over the realisations."""
+    noise-corrected total, ⟨|a_ℓ0|² − N⟩ / ⟨Σ_m |a_ℓm|² − (2ℓ+1) N⟩ over the realisations (the
+    total is the C_ℓ of the map, which the rotation leaves as it is)."""
     num, den = np.zeros(len(ells)), np.zeros(len(ells))
-    for m, b, n in zip(maps, local_field, noise):
-        alm = hp.map2alm(m, lmax=lmax, iter=3)
+    for a, cl, b, n in zip(alms, cls, local_field, noise):
+        alm = a.copy()  # rotate_alm works in place
         b = b / np.linalg.norm(b)
         theta, phi = np.arccos(b[2]), np.arctan2(b[1], b[0])
         hp.rotate_alm(alm, -phi, -theta, 0.0, lmax=lmax)  # brings b to the pole (z-y-z Euler angles)
-        cl = hp.alm2cl(alm)
         for i, ell in enumerate(ells):
             a0 = alm[hp.Alm.getidx(lmax, ell, 0)]
             num[i] += abs(a0) ** 2 - n
@@ -124,16 +121,16 @@ def _analyse(arrays: dict, rho: float, lmax: int, ell_max: int) -> dict:
     out: dict = dict(rho=rho, diffusion_tensor=np.asarray(k).tolist(), diffusion_tensor_se=np.asarray(k_se).tolist())
     for name, g in GRADIENTS.items():
         maps_late, maps_half = pos[:, -1] @ g, pos[:, 0] @ g
-        cl, noise = _spectra(maps_late, lmax)
+        cl, noise, alms = _spectra(maps_late, lmax)
         corrected = cl - noise[:, None]
-        cl_half, noise_half = _spectra(maps_half, lmax)
+        cl_half, noise_half, _ = _spectra(maps_half, lmax)
         mean, se = corrected.mean(0), corrected.std(0, ddof=1) / np.sqrt(len(corrected))
         ells = np.arange(1, ell_max + 1)
         ells = ells[: np.argmax(np.append(mean[ells] <= 2 * se[ells], True))]  # up to the first ℓ not > 2 SE
         shift = (cl_half - noise_half[:, None]).mean(0)[ells] / mean[ells] - 1
         paired = (cl_half - noise_half[:, None] - corrected)[:, ells]  # per realisation, T/2 − T
         z = paired.mean(0) / (paired.std(0, ddof=1) / np.sqrt(len(paired)))
-        scaled, _ = _spectra(3 * maps_late, lmax)
+        scaled, _, _ = _spectra(3 * maps_late, lmax)
         gaussian_var = 2 * (mean[ells] + noise.mean()) ** 2 / (2 * ells + 1)  # signal and pixel noise
         out[name] = dict(
             ells=ells.tolist(),
@@ -146,7 +143,7 @@ def _analyse(arrays: dict, rho: float, lmax: int, ell_max: int) -> dict:
             half_time_z=z.tolist(),
             half_time_q=float(np.mean(z**2)),
             spread_over_gaussian=np.sqrt(corrected.var(0, ddof=1)[ells] / gaussian_var).tolist(),
-            m0_fraction=_m0_fraction(maps_late, arrays["local_field"], noise, lmax, ells).tolist(),
+            m0_fraction=_m0_fraction(alms, cl, arrays["local_field"], noise, lmax, ells).tolist(),
             isotropic_m0_fraction=(1 / (2 * ells + 1)).tolist(),
             break_fit=_broken_power_law(ells, mean[ells], se[ells]) if len(ells) >= 5 else None,
         )
