@@ -130,6 +130,11 @@ class CampaignSpec:
         t_sep = float(separation_time(values["sigma2"], values["rho"]))
         return tuple(t * t_sep for t in self.times)
 
+    def time_range(self) -> tuple[float, float]:
+        """The smallest and the largest ΩT any design point is backtracked to."""
+        every = [t for k in range(len(self.design)) for t in self.point_times(k)]
+        return min(every), max(every)
+
     def times_text(self) -> str:
         """The stored times as a reader sees them ("50, 100" or "1, 2, 4 × t_sep(σ², ρ)")."""
         text = ", ".join(f"{t:g}" for t in self.times)

@@ -59,7 +59,7 @@ def cost_line(spec) -> str:
     gpu_hours = work * max(n_modes, GPU_MEASURED_MODES) / GPU_MODE_STEPS / 3600
     return (
         f"work: {work:.3g} particle-steps ({len(spec.design)} points × {spec.model.n_realisations} realisations × "
-        f"{12 * spec.model.nside**2} pixels to ΩT = {max(max(spec.point_times(k)) for k in range(len(spec.design))):.4g} at most, N = {n_modes} modes); ≈ {work / rate / 3600:.3g} h "
+        f"{12 * spec.model.nside**2} pixels to ΩT = {spec.time_range()[1]:.4g} at most, N = {n_modes} modes); ≈ {work / rate / 3600:.3g} h "
         f"on 2 CPU cores at {rate:.2g} particle-steps/s (an idle 2-core AMD EPYC VM; `jaxcr benchmark` measures this "
         f"machine), ≈ {gpu_hours:.3g} h on one H200 GPU at {GPU_MODE_STEPS:.2g} mode-steps/s (measured at N = 256; fewer modes counted as 256)"
     )
@@ -108,9 +108,12 @@ def _create(args) -> int:
     )
     campaign = Campaign.create(args.folder, spec)
     if spec.separation_times:
-        all_times = [t for k in range(len(spec.design)) for t in spec.point_times(k)]
-        print(f"times: {spec.times_text()} (t_sep ≈ 13.9·(σ²)^−0.5·ρ^−1.1 /Ω, the measured scale of convergence): "
-              f"ΩT = {min(all_times):.3g}-{max(all_times):.4g} over the box; --times stores one ΩT list for every point")  # fmt: skip
+        from jaxcr.inference.convergence import SEPARATION_LAW as law
+
+        shortest, longest = spec.time_range()
+        print(f"times: {spec.times_text()} (t_sep ≈ {law['A']:g}·(σ²)^{law['b']:.2f}·ρ^{law['c']:.2f} /Ω, the measured "
+              "scale of convergence): "
+              f"ΩT = {shortest:.3g}-{longest:.4g} over the box; --times stores one ΩT list for every point")  # fmt: skip
     print(campaign.status())
     print(cost_line(spec))
     print(f"next: jaxcr campaign run {args.folder}   (or: jaxcr campaign slurm {args.folder})")
