@@ -79,7 +79,7 @@ def main(argv=None) -> int:
 def _mock_sky_and_fit(pairs: int) -> None:
     from jaxcr import units
     from jaxcr.inference import fit_sky
-    from jaxcr.inference.artifact import shipped_artifact_for
+    from jaxcr.inference.shipped import shipped_artifact_for
     from jaxcr.synthetic import mock_skies
 
     icecube = OBSERVATORIES["icecube"]

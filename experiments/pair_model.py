@@ -1,7 +1,7 @@
 """The semi-analytic pair model of ⟨C_ℓ⟩ (jaxcr.pair_model) against converged simulations.
 
     python experiments/pair_model.py [--anchors results/anchors/anchors.json] [--ell-max 20]
-        [--extrapolate-rho 0.01 0.001] [--out results/pair_model]
+        [--extrapolate-rho 0.01 0.001] [--out results/pair_model] [--law-out jaxcr/data/pair_model_law.json]
 
 Reads the converged spectra of `experiments/anchors.py` (⟨C_ℓ⟩ ± SE at ΩT = 4 t_sep, pixel noise
 removed, gradients ∥ and ⊥ B0, with the diffusion tensor K at that time) and, per point (σ², ρ):
@@ -14,7 +14,9 @@ removed, gradients ∥ and ⊥ B0, with the diffusion tensor K at that time) and
   over the multipoles;
 * the model carried to --extrapolate-rho (outside the simulated box: an extrapolation of the laws).
 
-Writes pair_model.json and pair_model.png under --out.
+Writes pair_model.json and pair_model.png under --out, and the laws fitted on all points with their
+provenance to --law-out (by default the law shipped with jaxcr, jaxcr.pair_model.shipped_pair_model_law,
+which artifacts with a pair-model baseline use).
 """
 
 import json
@@ -102,12 +104,15 @@ def main(argv=None) -> int:
     ap.add_argument("--ell-max", type=int, default=20, help="largest ℓ compared (default 20)")
     ap.add_argument("--extrapolate-rho", type=float, nargs="+", default=[0.01, 0.001], help="ρ to carry the model to")
     ap.add_argument("--out", type=Path, default=Path("results/pair_model"), help="output folder")
+    ap.add_argument("--law-out", type=Path, default=Path("jaxcr/data/pair_model_law.json"),
+                    help="where the fitted laws go (default jaxcr/data/pair_model_law.json, the shipped law)")  # fmt: skip
     args = ap.parse_args(argv)
     if not args.anchors.is_file():
         ap.error(f"--anchors {args.anchors} does not exist: run python experiments/anchors.py first")
     if args.ell_max < 2:
         ap.error(f"--ell-max must be >= 2; got {args.ell_max}")
     io.check_writable("--out", args.out / "pair_model.json")
+    io.check_writable("--law-out", args.law_out)
     rows = json.loads(args.anchors.read_text())["rows"]
     measured = [r for r in rows if all(max(r[n]["ells"]) >= 2 for n in GRADIENTS)]
     for r in rows:
@@ -149,13 +154,7 @@ def main(argv=None) -> int:
                   f"{spectra['perpendicular'][9] / spectra['perpendicular'][0]:.3g}")  # fmt: skip
     result = dict(
         settings=dict(anchors=str(args.anchors), ell_max=args.ell_max, extrapolate_rho=args.extrapolate_rho),
-        law=dict(
-            k_parallel=law.k_parallel,
-            k_perpendicular=law.k_perpendicular,
-            pair_time=law.pair_time,
-            sigma2_range=law.sigma2_range,
-            rho_range=law.rho_range,
-        ),  # fmt: skip
+        law=law.as_dict(),
         points=[
             dict(sigma2=r["sigma2"], rho=r["rho"], pair_times=t, all_points=f, left_out=o)
             for r, t, f, o in zip(rows, taus, fits, loo)
@@ -166,7 +165,21 @@ def main(argv=None) -> int:
     text = io.to_json(result, indent=1)
     io.atomic_write(args.out / "pair_model.json", lambda tmp: Path(tmp).write_text(text))
     _plot(rows, fits, loo, args.out / "pair_model.png")
-    print(f"wrote {args.out / 'pair_model.json'} and {args.out / 'pair_model.png'}")
+    anchors = json.loads(args.anchors.read_text())
+    law_record = dict(
+        law=law.as_dict(),
+        provenance=dict(
+            made_by="python experiments/pair_model.py",
+            anchors=str(args.anchors),
+            anchors_settings=anchors.get("settings"),
+            points=[dict(sigma2=r["sigma2"], rho=r["rho"]) for r in rows],
+            ell_max=args.ell_max,
+            versions=software_versions(),
+        ),
+    )
+    law_text = io.to_json(law_record, indent=1)
+    io.atomic_write(args.law_out, lambda tmp: Path(tmp).write_text(law_text))
+    print(f"wrote {args.out / 'pair_model.json'}, {args.out / 'pair_model.png'} and {args.law_out}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Build the emulator artifacts and the example spectrum shipped with jaxcr (jaxcr/data).
 
-    python experiments/shipped_artifacts.py [--nside 32] [--realisations 32] [--points 4]
+    python experiments/shipped_artifacts.py [--sigma2 0.3 3] [--rho 0.05 0.2] [--nside 32] [--realisations 32] [--points 4]
         [--separation-times 0.5 1 2 4] [--campaign results/shipped_campaign] [--out jaxcr/data]
 
 A campaign of the paper's plane-wave model (σ² 0.3-3, r_L/λ_c 0.05-0.2, 4 × 4 log-spaced design,
@@ -43,6 +43,10 @@ def main(argv=None) -> int:
     ap.add_argument("--points", type=int, default=4, help="design points per parameter (default 4)")
     ap.add_argument("--separation-times", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0],
                     help="stored times in units of each point's t_sep(σ², ρ) (default 0.5 1 2 4)")  # fmt: skip
+    ap.add_argument("--sigma2", type=float, nargs=2, default=[0.3, 3.0], metavar=("LO", "HI"),
+                    help="range of the turbulence level σ² (default 0.3 3)")  # fmt: skip
+    ap.add_argument("--rho", type=float, nargs=2, default=[0.05, 0.2], metavar=("LO", "HI"),
+                    help="range of r_L/λ_c (default 0.05 0.2)")  # fmt: skip
     ap.add_argument("--campaign", type=Path, default=Path("results/shipped_campaign"), help="campaign folder")
     ap.add_argument("--out", type=Path, default=Path("jaxcr/data"), help="where the artifacts go (default jaxcr/data)")
     args = ap.parse_args(argv)
@@ -57,7 +61,7 @@ def main(argv=None) -> int:
         seed=2026,
         field_precision="fast",
     )
-    parameters = jaxcr.plane_wave_parametrisation((0.3, 3.0), (0.05, 0.2))
+    parameters = jaxcr.plane_wave_parametrisation(tuple(args.sigma2), tuple(args.rho))
     analyses = (OBSERVATORIES["icecube"].analysis, OBSERVATORIES["hawc"].analysis)
     spec = CampaignSpec(
         model=model,

@@ -27,12 +27,18 @@ measured from simulations (:func:`pair_time_from_spectrum`) and described by pow
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-__all__ = ["pair_spectrum", "pair_time_from_spectrum", "PairModelLaw"]
+__all__ = ["pair_spectrum", "pair_time_from_spectrum", "PairModelLaw", "PairModelBaseline", "shipped_pair_model_law"]
+
+SHIPPED_LAW = Path(__file__).parent / "data" / "pair_model_law.json"
 
 
 def pair_spectrum(
@@ -51,9 +57,9 @@ def pair_spectrum(
     Returns:
         ⟨C_ℓ⟩ per ℓ (dimensionless); differentiable in K, g and τ.
     """
-    ell = jnp.asarray(ell, dtype=float)
-    if np.any(np.asarray(ell) < 1):
+    if not isinstance(ell, jax.core.Tracer) and np.any(np.asarray(ell) < 1):
         raise ValueError(f"ell must be >= 1 (the pair part is a spectrum of ℓ ≥ 1); got {np.asarray(ell).tolist()}")
+    ell = jnp.asarray(ell, dtype=float)
     k, g = jnp.asarray(diffusion_tensor, dtype=float), jnp.asarray(gradient, dtype=float)
     if k.shape != (3, 3) or g.shape != (3,):
         raise ValueError(f"diffusion_tensor must be (3, 3) and gradient (3,); got {k.shape} and {g.shape}")
@@ -115,6 +121,30 @@ class PairModelLaw(eqx.Module):
             rho_range=(float(r.min()), float(r.max())),
         )
 
+    def as_dict(self) -> dict:
+        return dict(
+            k_parallel=list(self.k_parallel),
+            k_perpendicular=list(self.k_perpendicular),
+            pair_time=list(self.pair_time),
+            sigma2_range=list(self.sigma2_range),
+            rho_range=list(self.rho_range),
+        )
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PairModelLaw:
+        """The law from :meth:`as_dict` (or the ``law`` record of ``experiments/pair_model.py``)."""
+        keys = ("k_parallel", "k_perpendicular", "pair_time", "sigma2_range", "rho_range")
+        missing = [k for k in keys if k not in d]
+        if missing:
+            raise ValueError(f"a pair-model law needs {list(keys)}; missing {missing}")
+        triples = {k: tuple(float(x) for x in d[k]) for k in keys[:3]}
+        ranges = {k: tuple(float(x) for x in d[k]) for k in keys[3:]}
+        if any(len(v) != 3 for v in triples.values()) or any(len(v) != 2 for v in ranges.values()):
+            raise ValueError(f"a pair-model law has (A, b, c) per quantity and (low, high) ranges; got {d}")
+        if any(v[0] <= 0 for v in triples.values()):
+            raise ValueError(f"the laws' amplitudes A must be > 0; got {triples}")
+        return cls(**triples, **ranges)  # type: ignore[arg-type]
+
     def diffusion_tensor(self, sigma2, rho) -> Float[Array, "3 3"]:
         """diag(K⊥, K⊥, K∥) in r_L·c at (σ², ρ), B0 along ẑ."""
         kpar = self.power_law(self.k_parallel, sigma2, rho)
@@ -125,3 +155,33 @@ class PairModelLaw(eqx.Module):
         """⟨C_ℓ⟩ for a unit gradient (|g| = 1/r_L) along ``gradient_direction`` at (σ², ρ)."""
         g = jnp.asarray(gradient_direction, dtype=float)
         return pair_spectrum(ell, self.diffusion_tensor(sigma2, rho), g, self.power_law(self.pair_time, sigma2, rho))
+
+
+def shipped_pair_model_law() -> PairModelLaw:
+    """The law shipped with jaxcr (``jaxcr/data/pair_model_law.json``: fitted by
+    ``experiments/pair_model.py`` to the converged spectra of ``experiments/anchors.py``, σ² 0.3-3,
+    ρ 0.05-0.2; its provenance is in the file)."""
+    return PairModelLaw.from_dict(json.loads(SHIPPED_LAW.read_text())["law"])
+
+
+class PairModelBaseline(eqx.Module):
+    """ln⟨C_ℓ⟩ of the pair model at θ = (ln σ², ln ρ) for a unit gradient at angle ψ to B0: the
+    θ-dependence an emulator can carry beyond its design (:class:`jaxcr.inference.emulator.SpectrumEmulator`
+    with a baseline fits only the observatory's transfer, ln⟨C_ℓ⟩_obs − ln⟨C_ℓ⟩_pair, to the design)."""
+
+    law: PairModelLaw
+    ells: tuple[int, ...] = eqx.field(static=True, converter=lambda e: tuple(int(x) for x in np.asarray(e)))
+    cos2_gradient_b0: float = eqx.field(static=True, converter=float)
+
+    def __check_init__(self):
+        if not 0.0 <= self.cos2_gradient_b0 <= 1.0:
+            raise ValueError(f"cos2_gradient_b0 must be in [0, 1]; got {self.cos2_gradient_b0}")
+
+    def __call__(self, theta: Float[ArrayLike, "... 2"]) -> Float[Array, "... L"]:
+        """ln⟨C_ℓ⟩ (unit |∇n/n| r_L) at θ = (ln σ², ln ρ), any leading shape; differentiable in θ."""
+        theta = jnp.asarray(theta, dtype=float)
+        if theta.ndim > 1:
+            return jnp.stack([self(t) for t in theta])
+        c2 = self.cos2_gradient_b0
+        g = jnp.array([np.sqrt(1.0 - c2), 0.0, np.sqrt(c2)])
+        return jnp.log(self.law.spectrum(jnp.exp(theta[0]), jnp.exp(theta[1]), np.asarray(self.ells), g))

@@ -175,6 +175,22 @@ class Parametrisation:
             )
         )
 
+    def widened(self, box: Mapping[str, Sequence[float]]) -> Parametrisation:
+        """These parameters with the boxes of the ones named in ``box`` widened to ``box[name]`` =
+        (low, high) in physical units; each new box must contain the old one."""
+        unknown = sorted(set(box) - set(self.names))
+        if unknown:
+            raise ValueError(f"box names {unknown}, which are not parameters; the parameters are {list(self.names)}")
+        out = []
+        for p in self.parameters:
+            lo, hi = (float(x) for x in box.get(p.name, (p.low, p.high)))
+            if not (lo <= p.low and hi >= p.high):
+                raise ValueError(
+                    f"box[{p.name!r}] = ({lo:g}, {hi:g}) must contain the design's box ({p.low:g}, {p.high:g})"
+                )
+            out.append(Parameter(p.name, lo, hi, p.transform, p.units, p.label))
+        return Parametrisation(tuple(out))
+
     def grid(self, points: int | Sequence[int]) -> np.ndarray:
         """A regular design: ``points`` per parameter (an int for all, or one per parameter),
         evenly spaced in each coordinate between the box's ends. Shape (Π points, P)."""

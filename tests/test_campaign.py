@@ -19,7 +19,9 @@ from jaxcr.conventions import BackgroundMethod
 from jaxcr.field import FieldPrecision
 from jaxcr.inference import campaign as cp
 from jaxcr.inference import scheduling as sc
-from jaxcr.inference.artifact import EmulatorArtifact, build_artifact, convergence_table
+from jaxcr.inference.artifact import EmulatorArtifact
+from jaxcr.inference.artifact_build import build_artifact
+from jaxcr.inference.convergence import convergence_table
 from jaxcr.io import CheckpointError
 from jaxcr.parametrisation import Parametrisation, plane_wave_parametrisation
 from jaxcr.sky import declination_band_mask

@@ -159,7 +159,7 @@ def test_shipped_artifacts_serve_their_analyses():
     """Each shipped artifact loads (its version hash checks its arrays) and is found for its
     observatory's analysis; an analysis without one is refused with what to do."""
     from jaxcr.analysis import Analysis
-    from jaxcr.inference.artifact import shipped_artifact_for, shipped_artifacts
+    from jaxcr.inference.shipped import shipped_artifact_for, shipped_artifacts
     from jaxcr.observations import OBSERVATORIES, load_spectrum
 
     assert [p.stem for p in shipped_artifacts()] == ["hawc", "icecube"]
@@ -215,7 +215,8 @@ def test_option_choices_are_the_library_enums():
     actions = {a.dest: a for a in spectrum_from_maps._parser("p")._actions}
     assert actions["estimator"].choices == [e.value for e in Estimator]
     assert actions["background_method"].choices == [b.value for b in BackgroundMethod]
-    from jaxcr.inference.artifact import EmulatorArtifact, shipped_artifacts
+    from jaxcr.inference.artifact import EmulatorArtifact
+    from jaxcr.inference.shipped import shipped_artifacts
 
     shipped = sorted(EmulatorArtifact.load(p).analysis.name for p in shipped_artifacts())
     assert sorted(mock_sky.OBSERVATORIES) == shipped
@@ -231,7 +232,7 @@ def test_mock_sky_writes_maps_whose_spectrum_is_its_spectrum_file(tmp_path):
 
     import numpy as np
 
-    from jaxcr.inference.artifact import shipped_artifact_for
+    from jaxcr.inference.shipped import shipped_artifact_for
     from jaxcr.observations import OBSERVATORIES, load_spectrum
 
     out = tmp_path / "sky"

@@ -389,7 +389,7 @@ def test_the_default_ell_range_is_the_largest_the_pixel_noise_allows():
     # second: the rule N̂ t_ℓ ≤ ⟨C_ℓ⟩ (t_ℓ from the analysis) passes up to the ℓ a direct loop finds,
     # the default artifact takes exactly that range at the time it uses, and an explicit range beyond
     # it is refused with the passing range at every time listed.
-    from jaxcr.inference.artifact import MAX_NOISE_FRACTION, passing_ell_max
+    from jaxcr.inference.convergence import MAX_NOISE_FRACTION, passing_ell_max
 
     params = BOX
     design = params.grid(3)

@@ -11,8 +11,8 @@ chaotic model spectrum are research tools in :mod:`jaxcr.inference.experimental`
 """
 
 from .artifact import EmulatorArtifact as EmulatorArtifact
-from .artifact import artifact_from_spectra as artifact_from_spectra
-from .artifact import build_artifact as build_artifact
+from .artifact_build import artifact_from_spectra as artifact_from_spectra
+from .artifact_build import build_artifact as build_artifact
 from .campaign import Campaign as Campaign
 from .campaign import CampaignSpec as CampaignSpec
 from .emulator import SpectrumEmulator as SpectrumEmulator

@@ -15,6 +15,8 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from ..pair_model import PairModelBaseline
+
 __all__ = ["monomial_exponents", "poly_features", "SpectrumEmulator"]
 
 
@@ -57,11 +59,17 @@ class SpectrumEmulator(eqx.Module):
     reduced_chi2: np.ndarray  # (L',) of the polynomial fit
     degree: int = eqx.field(static=True)
     log_moments: bool = eqx.field(static=True, default=False)  # built by fit_log: exp(poly) = e^{⟨ln C⟩}
+    baseline: PairModelBaseline | None = None  # ln⟨C_ℓ⟩ of the pair model, added to the polynomial
 
     @classmethod
-    def fit(cls, thetas, means, covs, n_realisations: int, degree: int, centre, scale) -> "SpectrumEmulator":
+    def fit(
+        cls, thetas, means, covs, n_realisations: int, degree: int, centre, scale, baseline=None
+    ) -> "SpectrumEmulator":
         """From per-point model means (K, L') and covariances (K, L', L') of ``n_realisations``
-        realisations each at ``thetas`` (K, P)."""
+        realisations each at ``thetas`` (K, P). With a ``baseline`` (a
+        :class:`jaxcr.pair_model.PairModelBaseline`) the polynomial fits ln⟨C_ℓ⟩ − baseline(θ): the
+        transfer from the pair model's full-sky spectrum to the analysis', while the baseline carries
+        the dependence on θ, also beyond the design."""
         means, covs = np.asarray(means), np.asarray(covs)
         bad = ~(np.all(np.isfinite(means), axis=1) & np.all(np.isfinite(covs), axis=(1, 2)))
         if bad.any():
@@ -77,29 +85,32 @@ class SpectrumEmulator(eqx.Module):
         # each point's own sample variance would be biased, since for these skewed spectra a high
         # mean comes with a high variance (a far-wandering realisation) and would be down-weighted.
         log_m = np.log(means) + np.diag(rel) / n_realisations / 2  # E[ln mean] ≈ ln⟨C⟩ − var/2 (delta method)
-        return cls._polynomial(thetas, log_m, rel, n_realisations, degree, centre, scale, log_moments=False)
+        return cls._polynomial(thetas, log_m, rel, n_realisations, degree, centre, scale, False, baseline)
 
     @classmethod
     def fit_log(
-        cls, thetas, log_means, log_covs, n_realisations: int, degree: int, centre, scale
+        cls, thetas, log_means, log_covs, n_realisations: int, degree: int, centre, scale, baseline=None
     ) -> "SpectrumEmulator":
         """The emulator of ⟨ln C_ℓ⟩ and Cov(ln C_ℓ, ln C_ℓ') from per-point means (K, L') and
         covariances (K, L', L') of the logarithms of ``n_realisations`` spectra each: ⟨ln C_ℓ⟩ is a
         polynomial of ``degree`` in θ; the covariance of one sky's ln C, pooled over the points,
-        is :meth:`log_covariance` (``rel`` holds it; ``mean`` returns exp⟨ln C⟩)."""
+        is :meth:`log_covariance` (``rel`` holds it; ``mean`` returns exp⟨ln C⟩); ``baseline`` as
+        for :meth:`fit`."""
         log_means, log_covs = np.asarray(log_means), np.asarray(log_covs)
         if not (np.all(np.isfinite(log_means)) and np.all(np.isfinite(log_covs))):
             raise FloatingPointError("non-finite ln C_ℓ moments: every realisation's spectrum must be > 0")
         return cls._polynomial(
-            thetas, log_means, np.mean(log_covs, axis=0), n_realisations, degree, centre, scale, log_moments=True
+            thetas, log_means, np.mean(log_covs, axis=0), n_realisations, degree, centre, scale, True, baseline
         )
 
     @classmethod
-    def _polynomial(cls, thetas, targets, rel, n_realisations, degree, centre, scale, log_moments):
+    def _polynomial(cls, thetas, targets, rel, n_realisations, degree, centre, scale, log_moments, baseline):
         """Least-squares polynomial of ``degree`` in the box coordinates through ``targets``
-        (K, L'), standard errors sqrt(diag(rel)/N_B); the emulator error inflated by the fit's
-        reduced χ² where that exceeds 1."""
+        (K, L') less the baseline, standard errors sqrt(diag(rel)/N_B); the emulator error inflated
+        by the fit's reduced χ² where that exceeds 1."""
         centre, scale = np.asarray(centre, dtype=float), np.asarray(scale, dtype=float)
+        if baseline is not None:
+            targets = targets - np.asarray(baseline(np.asarray(thetas, dtype=float)))
         F = poly_features((np.asarray(thetas) - centre) / scale, degree)  # (K, n_coef)
         if F.shape[0] < F.shape[1]:
             raise ValueError(f"a degree-{degree} emulator needs at least {F.shape[1]} design points; got {F.shape[0]}")
@@ -119,6 +130,7 @@ class SpectrumEmulator(eqx.Module):
             rel_emu=inflate[:, None] * rel * inflate[None, :] / n_realisations,
             reduced_chi2=np.array(red),
             log_moments=log_moments,
+            baseline=baseline,
         )
 
     def log_covariance(self, theta, sky_realisations: int):
@@ -131,8 +143,10 @@ class SpectrumEmulator(eqx.Module):
         return (theta - self.centre) / self.scale
 
     def log_mean(self, theta):
-        """The emulated polynomial at θ: ln⟨C_ℓ⟩, or ⟨ln C_ℓ⟩ for an emulator from :meth:`fit_log`."""
-        return poly_features(self.box_coordinates(theta), self.degree, jnp) @ self.coef
+        """The emulated polynomial (plus the baseline, if any) at θ: ln⟨C_ℓ⟩, or ⟨ln C_ℓ⟩ for an
+        emulator from :meth:`fit_log`."""
+        poly = poly_features(self.box_coordinates(theta), self.degree, jnp) @ self.coef
+        return poly if self.baseline is None else poly + self.baseline(theta)
 
     def mean(self, theta):
         """Emulated ⟨C_ℓ⟩ at θ (differentiable in θ); exp⟨ln C_ℓ⟩ for an emulator from :meth:`fit_log`."""

@@ -212,7 +212,8 @@ FLOOR_SHARE = 0.01  # flag an artifact whose ln C_ℓ moments had more than this
 
 def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametrisation) -> list[str]:
     """What the result should not be trusted for: an unconverged artifact, entries raised to the
-    floor of the log-normal moments, an estimate on the edge of the box, an implausible χ²."""
+    floor of the log-normal moments, an estimate on the edge of the box or, for an artifact with a
+    pair-model baseline, outside the simulated box, an implausible χ²."""
     out = []
     conv = artifact.provenance.get("convergence", {})
     if conv and not conv.get("converged", True):
@@ -230,6 +231,14 @@ def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametris
         lo, hi = p.coordinate_box
         if min(x - lo, hi - x) < 0.01 * (hi - lo):
             out.append(f"{p.name} = {float(p.to_value(x)):.4g} is on the edge of the box: the truth may lie outside it")
+    if artifact.emulator.baseline is not None:
+        for p, x in zip(artifact.design_box.parameters, fit.phi):
+            lo, hi = p.coordinate_box
+            if not lo <= x <= hi:
+                out.append(
+                    f"{p.name} = {float(p.to_value(x)):.4g} is outside the simulated box [{p.low:.3g}, {p.high:.3g}]: "
+                    "there the model is the pair model's extrapolation (jaxcr.pair_model), not a simulation"
+                )
     lo_p, hi_p = P_VALUE_BOUNDS
     if np.isfinite(fit.p_value) and not lo_p <= fit.p_value <= hi_p:
         out.append(

@@ -11,6 +11,7 @@
     jaxcr campaign slurm FOLDER [--time 01:00:00] [--cpus 4] [--mem 8G] [--partition P]  # writes FOLDER/submit.sh
     jaxcr campaign dask FOLDER --scheduler tcp://HOST:8786   # tasks on a Dask cluster (pip install 'jaxcr[cluster]')
     jaxcr campaign artifact FOLDER --analysis icecube [--ell-max 20] [--time T] [--degree 2] --out emulator.npz
+        [--pair-model [LAW.json] [--fit-sigma2 LO HI] [--fit-rho LO HI]]   # θ-dependence by jaxcr.pair_model
 
 A campaign backtracks N_B realisations at every design point of (σ², r_L/λ_c) (log-spaced grid over
 the box) from every pixel of --nside to each of its times (multiples of its separation time
@@ -19,12 +20,17 @@ would publish (its band, background method, estimator) with the pixel-noise leve
 file per point under FOLDER/points. `create` prints the work and its time on 2 CPU cores and on a
 GPU (at the defaults: 1.8×10¹¹ particle-steps, about 1.5 hours on 2 cores); cost ∝ nside² · N_B ·
 max(times) / dt. The artifact is the emulator of one analysis at the time the convergence
-diagnostic picks, with its provenance; fits on it (`jaxcr fit`) take seconds.
+diagnostic picks, with its provenance; fits on it (`jaxcr fit`) take seconds. With --pair-model
+the artifact's dependence on (σ², ρ) is the semi-analytic pair model's (the shipped law, or LAW.json
+written by experiments/pair_model.py), the campaign fixes only the analysis' transfer (a degree-1
+polynomial by default), and fits may reach beyond the simulated box to --fit-sigma2/--fit-rho,
+flagged as extrapolations.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +195,7 @@ def _dask(args) -> int:
 
 def _artifact(args) -> int:
     from jaxcr import io
-    from jaxcr.inference.artifact import build_artifact
+    from jaxcr.inference.artifact_build import build_artifact
     from jaxcr.inference.campaign import Campaign
     from jaxcr.spectra import max_lmax
 
@@ -203,7 +209,24 @@ def _artifact(args) -> int:
             raise ValueError(f"--ell-max must be in [2, {lmax}] (2·nside − 1 of the campaign); got {args.ell_max}")
         first = 1 if analysis is None or analysis.remove_ell_max is None else analysis.remove_ell_max + 1
         ells = np.arange(first, args.ell_max + 1)
-    artifact = build_artifact(campaign, args.analysis, ells=ells, time=args.time, degree=args.degree)
+    law, box = None, None
+    if args.pair_model is not None:
+        from jaxcr.pair_model import PairModelLaw, shipped_pair_model_law
+
+        if args.pair_model == "shipped":
+            law = shipped_pair_model_law()
+        else:
+            if not Path(args.pair_model).is_file():
+                raise ValueError(
+                    f"--pair-model {args.pair_model} does not exist (write one: python experiments/pair_model.py)"
+                )
+            law = PairModelLaw.from_dict(json.loads(Path(args.pair_model).read_text())["law"])
+        box = {k: v for k, v in (("sigma2", args.fit_sigma2), ("rho", args.fit_rho)) if v is not None}
+    elif args.fit_sigma2 is not None or args.fit_rho is not None:
+        raise ValueError("--fit-sigma2 and --fit-rho need --pair-model: the polynomial emulator does not extrapolate")
+    artifact = build_artifact(
+        campaign, args.analysis, ells=ells, time=args.time, degree=args.degree, pair_model=law, box=box or None
+    )
     artifact.save(args.out)
     print(artifact.summary())
     for row in artifact.provenance["convergence"]["table"]:
@@ -302,7 +325,14 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     s.add_argument(
         "--time", type=float, help="force the model's ΩT (one of the campaign's times) instead of the diagnostic's"
     )
-    s.add_argument("--degree", type=int, default=2, help="polynomial degree of ln⟨C_ℓ⟩ in (ln σ², ln ρ) (default 2)")
+    s.add_argument("--degree", type=int,
+                   help="polynomial degree of ln⟨C_ℓ⟩ in (ln σ², ln ρ) (default 2; with --pair-model, of the transfer: 1)")  # fmt: skip
+    s.add_argument("--pair-model", nargs="?", const="shipped", metavar="LAW.json",
+                   help="carry the (σ², ρ)-dependence by the pair model (jaxcr.pair_model): the shipped law, or LAW.json")  # fmt: skip
+    s.add_argument("--fit-sigma2", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="with --pair-model: the σ² box fits may use, containing the simulated one")  # fmt: skip
+    s.add_argument("--fit-rho", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="with --pair-model: the r_L/λ_c box fits may use, containing the simulated one (e.g. 0.001 0.2)")  # fmt: skip
     s.add_argument("--out", type=Path, required=True, help="the artifact file to write (.npz)")
     s.set_defaults(run=_artifact)
     return ap

@@ -102,8 +102,9 @@ def main(argv=None, prog: str = "jaxcr fit") -> int:
 
 
 def _fit(args, out: Path, start: dict | None) -> int:
-    from jaxcr.inference.artifact import EmulatorArtifact, check_artifact_path, shipped_artifact_for
+    from jaxcr.inference.artifact import EmulatorArtifact
     from jaxcr.inference.joint_fit import fit_skies
+    from jaxcr.inference.shipped import check_artifact_path, shipped_artifact_for
     from jaxcr.inference.sky_fit import fit_sky
     from jaxcr.observations import load_spectrum
 

@@ -68,8 +68,8 @@ def main(argv=None, prog: str = "jaxcr mock-sky") -> int:
     import numpy as np
 
     from .. import io, units
-    from ..inference.artifact import shipped_artifact_for
     from ..inference.campaign import software_versions
+    from ..inference.shipped import shipped_artifact_for
     from ..observations import OBSERVATORIES as KNOWN
     from ..observations import save_spectrum
     from ..plot import plot_mock_sky

@@ -1,0 +1,48 @@
+"""The emulator artifacts shipped with jaxcr (``jaxcr/data``) and the checks on an artifact path
+a user names: which artifact serves an observed spectrum's analysis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import _checks
+from ..analysis import Analysis
+from .artifact import EmulatorArtifact
+
+__all__ = ["check_artifact_path", "shipped_artifacts", "shipped_artifact_for"]
+
+
+def check_artifact_path(path) -> Path:
+    """The artifact file ``path`` must exist (a ``ValueError`` says how to make one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(
+            f"artifact={str(path)!r} does not exist: build one with `jaxcr campaign artifact CAMPAIGN_FOLDER --out {path}`"
+        )
+    _checks.check_positive_int("artifact size", path.stat().st_size)
+    return path
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "data"  # the artifacts shipped with jaxcr (jaxcr/data/*.npz)
+
+
+def shipped_artifacts() -> list[Path]:
+    """The emulator artifacts shipped with the package (``jaxcr/data``), sorted by name."""
+    return sorted(SHIPPED.glob("*.npz"))
+
+
+def shipped_artifact_for(analysis: Analysis) -> EmulatorArtifact:
+    """The shipped artifact made for ``analysis`` (same band, background method, ℓ ≤ L removal and
+    estimator); a ``ValueError`` lists the shipped ones and says how to build another."""
+    found = [EmulatorArtifact.load(p) for p in shipped_artifacts()]
+    for artifact in found:
+        if not artifact.analysis.mismatch(analysis):
+            return artifact
+    names = ", ".join(
+        f"{a.analysis.name} ({a.analysis.dec_min_deg:g}° < δ < {a.analysis.dec_max_deg:g}°)" for a in found
+    )
+    raise ValueError(
+        f"no shipped artifact is made for this spectrum's analysis ({analysis.as_dict()}); shipped: {names or 'none'}. "
+        "Build one: `jaxcr campaign create FOLDER --observatory ...`, `jaxcr campaign run FOLDER`, "
+        "`jaxcr campaign artifact FOLDER --out emulator.npz`, then `jaxcr fit SPECTRUM --artifact emulator.npz`"
+    )
