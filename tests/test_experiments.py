@@ -192,8 +192,35 @@ def test_anchors_and_pair_model_scripts_run_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = json.loads((out / "anchors.json").read_text())
     assert [r["perpendicular"]["mean"] for r in again["rows"]] == [r["perpendicular"]["mean"] for r in first["rows"]]
-    proc = _script("pair_model.py", "--anchors", str(out / "anchors.json"), "--ell-max", "10", "--out", str(model_out))
+    law_out = tmp_path / "law.json"  # not the shipped law
+    proc = _script("pair_model.py", "--anchors", str(out / "anchors.json"), "--ell-max", "10", "--out", str(model_out),
+                   "--law-out", str(law_out))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((model_out / "pair_model.json").read_text())
     assert len(result["law"]["pair_time"]) == 3 and result["points"]
     assert all("left_out" in p for p in result["points"]) and (model_out / "pair_model.png").stat().st_size > 0
+    assert json.loads(law_out.read_text())["law"] == result["law"]
+
+
+@pytest.mark.slow
+def test_pair_model_extrapolation_script_predicts_held_out_points(tmp_path):
+    """experiments/pair_model_extrapolation.py on a tiny finished campaign (3 × 3 points, nside 4):
+    it trains on ρ ≥ 0.1, predicts the three ρ = 0.05 points with both pair-model transfers, and
+    writes finite differences, z-scores and the figure."""
+    folder = tmp_path / "tiny"
+    create = ["campaign", "create", str(folder), "--sigma2", "1", "3", "--rho", "0.05", "0.3", "--points", "3",
+              "--nside", "4", "--realisations", "6", "--separation-times", "0.5", "1", "--modes", "16",
+              "--field-precision", "fast", "--observatory", "icecube"]  # fmt: skip
+    for args in (create, ["campaign", "run", str(folder), "--quiet"]):
+        proc = subprocess.run([sys.executable, "-m", "jaxcr.cli", *args], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _script("pair_model_extrapolation.py", "--campaign", str(folder), "--train-rho-min", "0.1",
+                   "--out", str(tmp_path / "out"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "out" / "extrapolation.json").read_text())
+    points = result["analyses"]["icecube"]["points"]
+    assert [p["rho"] for p in points] == pytest.approx([0.05] * 3)
+    for p in points:
+        for variant in ("pair, transfer 0", "pair, transfer 1"):
+            assert np.all(np.isfinite(p[variant]["diff"])) and np.all(np.isfinite(p[variant]["z"]))
+    assert (tmp_path / "out" / "extrapolation.png").stat().st_size > 0
