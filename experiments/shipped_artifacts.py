@@ -1,6 +1,7 @@
 """Build the emulator artifacts and the example spectrum shipped with jaxcr (jaxcr/data).
 
     python experiments/shipped_artifacts.py [--sigma2 0.3 3] [--rho 0.05 0.2] [--nside 32] [--realisations 32] [--points 4]
+        [--fit-rho-min RHO]
         [--separation-times 0.5 1 2 4] [--campaign results/shipped_campaign] [--out jaxcr/data]
 
 A campaign of the paper's plane-wave model (σ² 0.3-3, r_L/λ_c 0.05-0.2, 4 × 4 log-spaced design,
@@ -28,6 +29,7 @@ import jaxcr
 from jaxcr import io, units
 from jaxcr.inference import Campaign, CampaignSpec, build_artifact, run_campaign
 from jaxcr.observations import OBSERVATORIES, save_spectrum
+from jaxcr.pair_model import shipped_pair_model_law
 from jaxcr.recipes.command import CommandParser, run_command
 from jaxcr.sky import LOCAL_INTERSTELLAR_FIELD_RA_DEC, equatorial_direction
 from jaxcr.synthetic import mock_sky_spectra
@@ -47,6 +49,9 @@ def main(argv=None) -> int:
                     help="range of the turbulence level σ² (default 0.3 3)")  # fmt: skip
     ap.add_argument("--rho", type=float, nargs=2, default=[0.05, 0.2], metavar=("LO", "HI"),
                     help="range of r_L/λ_c (default 0.05 0.2)")  # fmt: skip
+    ap.add_argument("--fit-rho-min", type=float,
+                    help="build the artifacts with the shipped pair-model law (jaxcr.pair_model) and a fit box down to "
+                         "this r_L/λ_c, below the simulated box (default: polynomial artifacts on the simulated box)")  # fmt: skip
     ap.add_argument("--campaign", type=Path, default=Path("results/shipped_campaign"), help="campaign folder")
     ap.add_argument("--out", type=Path, default=Path("jaxcr/data"), help="where the artifacts go (default jaxcr/data)")
     args = ap.parse_args(argv)
@@ -77,7 +82,12 @@ def main(argv=None) -> int:
     print(campaign.status())
     artifacts = {}
     for analysis in analyses:
-        artifacts[analysis.name] = build_artifact(campaign, analysis.name)  # ℓ up to what the pixel noise allows
+        pair = {} if args.fit_rho_min is None else dict(
+            pair_model=shipped_pair_model_law(), box={"rho": (args.fit_rho_min, args.rho[1])}
+        )  # fmt: skip
+        artifacts[analysis.name] = build_artifact(
+            campaign, analysis.name, **pair
+        )  # ℓ up to what the pixel noise allows
         artifacts[analysis.name].save(args.out / f"{analysis.name}.npz")
         print(artifacts[analysis.name].summary())
     icecube, artifact = OBSERVATORIES["icecube"], artifacts["icecube"]

@@ -366,7 +366,8 @@ def test_mock_skies_through_the_observatory_average_to_the_campaign_ensemble(tmp
 def test_campaign_create_prints_a_cost_that_scales_with_the_modes(tmp_path, capsys):
     """The printed CPU time uses the rate measured at the campaign's mode count: it reproduces both
     measured figures (3.3e7 particle-steps/s at N = 32, 1.18e7 at N = 256, to 1e-12) and, for the
-    same work, N = 256 costs 3.3e7/1.18e7 = 2.8 times N = 32 (to 1 %: each printed to 3 digits)."""
+    same work, N = 256 costs 3.3e7/1.18e7 = 2.8 times N = 32 (to 1 %: each printed to 3 digits);
+    the fast field level counts at its measured 6.8e7 at N = 32, scaled alike."""
     from jaxcr.cli import main
     from jaxcr.recipes.campaign import cpu_rate
 
@@ -380,3 +381,10 @@ def test_campaign_create_prints_a_cost_that_scales_with_the_modes(tmp_path, caps
         assert f"N = {n} modes" in line and "H200" in line
         hours[n] = float(line.split("≈ ")[1].split(" h")[0])
     assert hours[256] / hours[32] == pytest.approx(3.3e7 / 1.18e7, rel=1e-2)  # each printed to 3 digits
+    assert cpu_rate(32, "fast") == pytest.approx(6.8e7, rel=1e-12)  # the fast level's measured campaign rate
+    create[2] = str(tmp_path / "fast")
+    assert main(create + ["--field-precision", "fast"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("work:"))
+    assert "field fast" in line and float(line.split("≈ ")[1].split(" h")[0]) == pytest.approx(
+        hours[256] * 1.18e7 / cpu_rate(256, "fast"), rel=1e-2
+    )

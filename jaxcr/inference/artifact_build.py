@@ -86,9 +86,12 @@ def build_artifact(
             synthetic IceCube-like skies).
         z_margin: the diagnostic's tolerance (:func:`convergence_table`).
         pair_model: carry the θ-dependence by this :class:`jaxcr.pair_model.PairModelLaw` (e.g.
-            :func:`jaxcr.pair_model.shipped_pair_model_law`): the polynomial (degree 1 by default)
-            then fits only the analysis' transfer ln⟨C_ℓ⟩ − ln⟨C_ℓ⟩_pair over the design, and the
-            artifact may be fitted beyond the design (``box``). Needs parameters (σ², ρ).
+            :func:`jaxcr.pair_model.shipped_pair_model_law`): the polynomial then fits only the
+            analysis' transfer ln⟨C_ℓ⟩ − ln⟨C_ℓ⟩_pair over the design, and the artifact may be
+            fitted beyond the design (``box``). Needs parameters (σ², ρ). The pair model is a
+            power law in σ² and ρ at ℓ ≥ 2, so a degree-1 transfer (the default) refits its
+            exponents on the campaign, and its error grows with the distance from the design (the
+            leverage); degree 0 keeps the law's exponents. Held-out tests: docs/fitting.md.
         box: {name: (low, high)} fit boxes wider than the design's (physical units), with ``pair_model`` only.
     """
     spec = campaign.spec

@@ -4,7 +4,9 @@ named parameters (:class:`jaxcr.parametrisation.Parametrisation`; for the paper'
 
 At long backtracking times the model at neighbouring θ is decorrelated by chaos, so each design
 point carries its own sampling noise; the emulator pools them into a smooth, differentiable
-⟨C_ℓ⟩(θ) and cosmic variance S(θ).
+⟨C_ℓ⟩(θ) and cosmic variance S(θ). With a baseline (:class:`jaxcr.pair_model.PairModelBaseline`)
+the polynomial describes only the departure from the pair model's ln⟨C_ℓ⟩(θ), which then carries
+the dependence on θ beyond the design.
 """
 
 from __future__ import annotations

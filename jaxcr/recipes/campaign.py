@@ -44,29 +44,36 @@ OBSERVATORY_CHOICES = ("icecube", "hawc", "hawc+icecube")
 # N = 32 modes, 1.18e7 in the side-by-side benchmark with the C++ code at N = 256. A step costs
 # a + b·N seconds per particle; these two figures fix a and b.
 CPU_RATES = {32: 3.3e7, 256: 1.18e7}
+# The fast field level (float32 mode sum) ran the shipped artifacts' campaign (16 points, N = 32,
+# nside 32, 2026-12-04) at 6.8e7 particle-steps/s on the same machine: 2.06 times float64. No
+# float32-level campaign was timed; it is counted at the fast level's rate.
+REDUCED_PRECISION_SPEEDUP = 6.8e7 / 3.3e7
 DEFAULT_SEPARATION_TIMES = (0.5, 1.0, 2.0, 4.0)  # × t_sep(σ², ρ): the measured T_conv/t_sep was 0.3-6.8
 GPU_MODE_STEPS = 1.1e11  # mode-steps/s on one NVIDIA H200 (4.3e8 particle-steps/s at N = 256)
 GPU_MEASURED_MODES = 256  # fewer modes are not assumed faster per particle-step than this
 
 
-def cpu_rate(n_modes: int) -> float:
+def cpu_rate(n_modes: int, field_precision: str = "float64") -> float:
     """Particle-steps/s on 2 CPU cores at N modes, linear in the time per step between the measured
-    mode counts and beyond the largest; fewer modes than the smallest are not assumed faster."""
+    mode counts and beyond the largest; fewer modes than the smallest are not assumed faster. The
+    fast and float32 field levels are REDUCED_PRECISION_SPEEDUP times faster (measured at N = 32)."""
     (n1, r1), (n2, r2) = sorted(CPU_RATES.items())
     b = (1 / r2 - 1 / r1) / (n2 - n1)
-    return 1.0 / (1 / r1 + b * (max(n_modes, n1) - n1))
+    speedup = 1.0 if field_precision == "float64" else REDUCED_PRECISION_SPEEDUP
+    return speedup / (1 / r1 + b * (max(n_modes, n1) - n1))
 
 
 def cost_line(spec) -> str:
     """The campaign's work and its time at the measured rates (compilation not included)."""
     work = spec.particle_steps()
     n_modes = int(getattr(spec.model.turbulence, "n_modes", 32))
-    rate = cpu_rate(n_modes)
+    level = str(getattr(spec.model.field_precision, "value", spec.model.field_precision))
+    rate = cpu_rate(n_modes, level)
     gpu_hours = work * max(n_modes, GPU_MEASURED_MODES) / GPU_MODE_STEPS / 3600
     return (
         f"work: {work:.3g} particle-steps ({len(spec.design)} points × {spec.model.n_realisations} realisations × "
         f"{12 * spec.model.nside**2} pixels to ΩT = {spec.time_range()[1]:.4g} at most, N = {n_modes} modes); ≈ {work / rate / 3600:.3g} h "
-        f"on 2 CPU cores at {rate:.2g} particle-steps/s (an idle 2-core AMD EPYC VM; `jaxcr benchmark` measures this "
+        f"on 2 CPU cores at {rate:.2g} particle-steps/s (field {level}; an idle 2-core AMD EPYC VM; `jaxcr benchmark` measures this "
         f"machine), ≈ {gpu_hours:.3g} h on one H200 GPU at {GPU_MODE_STEPS:.2g} mode-steps/s (measured at N = 256; fewer modes counted as 256)"
     )
 
