@@ -30,50 +30,37 @@ import numpy as np
 
 from jaxcr import io
 from jaxcr.inference import Campaign, SpectrumEmulator
-from jaxcr.inference.artifact_build import artifact_from_spectra, build_artifact, campaign_spectra, realisation_moments
+from jaxcr.inference.artifact_build import build_artifact, campaign_spectra, realisation_moments
 from jaxcr.inference.campaign import software_versions
-from jaxcr.pair_model import shipped_pair_model_law
+from jaxcr.pair_model import PairModelBaseline, shipped_pair_model_law
 from jaxcr.recipes.command import CommandParser, run_command
 
 VARIANTS = ("pair, transfer 0", "pair, transfer 1", "quadratic")
 
 
-def _held_out_moments(spectra, noises, t_ell, j, ells, held):
-    """Per held-out point: ⟨ln C_ℓ⟩, its standard error, and the one-sky scatter √Λ_ℓℓ."""
-    out = []
-    for k in held:
-        c = spectra[k, :, j] - noises[k, :, j, None] * t_ell
-        _, _, log_mean, log_cov, _ = realisation_moments(c[:, ells])
-        sd = np.sqrt(np.diag(log_cov))
-        out.append((log_mean, sd / np.sqrt(c.shape[0]), sd))
-    return out
+def _log_moments(spectra, noises, t_ell, j, ells):
+    """Per design point, of its noise-corrected spectra at time index j: ⟨ln C_ℓ⟩ (K, L) and
+    Cov(ln C_ℓ, ln C_ℓ') (K, L, L), as the artifact computes them."""
+    c = spectra[:, :, j] - noises[:, :, j, None] * t_ell
+    moments = [realisation_moments(ck[:, ells]) for ck in c]
+    return np.array([m[2] for m in moments]), np.array([m[3] for m in moments])
 
 
-def _emulators(campaign, full, spectra, noises, train):
-    """The three emulators of the module docstring, from the training points only."""
-    spec = campaign.spec
-    box = {p.name: (p.low, p.high) for p in full.parameters.parameters}
-    common = dict(ells=full.ells, time=full.time, provenance=dict(campaign=spec.as_dict()))
-    args = (spec.parameters, spec.design[train], spectra[train], noises[train], spec.times,
-            full.analysis, spec.model.nside)  # fmt: skip
-    cos2 = float(np.dot(spec.model.b0_direction, spec.model.gradient_direction)) ** 2
-    law = shipped_pair_model_law()
-    out = {}
-    for degree, label in ((0, VARIANTS[0]), (1, VARIANTS[1])):
-        art = artifact_from_spectra(*args, **common, degree=degree, pair_model=law, cos2_gradient_b0=cos2, box=box)
-        out[label] = art.log_emulator
-    t_ell, _ = full.analysis.noise_response(spec.model.nside)
-    j = spec.times.index(full.time)
-    logs = [realisation_moments((spectra[k, :, j] - noises[k, :, j, None] * t_ell)[:, full.ells]) for k in train]
-    design = spec.design[train]
+def _emulators(spec, log_means, log_covs, ells, train):
+    """The emulators of the module docstring, fitted to the training points' moments only."""
+    design, n_real = spec.design[train], spec.model.n_realisations
     low, high = design.min(0), design.max(0)
-    if min(len(np.unique(design[:, i])) for i in range(design.shape[1])) < 3:
-        return out, t_ell, j  # a quadratic needs three values of each parameter
-    out[VARIANTS[2]] = SpectrumEmulator.fit_log(
-        design, np.array([m[2] for m in logs]), np.array([m[3] for m in logs]), spectra.shape[1], 2,
-        (low + high) / 2, (high - low) / 2,
-    )  # fmt: skip
-    return out, t_ell, j
+    box = ((low + high) / 2, (high - low) / 2)
+    baseline = PairModelBaseline(shipped_pair_model_law(), ells, spec.model.cos2_gradient_b0)
+    out = {
+        label: SpectrumEmulator.fit_log(
+            design, log_means[train], log_covs[train], n_real, degree, *box, baseline=baseline
+        )
+        for degree, label in ((0, VARIANTS[0]), (1, VARIANTS[1]))
+    }
+    if min(len(np.unique(design[:, i])) for i in range(design.shape[1])) >= 3:  # a quadratic needs three values each
+        out[VARIANTS[2]] = SpectrumEmulator.fit_log(design, log_means[train], log_covs[train], n_real, 2, *box)
+    return out
 
 
 def main(argv=None) -> int:
@@ -95,11 +82,13 @@ def main(argv=None) -> int:
     for analysis in spec.analyses:
         full = build_artifact(campaign, analysis.name)
         spectra, noises, _ = campaign_spectra(campaign, analysis.name)
-        emulators, t_ell, j = _emulators(campaign, full, spectra, noises, train)
-        measured = _held_out_moments(spectra, noises, t_ell, j, full.ells, held)
+        t_ell, _ = analysis.noise_response(spec.model.nside)
+        log_means, log_covs = _log_moments(spectra, noises, t_ell, spec.times.index(full.time), full.ells)
+        emulators = _emulators(spec, log_means, log_covs, full.ells, train)
         rows = []
-        for k, (mean, se, sky_sd) in zip(held, measured):
-            theta = spec.design[k]
+        for k in held:
+            theta, mean, sky_sd = spec.design[k], log_means[k], np.sqrt(np.diag(log_covs[k]))
+            se = sky_sd / np.sqrt(spec.model.n_realisations)
             row = dict(sigma2=float(np.exp(theta[0])), rho=float(np.exp(theta[1])), ells=full.ells.tolist())
             for label, emu in emulators.items():
                 pred = np.asarray(emu.log_mean(theta))

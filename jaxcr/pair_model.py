@@ -145,6 +145,17 @@ class PairModelLaw(eqx.Module):
             raise ValueError(f"the laws' amplitudes A must be > 0; got {triples}")
         return cls(**triples, **ranges)  # type: ignore[arg-type]
 
+    @classmethod
+    def load(cls, path=None) -> PairModelLaw:
+        """The law in the JSON file ``path`` (its ``law`` record, as ``experiments/pair_model.py``
+        writes it); the law shipped with jaxcr when ``path`` is None."""
+        path = SHIPPED_LAW if path is None else Path(path)
+        if not path.is_file():
+            raise ValueError(
+                f"pair-model law {str(path)!r} does not exist (write one: python experiments/pair_model.py)"
+            )
+        return cls.from_dict(json.loads(path.read_text())["law"])
+
     def diffusion_tensor(self, sigma2, rho) -> Float[Array, "3 3"]:
         """diag(K⊥, K⊥, K∥) in r_L·c at (σ², ρ), B0 along ẑ."""
         kpar = self.power_law(self.k_parallel, sigma2, rho)
@@ -161,7 +172,7 @@ def shipped_pair_model_law() -> PairModelLaw:
     """The law shipped with jaxcr (``jaxcr/data/pair_model_law.json``: fitted by
     ``experiments/pair_model.py`` to the converged spectra of ``experiments/anchors.py``, σ² 0.3-3,
     ρ 0.05-0.2; its provenance is in the file)."""
-    return PairModelLaw.from_dict(json.loads(SHIPPED_LAW.read_text())["law"])
+    return PairModelLaw.load()
 
 
 class PairModelBaseline(eqx.Module):

@@ -184,6 +184,11 @@ class Parametrisation:
         out = []
         for p in self.parameters:
             lo, hi = (float(x) for x in box.get(p.name, (p.low, p.high)))
+            if not np.all(np.isfinite([lo, hi])) or (p.transform == Transform.LOG and lo <= 0):
+                raise ValueError(
+                    f"box[{p.name!r}] = ({lo:g}, {hi:g}) must be finite"
+                    + (" and > 0 (log-transformed)" if p.transform == Transform.LOG else "")
+                )
             if not (lo <= p.low and hi >= p.high):
                 raise ValueError(
                     f"box[{p.name!r}] = ({lo:g}, {hi:g}) must contain the design's box ({p.low:g}, {p.high:g})"

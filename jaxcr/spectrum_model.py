@@ -132,6 +132,11 @@ class SpectrumModel:
         return self.replace(dt=default_step(params))
 
     @property
+    def cos2_gradient_b0(self) -> float:
+        """cos² of the angle between the CR gradient and B0 (both unit vectors)."""
+        return float(np.dot(self.b0_direction, self.gradient_direction)) ** 2
+
+    @property
     def lmax(self) -> int:
         return max_lmax(self.nside)
 

@@ -11,7 +11,13 @@ from scipy.integrate import quad
 from scipy.special import eval_legendre
 
 from jaxcr.inference.emulator import SpectrumEmulator
-from jaxcr.pair_model import PairModelBaseline, PairModelLaw, pair_spectrum, pair_time_from_spectrum
+from jaxcr.pair_model import (
+    PairModelBaseline,
+    PairModelLaw,
+    pair_spectrum,
+    pair_time_from_spectrum,
+    shipped_pair_model_law,
+)
 from jaxcr.theory import standard_diffusion_dipole
 
 K = np.diag([0.4, 0.4, 5.0])
@@ -191,3 +197,8 @@ def test_a_pair_model_artifact_fits_beyond_its_design_and_says_so(tmp_path):
     assert any("outside the simulated box" in f for f in result.flags)
     with pytest.raises(ValueError, match="needs pair_model"):
         artifact_from_spectra(*args, ells=ells, box={"rho": (1e-3, 0.2)})
+    with pytest.raises(ValueError, match=r"box\['rho'\] = \(0, 0.2\) must be finite and > 0"):
+        artifact_from_spectra(*args, ells=ells, pair_model=LAW, box={"rho": (0.0, 0.2)})
+    with pytest.raises(ValueError, match="does not exist"):
+        PairModelLaw.load(tmp_path / "missing.json")
+    assert PairModelLaw.load() == shipped_pair_model_law()

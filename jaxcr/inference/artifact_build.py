@@ -121,7 +121,7 @@ def build_artifact(
         z_margin=z_margin,
         provenance=provenance,
         pair_model=pair_model,
-        cos2_gradient_b0=float(np.dot(spec.model.b0_direction, spec.model.gradient_direction)) ** 2,
+        cos2_gradient_b0=spec.model.cos2_gradient_b0,
         box=box,
     )
 

@@ -30,7 +30,6 @@ flagged as extrapolations.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -218,16 +217,9 @@ def _artifact(args) -> int:
         ells = np.arange(first, args.ell_max + 1)
     law, box = None, None
     if args.pair_model is not None:
-        from jaxcr.pair_model import PairModelLaw, shipped_pair_model_law
+        from jaxcr.pair_model import PairModelLaw
 
-        if args.pair_model == "shipped":
-            law = shipped_pair_model_law()
-        else:
-            if not Path(args.pair_model).is_file():
-                raise ValueError(
-                    f"--pair-model {args.pair_model} does not exist (write one: python experiments/pair_model.py)"
-                )
-            law = PairModelLaw.from_dict(json.loads(Path(args.pair_model).read_text())["law"])
+        law = PairModelLaw.load(None if args.pair_model == "shipped" else args.pair_model)
         box = {k: v for k, v in (("sigma2", args.fit_sigma2), ("rho", args.fit_rho)) if v is not None}
     elif args.fit_sigma2 is not None or args.fit_rho is not None:
         raise ValueError("--fit-sigma2 and --fit-rho need --pair-model: the polynomial emulator does not extrapolate")
