@@ -66,7 +66,7 @@ def cost_line(spec) -> str:
     """The campaign's work and its time at the measured rates (compilation not included)."""
     work = spec.particle_steps()
     n_modes = int(getattr(spec.model.turbulence, "n_modes", 32))
-    level = str(getattr(spec.model.field_precision, "value", spec.model.field_precision))
+    level = spec.model.field_precision.value
     rate = cpu_rate(n_modes, level)
     gpu_hours = work * max(n_modes, GPU_MEASURED_MODES) / GPU_MODE_STEPS / 3600
     return (
