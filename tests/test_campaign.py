@@ -21,7 +21,7 @@ from jaxcr.inference import campaign as cp
 from jaxcr.inference import scheduling as sc
 from jaxcr.inference.artifact import EmulatorArtifact
 from jaxcr.inference.artifact_build import build_artifact
-from jaxcr.inference.convergence import convergence_table
+from jaxcr.inference.convergence import change_p_value, convergence_table
 from jaxcr.io import CheckpointError
 from jaxcr.parametrisation import Parametrisation, plane_wave_parametrisation
 from jaxcr.sky import declination_band_mask
@@ -82,6 +82,42 @@ def test_convergence_table_picks_the_first_stable_time():
     assert chosen == 2
     assert [r["converged"] for r in rows] == [False, False, True, True, True]
     assert rows[0]["relative_shift"] == pytest.approx(-0.8, abs=0.01)
+
+
+def test_convergence_table_flags_one_drifting_design_point_the_pooled_mean_hides():
+    """16 design points, one of which still moves at the earlier time by 1 of the paired
+    differences' SDs at every ℓ (z ≈ 4 with 32 realisations) while the others have settled. The
+    mean of q over the points stays within 2 of its SEs of 1 (the pooled test alone calls it
+    converged), but the per-point test must name point 5 and call the time not converged."""
+    rng = np.random.default_rng(3)
+    c = rng.normal(size=(16, 32, 2, 10))
+    c[5, :, 0] += 1.4  # SD of the paired difference is sqrt(2)
+    rows, chosen = convergence_table(c, (1.0, 2.0))
+    q_pooled_ok = rows[0]["q"] - 1 <= 2 * rows[0]["q_se"]
+    assert q_pooled_ok and rows[0]["points_changing"] == [5] and not rows[0]["converged"] and chosen == 1
+    c[5, :, 0] -= 1.4
+    rows, chosen = convergence_table(c, (1.0, 2.0))
+    assert rows[0]["points_changing"] == [] and rows[0]["converged"] and chosen == 0
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "skewed"])
+def test_change_p_value_false_alarm_rate_is_nominal_when_nothing_changes(kind):
+    """Paired differences with zero mean, 32 realisations, 10 multipoles: Gaussian, and skewed as
+    C_ℓ's are (x − y with x ~ Γ(2, 1), y ~ Γ(0.5, 4), equal means, variances 2 and 8; a sign-flip
+    test alarms at 15 % there). Over 400 draws the share of p ≤ 0.05 must be 0.05 within 4
+    binomial SEs (±0.044); and a mean shift of 0.8 SD at every ℓ must give p ≤ 0.003 (the
+    per-point threshold of 16 points) in at least 95 % of 40 draws."""
+    rng = np.random.default_rng(11)
+
+    def draw(shift=0.0):
+        if kind == "gaussian":
+            return rng.normal(size=(32, 10)) * np.sqrt(2) + shift * np.sqrt(2)
+        return rng.gamma(2.0, 1.0, (32, 10)) - rng.gamma(0.5, 4.0, (32, 10)) + shift * np.sqrt(10)
+
+    p = np.array([change_p_value(draw(), n_resamples=2000, seed=i) for i in range(400)])
+    assert abs(np.mean(p <= 0.05) - 0.05) <= 4 * np.sqrt(0.05 * 0.95 / 400)
+    p_shift = np.array([change_p_value(draw(0.8), n_resamples=2000) for _ in range(40)])
+    assert np.mean(p_shift <= 0.05 / 16) >= 0.95
 
 
 def test_campaign_spec_and_design_errors(tmp_path):

@@ -39,7 +39,7 @@ from ..parametrisation import RHO, SIGMA2, Parametrisation, Transform
 from ..spectra import max_lmax
 from .artifact import EmulatorArtifact
 from .campaign import Campaign, software_versions
-from .convergence import MAX_NOISE_FRACTION, convergence_table, noise_error, passing_ell_max
+from .convergence import MAX_NOISE_FRACTION, POINT_ALPHA, convergence_table, noise_error, passing_ell_max
 from .emulator import SpectrumEmulator
 
 __all__ = ["build_artifact", "artifact_from_spectra", "campaign_spectra", "realisation_moments"]
@@ -67,6 +67,7 @@ def build_artifact(
     time: float | None = None,
     degree: int | None = None,
     z_margin: float = 2.0,
+    point_alpha: float = POINT_ALPHA,
     pair_model: PairModelLaw | None = None,
     box: dict | None = None,
 ) -> EmulatorArtifact:
@@ -84,7 +85,8 @@ def build_artifact(
             multipole), and a cubic over 25 points of 16 realisations followed it and made one-sky
             intervals too narrow (68 % coverage 0.42-0.46 against 0.54-0.79 for the quadratic on
             synthetic IceCube-like skies).
-        z_margin: the diagnostic's tolerance (:func:`convergence_table`).
+        z_margin, point_alpha: the diagnostic's tolerances (:func:`convergence_table`): of the mean
+            change over the design, and the false-alarm probability of its per-point test.
         pair_model: carry the θ-dependence by this :class:`jaxcr.pair_model.PairModelLaw` (e.g.
             :func:`jaxcr.pair_model.shipped_pair_model_law`): the polynomial then fits only the
             analysis' transfer ln⟨C_ℓ⟩ − ln⟨C_ℓ⟩_pair over the design, and the artifact may be
@@ -119,6 +121,7 @@ def build_artifact(
         time=time,
         degree=degree,
         z_margin=z_margin,
+        point_alpha=point_alpha,
         provenance=provenance,
         pair_model=pair_model,
         cos2_gradient_b0=spec.model.cos2_gradient_b0,
@@ -167,6 +170,7 @@ def artifact_from_spectra(
     time: float | None = None,
     degree: int | None = None,
     z_margin: float = 2.0,
+    point_alpha: float = POINT_ALPHA,
     provenance: dict | None = None,
     pair_model: PairModelLaw | None = None,
     cos2_gradient_b0: float = 1.0,
@@ -180,7 +184,7 @@ def artifact_from_spectra(
         spectra: per design point, realisation and time, the analysis' spectrum (K, R, T, lmax+1).
         pixel_noise: each map's white pixel-noise level N̂ (K, R, T) (zeros: none to remove).
         times: the times ΩT of axis T; analysis, nside: how the spectra were made.
-        ells, time, degree, z_margin, pair_model, box: as for :func:`build_artifact`.
+        ells, time, degree, z_margin, point_alpha, pair_model, box: as for :func:`build_artifact`.
         cos2_gradient_b0: cos² of the angle between the CR gradient and B0 (the pair model's g).
         provenance: recorded with the artifact (the design size, diagnostic, versions and date are added).
     """
@@ -201,12 +205,18 @@ def artifact_from_spectra(
     t_ell, _ = analysis.noise_response(nside)
     c = spectra - pixel_noise[..., None] * t_ell  # noise-corrected, (K, R, T, L)
     passing = passing_ell_max(c, pixel_noise, t_ell, ells)
-    while True:  # ells None: cut the range to what the pixel noise allows at the chosen time
-        rows, chosen = convergence_table(c[..., ells], times, z_margin)
+    # ells None: the widest range from the first ℓ that is converged and resolved at one time;
+    # a narrower range may converge earlier, when the pixel noise is still lower
+    tops = [ells[-1]]
+    if auto_ells:
+        resolved = [p for p in passing if p is not None] if time is None else [passing[times.index(float(time))] or 0]
+        tops = [t for t in ells[:0:-1] if t <= max(resolved, default=0)] or [ells[1]]
+    for top in tops:
+        rows, chosen = convergence_table(c[..., ells[ells <= top]], times, z_margin, point_alpha)
         j = chosen if time is None else times.index(float(time))
-        if not auto_ells or passing[j] is None or passing[j] >= ells[-1]:
+        if passing[j] is not None and passing[j] >= top:
             break
-        ells = ells[ells <= passing[j]]
+    ells = ells[ells <= top]
     moments = [realisation_moments(c[k, :, j][:, ells]) for k in range(k_points)]
     means, covs, log_means, log_covs, raised = (np.array([m[i] for m in moments]) for i in range(5))
     frac = np.array(
@@ -239,6 +249,7 @@ def artifact_from_spectra(
                 converged=bool(rows[chosen]["converged"] and chosen < len(times) - 1),
                 forced_time=None if time is None else float(time),
                 z_margin=z_margin,
+                point_alpha=point_alpha,
             ),
             built=_time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             versions=software_versions(),

@@ -15,6 +15,8 @@ __all__ = [
     "convergence_table",
     "convergence_time",
     "paired_change",
+    "change_p_value",
+    "POINT_ALPHA",
     "separation_time",
     "SEPARATION_LAW",
     "MAX_NOISE_FRACTION",
@@ -23,38 +25,56 @@ __all__ = [
 ]
 
 MAX_NOISE_FRACTION = 1.0  # the pixel noise may be at most ⟨C_ℓ⟩ itself at a fitted ℓ
+POINT_ALPHA = 0.05  # false-alarm probability of the per-point change test over a whole design
 
 
-def convergence_table(c_by_time, times, z_margin: float = 2.0) -> tuple[list[dict], int]:
+def convergence_table(
+    c_by_time, times, z_margin: float = 2.0, point_alpha: float = POINT_ALPHA
+) -> tuple[list[dict], int]:
     """The convergence diagnostic of the noise-corrected spectra ``c_by_time`` (K points, R, T, L).
 
     For each stored time T_j and design point k, the paired differences of every realisation's
     ⟨C_ℓ⟩ at T_j and at the last time give z_kℓ = mean/SE; q_k = mean over ℓ of z_kℓ² is ≈ 1
-    when the spectrum no longer changes. T_j counts as converged when the mean of q_k over the
-    points exceeds 1 by at most ``z_margin`` standard errors of that mean (the spread over points
-    carries the correlation between multipoles). The chosen index is the earliest T_j from which
-    every later time is converged; the last time when none is (then flagged). Also reported: the
-    mean relative shift of ⟨C_ℓ⟩ from T_j to the last time.
+    when the spectrum no longer changes. T_j counts as converged when both
+
+    * the mean of q_k over the points exceeds 1 by at most ``z_margin`` standard errors of that
+      mean (the spread over points carries the correlation between multipoles), and
+    * no single point changes: every point's bootstrap p-value of q_k (:func:`change_p_value`)
+      exceeds ``point_alpha``/K (Bonferroni: a false alarm anywhere in the design with
+      probability ≤ ``point_alpha``). The pooled test alone averages one drifting column of the
+      design away.
+
+    The chosen index is the earliest T_j from which every later time is converged; the last time
+    when none is (then flagged). Also reported: the mean relative shift of ⟨C_ℓ⟩ from T_j to the
+    last time, the smallest point p-value and the points that change (``points_changing``).
     """
     c = np.asarray(c_by_time)
-    n_t = c.shape[2]
+    n_points, n_t = c.shape[0], c.shape[2]
+    if not 0 < point_alpha < 1:
+        raise ValueError(f"point_alpha must be in (0, 1); got {point_alpha!r}")
     rows, ok = [], []
     for j in range(n_t):
         d = c[:, :, j] - c[:, :, -1]  # (K, R, L)
         if j == n_t - 1:
-            rows.append(dict(time=float(times[j]), q=1.0, q_se=0.0, relative_shift=0.0, converged=True))
+            rows.append(
+                dict(time=float(times[j]), q=1.0, q_se=0.0, relative_shift=0.0, converged=True,
+                     point_p_min=1.0, points_changing=[])
+            )  # fmt: skip
             ok.append(True)
             continue
+        p_points = np.array([change_p_value(d[k]) for k in range(n_points)])
+        changing = [int(k) for k in np.flatnonzero(p_points <= point_alpha / n_points)]
         se = d.std(1, ddof=1) / np.sqrt(d.shape[1])
         z = d.mean(1) / np.where(se > 0, se, np.inf)
         q = np.mean(z**2, axis=1)  # (K,)
         q_se = q.std(ddof=1) / np.sqrt(len(q)) if len(q) > 1 else np.inf
         last = c[:, :, -1].mean(1)
         shift = float(np.mean((c[:, :, j].mean(1) - last) / np.where(np.abs(last) > 0, np.abs(last), 1.0)))
-        converged = bool(q.mean() - 1.0 <= z_margin * q_se)
+        converged = bool(q.mean() - 1.0 <= z_margin * q_se) and not changing
         rows.append(
-            dict(time=float(times[j]), q=float(q.mean()), q_se=float(q_se), relative_shift=shift, converged=converged)
-        )
+            dict(time=float(times[j]), q=float(q.mean()), q_se=float(q_se), relative_shift=shift, converged=converged,
+                 point_p_min=float(p_points.min()), points_changing=changing)
+        )  # fmt: skip
         ok.append(converged)
     chosen = n_t - 1
     for j in range(n_t - 1, -1, -1):
@@ -67,10 +87,40 @@ def convergence_table(c_by_time, times, z_margin: float = 2.0) -> tuple[list[dic
 def paired_change(c, j: int) -> np.ndarray:
     """q of one point's noise-corrected spectra c (R, T, L) between time j and the last: the mean
     over ℓ of z_ℓ², z_ℓ = ⟨C_ℓ(T_j) − C_ℓ(T_last)⟩/SE over the R realisations (paired)."""
-    d = c[:, j] - c[:, -1]
-    se = d.std(0, ddof=1) / np.sqrt(d.shape[0])
-    z = d.mean(0) / np.where(se > 0, se, np.inf)
-    return np.asarray(np.mean(z**2))
+    return _paired_q(np.asarray(c[:, j] - c[:, -1], dtype=float))
+
+
+def _paired_q(d: np.ndarray) -> np.ndarray:
+    """q = mean over ℓ of z_ℓ² of paired differences d (..., R, L); zero SE counts as no change
+    (z = 0), as for identical spectra."""
+    n_real = d.shape[-2]
+    mean, var = d.mean(-2), d.var(-2, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.mean(np.where(var > 0, mean**2 / (var / n_real), 0.0), axis=-1)
+
+
+def change_p_value(d, n_resamples: int = 20_000, seed: int = 0) -> float:
+    """The p-value of "this point's spectrum did not change" from its paired differences d (R, L)
+    = C_ℓ(T_j) − C_ℓ(T_last) of each realisation: a bootstrap of q (:func:`paired_change`).
+
+    The null distribution of q is that of the differences shifted to zero mean, resampled over
+    realisations (``n_resamples`` draws of R with replacement, seeded: the same answer every call);
+    whole realisations are drawn, so the correlation between multipoles is kept, and since q
+    studentises every ℓ the test stays close to its nominal rate for the skewed differences of
+    C_ℓ (a sign-flip test, exact only for symmetric ones, raised false alarms 3× there). p ≥
+    1/(n_resamples + 1).
+    """
+    d = np.asarray(d, dtype=float)
+    if d.ndim != 2 or d.shape[0] < 3:
+        raise ValueError(f"d must be (R >= 3 realisations, L multipoles); got shape {d.shape}")
+    observed = _paired_q(d)
+    centred = d - d.mean(0)
+    rng = np.random.default_rng(seed)
+    exceed = 0
+    for start in range(0, n_resamples, 2000):  # chunks: (2000, R, L) at a time
+        rows = rng.integers(0, d.shape[0], size=(min(2000, n_resamples - start), d.shape[0]))
+        exceed += int(np.sum(_paired_q(centred[rows]) >= observed * (1 - 1e-12)))
+    return float((1 + exceed) / (n_resamples + 1))
 
 
 def convergence_time(c, times, z_margin: float = 2.0) -> tuple[float, list[float], float]:

@@ -229,14 +229,22 @@ def _artifact(args) -> int:
     artifact.save(args.out)
     print(artifact.summary())
     for row in artifact.provenance["convergence"]["table"]:
+        changing = row.get("points_changing", [])
         print(
             f"  ΩT = {row['time']:6g}: q = {row['q']:.2f} ± {row['q_se']:.2f}, mean shift to the last time "
-            f"{100 * row['relative_shift']:+.0f} %{'  converged' if row['converged'] else ''}"
+            f"{100 * row['relative_shift']:+.0f} %"
+            + (f", still changing at {_points_text(campaign.spec, changing)}" if changing else "")
+            + ("  converged" if row["converged"] else "")
         )
     print(
         f"wrote {args.out}\nnext: jaxcr fit SPECTRUM.csv --artifact {args.out}   (a spectrum of the {artifact.analysis.name} analysis)"
     )
     return 0
+
+
+def _points_text(spec, indices) -> str:
+    """Design points by index and named values, e.g. ``#0 (sigma2 = 0.3, rho = 0.01)``."""
+    return ", ".join(f"#{k} (" + ", ".join(f"{n} = {v:.3g}" for n, v in spec.values(k).items()) + ")" for k in indices)
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
