@@ -179,11 +179,11 @@ def main(argv=None) -> int:
         noise = float(arrays["pixel_noise"][:, -1].mean())
         ells = [ell for ell in range(1, args.ell_max + 1) if signal[ell] > noise]
         if len(ells) >= 2:
-            t_conv, q, threshold = convergence_time(arrays["cl"][:, :, ells], times)
+            t_conv, p_change, alpha = convergence_time(arrays["cl"][:, :, ells], times)
         else:
-            t_conv, q, threshold = float("nan"), [], float("nan")
+            t_conv, p_change, alpha = float("nan"), [], float("nan")
         shifts = _relative_shifts(arrays["cl"], ells)
-        row = dict(sigma2=s2, rho=rho, T_conv=t_conv, t_max=args.t_max, q=q, q_threshold=threshold,
+        row = dict(sigma2=s2, rho=rho, T_conv=t_conv, t_max=args.t_max, p_change=p_change, alpha=alpha,
                    relative_shift=shifts, resolved_ells=ells,
                    shift_from_T_conv=shifts[times.index(t_conv)] if np.isfinite(t_conv) else None,
                    pixel_noise_last=noise,

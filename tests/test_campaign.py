@@ -100,24 +100,43 @@ def test_convergence_table_flags_one_drifting_design_point_the_pooled_mean_hides
     assert rows[0]["points_changing"] == [] and rows[0]["converged"] and chosen == 0
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "skewed"])
+@pytest.mark.parametrize("kind", ["gaussian", "heavy-tailed"])
 def test_change_p_value_false_alarm_rate_is_nominal_when_nothing_changes(kind):
-    """Paired differences with zero mean, 32 realisations, 10 multipoles: Gaussian, and skewed as
-    C_ℓ's are (x − y with x ~ Γ(2, 1), y ~ Γ(0.5, 4), equal means, variances 2 and 8; a sign-flip
-    test alarms at 15 % there). Over 400 draws the share of p ≤ 0.05 must be 0.05 within 4
-    binomial SEs (±0.044); and a mean shift of 0.8 SD at every ℓ must give p ≤ 0.003 (the
-    per-point threshold of 16 points) in at least 95 % of 40 draws."""
+    """Paired spectra of 32 realisations at two times, 10 multipoles, alike in distribution (the
+    converged state): Gaussian, and log-normal with a factor shared by a realisation's two times
+    and by all its multipoles (heavy tails and correlations as C_ℓ's have). Over 400 draws the
+    share of p ≤ 0.05 must be 0.05 within 4 binomial SEs (±0.044). A mean shift of 0.8 SD at every
+    ℓ must give p ≤ 0.05/16 (the per-point threshold for 16 points) in at least 95 % of 40 draws."""
     rng = np.random.default_rng(11)
 
-    def draw(shift=0.0):
+    def pair_difference(shift=0.0):
         if kind == "gaussian":
-            return rng.normal(size=(32, 10)) * np.sqrt(2) + shift * np.sqrt(2)
-        return rng.gamma(2.0, 1.0, (32, 10)) - rng.gamma(0.5, 4.0, (32, 10)) + shift * np.sqrt(10)
+            x = rng.normal(size=(32, 2, 10))
+        else:
+            shared = 0.8 * rng.normal(size=(32, 1, 1)) + 0.85 * rng.normal(size=(32, 1, 10))
+            x = np.exp(shared + 0.85 * rng.normal(size=(32, 2, 10)))
+        d = x[:, 0] - x[:, 1]
+        return d + shift * d.std()
 
-    p = np.array([change_p_value(draw(), n_resamples=2000, seed=i) for i in range(400)])
+    p = np.array([change_p_value(pair_difference(), n_flips=2000, seed=i) for i in range(400)])
     assert abs(np.mean(p <= 0.05) - 0.05) <= 4 * np.sqrt(0.05 * 0.95 / 400)
-    p_shift = np.array([change_p_value(draw(0.8), n_resamples=2000) for _ in range(40)])
+    p_shift = np.array([change_p_value(pair_difference(0.8), n_flips=2000) for _ in range(40)])
     assert np.mean(p_shift <= 0.05 / 16) >= 0.95
+
+
+def test_change_p_value_is_exact_over_all_sign_patterns():
+    """With 2^R ≤ n_flips every sign pattern is enumerated: for R = 8 the p-value equals the share
+    of the 256 patterns, computed one by one with paired_change, whose q reaches the observed one."""
+    import itertools
+
+    from jaxcr.inference.convergence import paired_change
+
+    d = np.random.default_rng(2).normal(size=(8, 5)) + 0.5
+    q_obs = float(paired_change(np.stack([d, np.zeros_like(d)], 1), 0))
+    q_all = [float(paired_change(np.stack([np.array(s)[:, None] * d, np.zeros_like(d)], 1), 0))
+             for s in itertools.product([1.0, -1.0], repeat=8)]  # fmt: skip
+    assert change_p_value(d) == np.mean(np.array(q_all) >= q_obs * (1 - 1e-12))
+    assert change_p_value(d) < 0.05  # the 0.5 shift is found
 
 
 def test_campaign_spec_and_design_errors(tmp_path):
@@ -324,8 +343,8 @@ def test_convergence_time_of_one_point_and_times_in_separation_times(tmp_path):
     times = (10.0, 20.0, 40.0, 80.0, 160.0)
     level = np.array([0.2, 0.6, 1.0, 1.0, 1.0])
     c = level[None, :, None] + rng.normal(size=(64, 1, 8)) * 0.3 + rng.normal(size=(64, 5, 8)) * 0.01
-    t_conv, q, threshold = convergence_time(c, times)
-    assert t_conv == 40.0 and q[0] > threshold and q[2] < threshold
+    t_conv, p, alpha = convergence_time(c, times)
+    assert t_conv == 40.0 and p[0] <= alpha < p[2] and alpha == 0.05
     growing = c * np.array([1.0, 1.0, 1.0, 1.0, 1.5])[None, :, None]
     assert convergence_time(growing, times)[0] == float("inf")
     assert float(separation_time(0.3, 0.05)) == pytest.approx(13.9 * 0.3**-0.5 * 0.05**-1.1, rel=1e-12)

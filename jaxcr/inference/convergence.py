@@ -39,7 +39,7 @@ def convergence_table(
 
     * the mean of q_k over the points exceeds 1 by at most ``z_margin`` standard errors of that
       mean (the spread over points carries the correlation between multipoles), and
-    * no single point changes: every point's bootstrap p-value of q_k (:func:`change_p_value`)
+    * no single point changes: every point's sign-flip p-value of q_k (:func:`change_p_value`)
       exceeds ``point_alpha``/K (Bonferroni: a false alarm anywhere in the design with
       probability ≤ ``point_alpha``). The pooled test alone averages one drifting column of the
       design away.
@@ -99,61 +99,65 @@ def _paired_q(d: np.ndarray) -> np.ndarray:
         return np.mean(np.where(var > 0, mean**2 / (var / n_real), 0.0), axis=-1)
 
 
-def change_p_value(d, n_resamples: int = 20_000, seed: int = 0) -> float:
-    """The p-value of "this point's spectrum did not change" from its paired differences d (R, L)
-    = C_ℓ(T_j) − C_ℓ(T_last) of each realisation: a bootstrap of q (:func:`paired_change`).
+def change_p_value(d, n_flips: int = 20_000, seed: int = 0) -> float:
+    """The p-value of "this point's spectrum has stopped changing" from its paired differences d
+    (R, L) = C_ℓ(T_j) − C_ℓ(T_last) of each realisation: a sign-flip test of q (:func:`paired_change`).
 
-    The null distribution of q is that of the differences shifted to zero mean, resampled over
-    realisations (``n_resamples`` draws of R with replacement, seeded: the same answer every call);
-    whole realisations are drawn, so the correlation between multipoles is kept, and since q
-    studentises every ℓ the test stays close to its nominal rate for the skewed differences of
-    C_ℓ (a sign-flip test, exact only for symmetric ones, raised false alarms 3× there). p ≥
-    1/(n_resamples + 1).
+    Converged means stationary: a realisation's spectra at T_j and at T_last are then alike in
+    distribution and exchangeable, so each realisation's difference is as likely with either sign
+    and all 2^R sign patterns are equally likely. p is the share of patterns whose q is at least
+    the observed one; every ℓ of a realisation flips together, so the correlation between
+    multipoles is kept. The test is exact whatever the heavy tails of C_ℓ (a bootstrap of the
+    centred differences lost all power on them with 16 realisations), and it also flags a change
+    of the spectrum's distribution at an unchanged mean. All patterns when 2^R ≤ ``n_flips``, else
+    ``n_flips`` random ones (seeded: the same answer every call) and the observed one, so
+    p ≥ 1/(n_flips + 1).
     """
     d = np.asarray(d, dtype=float)
     if d.ndim != 2 or d.shape[0] < 3:
         raise ValueError(f"d must be (R >= 3 realisations, L multipoles); got shape {d.shape}")
-    observed = _paired_q(d)
-    centred = d - d.mean(0)
+    n_real = d.shape[0]
+    observed = _paired_q(d) * (1 - 1e-12)  # ties (the observed pattern itself) count
+    if 2**n_real <= n_flips:
+        signs = 1.0 - 2.0 * ((np.arange(2**n_real)[:, None] >> np.arange(n_real)) & 1)
+        return float(np.mean(_paired_q(signs[:, :, None] * d) >= observed))
     rng = np.random.default_rng(seed)
     exceed = 0
-    for start in range(0, n_resamples, 2000):  # chunks: (2000, R, L) at a time
-        rows = rng.integers(0, d.shape[0], size=(min(2000, n_resamples - start), d.shape[0]))
-        exceed += int(np.sum(_paired_q(centred[rows]) >= observed * (1 - 1e-12)))
-    return float((1 + exceed) / (n_resamples + 1))
+    for start in range(0, n_flips, 2000):  # chunks of (2000, R, L)
+        signs = rng.choice([-1.0, 1.0], size=(min(2000, n_flips - start), n_real))
+        exceed += int(np.sum(_paired_q(signs[:, :, None] * d) >= observed))
+    return float((1 + exceed) / (n_flips + 1))
 
 
-def convergence_time(c, times, z_margin: float = 2.0) -> tuple[float, list[float], float]:
+def convergence_time(c, times, alpha: float = POINT_ALPHA) -> tuple[float, list[float], float]:
     """T_conv of one design point: the earliest stored ΩT from which ⟨C_ℓ⟩ (every ℓ of c) no longer
     changes by more than its error up to the last stored time.
 
     ``c`` (R, T, L): per-realisation noise-corrected spectra at ``times``. For each T_j the paired
-    statistic q_j (:func:`paired_change`) is ≈ (R−1)/(R−3) when nothing changes (a Student-t
-    variance); T_j counts as unchanged when q_j ≤ (R−1)/(R−3)·(1 + ``z_margin``·sqrt(2/L)) (a
-    χ²-like spread over L multipoles, which their correlation makes conservative). Returns
-    (T_conv, [q_j], the threshold); T_conv = inf when the last two stored times already differ
-    (the spectrum still changes at T_max: T_conv > T_max).
+    differences to the last time are tested as in the campaigns' per-point test
+    (:func:`change_p_value`); T_j counts as unchanged when p_j > ``alpha``. Returns (T_conv, [p_j],
+    alpha); T_conv = inf when the last two stored times already differ (the spectrum still changes
+    at T_max: T_conv > T_max).
     """
     c = np.asarray(c, dtype=float)
     n_real, n_t, n_ell = c.shape
     if n_real < 4 or n_t < 2:
         raise ValueError(f"need >= 4 realisations and >= 2 times; got {n_real} and {n_t}")
-    threshold = (n_real - 1) / (n_real - 3) * (1 + z_margin * np.sqrt(2.0 / n_ell))
-    q = [float(paired_change(c, j)) for j in range(n_t - 1)] + [0.0]
-    if q[-2] > threshold:
-        return float("inf"), q, float(threshold)
+    p = [change_p_value(c[:, j] - c[:, -1]) for j in range(n_t - 1)] + [1.0]
+    if p[-2] <= alpha:
+        return float("inf"), p, float(alpha)
     first = n_t - 1
     for j in range(n_t - 2, -1, -1):
-        if q[j] > threshold:
+        if p[j] <= alpha:
             break
         first = j
-    return float(times[first]), q, float(threshold)
+    return float(times[first]), p, float(alpha)
 
 
 # The time pairs of neighbouring pixels need to separate to λ_c, t_sep = A·(σ²)^b·ρ^c (1/Ω), fitted to
 # experiments/convergence_time.py (plane-wave model, λ_min/λ_c = 0.1, λ_max/λ_c = 10, 32 modes, nside 16,
 # N_B 16, σ² 0.3-6, ρ 0.01-0.2: 15 of 16 points separated by ΩT = 3000; scatter 0.25 e-folds). Where
-# T_conv could be measured it was 0.3-1.1 t_sep at ρ = 0.03 and 2.9-6.8 t_sep at ρ = 0.01 (nside 8,
+# T_conv could be measured it was 0.6-1.1 t_sep at ρ = 0.03 and 2.9-6.8 t_sep at ρ = 0.01 (nside 8,
 # ΩT ≤ 2×10⁴); docs/fitting.md has the tables.
 SEPARATION_LAW = dict(A=13.9, b=-0.50, c=-1.10, scatter_efolds=0.25)
 
