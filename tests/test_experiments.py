@@ -224,3 +224,27 @@ def test_pair_model_extrapolation_script_predicts_held_out_points(tmp_path):
         for variant in ("pair, transfer 0", "pair, transfer 1"):
             assert np.all(np.isfinite(p[variant]["diff"])) and np.all(np.isfinite(p[variant]["z"]))
     assert (tmp_path / "out" / "extrapolation.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_resonant_modes_script_compares_the_mode_ranges(tmp_path):
+    """experiments/resonant_modes.py at tiny settings (nside 4, 6 realisations, ρ = 0.2, two short
+    times): both campaigns run, and per analysis and σ² it writes finite log-ratios with positive
+    errors, p-values in (0, 1] and a rise to the last time that is exactly 0 there; a rerun
+    resumes the finished campaigns and gives the same numbers."""
+    args = ("--rho", "0.2", "--sigma2", "1", "3", "--nside", "4", "--realisations", "6",
+            "--separation-times", "0.05", "0.1", "--out", str(tmp_path / "out"))  # fmt: skip
+    proc = _script("resonant_modes.py", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "out" / "resonant_modes.json").read_text())
+    assert {r["analysis"] for r in result["rows"]} == {"icecube", "hawc"} and len(result["rows"]) == 4
+    for row in (r for r in result["rows"] if r["ells"]):
+        assert np.all(np.isfinite(row["ln_ratio_resonant_over_default"])) and np.all(np.array(row["ln_ratio_se"]) > 0)
+        for r in row["ranges"].values():
+            assert np.all(np.array(r["log_mean_minus_last"])[-1] == 0)
+            assert all(0 < p <= 1 for p in r["p_change_vs_last"])
+    assert any(r["ells"] for r in result["rows"])
+    assert (tmp_path / "out" / "resonant_modes.png").stat().st_size > 0
+    assert _script("resonant_modes.py", *args).returncode == 0
+    again = json.loads((tmp_path / "out" / "resonant_modes.json").read_text())
+    assert again["rows"] == result["rows"]

@@ -228,10 +228,11 @@ def _artifact(args) -> int:
     )
     artifact.save(args.out)
     print(artifact.summary())
+    unit = " t_sep" if campaign.spec.separation_times else ""
     for row in artifact.provenance["convergence"]["table"]:
         changing = row.get("points_changing", [])
         print(
-            f"  ΩT = {row['time']:6g}: q = {row['q']:.2f} ± {row['q_se']:.2f}, mean shift to the last time "
+            f"  ΩT = {row['time']:6g}{unit}: q = {row['q']:.2f} ± {row['q_se']:.2f}, mean shift to the last time "
             f"{100 * row['relative_shift']:+.0f} %"
             + (f", still changing at {_points_text(campaign.spec, changing)}" if changing else "")
             + ("  converged" if row["converged"] else "")
