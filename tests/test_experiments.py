@@ -248,3 +248,27 @@ def test_resonant_modes_script_compares_the_mode_ranges(tmp_path):
     assert _script("resonant_modes.py", *args).returncode == 0
     again = json.loads((tmp_path / "out" / "resonant_modes.json").read_text())
     assert again["rows"] == result["rows"]
+
+
+@pytest.mark.slow
+def test_infinite_time_script_predicts_later_times(tmp_path):
+    """experiments/infinite_time.py on a tiny convergence_time.py run (nside 4, σ² = 1, ρ = 0.2,
+    six times to 4.9 t_sep): it fits 0.3-2.5 t_sep, predicts the last time with finite
+    differences and positive errors, and says what it needs when the times do not allow a fit."""
+    run = tmp_path / "run"
+    proc = _script("convergence_time.py", "--sigma2", "1", "--rho", "0.2", "--nside", "4", "--realisations", "8",
+                   "--t-min", "5", "--t-max", "400", "--n-times", "6", "--ell-max", "3", "--out", str(run))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _script("infinite_time.py", "--runs", str(run), "--fit-min", "0.3", "--fit-max", "2.5",
+                   "--out", str(tmp_path / "out"))  # fmt: skip
+    if "the pixel noise hides every ℓ" in proc.stdout:
+        pytest.skip("the tiny run resolves no multipole")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (point,) = json.loads((tmp_path / "out" / "infinite_time.json").read_text())["points"]
+    v = point["validation"]
+    assert v["predicted_times_over_tsep"] == pytest.approx([400 / (13.9 * 0.2**-1.1)], rel=1e-6)
+    assert np.all(np.isfinite(v["delta"])) and np.all(np.array(v["delta_se"]) > 0)
+    proc = _script(
+        "infinite_time.py", "--runs", str(run), "--fit-min", "3", "--fit-max", "4", "--out", str(tmp_path / "o2")
+    )
+    assert proc.returncode != 0 and "need >= 3 and >= 1" in proc.stdout + proc.stderr

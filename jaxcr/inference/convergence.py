@@ -14,6 +14,8 @@ import numpy as np
 __all__ = [
     "convergence_table",
     "convergence_time",
+    "infinite_time_limit",
+    "approach_fit",
     "paired_change",
     "change_p_value",
     "POINT_ALPHA",
@@ -152,6 +154,49 @@ def convergence_time(c, times, alpha: float = POINT_ALPHA) -> tuple[float, list[
             break
         first = j
     return float(times[first]), p, float(alpha)
+
+
+def infinite_time_limit(c, times, t_scale: float = 1.0, n_resamples: int = 2000, seed: int = 0):
+    """ln⟨C_ℓ⟩ in the limit T → ∞ (the paper's Eq. 7-9 state) from spectra still converging.
+
+    Per multipole, ln⟨C_ℓ⟩(T_j) = ln⟨C_ℓ⟩_∞ − b_ℓ·t_scale/T_j is fitted by least squares to the
+    stored times (an approach as 1/T, measured at ρ = 0.01: docs/fitting.md). The errors come from
+    resampling realisations with replacement (each keeps its spectra at every time, so the
+    correlation between times is kept), ``n_resamples`` times, seeded.
+
+    Args:
+        c: noise-corrected spectra (R realisations, T ≥ 3 times, L multipoles), ⟨C_ℓ⟩ > 0.
+        times: the T ΩT; t_scale: the unit of the 1/T term (e.g. t_sep(σ², ρ); only b depends on it).
+
+    Returns:
+        (ln⟨C_ℓ⟩_∞, its standard error, b_ℓ), each (L,).
+    """
+    c = np.asarray(c, dtype=float)
+    if c.ndim != 3 or c.shape[1] != len(times) or len(times) < 3 or c.shape[0] < 4:
+        raise ValueError(f"c must be (R >= 4, T >= 3 times, L) with T = len(times); got {c.shape}, {len(times)} times")
+    limit, slope = approach_fit(_log_mean(c), times, t_scale)
+    rows = np.random.default_rng(seed).integers(0, c.shape[0], size=(n_resamples, c.shape[0]))
+    boot = np.concatenate(
+        [approach_fit(_log_mean(c[rows[i : i + 200]]), times, t_scale)[0] for i in range(0, n_resamples, 200)]
+    )
+    return limit, boot.std(0, ddof=1), slope
+
+
+def approach_fit(log_means, times, t_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of ln⟨C_ℓ⟩(T_j) = ln⟨C_ℓ⟩_∞ − b_ℓ·t_scale/T_j over the times (axis −2 of
+    ``log_means``, (..., T, L)): (ln⟨C_ℓ⟩_∞, b_ℓ), each (..., L)."""
+    times = np.asarray(times, dtype=float)
+    solve = np.linalg.pinv(np.stack([np.ones_like(times), -t_scale / times], axis=1))  # (2, T)
+    limit, slope = np.einsum("pt,...tl->p...l", solve, np.asarray(log_means, dtype=float))
+    return limit, slope
+
+
+def _log_mean(c: np.ndarray) -> np.ndarray:
+    """ln of the mean over realisations (axis −3) of spectra (..., R, T, L)."""
+    mean = c.mean(-3)
+    if np.any(mean <= 0):
+        raise ValueError("⟨C_ℓ⟩ must be > 0 at every stored time to take its logarithm")
+    return np.log(mean)
 
 
 # The time pairs of neighbouring pixels need to separate to λ_c, t_sep = A·(σ²)^b·ρ^c (1/Ω), fitted to
