@@ -448,6 +448,35 @@ def test_mock_skies_through_the_observatory_average_to_the_campaign_ensemble(tmp
     assert np.sum(z**2) / z.size < 2.2 and np.abs(z).max() < 3.5, np.round(z, 2)
 
 
+def test_campaign_create_warns_when_design_points_have_no_gyro_resonant_mode(tmp_path, capsys):
+    """2π r_L < λ_min means no mode resonates: with the default λ_min = 0.1 λ_c that is ρ < 0.0159,
+    so a box from ρ = 0.01 gets the warning (naming the 3 of 9 points and a λ_min that fixes it,
+    π·0.01 = 0.03 to one digit), the default box from 0.05 does not, nor 0.01 with λ_min = 0.03."""
+    from jaxcr.cli import main
+
+    base = [
+        "campaign",
+        "create",
+        "--nside",
+        "4",
+        "--realisations",
+        "4",
+        "--points",
+        "3",
+        "--times",
+        "10",
+        "--dt",
+        "0.01",
+    ]
+    for name, extra, warned in (("low", ["--rho", "0.01", "0.1"], True), ("default", [], False),
+                                ("fixed", ["--rho", "0.01", "0.1", "--lambda-min-over-lc", "0.03"], False)):  # fmt: skip
+        assert main(base[:2] + [str(tmp_path / name)] + base[2:] + extra) == 0
+        out = capsys.readouterr().out
+        assert ("no gyro-resonant mode" in out) == warned, out
+        if warned:
+            assert "3 of 9 design points (r_L/λ_c down to 0.01)" in out and "--lambda-min-over-lc 0.03 or less" in out
+
+
 def test_campaign_create_prints_a_cost_that_scales_with_the_modes(tmp_path, capsys):
     """The printed CPU time uses the rate measured at the campaign's mode count: it reproduces both
     measured figures (3.3e7 particle-steps/s at N = 32, 1.18e7 at N = 256, to 1e-12) and, for the

@@ -62,6 +62,29 @@ def cpu_rate(n_modes: int, field_precision: str = "float64") -> float:
     return speedup / (1 / r1 + b * (max(n_modes, n1) - n1))
 
 
+def resonance_warning(spec) -> str | None:
+    """A warning when design points have no gyro-resonant mode (2π r_L < λ_min), else None.
+
+    Measured at ρ = 0.01 (experiments/resonant_modes.py): with λ_min = 0.1 λ_c, ⟨C_ℓ⟩ was 110-180
+    times that of the same turbulence with modes down to 0.01 λ_c, and still rising at 8 t_sep
+    where the resonant one had converged by 1 t_sep."""
+    lambda_min = getattr(spec.model.turbulence, "lambda_min_over_lc", None)
+    if lambda_min is None or "rho" not in spec.parameters.names:
+        return None
+    rhos = np.array([float(spec.values(k)["rho"]) for k in range(len(spec.design))])
+    low = rhos[2 * np.pi * rhos < lambda_min]
+    if not low.size:
+        return None
+    return (
+        f"warning: {low.size} of {rhos.size} design points (r_L/λ_c down to {low.min():.3g}) have no gyro-resonant mode: "
+        f"2π r_L < λ_min = {lambda_min:g} λ_c below r_L/λ_c = {lambda_min / (2 * np.pi):.3g}. Measured at r_L/λ_c = 0.01, "
+        "⟨C_ℓ⟩ is then 110-180 times too large and still rises at 8 t_sep, where with resonant modes it has converged "
+        "by 1 t_sep (docs/fitting.md). Give "
+        f"--lambda-min-over-lc {float(f'{np.pi * low.min():.1g}'):g} or less (modes to below 2π r_L) and about 16 modes "
+        "per decade of wavelength (--modes)."
+    )
+
+
 def cost_line(spec) -> str:
     """The campaign's work and its time at the measured rates (compilation not included)."""
     work = spec.particle_steps()
@@ -127,6 +150,9 @@ def _create(args) -> int:
               "scale of convergence): "
               f"ΩT = {shortest:.3g}-{longest:.4g} over the box; --times stores one ΩT list for every point")  # fmt: skip
     print(campaign.status())
+    warning = resonance_warning(spec)
+    if warning:
+        print(warning)
     print(cost_line(spec))
     print(f"next: jaxcr campaign run {args.folder}   (or: jaxcr campaign slurm {args.folder})")
     return 0
