@@ -43,9 +43,9 @@ def validate(cl, times, t_sep: float, fit_min: float, fit_max: float, seed: int 
     """Fit on fit_min·t_sep ≤ T ≤ fit_max·t_sep, predict the later times; resampled errors of
     prediction − measurement; the limit from every stored time from fit_min·t_sep on."""
     times = np.asarray(times, dtype=float)
-    late = times >= fit_min * t_sep * (1 - 1e-9)
-    fit = late & (times <= fit_max * t_sep * (1 + 1e-9))
-    later = times > fit_max * t_sep * (1 + 1e-9)
+    late = times >= fit_min * t_sep * 0.99  # 1 %: stored times are rounded multiples of the law's t_sep
+    fit = late & (times <= fit_max * t_sep * 1.01)
+    later = times > fit_max * t_sep * 1.01
     if fit.sum() < 3 or not later.any():
         raise ValueError(
             f"--fit-min {fit_min} and --fit-max {fit_max} leave {int(fit.sum())} stored times to fit and "
