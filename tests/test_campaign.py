@@ -448,10 +448,12 @@ def test_mock_skies_through_the_observatory_average_to_the_campaign_ensemble(tmp
     assert np.sum(z**2) / z.size < 2.2 and np.abs(z).max() < 3.5, np.round(z, 2)
 
 
-def test_campaign_create_warns_when_design_points_have_no_gyro_resonant_mode(tmp_path, capsys):
-    """2π r_L < λ_min means no mode resonates: with the default λ_min = 0.1 λ_c that is ρ < 0.0159,
-    so a box from ρ = 0.01 gets the warning (naming the 3 of 9 points and a λ_min that fixes it,
-    π·0.01 = 0.03 to one digit), the default box from 0.05 does not, nor 0.01 with λ_min = 0.03."""
+def test_campaign_create_keeps_gyro_resonant_modes_at_every_design_point(tmp_path, capsys):
+    """2π r_L < λ_min means no mode resonates. By default λ_min/λ_c is 0.1, or π·ρ_min to one digit
+    where smaller, with 16 modes per decade: the default box (ρ from 0.05) keeps 32 modes over
+    0.1-10 λ_c; a box from ρ = 0.01 gets 40 over 0.03-10 λ_c (16·log10(333) = 40.4) and says so. A
+    λ_min given as 0.1 there gets the warning, naming the 3 of 9 points and the λ_min that fixes
+    it; 0.03 given does not."""
     from jaxcr.cli import main
 
     base = [
@@ -468,11 +470,16 @@ def test_campaign_create_warns_when_design_points_have_no_gyro_resonant_mode(tmp
         "--dt",
         "0.01",
     ]
-    for name, extra, warned in (("low", ["--rho", "0.01", "0.1"], True), ("default", [], False),
-                                ("fixed", ["--rho", "0.01", "0.1", "--lambda-min-over-lc", "0.03"], False)):  # fmt: skip
+    cases = (("default", [], False, (32, 0.1)), ("low", ["--rho", "0.01", "0.1"], False, (40, 0.03)),
+             ("given", ["--rho", "0.01", "0.1", "--lambda-min-over-lc", "0.1"], True, (32, 0.1)),
+             ("fixed", ["--rho", "0.01", "0.1", "--lambda-min-over-lc", "0.03"], False, (40, 0.03)))  # fmt: skip
+    for name, extra, warned, (modes, lambda_min) in cases:
         assert main(base[:2] + [str(tmp_path / name)] + base[2:] + extra) == 0
         out = capsys.readouterr().out
         assert ("no gyro-resonant mode" in out) == warned, out
+        turbulence = cp.Campaign.open(tmp_path / name).spec.model.turbulence
+        assert (turbulence.n_modes, turbulence.lambda_min_over_lc) == (modes, lambda_min)
+        assert ("modes: 40 over 0.03-10 λ_c" in out) == (name == "low")
         if warned:
             assert "3 of 9 design points (r_L/λ_c down to 0.01)" in out and "--lambda-min-over-lc 0.03 or less" in out
 

@@ -62,6 +62,21 @@ def cpu_rate(n_modes: int, field_precision: str = "float64") -> float:
     return speedup / (1 / r1 + b * (max(n_modes, n1) - n1))
 
 
+DEFAULT_LAMBDA_MIN_OVER_LC = 0.1  # λ_min/λ_c where every design point is gyro-resonant with it
+MODES_PER_DECADE = 16  # the default density of modes: 32 over 0.1-10 λ_c
+
+
+def resonant_lambda_min(rho_min: float) -> float:
+    """The default λ_min/λ_c of a box from r_L/λ_c = rho_min: 0.1, or π·rho_min to one digit where
+    that is smaller, so that the modes reach below the gyro-resonant wavelength 2π r_L everywhere."""
+    return min(DEFAULT_LAMBDA_MIN_OVER_LC, float(f"{np.pi * rho_min:.1g}"))
+
+
+def default_modes(lambda_min_over_lc: float, lambda_max_over_lc: float) -> int:
+    """MODES_PER_DECADE modes per decade of wavelength (32 over the default 0.1-10 λ_c)."""
+    return int(round(MODES_PER_DECADE * np.log10(lambda_max_over_lc / lambda_min_over_lc)))
+
+
 def resonance_warning(spec) -> str | None:
     """A warning when design points have no gyro-resonant mode (2π r_L < λ_min), else None.
 
@@ -80,8 +95,8 @@ def resonance_warning(spec) -> str | None:
         f"2π r_L < λ_min = {lambda_min:g} λ_c below r_L/λ_c = {lambda_min / (2 * np.pi):.3g}. Measured at r_L/λ_c = 0.01, "
         "⟨C_ℓ⟩ is then 110-180 times too large and still rises at 8 t_sep, where with resonant modes it has converged "
         "by 1 t_sep (docs/fitting.md). Give "
-        f"--lambda-min-over-lc {float(f'{np.pi * low.min():.1g}'):g} or less (modes to below 2π r_L) and about 16 modes "
-        "per decade of wavelength (--modes)."
+        f"--lambda-min-over-lc {resonant_lambda_min(low.min()):g} or less (modes to below 2π r_L) and about "
+        f"{MODES_PER_DECADE} modes per decade of wavelength (--modes), or leave both to their defaults, which do this."
     )
 
 
@@ -115,12 +130,18 @@ def _create(args) -> int:
 
     b0 = tuple(float(x) for x in equatorial_direction(*args.b0_ra_dec))
     grad = b0 if args.gradient_ra_dec is None else tuple(float(x) for x in equatorial_direction(*args.gradient_ra_dec))
+    lambda_min = resonant_lambda_min(min(args.rho)) if args.lambda_min_over_lc is None else args.lambda_min_over_lc
+    n_modes = default_modes(lambda_min, args.lambda_max_over_lc) if args.modes is None else args.modes
+    if args.lambda_min_over_lc is None and lambda_min < DEFAULT_LAMBDA_MIN_OVER_LC:
+        print(f"modes: {n_modes} over {lambda_min:g}-{args.lambda_max_over_lc:g} λ_c, down to below the gyro-resonant "
+              f"wavelength 2π r_L at r_L/λ_c = {min(args.rho):g} (without a resonant mode ⟨C_ℓ⟩ came out 110-180 "
+              "times too large at 0.01; --lambda-min-over-lc and --modes override)")  # fmt: skip
     model = SpectrumModel(
         nside=args.nside,
         n_realisations=args.realisations,
         turbulence=PlaneWaveGJ99(
-            n_modes=args.modes,
-            lambda_min_over_lc=args.lambda_min_over_lc,
+            n_modes=n_modes,
+            lambda_min_over_lc=lambda_min,
             lambda_max_over_lc=args.lambda_max_over_lc,
         ),
         b0_direction=b0,
@@ -297,7 +318,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     s.add_argument("--realisations", type=int, default=32,
                    help="field realisations N_B per design point (default 32; 16 made one-sky intervals too narrow)")  # fmt: skip
-    s.add_argument("--modes", type=int, default=32, help="plane-wave modes N per field (default 32)")
+    s.add_argument("--modes", type=int,
+                   help=f"plane-wave modes N per field (default {MODES_PER_DECADE} per decade of wavelength: 32 over 0.1-10 λ_c)")  # fmt: skip
     when = s.add_mutually_exclusive_group()
     when.add_argument("--times", type=float, nargs="+",
                       help="backtracking times ΩT stored, the same for every point")  # fmt: skip
@@ -310,7 +332,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    help="direction of B0 in degrees, equatorial (default the IBEX local field 229.2 11.4)")  # fmt: skip
     s.add_argument("--gradient-ra-dec", type=float, nargs=2, metavar=("RA", "DEC"),
                    help="direction of the CR gradient, equatorial (default along B0)")  # fmt: skip
-    s.add_argument("--lambda-min-over-lc", type=float, default=0.1, help="λ_min/λ_c of the modes (default 0.1)")
+    s.add_argument("--lambda-min-over-lc", type=float,
+                   help="λ_min/λ_c of the modes (default 0.1, or π·(smallest r_L/λ_c) where smaller, so that every "
+                   "design point has gyro-resonant modes)")  # fmt: skip
     s.add_argument("--lambda-max-over-lc", type=float, default=10.0, help="λ_max/λ_c of the modes (default 10)")
     s.add_argument(
         "--dt", type=float, help="Boris step in 1/Ω for every point (default: each point's own default step)"
