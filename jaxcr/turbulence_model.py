@@ -13,11 +13,35 @@ import abc
 from collections.abc import Mapping
 
 import equinox as eqx
+import numpy as np
 
 from . import _checks
 from .turbulence import KOLMOGOROV_INDEX, TurbulenceParameters
 
-__all__ = ["AbstractTurbulenceModel", "PlaneWaveGJ99", "turbulence_model_from_dict"]
+__all__ = [
+    "AbstractTurbulenceModel",
+    "PlaneWaveGJ99",
+    "turbulence_model_from_dict",
+    "resonant_lambda_min",
+    "default_modes",
+    "DEFAULT_LAMBDA_MIN_OVER_LC",
+    "MODES_PER_DECADE",
+]
+
+DEFAULT_LAMBDA_MIN_OVER_LC = 0.1  # the plane-wave modes' λ_min/λ_c where the design allows it
+MODES_PER_DECADE = 16  # the default density of modes: 32 over 0.1-10 λ_c
+
+
+def resonant_lambda_min(rho_min: float) -> float:
+    """λ_min/λ_c for a design from r_L/λ_c = rho_min: 0.1, or π·rho_min to one digit where that is
+    smaller, so that the modes reach below the gyro-resonant wavelength 2π r_L at every point
+    (without a resonant mode ⟨C_ℓ⟩ came out 110-180 times too large at ρ = 0.01: docs/fitting.md)."""
+    return min(DEFAULT_LAMBDA_MIN_OVER_LC, float(f"{np.pi * rho_min:.1g}"))
+
+
+def default_modes(lambda_min_over_lc: float, lambda_max_over_lc: float) -> int:
+    """MODES_PER_DECADE modes per decade of wavelength (32 over the default 0.1-10 λ_c)."""
+    return int(round(MODES_PER_DECADE * np.log10(lambda_max_over_lc / lambda_min_over_lc)))
 
 
 class AbstractTurbulenceModel(eqx.Module):

@@ -62,27 +62,14 @@ def cpu_rate(n_modes: int, field_precision: str = "float64") -> float:
     return speedup / (1 / r1 + b * (max(n_modes, n1) - n1))
 
 
-DEFAULT_LAMBDA_MIN_OVER_LC = 0.1  # λ_min/λ_c where every design point is gyro-resonant with it
-MODES_PER_DECADE = 16  # the default density of modes: 32 over 0.1-10 λ_c
-
-
-def resonant_lambda_min(rho_min: float) -> float:
-    """The default λ_min/λ_c of a box from r_L/λ_c = rho_min: 0.1, or π·rho_min to one digit where
-    that is smaller, so that the modes reach below the gyro-resonant wavelength 2π r_L everywhere."""
-    return min(DEFAULT_LAMBDA_MIN_OVER_LC, float(f"{np.pi * rho_min:.1g}"))
-
-
-def default_modes(lambda_min_over_lc: float, lambda_max_over_lc: float) -> int:
-    """MODES_PER_DECADE modes per decade of wavelength (32 over the default 0.1-10 λ_c)."""
-    return int(round(MODES_PER_DECADE * np.log10(lambda_max_over_lc / lambda_min_over_lc)))
-
-
 def resonance_warning(spec) -> str | None:
     """A warning when design points have no gyro-resonant mode (2π r_L < λ_min), else None.
 
     Measured at ρ = 0.01 (experiments/resonant_modes.py): with λ_min = 0.1 λ_c, ⟨C_ℓ⟩ was 110-180
     times that of the same turbulence with modes down to 0.01 λ_c, and still rising at 8 t_sep
     where the resonant one had converged by 1 t_sep."""
+    from jaxcr.turbulence_model import MODES_PER_DECADE, resonant_lambda_min
+
     lambda_min = getattr(spec.model.turbulence, "lambda_min_over_lc", None)
     if lambda_min is None or "rho" not in spec.parameters.names:
         return None
@@ -126,7 +113,7 @@ def _create(args) -> int:
     from jaxcr.observations import OBSERVATORIES
     from jaxcr.sky import equatorial_direction
     from jaxcr.spectrum_model import SpectrumModel
-    from jaxcr.turbulence_model import PlaneWaveGJ99
+    from jaxcr.turbulence_model import DEFAULT_LAMBDA_MIN_OVER_LC, PlaneWaveGJ99, default_modes, resonant_lambda_min
 
     b0 = tuple(float(x) for x in equatorial_direction(*args.b0_ra_dec))
     grad = b0 if args.gradient_ra_dec is None else tuple(float(x) for x in equatorial_direction(*args.gradient_ra_dec))
@@ -319,7 +306,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     s.add_argument("--realisations", type=int, default=32,
                    help="field realisations N_B per design point (default 32; 16 made one-sky intervals too narrow)")  # fmt: skip
     s.add_argument("--modes", type=int,
-                   help=f"plane-wave modes N per field (default {MODES_PER_DECADE} per decade of wavelength: 32 over 0.1-10 λ_c)")  # fmt: skip
+                   help="plane-wave modes N per field (default 16 per decade of wavelength: 32 over 0.1-10 λ_c)")  # fmt: skip
     when = s.add_mutually_exclusive_group()
     when.add_argument("--times", type=float, nargs="+",
                       help="backtracking times ΩT stored, the same for every point")  # fmt: skip
