@@ -117,6 +117,7 @@ def _create(args) -> int:
 
     b0 = tuple(float(x) for x in equatorial_direction(*args.b0_ra_dec))
     grad = b0 if args.gradient_ra_dec is None else tuple(float(x) for x in equatorial_direction(*args.gradient_ra_dec))
+    parameters = _parameters(args)  # checks --sigma2 and --rho before λ_min is taken from --rho
     lambda_min = resonant_lambda_min(min(args.rho)) if args.lambda_min_over_lc is None else args.lambda_min_over_lc
     n_modes = default_modes(lambda_min, args.lambda_max_over_lc) if args.modes is None else args.modes
     if args.lambda_min_over_lc is None and lambda_min < DEFAULT_LAMBDA_MIN_OVER_LC:
@@ -139,7 +140,6 @@ def _create(args) -> int:
     )
     analyses = tuple(OBSERVATORIES[name].analysis for name in dict.fromkeys(args.observatory))
     points = tuple(args.points) if len(args.points) == 2 else args.points[0]
-    parameters = _parameters(args)
     spec = CampaignSpec(
         model=model,
         times=tuple(args.times or args.separation_times or DEFAULT_SEPARATION_TIMES),
