@@ -24,6 +24,7 @@ SUBCOMMAND_CASES = [
     (["sky-maps", "--b0-mug", "0"], "--b0-mug"),
     (["campaign", "create", "{tmp}/c", "--nside", "3"], "--nside"),
     (["campaign", "create", "{tmp}/c", "--realisations", "1"], "--realisations"),
+    (["campaign", "create", "{tmp}/c", "--rho", "0", "0.2"], "--rho must be > 0"),
     (["campaign", "run", "{tmp}/none"], "campaign"),
     (["fit", "{tmp}/spectrum.csv", "--ell-max", "0"], "--ell-max"),
     (["fit", "{tmp}/spectrum.csv", "--start", "sigma2"], "--start"),

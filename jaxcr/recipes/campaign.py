@@ -105,6 +105,11 @@ def cost_line(spec) -> str:
 def _parameters(args):
     from jaxcr.parametrisation import plane_wave_parametrisation
 
+    for flag, (low, _) in (("--sigma2", args.sigma2), ("--rho", args.rho)):
+        if not low > 0:  # a design point at 0 has no field (σ² = 0) or no gyration (ρ = 0)
+            raise ValueError(
+                f"{flag} must be > 0 at its lower end (a campaign simulates every design point); got {low:g}"
+            )
     return plane_wave_parametrisation(tuple(args.sigma2), tuple(args.rho))
 
 
