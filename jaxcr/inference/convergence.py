@@ -66,9 +66,7 @@ def convergence_table(
             continue
         p_points = np.array([change_p_value(d[k]) for k in range(n_points)])
         changing = [int(k) for k in np.flatnonzero(p_points <= point_alpha / n_points)]
-        se = d.std(1, ddof=1) / np.sqrt(d.shape[1])
-        z = d.mean(1) / np.where(se > 0, se, np.inf)
-        q = np.mean(z**2, axis=1)  # (K,)
+        q = _paired_q(d)  # (K,)
         q_se = q.std(ddof=1) / np.sqrt(len(q)) if len(q) > 1 else np.inf
         last = c[:, :, -1].mean(1)
         shift = float(np.mean((c[:, :, j].mean(1) - last) / np.where(np.abs(last) > 0, np.abs(last), 1.0)))
@@ -78,12 +76,18 @@ def convergence_table(
                  point_p_min=float(p_points.min()), points_changing=changing)
         )  # fmt: skip
         ok.append(converged)
-    chosen = n_t - 1
-    for j in range(n_t - 1, -1, -1):
-        if not all(ok[j:]):
+    return rows, _earliest_settled(ok)
+
+
+def _earliest_settled(ok: list[bool]) -> int:
+    """The earliest index from which every entry of ``ok`` is true (the last index when only it
+    is, or none is)."""
+    first = len(ok) - 1
+    for j in range(len(ok) - 1, -1, -1):
+        if not ok[j]:
             break
-        chosen = j
-    return rows, chosen
+        first = j
+    return first
 
 
 def paired_change(c, j: int) -> np.ndarray:
@@ -95,8 +99,11 @@ def paired_change(c, j: int) -> np.ndarray:
 def _paired_q(d: np.ndarray) -> np.ndarray:
     """q = mean over ℓ of z_ℓ² of paired differences d (..., R, L); zero SE counts as no change
     (z = 0), as for identical spectra."""
-    n_real = d.shape[-2]
-    mean, var = d.mean(-2), d.var(-2, ddof=1)
+    return _q_of_moments(d.mean(-2), d.var(-2, ddof=1), d.shape[-2])
+
+
+def _q_of_moments(mean, var, n_real: int) -> np.ndarray:
+    """Mean over ℓ (the last axis) of z_ℓ² = mean_ℓ²/(var_ℓ/R); z = 0 where var is 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.mean(np.where(var > 0, mean**2 / (var / n_real), 0.0), axis=-1)
 
@@ -128,9 +135,7 @@ def change_p_value(d, n_flips: int = 20_000, seed: int = 0) -> float:
     # flipping signs leaves d² alone, so each pattern needs only its mean: (F, R) @ (R, L)
     mean = signs @ d / n_real
     var = np.maximum((d**2).mean(0) - mean**2, 0.0) * n_real / (n_real - 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.mean(np.where(var > 0, mean**2 / (var / n_real), 0.0), axis=1)
-    exceed = int(np.sum(q >= observed))
+    exceed = int(np.sum(_q_of_moments(mean, var, n_real) >= observed))
     return float(exceed / len(signs)) if exact else float((1 + exceed) / (n_flips + 1))
 
 
@@ -151,12 +156,7 @@ def convergence_time(c, times, alpha: float = POINT_ALPHA) -> tuple[float, list[
     p = [change_p_value(c[:, j] - c[:, -1]) for j in range(n_t - 1)] + [1.0]
     if p[-2] <= alpha:
         return float("inf"), p, float(alpha)
-    first = n_t - 1
-    for j in range(n_t - 2, -1, -1):
-        if p[j] <= alpha:
-            break
-        first = j
-    return float(times[first]), p, float(alpha)
+    return float(times[_earliest_settled([pj > alpha for pj in p])]), p, float(alpha)
 
 
 def infinite_time_limit(c, times, t_scale: float = 1.0, n_resamples: int = 2000, seed: int = 0):
