@@ -28,7 +28,7 @@ __all__ = [
     "MODES_PER_DECADE",
 ]
 
-DEFAULT_LAMBDA_MIN_OVER_LC = 0.1  # the plane-wave modes' λ_min/λ_c where the design allows it
+DEFAULT_LAMBDA_MIN_OVER_LC = 0.1  # PlaneWaveGJ99's λ_min/λ_c, kept where the design's ρ allows it
 MODES_PER_DECADE = 16  # the default density of modes: 32 over 0.1-10 λ_c
 
 
@@ -93,7 +93,7 @@ class PlaneWaveGJ99(AbstractTurbulenceModel):
     """
 
     n_modes: int = eqx.field(static=True, default=32)
-    lambda_min_over_lc: float = eqx.field(static=True, default=0.1)
+    lambda_min_over_lc: float = eqx.field(static=True, default=DEFAULT_LAMBDA_MIN_OVER_LC)
     lambda_max_over_lc: float = eqx.field(static=True, default=10.0)
     spectral_index: float = eqx.field(static=True, default=KOLMOGOROV_INDEX)
     gaussian_amplitudes: bool = eqx.field(static=True, default=False)
