@@ -48,6 +48,7 @@ from jaxcr.diffusion import diffusion_tensor
 from jaxcr.forward import sample_fields
 from jaxcr.inference.campaign import software_versions
 from jaxcr.inference.convergence import separation_time
+from jaxcr.plot import save_figure
 from jaxcr.random import realisation_keys
 from jaxcr.recipes.command import CommandParser, run_command
 from jaxcr.spectrum_model import SpectrumModel, pixel_noise_level
@@ -186,9 +187,7 @@ def _plot(rows, path, sigma2: float):
         ax.legend(fontsize=7)
     for ax in (axes[0, 0], axes[1, 0], axes[1, 1]):
         ax.set_yscale("log")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv=None) -> int:
@@ -245,9 +244,8 @@ def main(argv=None) -> int:
             f"{p['m0_fraction'][min(4, len(p['ells']) - 1)]:.2f}",
             flush=True,
         )
-    text = io.to_json(dict(settings=vars(args) | {"out": str(args.out)}, rows=rows, versions=software_versions()),
-                      indent=1)  # fmt: skip
-    io.atomic_write(args.out / "anchors.json", lambda tmp: Path(tmp).write_text(text))
+    io.write_json(args.out / "anchors.json",
+                  dict(settings=vars(args) | {"out": str(args.out)}, rows=rows, versions=software_versions()))  # fmt: skip
     _plot(rows, args.out / "anchors.png", args.sigma2[0])
     print(f"wrote {args.out / 'anchors.json'} and {args.out / 'anchors.png'}")
     return 0

@@ -38,6 +38,7 @@ from jaxcr.backtracking import backtrack
 from jaxcr.diffusion import diffusion_tensor, relative_diffusion_tensor
 from jaxcr.forward import sample_fields, sky_maps, sky_spectra
 from jaxcr.inference.convergence import convergence_time
+from jaxcr.plot import save_figure
 from jaxcr.random import realisation_keys
 from jaxcr.recipes.command import CommandParser, run_command
 from jaxcr.spectrum_model import SpectrumModel, pixel_noise_level
@@ -124,9 +125,7 @@ def _plot(rows, path):
         ax.set_ylabel("T_conv (1/Ω; ▲: > T_max)")
     axes[0].set_title("convergence of ⟨C_ℓ⟩, ℓ ≤ ℓ_max, against parallel scattering", fontsize=9)
     axes[1].set_title("against the time pairs take to separate to λ_c", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv=None) -> int:
@@ -209,8 +208,8 @@ def main(argv=None) -> int:
         print(
             f"T_conv ≈ {law['A']:.3g}·τ∥^{law['b']:.2f} (scatter {law['scatter_efolds']:.2f} e-folds, {len(done)} points)"
         )
-    text = io.to_json(dict(settings=vars(args) | {"out": str(args.out)}, times=times, rows=rows, law=law), indent=1)
-    io.atomic_write(args.out / "convergence_time.json", lambda tmp: Path(tmp).write_text(text))
+    io.write_json(args.out / "convergence_time.json",
+                  dict(settings=vars(args) | {"out": str(args.out)}, times=times, rows=rows, law=law))  # fmt: skip
     _plot(rows, args.out / "convergence_time.png")
     print(f"wrote {args.out / 'convergence_time.json'} and {args.out / 'convergence_time.png'}")
     return 0

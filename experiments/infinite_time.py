@@ -34,6 +34,7 @@ import jaxcr
 from jaxcr import io
 from jaxcr.inference.campaign import software_versions
 from jaxcr.inference.convergence import approach_fit, infinite_time_limit, separation_time
+from jaxcr.plot import save_figure
 from jaxcr.recipes.command import CommandParser, run_command
 
 N_RESAMPLES = 2000
@@ -91,9 +92,7 @@ def _plot(points, path: Path) -> None:
         ax.set_ylabel(f"predicted − measured ln⟨C_ℓ⟩ (fit {p['fit_min']:g}-{p['fit_max']:g} t_sep)")
         ax.set_title(f"σ² = {p['sigma2']:g}, ρ = {p['rho']:g}", fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv=None) -> int:
@@ -143,8 +142,7 @@ def main(argv=None) -> int:
         raise ValueError("no point of --runs has the stored times --fit-min/--fit-max need (see above)")
     meta = dict(settings=dict(fit_min=args.fit_min, fit_max=args.fit_max, runs=[str(r) for r in args.runs], resamples=N_RESAMPLES),
                 runs=settings, jaxcr=jaxcr.__version__, versions=software_versions())  # fmt: skip
-    text = io.to_json(dict(meta=meta, points=points), indent=1)
-    io.atomic_write(args.out / "infinite_time.json", lambda tmp: Path(tmp).write_text(text))
+    io.write_json(args.out / "infinite_time.json", dict(meta=meta, points=points))
     _plot(points, args.out / "infinite_time.png")
     print(f"wrote {args.out / 'infinite_time.json'} and {args.out / 'infinite_time.png'}")
     return 0

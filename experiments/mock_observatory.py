@@ -35,6 +35,7 @@ from jaxcr.observatory import (
     relative_intensity_from_counts,
     spectrum_from_maps,
 )
+from jaxcr.plot import save_figure
 from jaxcr.recipes.command import CommandParser, run_command
 from jaxcr.sky import LOCAL_INTERSTELLAR_FIELD_RA_DEC, equatorial_direction
 
@@ -199,9 +200,7 @@ def _plot(sky, panels, path):
         )
         ax.legend(fontsize=7)
     fig.subplots_adjust(hspace=0.32, top=0.95, bottom=0.06, left=0.07, right=0.97)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110, tight=False)
 
 
 if __name__ == "__main__":

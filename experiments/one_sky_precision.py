@@ -67,8 +67,7 @@ def main(argv=None) -> int:
                         + f" (correlation {p['correlation']:+.2f}; best: {p['best_combination']} "
                         f"= {p['best_combination_sigma']:.2f})"
                     )
-    text = io.to_json(dict(settings=vars(args), rows=rows), indent=1)
-    io.atomic_write(args.out / "precision.json", lambda tmp: Path(tmp).write_text(text))
+    io.write_json(args.out / "precision.json", dict(settings=vars(args), rows=rows))
     print(f"wrote {args.out / 'precision.json'}")
     return 0
 

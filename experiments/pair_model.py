@@ -28,6 +28,7 @@ import numpy as np
 from jaxcr import io
 from jaxcr.inference.campaign import software_versions
 from jaxcr.pair_model import PairModelLaw, pair_spectrum, pair_time_from_spectrum
+from jaxcr.plot import save_figure
 from jaxcr.recipes.command import CommandParser, run_command
 
 GRADIENTS = {"parallel": np.array([0.0, 0.0, 1.0]), "perpendicular": np.array([1.0, 0.0, 0.0])}
@@ -92,9 +93,7 @@ def _plot(rows, fits, loo, path):
                      "(points: leave-one-out laws; dotted: all points)", fontsize=8)  # fmt: skip
     axes[0].set_ylabel("⟨C_ℓ⟩ simulated / model")
     axes[1].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv=None) -> int:
@@ -162,8 +161,7 @@ def main(argv=None) -> int:
         extrapolated=extrapolated,
         versions=software_versions(),
     )
-    text = io.to_json(result, indent=1)
-    io.atomic_write(args.out / "pair_model.json", lambda tmp: Path(tmp).write_text(text))
+    io.write_json(args.out / "pair_model.json", result)
     _plot(rows, fits, loo, args.out / "pair_model.png")
     anchors = json.loads(args.anchors.read_text())
     law_record = dict(
@@ -177,8 +175,7 @@ def main(argv=None) -> int:
             versions=software_versions(),
         ),
     )
-    law_text = io.to_json(law_record, indent=1)
-    io.atomic_write(args.law_out, lambda tmp: Path(tmp).write_text(law_text))
+    io.write_json(args.law_out, law_record)
     print(f"wrote {args.out / 'pair_model.json'}, {args.out / 'pair_model.png'} and {args.law_out}")
     return 0
 

@@ -112,8 +112,7 @@ def main(argv=None) -> int:
             print(f"{row['sigma2']:<6.3g} {row['rho']:<7.3g}{cells}")
     result["law"] = shipped_pair_model_law().as_dict()
     result["versions"] = software_versions()
-    text = io.to_json(result, indent=1)
-    io.atomic_write(args.out / "extrapolation.json", lambda tmp: Path(tmp).write_text(text))
+    io.write_json(args.out / "extrapolation.json", result)
     _plot(result, args.out / "extrapolation.png")
     print(f"wrote {args.out / 'extrapolation.json'} and {args.out / 'extrapolation.png'}")
     return 0

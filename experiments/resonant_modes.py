@@ -41,6 +41,7 @@ from jaxcr.inference.artifact_build import campaign_spectra
 from jaxcr.inference.campaign import software_versions
 from jaxcr.inference.convergence import MAX_NOISE_FRACTION, change_p_value
 from jaxcr.observations import OBSERVATORIES
+from jaxcr.plot import save_figure
 from jaxcr.recipes.command import CommandParser, run_command
 from jaxcr.sky import LOCAL_INTERSTELLAR_FIELD_RA_DEC, equatorial_direction
 
@@ -126,9 +127,7 @@ def _plot(rows, path: Path) -> None:
         ax.set_title(f"{row['analysis']}, σ² = {row['sigma2']:g}", fontsize=9)
         ax.axhline(0, color="0.7", lw=0.8)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv=None) -> int:
@@ -169,8 +168,8 @@ def main(argv=None) -> int:
               + f"; mean {ratio.mean():+.2f}, χ²(ratio = 1) = {np.sum((ratio / se) ** 2):.1f} for {len(ratio)} ℓ")  # fmt: skip
     settings = vars(args) | {"out": str(args.out), "seed": SEED, "mode_ranges": MODE_RANGES}
     specs = {name: c.spec.as_dict() for name, c in campaigns.items()}
-    text = io.to_json(dict(settings=settings, campaigns=specs, rows=rows, versions=software_versions()), indent=1)
-    io.atomic_write(args.out / "resonant_modes.json", lambda tmp: Path(tmp).write_text(text))
+    io.write_json(args.out / "resonant_modes.json",
+                  dict(settings=settings, campaigns=specs, rows=rows, versions=software_versions()))  # fmt: skip
     _plot(rows[: len(args.sigma2)], args.out / "resonant_modes.png")
     print(f"wrote {args.out / 'resonant_modes.json'} and {args.out / 'resonant_modes.png'}")
     return 0

@@ -177,8 +177,7 @@ def main(argv=None) -> int:
                 f"median fit {s['median_fit_time_s']:.1f} s"
             )
         report["truths"].append(entry)
-    text = io.to_json(report, indent=1)
-    io.atomic_write(args.out / "coverage.json", lambda tmp: Path(tmp).write_text(text))
+    io.write_json(args.out / "coverage.json", report)
     print(f"wrote {args.out / 'coverage.json'}")
     return 0
 

@@ -25,6 +25,7 @@ __all__ = [
     "save_dataset",
     "load_dataset",
     "to_json",
+    "write_json",
 ]
 
 
@@ -40,6 +41,12 @@ def to_json(obj, indent: int | None = None) -> str:
         raise TypeError(f"cannot serialise {type(o).__name__}")
 
     return json.dumps(obj, default=default, sort_keys=True, indent=indent)
+
+
+def write_json(path, obj, indent: int | None = 1) -> Path:
+    """``obj`` as :func:`to_json` text, written atomically (:func:`atomic_write`) to ``path``."""
+    text = to_json(obj, indent=indent)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 class CheckpointError(ValueError):

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import theory
 
-__all__ = ["plot_fig2", "plot_gedanken", "plot_sky_maps", "plot_fit"]
+__all__ = ["plot_fig2", "plot_gedanken", "plot_sky_maps", "plot_fit", "save_figure"]
 
 
 def _pyplot():
@@ -27,7 +27,7 @@ def _ticker():
     return matplotlib.ticker
 
 
-def _save(fig, path, dpi: int = 120, tight: bool = True) -> Path:
+def save_figure(fig, path, dpi: int = 120, tight: bool = True) -> Path:
     """Write ``fig`` to ``path`` (folders made) and close it; ``tight``: matplotlib's tight layout
     first (not for healpy's Mollweide axes, which place themselves)."""
     import matplotlib.pyplot as plt
@@ -107,7 +107,7 @@ def plot_fig2(
     ax2.set_title(f"spectrum shape ({ds.gradient.values[0]} gradient)", fontsize=10)
     ax2.legend(fontsize=7.5)
     fig.suptitle(title or _fig2_title(ds), fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _fig2_title(ds) -> str:
@@ -195,7 +195,7 @@ def plot_gedanken(
         _years_axis(a, years_per_unit_time, time_note)
     for a in axes:
         a.legend(fontsize=6)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_sky_maps(
@@ -240,7 +240,7 @@ def plot_sky_maps(
         box = ax.get_position()
         ax.set_position([box.x0, 0.07 + 0.92 * box.y0, box.width, 0.92 * box.height])
     fig.text(0.5, 0.008, caption + (f"\n{time_note}" if time_note else ""), ha="center", va="bottom", fontsize=9)
-    return _save(fig, path, dpi=110, tight=False)
+    return save_figure(fig, path, dpi=110, tight=False)
 
 
 def plot_mock_sky(sky, path, title: str = "") -> Path:
@@ -263,7 +263,7 @@ def plot_mock_sky(sky, path, title: str = "") -> Path:
             m, fig=fig.number, sub=(1, 2, k + 1), title=what, cmap="RdBu_r", min=-v, max=v, unit="δI", format="%.1e"
         )
     fig.suptitle(title + " (equatorial coordinates, RING)", fontsize=10)
-    return _save(fig, path, dpi=110, tight=False)
+    return save_figure(fig, path, dpi=110, tight=False)
 
 
 def plot_fit(result):

@@ -109,8 +109,7 @@ class FitResult:
         from ..plot import plot_fit
 
         folder = Path(folder)
-        text = io.to_json(self.as_dict(), indent=1)
-        io.atomic_write(folder / "fit.json", lambda tmp: Path(tmp).write_text(text))
+        io.write_json(folder / "fit.json", self.as_dict())
         fig = plot_fit(self)
         io.atomic_write(folder / "fit.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
         import matplotlib.pyplot as plt

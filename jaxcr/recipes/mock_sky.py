@@ -115,7 +115,7 @@ def main(argv=None, prog: str = "jaxcr mock-sky") -> int:
         model=model.as_dict(), artifact=artifact.version, pixel_noise=sky.pixel_noise,
         jaxcr=software_versions().get("jaxcr"), versions=software_versions(),
     )  # fmt: skip
-    io.atomic_write(out / "params.json", lambda p: Path(p).write_text(io.to_json(params, indent=2)))
+    io.write_json(out / "params.json", params, indent=2)
     print(
         f"wrote {out}: maps.fits, sky.fits, spectrum.csv, mock_sky.png, params.json "
         f"({int(obs.counts.sum())} events, {time.perf_counter() - started:.0f} s)\n"
