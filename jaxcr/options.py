@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["FieldPrecision", "ModeSumLayout", "Estimator", "BackgroundMethod", "as_option"]
+__all__ = ["FieldPrecision", "ModeSumLayout", "Estimator", "BackgroundMethod", "PixelNoiseScatter", "as_option"]
 
 
 class FieldPrecision(enum.StrEnum):
@@ -65,6 +65,18 @@ class Estimator(enum.StrEnum):
     PSEUDO = "pseudo"
     FSKY = "fsky"
     K_CORRECTED = "k-corrected"
+
+
+class PixelNoiseScatter(enum.StrEnum):
+    """What an emulator artifact does with the fluctuations of the campaign's own pixel noise
+    (Eq. 12) in its realisations' ln C_ℓ (:mod:`jaxcr.inference.pixel_noise`). ``DECONVOLVED``
+    removes them from the mean and the covariance of ln C_ℓ: the model is the sky without pixel
+    noise, as a real sky is. ``KEPT`` leaves them (and raises realisations pushed to or below zero
+    to 10⁻³ of the mean): the scatter is then too wide and ⟨ln C_ℓ⟩ too low where the noise is
+    comparable to the signal (0.3 release)."""
+
+    DECONVOLVED = "deconvolved"
+    KEPT = "kept"
 
 
 class BackgroundMethod(enum.StrEnum):

@@ -20,7 +20,7 @@ from .observatory import MockObservation, mock_observation, spectrum_from_maps
 from .random import realisation_keys
 from .spectrum_model import SpectrumModel, backtracked_maps, realisation_spectra
 
-__all__ = ["synthetic_spectrum", "MockSky", "mock_skies", "mock_sky_spectra"]
+__all__ = ["synthetic_spectrum", "MockSky", "mock_skies", "mock_sky_spectra", "pixel_noise_sigma"]
 
 
 def _checked_values(values: Mapping, model: SpectrumModel) -> dict:
@@ -112,6 +112,17 @@ class MockSky:
     spectrum: ObservedSpectrum
 
 
+def pixel_noise_sigma(spectrum: ObservedSpectrum, level: float, t_ell, v_ell) -> np.ndarray:
+    """The standard deviation of a simulated sky's own pixel noise (Eq. 12, white level ``level``)
+    in its spectrum at ``spectrum.ell``: sqrt(v_ℓ N² (1 + 2 S_ℓ/(t_ℓ N))), with t_ℓ, v_ℓ the mean and
+    variance of the analysis' spectrum of unit white noise and S_ℓ the sky's signal (the spectrum
+    less its shot noise, at least 0): the noise's own spread and its cross term with the signal."""
+    shot = spectrum.isotropic_mean if spectrum.isotropic_mean is not None else spectrum.noise_level
+    signal = np.maximum(spectrum.cl - shot, 0.0)
+    t, v = np.asarray(t_ell)[spectrum.ell], np.asarray(v_ell)[spectrum.ell]
+    return np.sqrt(v * level**2 * (1.0 + 2.0 * signal / (t * level)))
+
+
 def mock_skies(
     values: Mapping,
     model: SpectrumModel,
@@ -135,7 +146,9 @@ def mock_skies(
     file by :func:`jaxcr.observatory.spectrum_from_maps` with the observatory's analysis (errors from
     ``n_resamples`` Poisson resamplings), ℓ = 1..``lmax``. The simulated sky's own pixel noise
     (Eq. 12, measured on the map: :func:`jaxcr.spectrum_model.pixel_noise_level`, times the
-    analysis' noise response) is subtracted, so the spectrum is that of the continuous sky.
+    analysis' noise response) is subtracted, so the spectrum is that of the continuous sky, and
+    the spread of that noise is added to the file's errors (:func:`pixel_noise_sigma`): it is an
+    error of the simulated observation, which a real sky does not have.
     """
     values = _checked_values(values, model)
     _checks.check_positive("amplitude", amplitude)
@@ -146,7 +159,7 @@ def mock_skies(
     analysis = observatory.analysis
     maps, noise = backtracked_maps(model, values, realisation_keys(seed, n_skies), [float(time)])
     maps, noise = maps[:, 0], noise[:, 0]  # (n, P), (n,)
-    t_ell, _ = analysis.noise_response(model.nside)
+    t_ell, v_ell = analysis.noise_response(model.nside)
     out = []
     for i, (m, n_hat) in enumerate(zip(maps, noise)):
         sky = np.sqrt(amplitude) * (np.asarray(m) - float(np.mean(m)))
@@ -165,6 +178,9 @@ def mock_skies(
             f"a={amplitude:g}, nside {model.nside}, pixel noise {amplitude * n_hat:.3g} removed",
         )
         spec = dataclasses.replace(spec, cl=spec.cl - amplitude * n_hat * t_ell[spec.ell], synthetic=True)
+        spec = dataclasses.replace(
+            spec, sigma=np.hypot(spec.sigma, pixel_noise_sigma(spec, amplitude * float(n_hat), t_ell, v_ell))
+        )
         out.append(MockSky(sky, obs, float(amplitude * n_hat), spec))
     return out
 

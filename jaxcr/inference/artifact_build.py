@@ -6,10 +6,9 @@
 1. removes the simulation's own pixel noise (Eq. 12) from every realisation's spectrum: the
    white level N̂ measured on the map (:func:`jaxcr.spectrum_model.pixel_noise_level`) times
    the analysis' response t_ℓ to white noise (:meth:`jaxcr.analysis.Analysis.noise_response`; the mask, the ring-mean
-   removal of time-scrambling and the ℓ ≤ L removal shape it). The noise's fluctuations stay in
-   the realisations' scatter: the cosmic variance is then slightly overestimated where the pixel
-   noise is comparable to the signal (conservative; removing a Gaussian estimate of that share
-   made the intervals of synthetic-sky fits too narrow);
+   removal of time-scrambling and the ℓ ≤ L removal shape it), and by default also the noise's
+   fluctuations from the mean and covariance of ln C_ℓ (:mod:`jaxcr.inference.pixel_noise`,
+   :class:`jaxcr.options.PixelNoiseScatter`);
 2. chooses the backtracking time T among the campaign's times by the convergence diagnostic
    (:func:`convergence_table`): the earliest T at which the noise-corrected ⟨C_ℓ⟩ of the fitted
    multipoles agree, within their errors, with those at every later stored time; the model
@@ -34,6 +33,7 @@ import numpy as np
 
 from .._version import __version__
 from ..analysis import Analysis
+from ..options import PixelNoiseScatter, as_option
 from ..pair_model import PairModelBaseline, PairModelLaw
 from ..parametrisation import RHO, SIGMA2, Parametrisation, Transform
 from ..spectra import max_lmax
@@ -41,6 +41,7 @@ from .artifact import EmulatorArtifact
 from .campaign import Campaign, software_versions
 from .convergence import MAX_NOISE_FRACTION, POINT_ALPHA, convergence_table, noise_error, passing_ell_max
 from .emulator import SpectrumEmulator
+from .pixel_noise import deconvolved_log_moments
 
 __all__ = ["build_artifact", "artifact_from_spectra", "campaign_spectra", "realisation_moments"]
 
@@ -70,6 +71,7 @@ def build_artifact(
     point_alpha: float = POINT_ALPHA,
     pair_model: PairModelLaw | None = None,
     box: dict | None = None,
+    pixel_noise_scatter: PixelNoiseScatter = PixelNoiseScatter.DECONVOLVED,
 ) -> EmulatorArtifact:
     """The emulator artifact of one analysis of a finished campaign (module docstring).
 
@@ -95,6 +97,8 @@ def build_artifact(
             exponents on the campaign, and its error grows with the distance from the design (the
             leverage); degree 0 keeps the law's exponents. Held-out tests: docs/fitting.md.
         box: {name: (low, high)} fit boxes wider than the design's (physical units), with ``pair_model`` only.
+        pixel_noise_scatter: remove the pixel noise's fluctuations from the log-normal moments
+            (``DECONVOLVED``, default) or keep them (``KEPT``, the 0.3 artifacts).
     """
     spec = campaign.spec
     names = [a.name for a in spec.analyses]
@@ -126,6 +130,7 @@ def build_artifact(
         pair_model=pair_model,
         cos2_gradient_b0=spec.model.cos2_gradient_b0,
         box=box,
+        pixel_noise_scatter=pixel_noise_scatter,
     )
 
 
@@ -175,6 +180,7 @@ def artifact_from_spectra(
     pair_model: PairModelLaw | None = None,
     cos2_gradient_b0: float = 1.0,
     box: dict | None = None,
+    pixel_noise_scatter: PixelNoiseScatter = PixelNoiseScatter.DECONVOLVED,
 ) -> EmulatorArtifact:
     """The emulator artifact of per-realisation model spectra on a design (module docstring).
 
@@ -184,7 +190,7 @@ def artifact_from_spectra(
         spectra: per design point, realisation and time, the analysis' spectrum (K, R, T, lmax+1).
         pixel_noise: each map's white pixel-noise level N̂ (K, R, T) (zeros: none to remove).
         times: the times ΩT of axis T; analysis, nside: how the spectra were made.
-        ells, time, degree, z_margin, point_alpha, pair_model, box: as for :func:`build_artifact`.
+        ells, time, degree, z_margin, point_alpha, pair_model, box, pixel_noise_scatter: as for :func:`build_artifact`.
         cos2_gradient_b0: cos² of the angle between the CR gradient and B0 (the pair model's g).
         provenance: recorded with the artifact (the design size, diagnostic, versions and date are added).
     """
@@ -201,8 +207,9 @@ def artifact_from_spectra(
     design_box = parameters.design_box(design)
     fit_box = _fit_box(design_box, pair_model, box)
     auto_ells = ells is None
+    pixel_noise_scatter = as_option(PixelNoiseScatter, "pixel_noise_scatter", pixel_noise_scatter)
     ells = _check_artifact_options(ells, degree, time, times, lmax, analysis, pair_model is not None)
-    t_ell, _ = analysis.noise_response(nside)
+    t_ell, v_ell = analysis.noise_response(nside)
     c = spectra - pixel_noise[..., None] * t_ell  # noise-corrected, (K, R, T, L)
     passing = passing_ell_max(c, pixel_noise, t_ell, ells)
     # ells None: the widest range from the first ℓ that is converged and resolved at one time;
@@ -219,6 +226,12 @@ def artifact_from_spectra(
     ells = ells[ells <= top]
     moments = [realisation_moments(c[k, :, j][:, ells]) for k in range(k_points)]
     means, covs, log_means, log_covs, raised = (np.array([m[i] for m in moments]) for i in range(5))
+    if pixel_noise_scatter == PixelNoiseScatter.DECONVOLVED:
+        log_moments = [
+            deconvolved_log_moments(c[k, :, j][:, ells], pixel_noise[k, :, j], t_ell[ells], v_ell[ells])
+            for k in range(k_points)
+        ]
+        log_means, log_covs = np.array([m[0] for m in log_moments]), np.array([m[1] for m in log_moments])
     frac = np.array(
         [pixel_noise[k][:, j].mean() * t_ell[ells] / np.where(means[k] > 0, means[k], np.nan) for k in range(k_points)]
     )
@@ -242,7 +255,8 @@ def artifact_from_spectra(
         | dict(
             design_points=int(k_points),
             design_box=design_box.as_dict(),
-            raised_to_floor=float(np.max(raised)),
+            raised_to_floor=float(np.max(raised)) if pixel_noise_scatter == PixelNoiseScatter.KEPT else 0.0,
+            pixel_noise_scatter=pixel_noise_scatter.value,
             convergence=dict(
                 table=rows,
                 chosen_time=float(times[chosen]),
@@ -253,7 +267,7 @@ def artifact_from_spectra(
             ),
             built=_time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             versions=software_versions(),
-            builder=f"jaxcr {__version__} artifact_from_spectra(degree={degree}"
+            builder=f"jaxcr {__version__} artifact_from_spectra(degree={degree}, pixel noise {pixel_noise_scatter.value}"
             + ("" if pair_model is None else ", pair-model baseline")
             + ")",
         ),

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..options import PixelNoiseScatter
 from .command import CommandParser
 
 OBSERVATORY_CHOICES = ("icecube", "hawc", "hawc+icecube")
@@ -263,7 +264,14 @@ def _artifact(args) -> int:
     elif args.fit_sigma2 is not None or args.fit_rho is not None:
         raise ValueError("--fit-sigma2 and --fit-rho need --pair-model: the polynomial emulator does not extrapolate")
     artifact = build_artifact(
-        campaign, args.analysis, ells=ells, time=args.time, degree=args.degree, pair_model=law, box=box or None
+        campaign,
+        args.analysis,
+        ells=ells,
+        time=args.time,
+        degree=args.degree,
+        pair_model=law,
+        box=box or None,
+        pixel_noise_scatter=args.pixel_noise_scatter,
     )
     artifact.save(args.out)
     print(artifact.summary())
@@ -383,6 +391,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    help="with --pair-model: the σ² box fits may use, containing the simulated one")  # fmt: skip
     s.add_argument("--fit-rho", type=float, nargs=2, metavar=("LO", "HI"),
                    help="with --pair-model: the r_L/λ_c box fits may use, containing the simulated one (e.g. 0.001 0.2)")  # fmt: skip
+    s.add_argument("--pixel-noise-scatter", choices=[o.value for o in PixelNoiseScatter], default="deconvolved",
+                   help="remove the campaign's pixel-noise fluctuations from the moments of ln C_ℓ (deconvolved, "
+                   "default) or keep them (kept: the 0.3 artifacts)")  # fmt: skip
     s.add_argument("--out", type=Path, required=True, help="the artifact file to write (.npz)")
     s.set_defaults(run=_artifact)
     return ap
