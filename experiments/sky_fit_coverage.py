@@ -3,7 +3,7 @@
     python experiments/sky_fit_coverage.py --artifact results/campaign_fits/icecube_l20.npz \\
         [--truth 1.0 0.1] [--truth 0.5 0.15] [--skies 24] [--gradient-per-pc 0.01] [--b0-mug 3] \\
         [--observatory icecube] [--sky-nside 64] [--form lognormal offset-lognormal gaussian] [--seed 4242]
-        [--out results/sky_fit_coverage] [--reuse-skies]
+        [--out results/sky_fit_coverage] [--skies-from EARLIER_OUT]
 
 For each truth (σ², r_L/λ_c) it makes --skies single synthetic skies (one field realisation each,
 independent of the campaign's, backtracked from every pixel of --sky-nside (default twice the
@@ -18,9 +18,9 @@ truth's side; skies whose interval is open on that side, cut by the design box, 
 apart), how often each direction was flagged poorly constrained, the median χ² p-value and the
 Kolmogorov-Smirnov distance of the p-values from uniform (a right likelihood gives uniform
 p-values), the skies the likelihood refuses (log-normal: Ĉ_ℓ ≤ N at a fitted ℓ), and the fit time. Writes coverage.json (every fit, the settings and versions) and prints a table.
-The skies' spectrum files are saved under --out/skies/; --reuse-skies fits those (made with the
-same truth, seed, nside, time and amplitude, as their files record) instead of making them again,
-so that several artifacts can be tried on the same skies.
+The skies' spectrum files are saved under --out/skies/; --skies-from EARLIER_OUT fits those of an
+earlier run (made with the same truth, seed, nside, time and amplitude, as their files record)
+instead of making them again, so that several artifacts can be tried on the same skies.
 """
 
 from __future__ import annotations
@@ -114,7 +114,9 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--seed", type=int, default=4242, help="seed of the skies and their Poisson counts (default 4242)")
     ap.add_argument("--out", type=Path, default=Path("results/sky_fit_coverage"), help="output folder")
-    ap.add_argument("--reuse-skies", action="store_true", help="fit the skies saved in --out/skies by an earlier run")
+    ap.add_argument(
+        "--skies-from", type=Path, help="fit the skies an earlier run saved (its --out) instead of new ones"
+    )
     args = ap.parse_args(argv)
     if args.skies < 2:
         ap.error(f"--skies must be >= 2; got {args.skies}")
@@ -137,9 +139,9 @@ def main(argv=None) -> int:
     for k, (s2, rho) in enumerate(truths):
         t0 = time.perf_counter()
         sky_time = artifact.time_at(dict(sigma2=s2, rho=rho))
-        folder = args.out / "skies"
+        folder = (args.skies_from or args.out) / "skies"
         paths = [folder / f"truth{k}_sky{i:03d}.csv" for i in range(args.skies)]
-        if args.reuse_skies:
+        if args.skies_from is not None:
             skies = [_saved_sky(p, s2, rho, args.seed + 1000 * k, sky_nside, sky_time, amplitude) for p in paths]
         else:
             skies = mock_sky_spectra(
@@ -198,14 +200,14 @@ def main(argv=None) -> int:
 def _saved_sky(path: Path, sigma2, rho, seed, nside, sky_time, amplitude) -> ObservedSpectrum:
     """A sky saved by an earlier run, refused unless its file records the same truth and settings."""
     if not path.exists():
-        raise SystemExit(f"--reuse-skies: {path} does not exist; run once without --reuse-skies to make the skies")
+        raise SystemExit(f"--skies-from: {path} does not exist; run once without --skies-from to make the skies")
     sky = load_spectrum(path)
     wanted = (f"seed {seed}:", f"'sigma2': {float(sigma2)!r}", f"'rho': {float(rho)!r}", f"ΩT={sky_time:g}",
               f"a={amplitude:g}", f"nside {nside},")  # fmt: skip
     missing = [w for w in wanted if w not in sky.source]
     if missing:
         raise SystemExit(
-            f"--reuse-skies: {path} was made with other settings (its source lacks {missing}): {sky.source}"
+            f"--skies-from: {path} was made with other settings (its source lacks {missing}): {sky.source}"
         )
     return sky
 

@@ -16,7 +16,8 @@ realisations over (μ_ℓ, s_ℓ) (Gauss-Hermite quadrature over ln S). Across m
 independent, so the covariance of the posterior means E[ln S_r | c_r] is that of ln S attenuated
 by the reliability β_ℓ = Var(E[ln S | c])/s_ℓ² at each end (exact for Gaussian variables); the
 off-diagonal covariance is divided by β_ℓ β_ℓ'. Where the noise is negligible this is the plain
-log-normal estimate (tested); no realisation is raised to a floor.
+log-normal estimate (tested); no realisation is raised to a floor. Spectra without pixel noise
+(N̂ = 0 everywhere: not made from maps) get the plain moments.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ def deconvolved_log_moments(c, pixel_noise, t_ell, v_ell):
     """
     c, pixel_noise = np.asarray(c, dtype=float), np.asarray(pixel_noise, dtype=float)
     n_real, n_ell = c.shape
+    if not np.any(pixel_noise > 0):  # spectra without pixel noise (not from maps): the plain moments
+        logs = np.log(np.maximum(c, 1e-3 * np.abs(c.mean(0))))
+        return logs.mean(0), np.atleast_2d(np.cov(logs.T))
     mus, variances, posterior = np.empty(n_ell), np.empty(n_ell), np.empty((n_real, n_ell))
     for i in range(n_ell):
         mus[i], variances[i], posterior[:, i] = _fit_one(c[:, i], pixel_noise, float(t_ell[i]), float(v_ell[i]))

@@ -12,6 +12,7 @@
     jaxcr campaign dask FOLDER --scheduler tcp://HOST:8786   # tasks on a Dask cluster (pip install 'jaxcr[cluster]')
     jaxcr campaign artifact FOLDER --analysis icecube [--ell-max 20] [--time T] [--degree 2] --out emulator.npz
         [--pair-model [LAW.json] [--fit-sigma2 LO HI] [--fit-rho LO HI]]   # θ-dependence by jaxcr.pair_model
+        [--pixel-noise-scatter kept]   # keep the campaign's pixel-noise fluctuations in ln C_ℓ (0.3 artifacts)
 
 A campaign backtracks N_B realisations at every design point of (σ², r_L/λ_c) (log-spaced grid over
 the box) from every pixel of --nside to each of its times (multiples of its separation time
@@ -40,13 +41,11 @@ from .command import CommandParser
 OBSERVATORY_CHOICES = ("icecube", "hawc", "hawc+icecube")
 
 
-# Measured particle-steps/s on 2 CPU cores (idle AMD EPYC VM, float64): 3.3e7 in campaign points of
-# N = 32 modes, 1.18e7 in the side-by-side benchmark with the C++ code at N = 256. A step costs
-# a + b·N seconds per particle; these two figures fix a and b.
+# Measured particle-steps/s on 2 CPU cores (idle AMD EPYC VM, float64): 3.3e7 in campaign points of N = 32 modes,
+# 1.18e7 in the side-by-side benchmark with the C++ code at N = 256; a step costs a + b·N s per particle.
 CPU_RATES = {32: 3.3e7, 256: 1.18e7}
-# The fast field level (float32 mode sum) ran the shipped artifacts' campaign (16 points, N = 32,
-# nside 32, 2026-12-04) at 6.8e7 particle-steps/s on the same machine: 2.06 times float64. No
-# float32-level campaign was timed; it is counted at the fast level's rate.
+# The fast field level ran the shipped artifacts' campaign (16 points, N = 32, nside 32, 2026-12-04) at 6.8e7
+# particle-steps/s on the same machine: 2.06 times float64. The float32 level is counted at the same rate.
 REDUCED_PRECISION_SPEEDUP = 6.8e7 / 3.3e7
 DEFAULT_SEPARATION_TIMES = (0.5, 1.0, 2.0, 4.0)  # × t_sep(σ², ρ): the measured T_conv/t_sep was 0.3-6.8
 GPU_MODE_STEPS = 1.1e11  # mode-steps/s on one NVIDIA H200 (4.3e8 particle-steps/s at N = 256)
@@ -264,15 +263,9 @@ def _artifact(args) -> int:
     elif args.fit_sigma2 is not None or args.fit_rho is not None:
         raise ValueError("--fit-sigma2 and --fit-rho need --pair-model: the polynomial emulator does not extrapolate")
     artifact = build_artifact(
-        campaign,
-        args.analysis,
-        ells=ells,
-        time=args.time,
-        degree=args.degree,
-        pair_model=law,
-        box=box or None,
+        campaign, args.analysis, ells=ells, time=args.time, degree=args.degree, pair_model=law, box=box or None,
         pixel_noise_scatter=args.pixel_noise_scatter,
-    )
+    )  # fmt: skip
     artifact.save(args.out)
     print(artifact.summary())
     unit = " t_sep" if campaign.spec.separation_times else ""
