@@ -28,6 +28,7 @@ import scipy.optimize
 __all__ = ["deconvolved_log_moments"]
 
 _NODES, _WEIGHTS = np.polynomial.hermite.hermgauss(64)
+_LOG_S_MIN = np.log(1e-6)  # identical realisations: the scatter's estimate stops at 10⁻⁶ e-folds
 
 
 def _noise_variance(s, noise, t_ell, v_ell):
@@ -63,16 +64,16 @@ def _fit_one(c, noise, t_ell, v_ell):
     """(μ, s², posterior means of ln S per realisation) of one multipole at one point."""
     positive = c[c > 0]
     start_mu = np.log(np.median(positive)) if positive.size else np.log(np.maximum(t_ell * noise.mean(), 1e-300))
-    start_s = np.log(np.std(np.log(positive), ddof=1)) if positive.size > 2 else 0.0
+    start_s = np.log(max(np.std(np.log(positive), ddof=1), 1e-3)) if positive.size > 2 else 0.0
 
     def nll(p):
-        terms, _ = _log_terms(c, noise, t_ell, v_ell, p[0], np.exp(p[1]))
+        terms, _ = _log_terms(c, noise, t_ell, v_ell, p[0], np.exp(max(p[1], _LOG_S_MIN)))
         return -np.sum(np.logaddexp.reduce(terms, axis=1))
 
     best = scipy.optimize.minimize(
         nll, [start_mu, start_s], method="Nelder-Mead", options=dict(xatol=1e-8, fatol=1e-10, maxiter=4000)
     )
-    mu, log_s = best.x
+    mu, log_s = best.x[0], max(best.x[1], _LOG_S_MIN)
     terms, ln_s = _log_terms(c, noise, t_ell, v_ell, mu, np.exp(log_s))
     post = np.exp(terms - np.logaddexp.reduce(terms, axis=1, keepdims=True))
     return mu, np.exp(2 * log_s), np.sum(post * ln_s, axis=1)
