@@ -193,8 +193,30 @@ def main(argv=None) -> int:
             )
         report["truths"].append(entry)
     io.write_json(args.out / "coverage.json", report)
-    print(f"wrote {args.out / 'coverage.json'}")
+    figure = plot_p_values(report, args.out / "p_values.png")
+    print(f"wrote {args.out / 'coverage.json'} and {figure}")
     return 0
+
+
+def plot_p_values(report: dict, path: Path) -> Path:
+    """Histogram of the fits' χ² p-values, per likelihood form and gradient mode, all truths
+    together: a right likelihood gives a flat histogram (the dashed line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxcr.plot import save_figure
+
+    cells = sorted({(form, mode) for t in report["truths"] for form, m in t["forms"].items() for mode in m})
+    fig, axes = plt.subplots(1, len(cells), figsize=(3.2 * len(cells), 2.8), squeeze=False)
+    for ax, (form, mode) in zip(axes[0], cells):
+        p = np.concatenate([t["forms"][form][mode]["summary"]["p_values"] for t in report["truths"]])
+        ax.hist(p, bins=10, range=(0, 1), color="C0", alpha=0.8)
+        ax.axhline(len(p) / 10, color="k", ls="--", lw=1)
+        ax.set(title=f"{form}, gradient {mode}", xlabel="χ² p-value", ylabel="fits")
+    fig.suptitle(f"artifact {report['artifact']}: {len(report['truths'])} truths", fontsize=9)
+    return save_figure(fig, path)
 
 
 def _saved_sky(path: Path, sigma2, rho, seed, nside, sky_time, amplitude) -> ObservedSpectrum:
