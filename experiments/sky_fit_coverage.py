@@ -7,8 +7,8 @@
 
 For each truth (σ², r_L/λ_c) it makes --skies single synthetic skies (one field realisation each,
 independent of the campaign's, backtracked from every pixel of --sky-nside (default twice the
-campaign's, so that the skies' own pixel noise, subtracted like the model's, is 4× smaller: a
-real sky has none) to the artifact's ΩT), observes each with the mock observatory (Poisson counts with the observatory's
+campaign's, so that the skies' own pixel noise, counted as noise of the observation, is 4×
+smaller: a real sky has none) to the artifact's ΩT), observes each with the mock observatory (Poisson counts with the observatory's
 event number in its band, background by time-scrambling; jaxcr.synthetic.mock_sky_spectra),
 turns the maps into a spectrum by the maps-to-spectrum path (ℓ = 1..the artifact's lmax), and fits
 it on the artifact (each likelihood of --form, default lognormal) twice: with the gradient known (--gradient-per-pc, B0 --b0-mug) and with the

@@ -20,7 +20,7 @@ from .observatory import MockObservation, mock_observation, spectrum_from_maps
 from .random import realisation_keys
 from .spectrum_model import SpectrumModel, backtracked_maps, realisation_spectra
 
-__all__ = ["synthetic_spectrum", "MockSky", "mock_skies", "mock_sky_spectra", "pixel_noise_sigma"]
+__all__ = ["synthetic_spectrum", "MockSky", "mock_skies", "mock_sky_spectra", "with_pixel_noise"]
 
 
 def _checked_values(values: Mapping, model: SpectrumModel) -> dict:
@@ -103,7 +103,7 @@ class MockSky:
             (:class:`jaxcr.observatory.MockObservation`).
         pixel_noise: a·N̂, the white level of the simulated sky's own pixel noise (Eq. 12).
         spectrum: the spectrum file of the observation (:func:`jaxcr.observatory.spectrum_from_maps`)
-            with the sky's pixel noise through the analysis, a·N̂·t_ℓ, subtracted.
+            with the sky's pixel noise counted as noise of the observation (:func:`with_pixel_noise`).
     """
 
     relative_intensity: np.ndarray
@@ -112,15 +112,30 @@ class MockSky:
     spectrum: ObservedSpectrum
 
 
-def pixel_noise_sigma(spectrum: ObservedSpectrum, level: float, t_ell, v_ell) -> np.ndarray:
-    """The standard deviation of a simulated sky's own pixel noise (Eq. 12, white level ``level``)
-    in its spectrum at ``spectrum.ell``: sqrt(v_ℓ N² (1 + 2 S_ℓ/(t_ℓ N))), with t_ℓ, v_ℓ the mean and
-    variance of the analysis' spectrum of unit white noise and S_ℓ the sky's signal (the spectrum
-    less its shot noise, at least 0): the noise's own spread and its cross term with the signal."""
-    shot = spectrum.isotropic_mean if spectrum.isotropic_mean is not None else spectrum.noise_level
-    signal = np.maximum(spectrum.cl - shot, 0.0)
+def with_pixel_noise(spectrum: ObservedSpectrum, level: float, t_ell, v_ell) -> ObservedSpectrum:
+    """A simulated sky's spectrum file with the sky's own pixel noise (Eq. 12, white level ``level``)
+    counted as noise of the observation, like the shot noise: its mean spectrum through the analysis,
+    level·t_ℓ, is added to the isotropic band's mean (and level·median t_ℓ to the flat level), its
+    variance level²·v_ℓ to the band's, and its spread with the signal S_ℓ (the spectrum less all
+    noise, at least 0), sqrt(v_ℓ level² (1 + 2 S_ℓ/(t_ℓ level))), to the errors. t_ℓ, v_ℓ: mean and
+    variance of the analysis' spectrum of unit white noise. Every likelihood form then subtracts
+    or models it with the shot noise; a real sky has none."""
     t, v = np.asarray(t_ell)[spectrum.ell], np.asarray(v_ell)[spectrum.ell]
-    return np.sqrt(v * level**2 * (1.0 + 2.0 * signal / (t * level)))
+    shot = spectrum.isotropic_mean if spectrum.isotropic_mean is not None else spectrum.noise_level
+    signal = np.maximum(spectrum.cl - shot - level * t, 0.0)
+    spread = np.sqrt(v * level**2 * (1.0 + 2.0 * signal / (t * level)))
+    band = {}
+    if spectrum.isotropic_mean is not None and spectrum.isotropic_sigma is not None:
+        band = dict(
+            isotropic_mean=spectrum.isotropic_mean + level * t,
+            isotropic_sigma=np.sqrt(spectrum.isotropic_sigma**2 + v * level**2),
+        )
+    return dataclasses.replace(
+        spectrum,
+        sigma=np.hypot(spectrum.sigma, spread),
+        noise_level=spectrum.noise_level + level * float(np.median(t)),
+        **band,
+    )
 
 
 def mock_skies(
@@ -145,10 +160,10 @@ def mock_skies(
     Poisson counts in its band, the background estimated by its method) and turned into a spectrum
     file by :func:`jaxcr.observatory.spectrum_from_maps` with the observatory's analysis (errors from
     ``n_resamples`` Poisson resamplings), ℓ = 1..``lmax``. The simulated sky's own pixel noise
-    (Eq. 12, measured on the map: :func:`jaxcr.spectrum_model.pixel_noise_level`, times the
-    analysis' noise response) is subtracted, so the spectrum is that of the continuous sky, and
-    the spread of that noise is added to the file's errors (:func:`pixel_noise_sigma`): it is an
-    error of the simulated observation, which a real sky does not have.
+    (Eq. 12, measured on the map: :func:`jaxcr.spectrum_model.pixel_noise_level`) is counted as
+    noise of the observation, with the shot noise (:func:`with_pixel_noise`): the file's isotropic
+    band and errors carry it, so every likelihood form removes or models it and the spectrum less
+    its noise is that of the continuous sky. A real sky has none.
     """
     values = _checked_values(values, model)
     _checks.check_positive("amplitude", amplitude)
@@ -175,12 +190,9 @@ def mock_skies(
             observatory=observatory.name,
             energy_tev=observatory.median_energy_tev,
             source=f"jaxcr {__version__} mock sky {i} of seed {seed}: values={values}, ΩT={time:g}, "
-            f"a={amplitude:g}, nside {model.nside}, pixel noise {amplitude * n_hat:.3g} removed",
+            f"a={amplitude:g}, nside {model.nside}, pixel noise {amplitude * n_hat:.3g} in the noise",
         )
-        spec = dataclasses.replace(spec, cl=spec.cl - amplitude * n_hat * t_ell[spec.ell], synthetic=True)
-        spec = dataclasses.replace(
-            spec, sigma=np.hypot(spec.sigma, pixel_noise_sigma(spec, amplitude * float(n_hat), t_ell, v_ell))
-        )
+        spec = with_pixel_noise(dataclasses.replace(spec, synthetic=True), amplitude * float(n_hat), t_ell, v_ell)
         out.append(MockSky(sky, obs, float(amplitude * n_hat), spec))
     return out
 

@@ -272,3 +272,25 @@ def test_infinite_time_script_predicts_later_times(tmp_path):
         "infinite_time.py", "--runs", str(run), "--fit-min", "3", "--fit-max", "4", "--out", str(tmp_path / "o2")
     )
     assert proc.returncode != 0 and "need >= 3 and >= 1" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_sky_fit_coverage_script_saves_its_skies_and_fits_them_again(tmp_path):
+    """experiments/sky_fit_coverage.py on the shipped IceCube-like artifact with 3 skies at nside 8:
+    it writes coverage.json, p_values.png and the skies; --skies-from fits the same skies to the
+    same χ² (same artifact, deterministic fits), and refuses skies made with another seed."""
+    first, again = tmp_path / "first", tmp_path / "again"
+    common = ["--artifact", str(ROOT / "jaxcr" / "data" / "icecube.npz"), "--truth", "1.0", "0.1", "--skies", "3",
+              "--sky-nside", "8", "--form", "offset-lognormal"]  # fmt: skip
+    proc = _script("sky_fit_coverage.py", *common, "--out", str(first))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (first / "p_values.png").stat().st_size > 0 and len(list((first / "skies").glob("*.csv"))) == 3
+    proc = _script("sky_fit_coverage.py", *common, "--skies-from", str(first), "--out", str(again))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    chi2 = [
+        [f["chi2"] for f in json.loads((d / "coverage.json").read_text())["truths"][0]["forms"]["offset-lognormal"]["known"]["fits"]]
+        for d in (first, again)
+    ]  # fmt: skip
+    assert len(chi2[0]) == 3 and chi2[0] == pytest.approx(chi2[1], rel=1e-9)
+    proc = _script("sky_fit_coverage.py", *common, "--seed", "1", "--skies-from", str(first), "--out", str(again))
+    assert proc.returncode != 0 and "made with other settings" in proc.stdout + proc.stderr

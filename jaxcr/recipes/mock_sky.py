@@ -15,7 +15,8 @@ results/mock_sky_<observatory>):
   of `jaxcr spectrum-from-maps`);
 * sky.fits: the model sky's δI (what the observatory would see without shot noise);
 * spectrum.csv: the observation's spectrum file (as `jaxcr spectrum-from-maps maps.fits` makes it,
-  less the simulated sky's own pixel noise, recorded in its source line);
+  with the simulated sky's own pixel noise counted as noise of the observation: in its isotropic
+  band and errors, its level in the source line);
 * mock_sky.png: the model sky and the observed relative intensity (Mollweide); params.json.
 
 The next step: `jaxcr fit DIR/spectrum.csv --gradient-per-pc G --ell-max L` (L: the artifact's largest ℓ;
