@@ -158,9 +158,16 @@ def test_the_readme_first_fit_runs_in_a_minute(tmp_path):
 
 def test_shipped_artifacts_serve_their_analyses():
     """Each shipped artifact loads (its version hash checks its arrays) and is found for its
-    observatory's analysis; an analysis without one is refused with what to do."""
+    observatory's analysis, and by its name; an analysis or a name without one is refused with
+    what to do."""
     from jaxcr.analysis import Analysis
-    from jaxcr.inference.shipped import shipped_artifact_for, shipped_artifacts
+    from jaxcr.inference import EmulatorArtifact
+    from jaxcr.inference.shipped import (
+        check_artifact_path,
+        shipped_artifact_for,
+        shipped_artifact_names,
+        shipped_artifacts,
+    )
     from jaxcr.observations import OBSERVATORIES, load_spectrum
 
     assert [p.stem for p in shipped_artifacts()] == ["hawc", "icecube"]
@@ -171,6 +178,14 @@ def test_shipped_artifacts_serve_their_analyses():
     assert example.synthetic and shipped_artifact_for(example.analysis).analysis.name == "icecube"
     with pytest.raises(ValueError, match="no shipped artifact .* `jaxcr campaign create"):
         shipped_artifact_for(Analysis("north", 0.0, 90.0))
+    # by name: the defaults as <analysis>, other boxes as <analysis>-<box> (jaxcr/data/<box>/)
+    named = shipped_artifact_names()
+    assert named["icecube"] == check_artifact_path("icecube") == ROOT / "jaxcr" / "data" / "icecube.npz"
+    for name, path in named.items():
+        assert name == path.stem or name == f"{path.stem}-{path.parent.name}"
+        assert EmulatorArtifact.load(check_artifact_path(name)).analysis.name == path.stem
+    with pytest.raises(ValueError, match="is not a shipped artifact \\(hawc, icecube"):
+        check_artifact_path("icecube-narrow")
 
 
 @pytest.mark.slow

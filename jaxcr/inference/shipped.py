@@ -1,5 +1,9 @@
 """The emulator artifacts shipped with jaxcr (``jaxcr/data``) and the checks on an artifact path
-a user names: which artifact serves an observed spectrum's analysis."""
+a user names: which artifact serves an observed spectrum's analysis.
+
+The defaults, ``jaxcr/data/<analysis>.npz``, serve every spectrum of their analysis. Other boxes
+live in subfolders, ``jaxcr/data/<box>/<analysis>.npz``, and are named ``<analysis>-<box>`` (e.g.
+``icecube-wide``): ``jaxcr fit SPECTRUM --artifact icecube-wide``."""
 
 from __future__ import annotations
 
@@ -9,15 +13,20 @@ from .. import _checks
 from ..analysis import Analysis
 from .artifact import EmulatorArtifact
 
-__all__ = ["check_artifact_path", "shipped_artifacts", "shipped_artifact_for"]
+__all__ = ["check_artifact_path", "shipped_artifacts", "shipped_artifact_for", "shipped_artifact_names"]
 
 
 def check_artifact_path(path) -> Path:
-    """The artifact file ``path`` must exist (a ``ValueError`` says how to make one)."""
+    """The artifact file ``path``, or the shipped artifact of that name (:func:`shipped_artifact_names`);
+    a ``ValueError`` names the shipped ones and says how to make another."""
     path = Path(path)
+    named = shipped_artifact_names()
+    if not path.is_file() and str(path) in named:
+        path = named[str(path)]
     if not path.is_file():
         raise ValueError(
-            f"artifact={str(path)!r} does not exist: build one with `jaxcr campaign artifact CAMPAIGN_FOLDER --out {path}`"
+            f"artifact={str(path)!r} does not exist and is not a shipped artifact ({', '.join(named)}): build one "
+            f"with `jaxcr campaign artifact CAMPAIGN_FOLDER --out {path}`"
         )
     _checks.check_positive_int("artifact size", path.stat().st_size)
     return path
@@ -29,6 +38,13 @@ SHIPPED = Path(__file__).resolve().parent.parent / "data"  # the artifacts shipp
 def shipped_artifacts() -> list[Path]:
     """The emulator artifacts shipped with the package (``jaxcr/data``), sorted by name."""
     return sorted(SHIPPED.glob("*.npz"))
+
+
+def shipped_artifact_names() -> dict[str, Path]:
+    """Every shipped artifact by name: ``<analysis>`` for the defaults, ``<analysis>-<box>`` for
+    ``jaxcr/data/<box>/<analysis>.npz``."""
+    named = {p.stem: p for p in shipped_artifacts()}
+    return named | {f"{p.stem}-{p.parent.name}": p for p in sorted(SHIPPED.glob("*/*.npz"))}
 
 
 def shipped_artifact_for(analysis: Analysis) -> EmulatorArtifact:
