@@ -17,7 +17,8 @@ the truth, the mean and spread of the pull (ln estimate − ln truth)/(the 68 % 
 truth's side; skies whose interval is open on that side, cut by the design box, are counted
 apart), how often each direction was flagged poorly constrained, the median χ² p-value and the
 Kolmogorov-Smirnov distance of the p-values from uniform (a right likelihood gives uniform
-p-values), the skies the likelihood refuses (log-normal: Ĉ_ℓ ≤ N at a fitted ℓ), and the fit time. Writes coverage.json (every fit, the settings and versions) and prints a table.
+p-values), the skies the likelihood refuses (log-normal: Ĉ_ℓ ≤ N at a fitted ℓ), and the fit time. Writes coverage.json (every fit, the settings and versions) and p_values.png (the χ² p-values per
+form and gradient mode: flat for a right likelihood) and prints a table.
 The skies' spectrum files are saved under --out/skies/; --skies-from EARLIER_OUT fits those of an
 earlier run (made with the same truth, seed, nside, time and amplitude, as their files record)
 instead of making them again, so that several artifacts can be tried on the same skies.
