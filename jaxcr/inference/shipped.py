@@ -2,8 +2,8 @@
 a user names: which artifact serves an observed spectrum's analysis.
 
 The defaults, ``jaxcr/data/<analysis>.npz``, serve every spectrum of their analysis. Other boxes
-live in subfolders, ``jaxcr/data/<box>/<analysis>.npz``, and are named ``<analysis>-<box>`` (e.g.
-``icecube-wide``): ``jaxcr fit SPECTRUM --artifact icecube-wide``."""
+would live in subfolders, ``jaxcr/data/<box>/<analysis>.npz``, named ``<analysis>-<box>``
+(``jaxcr fit SPECTRUM --artifact <analysis>-<box>``); none ships yet."""
 
 from __future__ import annotations
 
