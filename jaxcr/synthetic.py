@@ -120,10 +120,13 @@ def with_pixel_noise(spectrum: ObservedSpectrum, level: float, t_ell, v_ell) -> 
     noise, at least 0), sqrt(v_ℓ level² (1 + 2 S_ℓ/(t_ℓ level))), to the errors. t_ℓ, v_ℓ: mean and
     variance of the analysis' spectrum of unit white noise. Every likelihood form then subtracts
     or models it with the shot noise; a real sky has none."""
+    if not level > 0:
+        return spectrum
     t, v = np.asarray(t_ell)[spectrum.ell], np.asarray(v_ell)[spectrum.ell]
     shot = spectrum.isotropic_mean if spectrum.isotropic_mean is not None else spectrum.noise_level
     signal = np.maximum(spectrum.cl - shot - level * t, 0.0)
-    spread = np.sqrt(v * level**2 * (1.0 + 2.0 * signal / (t * level)))
+    cross = np.divide(2.0 * signal, t * level, out=np.zeros_like(signal), where=t > 0)  # t_ℓ = 0: ℓ removed
+    spread = np.sqrt(v * level**2 * (1.0 + cross))
     band = {}
     if spectrum.isotropic_mean is not None and spectrum.isotropic_sigma is not None:
         band = dict(
