@@ -34,7 +34,7 @@ from .field import as_option
 from .sky import check_mask, declination_band_mask, npix_to_nside
 from .spectra import angular_power_spectrum, max_lmax, subtract_low_multipole_fit
 
-__all__ = ["Analysis", "ring_index", "remove_ring_means", "NOISE_MAPS"]
+__all__ = ["Analysis", "ring_index", "remove_ring_means", "white_noise_variance", "NOISE_MAPS"]
 
 NOISE_MAPS = 400  # white-noise maps behind the noise response (relative error ≈ 1/sqrt(400·f_sky(2ℓ+1)))
 _SETTINGS = ("dec_min_deg", "dec_max_deg", "background", "remove_ell_max", "estimator")
@@ -66,6 +66,18 @@ def remove_ring_means(
     norm = jax.ops.segment_sum(w, ring, num_segments=n_rings)
     mean = jnp.moveaxis(total, 0, -1) / jnp.where(norm > 0, norm, 1.0)
     return maps - mean[..., ring]
+
+
+def white_noise_variance(signal, level, t_ell, v_ell):
+    """Variance of an analysis' spectrum of white noise of full-sky ``level`` added to a sky whose
+    spectrum is ``signal``: v_ℓ N² (1 + 2 S_ℓ/(t_ℓ N)), the noise's own spread and its cross term
+    with the signal (S < 0 counts as 0; no cross term where t_ℓ N = 0). t_ℓ, v_ℓ: mean and variance
+    of the analysis' spectrum of unit white noise (:meth:`Analysis.noise_response`)."""
+    scale = t_ell * level
+    cross = np.divide(
+        2.0 * np.maximum(signal, 0.0), scale, out=np.zeros(np.broadcast(signal, scale).shape), where=scale > 0
+    )
+    return v_ell * level**2 * (1.0 + cross)
 
 
 @dataclasses.dataclass(frozen=True)

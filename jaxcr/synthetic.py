@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _checks
 from ._version import __version__
+from .analysis import white_noise_variance
 from .observations import Observatory, ObservedSpectrum
 from .observatory import MockObservation, mock_observation, spectrum_from_maps
 from .random import realisation_keys
@@ -124,9 +125,7 @@ def with_pixel_noise(spectrum: ObservedSpectrum, level: float, t_ell, v_ell) -> 
         return spectrum
     t, v = np.asarray(t_ell)[spectrum.ell], np.asarray(v_ell)[spectrum.ell]
     shot = spectrum.isotropic_mean if spectrum.isotropic_mean is not None else spectrum.noise_level
-    signal = np.maximum(spectrum.cl - shot - level * t, 0.0)
-    cross = np.divide(2.0 * signal, t * level, out=np.zeros_like(signal), where=t > 0)  # t_ℓ = 0: ℓ removed
-    spread = np.sqrt(v * level**2 * (1.0 + cross))
+    spread = np.sqrt(white_noise_variance(spectrum.cl - shot - level * t, level, t, v))  # t_ℓ = 0: ℓ removed
     band = {}
     if spectrum.isotropic_mean is not None and spectrum.isotropic_sigma is not None:
         band = dict(

@@ -2,6 +2,7 @@
 against log-normal skies of known moments seen through white noise of the analysis' form."""
 
 import numpy as np
+import pytest
 
 from jaxcr.inference.artifact_build import realisation_moments
 from jaxcr.inference.pixel_noise import deconvolved_log_moments
@@ -51,3 +52,10 @@ def test_deconvolved_log_moments_recover_the_sky_under_pixel_noise_the_plain_one
     assert np.all(np.abs(var_ratio.mean(0) - 1) < 0.2), var_ratio.mean(0)
     assert abs(offdiagonal.mean() - 1) < 0.2, offdiagonal.mean()
     assert np.all(plain_bias.mean(0)[-3:] < -0.1) and np.all(plain_ratio.mean(0)[-3:] > 1.5)
+
+
+def test_deconvolved_log_moments_refuse_spectra_without_pixel_noise():
+    # N̂ = 0 everywhere: nothing to deconvolve (artifact_from_spectra keeps the plain moments there)
+    _, c, noise = noisy_realisations(np.random.default_rng(2), 0.3)
+    with pytest.raises(ValueError, match="pixel_noise is 0 for every realisation"):
+        deconvolved_log_moments(c, 0 * noise, T_ELL, V_ELL)

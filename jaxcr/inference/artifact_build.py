@@ -226,12 +226,11 @@ def artifact_from_spectra(
     ells = ells[ells <= top]
     moments = [realisation_moments(c[k, :, j][:, ells]) for k in range(k_points)]
     means, covs, log_means, log_covs, raised = (np.array([m[i] for m in moments]) for i in range(5))
-    if pixel_noise_scatter == PixelNoiseScatter.DECONVOLVED:
-        log_moments = [
-            deconvolved_log_moments(c[k, :, j][:, ells], pixel_noise[k, :, j], t_ell[ells], v_ell[ells])
-            for k in range(k_points)
-        ]
-        log_means, log_covs = np.array([m[0] for m in log_moments]), np.array([m[1] for m in log_moments])
+    if pixel_noise_scatter == PixelNoiseScatter.DECONVOLVED:  # points without pixel noise keep the plain moments
+        for k in np.flatnonzero((pixel_noise[:, :, j] > 0).any(1)):
+            log_means[k], log_covs[k] = deconvolved_log_moments(
+                c[k, :, j][:, ells], pixel_noise[k, :, j], t_ell[ells], v_ell[ells]
+            )
     frac = np.array(
         [pixel_noise[k][:, j].mean() * t_ell[ells] / np.where(means[k] > 0, means[k], np.nan) for k in range(k_points)]
     )

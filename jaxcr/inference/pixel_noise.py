@@ -17,13 +17,15 @@ independent, so the covariance of the posterior means E[ln S_r | c_r] is that of
 by the reliability β_ℓ = Var(E[ln S | c])/s_ℓ² at each end (exact for Gaussian variables); the
 off-diagonal covariance is divided by β_ℓ β_ℓ'. Where the noise is negligible this is the plain
 log-normal estimate (tested); no realisation is raised to a floor. Spectra without pixel noise
-(N̂ = 0 everywhere: not made from maps) get the plain moments.
+(N̂ = 0 everywhere: not made from maps) have nothing to deconvolve and are refused.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.optimize
+
+from ..analysis import white_noise_variance
 
 __all__ = ["deconvolved_log_moments"]
 
@@ -33,7 +35,7 @@ _LOG_S_MIN = np.log(1e-6)  # identical realisations: the scatter's estimate stop
 
 def _noise_variance(s, noise, t_ell, v_ell):
     """Variance of the pixel noise's fluctuation of a corrected spectrum whose sky spectrum is s."""
-    return np.maximum(v_ell * noise**2 * (1.0 + 2.0 * np.maximum(s, 0.0) / np.maximum(t_ell * noise, 1e-300)), 1e-300)
+    return np.maximum(white_noise_variance(s, noise, t_ell, v_ell), 1e-300)
 
 
 def _log_terms(c, noise, t_ell, v_ell, mu, s):
@@ -91,9 +93,8 @@ def deconvolved_log_moments(c, pixel_noise, t_ell, v_ell):
     """
     c, pixel_noise = np.asarray(c, dtype=float), np.asarray(pixel_noise, dtype=float)
     n_real, n_ell = c.shape
-    if not np.any(pixel_noise > 0):  # spectra without pixel noise (not from maps): the plain moments
-        logs = np.log(np.maximum(c, 1e-3 * np.abs(c.mean(0))))
-        return logs.mean(0), np.atleast_2d(np.cov(logs.T))
+    if not np.any(pixel_noise > 0):
+        raise ValueError("pixel_noise is 0 for every realisation: nothing to deconvolve (take the plain log moments)")
     mus, variances, posterior = np.empty(n_ell), np.empty(n_ell), np.empty((n_real, n_ell))
     for i in range(n_ell):
         mus[i], variances[i], posterior[:, i] = _fit_one(c[:, i], pixel_noise, float(t_ell[i]), float(v_ell[i]))
