@@ -221,6 +221,58 @@ def test_interrupted_and_extended_campaign_gives_the_same_artifact(tiny_campaign
     assert np.allclose(cp.Campaign.open(tmp_path / "c").spec.design[:4], tiny_campaign.spec.design)
 
 
+def test_lengthened_point_is_recomputed_later_from_the_same_realisations(tiny_campaign, tmp_path, capsys):
+    """Lengthening design point 1 by 2 moves its file aside and recomputes only it, at ΩT = 2, 4 for
+    1, 2: its spectra at ΩT = 2 equal the old file's at ΩT = 2 (same realisations; to 1e-3
+    relative, the Boris error of the two runs' steps, which differ where ⌈ΔT/dt⌉ rounds each save
+    interval differently: 2e-4 measured; other realisations differ by O(1)), the other points' files are
+    untouched, the spec survives its JSON with the same digest, a file of the old times is refused,
+    and an artifact gives each θ the time scale of its nearest design point."""
+    import shutil
+
+    folder = tmp_path / "c"
+    shutil.copytree(tiny_campaign.folder, folder)
+    campaign = cp.Campaign.open(folder)
+    old = {k: campaign.load_point(k)[0] for k in range(4)}
+    assert campaign.lengthen([1], 2.0) == [1] and campaign.pending() == [1]
+    assert (folder / "points" / "superseded" / "point_00001_x1.npz").exists()
+    spec = cp.Campaign.open(folder).spec
+    assert spec.digest() == tiny_campaign.spec.digest() and spec.lengthened() == [1]
+    assert spec.point_times(1) == (2.0, 4.0) and spec.point_times(0) == (1.0, 2.0)
+    assert "×2 at 1 of 4 points: [1]" in spec.times_text()
+    sc.run_campaign(cp.Campaign.open(folder), progress=False)
+    new = cp.Campaign.open(folder)
+    for name in ("cl_full", "cl_south"):
+        np.testing.assert_allclose(new.load_point(1)[0][name][:, 0], old[1][name][:, 1], rtol=1e-3, atol=0)
+        assert not np.allclose(new.load_point(1)[0][name][:, 1], old[1][name][:, 1], rtol=1e-3)  # ΩT = 4 ≠ 2
+        for k in (0, 2, 3):
+            assert np.array_equal(new.load_point(k)[0][name], old[k][name])
+    shutil.copy(folder / "points" / "superseded" / "point_00001_x1.npz", new.point_path(1))
+    with pytest.raises(ValueError, match="backtracked to 1× the times, not the spec's 2×; delete it"):
+        new.load_point(1)
+    new.point_path(1).unlink()
+    for bad in (1.0, 0.5, True, float("nan")):
+        with pytest.raises(ValueError, match="factor must be a number > 1"):
+            new.lengthen([0], bad)
+    for bad in ([], [4], [-1], [0.5]):
+        with pytest.raises(ValueError, match=r"points must be design-point indices in \[0, 3\]"):
+            new.lengthen(bad)
+    with pytest.raises(ValueError, match="time_scales must be one finite factor > 0 per design point, shape \\(4,\\)"):
+        dataclasses.replace(spec, time_scales=np.ones(3))
+    art = dataclasses.replace(analytic_artifact(BOX), time=2.0, provenance=dict(campaign=spec.as_dict()))
+    near_1, near_0 = (
+        dict(zip(("sigma2", "rho"), (float(v) for v in BOX.values(spec.design[k]).values()))) for k in (1, 0)
+    )
+    assert art.time_at(near_1) == 4.0 and art.time_at(near_0) == 2.0
+    assert "×2 at 1 of 4 design points" in art.time_text()
+    from jaxcr.recipes.campaign import main
+
+    assert main(["lengthen", str(folder), "--points", "2", "--factor", "3"]) == 0
+    out = capsys.readouterr().out
+    t2 = ", ".join(f"{t:.4g}" for t in (3.0, 6.0))
+    assert f"ΩT = {t2}" in out and "work: " in out and "×2, ×3 at 2 of 4 points: [1, 2]" in out
+
+
 def test_artifact_round_trip_and_damage(tiny_campaign, tmp_path):
     art = build_artifact(tiny_campaign, "full", ells=np.arange(1, 3), degree=1, time=1.0)
     path = art.save(tmp_path / "a.npz")
@@ -490,7 +542,7 @@ def test_campaign_create_prints_a_cost_that_scales_with_the_modes(tmp_path, caps
     same work, N = 256 costs 3.3e7/1.18e7 = 2.8 times N = 32 (to 1 %: each printed to 3 digits);
     the fast field level counts at its measured 6.8e7 at N = 32, scaled alike."""
     from jaxcr.cli import main
-    from jaxcr.recipes.campaign import cpu_rate
+    from jaxcr.recipes.campaign_cost import cpu_rate
 
     assert cpu_rate(32) == pytest.approx(3.3e7, rel=1e-12) and cpu_rate(256) == pytest.approx(1.18e7, rel=1e-12)
     hours = {}

@@ -148,12 +148,36 @@ class EmulatorArtifact:
         return bool(self.provenance.get("campaign", {}).get("separation_times", False))
 
     def time_at(self, values) -> float:
-        """The model's ΩT at the named ``values``: ``time``, or ``time`` × t_sep(σ², ρ) there."""
+        """The model's ΩT at the named ``values``: ``time``, or ``time`` × t_sep(σ², ρ) there; times
+        the time scale of the nearest design point where the campaign lengthened points
+        (:meth:`jaxcr.inference.campaign.Campaign.lengthen`: their spectra are taken that much later)."""
         scale = separation_time(values["sigma2"], values["rho"]) if self.separation_times else 1.0
-        return self.time * float(scale)
+        return self.time * float(scale) * self._time_scale_near(values)
+
+    def _time_scales(self) -> tuple[np.ndarray, np.ndarray] | None:
+        campaign = self.provenance.get("campaign", {})
+        scales = campaign.get("time_scales")
+        return None if scales is None else (np.asarray(campaign["design"], dtype=float), np.asarray(scales, float))
+
+    def _time_scale_near(self, values) -> float:
+        lengthened = self._time_scales()
+        if lengthened is None:
+            return 1.0
+        design, scales = lengthened
+        box = self.design_box
+        span = np.where(box.coordinate_high > box.coordinate_low, box.coordinate_high - box.coordinate_low, 1.0)
+        theta = box.coordinates({n: values[n] for n in box.names})
+        return float(scales[np.argmin((((design - theta) / span) ** 2).sum(1))])
 
     def time_text(self) -> str:
-        return f"ΩT = {self.time:g} t_sep(σ², ρ)" if self.separation_times else f"ΩT = {self.time:g}"
+        text = f"ΩT = {self.time:g} t_sep(σ², ρ)" if self.separation_times else f"ΩT = {self.time:g}"
+        lengthened = self._time_scales()
+        if lengthened is not None:
+            scales = lengthened[1]
+            longer = scales != 1.0
+            factors = "/".join(f"{f:g}" for f in sorted(set(scales[longer].tolist())))
+            text += f" (×{factors} at {int(longer.sum())} of {scales.size} design points, lengthened to converge)"
+        return text
 
     def campaign_model(self) -> SpectrumModel:
         """The campaign's :class:`jaxcr.spectrum_model.SpectrumModel` (for synthetic skies made like its points)."""

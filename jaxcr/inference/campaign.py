@@ -24,7 +24,6 @@ versions and the wall time).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import platform
 import sys
@@ -36,166 +35,11 @@ import numpy as np
 from .. import _checks, io
 from .._dataset import dependency_versions
 from .._version import __version__
-from ..analysis import Analysis
-from ..parametrisation import Parametrisation
 from ..random import realisation_keys
-from ..spectrum_model import SpectrumModel, backtracked_maps
-from .convergence import separation_time
+from ..spectrum_model import backtracked_maps
+from .campaign_spec import CAMPAIGN_FORMAT, CampaignSpec
 
 __all__ = ["CampaignSpec", "Campaign", "software_versions", "CAMPAIGN_FORMAT"]
-
-CAMPAIGN_FORMAT = "jaxcr-campaign/2"
-
-
-@dataclasses.dataclass(frozen=True)
-class CampaignSpec:
-    """What a campaign computes. Lengths in r_L, times in 1/Ω.
-
-    Attributes:
-        model: the model settings (:class:`jaxcr.spectrum_model.SpectrumModel`: nside, N_B,
-            turbulence model, directions, seed, field precision and layout; the model's own
-            analysis is ignored: ``analyses`` say how the sky is observed).
-        times: backtracking times ΩT at which spectra are stored (increasing); the artifact picks
-            the fit's T among them by the convergence diagnostic.
-        analyses: the observatory analyses whose spectra are stored.
-        parameters: the named parameters the design varies, with their boxes.
-        design: θ_k of every design point, shape (K, P), in the parameters' coordinates; extended in place.
-        step_per_point: with the model's ``dt`` unset, each point takes the default Boris step of
-            its own field (:func:`jaxcr.default_step`; recorded in its file); False: the smallest
-            default step over the design for every point. A given ``dt`` is used everywhere.
-        separation_times: ``times`` are multiples of each point's separation time t_sep(σ², ρ)
-            (:func:`jaxcr.inference.convergence.separation_time`), so that every point is followed
-            to the same stage of its convergence (:meth:`point_times`); False: ΩT for every point.
-    """
-
-    model: SpectrumModel
-    times: tuple[float, ...]
-    analyses: tuple[Analysis, ...]
-    parameters: Parametrisation
-    design: np.ndarray
-    step_per_point: bool = False
-    separation_times: bool = False
-
-    def __post_init__(self):
-        if not isinstance(self.model, SpectrumModel):
-            raise TypeError(f"model must be a SpectrumModel; got {type(self.model).__name__}")
-        if not isinstance(self.parameters, Parametrisation):
-            raise TypeError(f"parameters must be a Parametrisation; got {type(self.parameters).__name__}")
-        self.model.turbulence.check_names(self.parameters.names)
-        times = tuple(float(t) for t in _checks.check_increasing_times("times", np.asarray(self.times, dtype=float)))
-        if times[0] <= 0:
-            raise ValueError(f"times must be > 0; got {times[0]}")
-        object.__setattr__(self, "times", times)
-        analyses = tuple(self.analyses)
-        if not analyses or not all(isinstance(a, Analysis) for a in analyses):
-            raise TypeError("analyses must be a non-empty sequence of Analysis(...)")
-        if len({a.name for a in analyses}) != len(analyses):
-            raise ValueError("analysis names must be unique")
-        object.__setattr__(self, "analyses", analyses)
-        design = np.asarray(self.design, dtype=float)
-        p = len(self.parameters)
-        if design.ndim != 2 or design.shape[1] != p or len(design) == 0 or not np.all(np.isfinite(design)):
-            raise ValueError(
-                f"design must be finite points of shape (K, {p}) in the coordinates of {list(self.parameters.names)}; "
-                f"got shape {design.shape}"
-            )
-        object.__setattr__(self, "design", design)
-        _checks.check_bool("step_per_point", self.step_per_point)
-        _checks.check_bool("separation_times", self.separation_times)
-        if self.model.dt is None and not self.step_per_point:  # the smallest default step over the design
-            object.__setattr__(self, "model", self.model.replace(dt=float(min(self.steps()))))
-        elif self.model.dt is not None:
-            for k in range(len(design)):
-                self.model.resolved(self.values(k))  # raises if dt does not resolve the field there
-
-    @classmethod
-    def on_grid(cls, model, times, analyses, parameters: Parametrisation, points) -> CampaignSpec:
-        """A spec whose design is the regular grid of ``points`` per parameter over its box."""
-        return cls(model=model, times=times, analyses=analyses, parameters=parameters, design=parameters.grid(points))
-
-    def values(self, index: int) -> dict:
-        """The named physical values of design point ``index``."""
-        return self.parameters.values(self.design[index])
-
-    def model_at(self, index: int) -> SpectrumModel:
-        """The model of design point ``index``, its Boris step set (the spec's or the point's own)."""
-        return self.model.resolved(self.values(index))
-
-    def point_times(self, index: int) -> tuple[float, ...]:
-        """The backtracking times ΩT of design point ``index``: ``times``, or with
-        ``separation_times`` ``times`` × t_sep(σ², ρ) of the point."""
-        if not self.separation_times:
-            return self.times
-        values = self.values(index)
-        t_sep = float(separation_time(values["sigma2"], values["rho"]))
-        return tuple(t * t_sep for t in self.times)
-
-    def time_range(self) -> tuple[float, float]:
-        """The smallest and the largest ΩT any design point is backtracked to."""
-        every = [t for k in range(len(self.design)) for t in self.point_times(k)]
-        return min(every), max(every)
-
-    def times_text(self) -> str:
-        """The stored times as a reader sees them ("50, 100" or "1, 2, 4 × t_sep(σ², ρ)")."""
-        text = ", ".join(f"{t:g}" for t in self.times)
-        return f"{text} × t_sep(σ², ρ) of each point" if self.separation_times else text
-
-    def steps(self) -> list[float]:
-        """The Boris step (1/Ω) each design point runs with."""
-        return [float(self.model_at(k).dt or 0.0) for k in range(len(self.design))]
-
-    def point_particle_steps(self) -> list[float]:
-        """N_B · N_pix · (its largest ΩT)/dt of each design point: the work of its task."""
-        m = self.model
-        return [m.n_realisations * 12 * m.nside**2 * self.point_times(k)[-1] / dt for k, dt in enumerate(self.steps())]
-
-    def particle_steps(self) -> float:
-        """Σ over the points of :meth:`point_particle_steps`: the work of the campaign."""
-        return float(sum(self.point_particle_steps()))
-
-    def digest(self) -> str:
-        """SHA-256 of everything but the design: point files of one digest belong together."""
-        core: dict[str, object] = dict(
-            model=self.model.as_dict(),
-            times=list(self.times),
-            analyses=[a.as_dict() for a in self.analyses],
-            parameters=self.parameters.as_dict(),
-        )
-        if self.step_per_point:  # (absent otherwise: the digests of earlier campaigns are unchanged)
-            core["step_per_point"] = True
-        if self.separation_times:
-            core["separation_times"] = True
-        return hashlib.sha256(io.to_json(core).encode()).hexdigest()[:16]
-
-    def as_dict(self) -> dict:
-        return dict(
-            format=CAMPAIGN_FORMAT,
-            model=self.model.as_dict(),
-            times=list(self.times),
-            analyses=[a.as_dict() for a in self.analyses],
-            parameters=self.parameters.as_dict(),
-            design=self.design.tolist(),
-            step_per_point=self.step_per_point,
-            separation_times=self.separation_times,
-            digest=self.digest(),
-        )
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CampaignSpec:
-        if d.get("format") != CAMPAIGN_FORMAT:
-            raise ValueError(
-                f"not a {CAMPAIGN_FORMAT} campaign (format {d.get('format')!r}); campaigns of jaxcr < 0.3 must be "
-                "created again"
-            )
-        return cls(
-            model=SpectrumModel.from_dict(d["model"]),
-            times=tuple(d["times"]),
-            analyses=tuple(Analysis.from_dict(a) for a in d["analyses"]),
-            parameters=Parametrisation.from_dict(d["parameters"]),
-            design=np.asarray(d["design"], dtype=float),
-            step_per_point=bool(d.get("step_per_point", False)),
-            separation_times=bool(d.get("separation_times", False)),
-        )
 
 
 def _point_spectra(spec: CampaignSpec, index: int) -> dict:
@@ -277,9 +121,43 @@ class Campaign:
         if not new:
             return []
         first = len(self.spec.design)
-        self.spec = dataclasses.replace(self.spec, design=np.concatenate([self.spec.design, np.array(new)]))
+        self.spec = dataclasses.replace(
+            self.spec,
+            design=np.concatenate([self.spec.design, np.array(new)]),
+            time_scales=np.concatenate([self.spec.time_scales, np.ones(len(new))]),  # type: ignore[list-item]
+        )
         self._write_spec()
         return list(range(first, len(self.spec.design)))
+
+    def lengthen(self, points, factor: float = 2.0) -> list[int]:
+        """Follow the design points of indices ``points`` ``factor`` times longer: their stored times become
+        ``factor`` × what they were (the same multiples of a longer unit, :attr:`CampaignSpec.time_scales`).
+
+        For points the convergence diagnostic finds still changing at the last stored times (the
+        separation law understates their time to converge; :func:`jaxcr.inference.convergence.convergence_table` lists them as
+        ``points_changing``). Their files are moved to ``points/superseded/`` (kept, not used), so the
+        next run recomputes them, from the same realisations (stream 1 + k); the rest are reused.
+        Returns the lengthened indices."""
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not np.isfinite(factor) or factor <= 1:
+            raise ValueError(f"factor must be a number > 1 (how many times longer); got {factor!r}")
+        k_points = len(self.spec.design)
+        chosen = sorted({int(k) for k in points}) if all(isinstance(k, (int, np.integer)) for k in points) else None
+        if not chosen or chosen[0] < 0 or chosen[-1] >= k_points:
+            raise ValueError(
+                f"points must be design-point indices in [0, {k_points - 1}] (the #k `jaxcr campaign artifact` lists); "
+                f"got {points!r}"
+            )
+        scales = self.spec.time_scales.copy()  # type: ignore[union-attr]
+        scales[chosen] *= float(factor)
+        old = {k: self.spec.time_scale(k) for k in chosen}
+        for k in chosen:  # first, so that no file of the old times is left under the new spec
+            path = self.point_path(k)
+            if path.exists():
+                (path.parent / "superseded").mkdir(exist_ok=True)
+                path.replace(path.parent / "superseded" / f"{path.stem}_x{old[k]:g}{path.suffix}")
+        self.spec = dataclasses.replace(self.spec, time_scales=scales)
+        self._write_spec()
+        return chosen
 
     def run_task(self, index: int) -> Path:
         """Compute design point ``index`` and write its file (nothing to do if it exists)."""
@@ -300,6 +178,7 @@ class Campaign:
             digest=self.spec.digest(),
             index=int(index),
             theta=self.spec.design[index].tolist(),
+            time_scale=self.spec.time_scale(int(index)),
             wall_time_s=_time.perf_counter() - t0,
             host=platform.node(),
             versions=software_versions(),
@@ -335,6 +214,11 @@ class Campaign:
             )
         if not np.allclose(arrays["theta"], self.spec.design[index], atol=1e-12):
             raise ValueError(f"{self.point_path(index)} holds θ = {arrays['theta']}, not the design's point {index}")
+        if float(meta.get("time_scale", 1.0)) != self.spec.time_scale(index):
+            raise ValueError(
+                f"{self.point_path(index)} was backtracked to {meta.get('time_scale', 1.0):g}× the times, not the "
+                f"spec's {self.spec.time_scale(index):g}×; delete it to recompute"
+            )
         return arrays, meta
 
     def _step_text(self) -> str:

@@ -7,6 +7,7 @@
     jaxcr campaign run FOLDER [--workers 1] [--quiet]       # runs what is missing; resumes after a kill
     jaxcr campaign status FOLDER
     jaxcr campaign extend FOLDER --sigma2 LO HI --rho LO HI --points N
+    jaxcr campaign lengthen FOLDER --points K [K …] [--factor 2]   # follow points still changing longer
     jaxcr campaign task FOLDER INDEX                          # one design point (what a SLURM array task runs)
     jaxcr campaign slurm FOLDER [--time 01:00:00] [--cpus 4] [--mem 8G] [--partition P]  # writes FOLDER/submit.sh
     jaxcr campaign dask FOLDER --scheduler tcp://HOST:8786   # tasks on a Dask cluster (pip install 'jaxcr[cluster]')
@@ -36,70 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from ..options import PixelNoiseScatter
+from .campaign_cost import DEFAULT_SEPARATION_TIMES, cost_line, resonance_warning, work_line
 from .command import CommandParser
 
 OBSERVATORY_CHOICES = ("icecube", "hawc", "hawc+icecube")
-
-
-# Measured particle-steps/s on 2 CPU cores (idle AMD EPYC VM, float64): 3.3e7 in campaign points of N = 32 modes,
-# 1.18e7 in the side-by-side benchmark with the C++ code at N = 256; a step costs a + b·N s per particle.
-CPU_RATES = {32: 3.3e7, 256: 1.18e7}
-# The fast field level ran the shipped artifacts' campaign (16 points, N = 32, nside 32, 2026-12-04) at 6.8e7
-# particle-steps/s on the same machine: 2.06 times float64. The float32 level is counted at the same rate.
-REDUCED_PRECISION_SPEEDUP = 6.8e7 / 3.3e7
-DEFAULT_SEPARATION_TIMES = (0.5, 1.0, 2.0, 4.0)  # × t_sep(σ², ρ): the measured T_conv/t_sep was 0.3-6.8
-GPU_MODE_STEPS = 1.1e11  # mode-steps/s on one NVIDIA H200 (4.3e8 particle-steps/s at N = 256)
-GPU_MEASURED_MODES = 256  # fewer modes are not assumed faster per particle-step than this
-
-
-def cpu_rate(n_modes: int, field_precision: str = "float64") -> float:
-    """Particle-steps/s on 2 CPU cores at N modes, linear in the time per step between the measured
-    mode counts and beyond the largest; fewer modes than the smallest are not assumed faster. The
-    fast and float32 field levels are REDUCED_PRECISION_SPEEDUP times faster (measured at N = 32)."""
-    (n1, r1), (n2, r2) = sorted(CPU_RATES.items())
-    b = (1 / r2 - 1 / r1) / (n2 - n1)
-    speedup = 1.0 if field_precision == "float64" else REDUCED_PRECISION_SPEEDUP
-    return speedup / (1 / r1 + b * (max(n_modes, n1) - n1))
-
-
-def resonance_warning(spec) -> str | None:
-    """A warning when design points have no gyro-resonant mode (2π r_L < λ_min), else None.
-
-    Measured at ρ = 0.01 (experiments/resonant_modes.py): with λ_min = 0.1 λ_c, ⟨C_ℓ⟩ was 110-180
-    times that of the same turbulence with modes down to 0.01 λ_c, and still rising at 8 t_sep
-    where the resonant one had converged by 1 t_sep."""
-    from jaxcr.turbulence_model import MODES_PER_DECADE, resonant_lambda_min
-
-    lambda_min = getattr(spec.model.turbulence, "lambda_min_over_lc", None)
-    if lambda_min is None or "rho" not in spec.parameters.names:
-        return None
-    rhos = np.array([float(spec.values(k)["rho"]) for k in range(len(spec.design))])
-    low = rhos[2 * np.pi * rhos < lambda_min]
-    if not low.size:
-        return None
-    return (
-        f"warning: {low.size} of {rhos.size} design points (r_L/λ_c down to {low.min():.3g}) have no gyro-resonant mode: "
-        f"2π r_L < λ_min = {lambda_min:g} λ_c below r_L/λ_c = {lambda_min / (2 * np.pi):.3g}. Measured at r_L/λ_c = 0.01, "
-        "⟨C_ℓ⟩ is then 110-180 times too large and still rises at 8 t_sep, where with resonant modes it has converged "
-        "by 1 t_sep (docs/fitting.md). Give "
-        f"--lambda-min-over-lc {resonant_lambda_min(low.min()):g} or less (modes to below 2π r_L) and about "
-        f"{MODES_PER_DECADE} modes per decade of wavelength (--modes), or leave both to their defaults, which do this."
-    )
-
-
-def cost_line(spec) -> str:
-    """The campaign's work and its time at the measured rates (compilation not included)."""
-    work = spec.particle_steps()
-    n_modes = int(getattr(spec.model.turbulence, "n_modes", 32))
-    level = spec.model.field_precision.value
-    rate = cpu_rate(n_modes, level)
-    gpu_hours = work * max(n_modes, GPU_MEASURED_MODES) / GPU_MODE_STEPS / 3600
-    return (
-        f"work: {work:.3g} particle-steps ({len(spec.design)} points × {spec.model.n_realisations} realisations × "
-        f"{12 * spec.model.nside**2} pixels to ΩT = {spec.time_range()[1]:.4g} at most, N = {n_modes} modes); ≈ {work / rate / 3600:.3g} h "
-        f"on 2 CPU cores at {rate:.2g} particle-steps/s (field {level}; an idle 2-core AMD EPYC VM; `jaxcr benchmark` measures this "
-        f"machine), ≈ {gpu_hours:.3g} h on one H200 GPU at {GPU_MODE_STEPS:.2g} mode-steps/s (measured at N = 256; fewer modes counted as 256)"
-    )
 
 
 def _parameters(args):
@@ -200,6 +141,22 @@ def _extend(args) -> int:
     return 0
 
 
+def _lengthen(args) -> int:
+    from jaxcr.inference.campaign import Campaign
+
+    campaign = Campaign.open(args.folder)
+    before = campaign.spec.point_particle_steps()
+    chosen = campaign.lengthen(args.points, args.factor)
+    after = campaign.spec.point_particle_steps()
+    for k in chosen:
+        times = ", ".join(f"{t:.4g}" for t in campaign.spec.point_times(k))
+        print(f"design point {_points_text(campaign.spec, [k])}: ΩT = {times}")
+    print(work_line(campaign.spec, sum(after[k] for k in chosen), f"the {len(chosen)} lengthened point(s), from the start; "
+                    f"{sum(before[k] for k in chosen):.3g} before"))  # fmt: skip
+    print(f"{campaign.status()}\nnext: jaxcr campaign run {args.folder}")
+    return 0
+
+
 def _task(args) -> int:
     from jaxcr.inference.campaign import Campaign
 
@@ -269,17 +226,28 @@ def _artifact(args) -> int:
     artifact.save(args.out)
     print(artifact.summary())
     unit = " t_sep" if campaign.spec.separation_times else ""
-    for row in artifact.provenance["convergence"]["table"]:
+    rows = artifact.provenance["convergence"]["table"]
+    for row in rows:
         changing = row.get("points_changing", [])
         print(
             f"  ΩT = {row['time']:6g}{unit}: q = {row['q']:.2f} ± {row['q_se']:.2f}, mean shift to the last time "
             f"{100 * row['relative_shift']:+.0f} %"
             + (f", still changing at {_points_text(campaign.spec, changing)}" if changing else "")
-            + ("  converged" if row["converged"] else "")
+            + (
+                "  (the last stored time: the reference)"
+                if row is rows[-1]
+                else "  converged"
+                if row["converged"]
+                else ""
+            )
         )
     print(
         f"wrote {args.out}\nnext: jaxcr fit SPECTRUM.csv --artifact {args.out}   (a spectrum of the {artifact.analysis.name} analysis)"
     )
+    late = rows[-2].get("points_changing", []) if len(rows) > 1 else []
+    if late:  # still changing between the last two stored times: nothing later to converge to
+        print(f"to converge there: jaxcr campaign lengthen {args.folder} --points {' '.join(map(str, late))}   "
+              "(follows them twice as long; then run and build again)")  # fmt: skip
     return 0
 
 
@@ -349,6 +317,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     folder(s)
     box(s, required=True)
     s.set_defaults(run=_extend)
+    s = sub.add_parser("lengthen", help="follow design points longer (their times × --factor; the others are kept)")
+    folder(s)
+    s.add_argument("--points", type=int, nargs="+", required=True, metavar="K",
+                   help="design-point indices, e.g. those `artifact` lists as still changing at the last times")  # fmt: skip
+    s.add_argument("--factor", type=float, default=2.0, help="how many times longer (default 2)")
+    s.set_defaults(run=_lengthen)
     s = sub.add_parser("task", help="compute one design point (a SLURM array task)")
     folder(s)
     s.add_argument("index", type=int, help="the design point's index")
