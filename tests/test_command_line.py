@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from jaxcr.cli import main
@@ -186,6 +188,26 @@ def test_shipped_artifacts_serve_their_analyses():
         assert EmulatorArtifact.load(check_artifact_path(name)).analysis.name == path.stem
     with pytest.raises(ValueError, match="is not a shipped artifact \\(hawc, icecube"):
         check_artifact_path("icecube-narrow")
+    # the wide box (σ² 0.3-6, ρ 0.01-0.2): converged by its diagnostic, its lengthened corner at 2 t_sep
+    from jaxcr.inference.convergence import separation_time
+    from jaxcr.inference.shipped import shipped_beyond
+    from jaxcr.inference.sky_fit import fit_warnings
+
+    for name, top in (("icecube", 11), ("hawc", 9)):
+        wide = EmulatorArtifact.load(check_artifact_path(f"{name}-wide"))
+        assert wide.analysis.name == name and wide.provenance["convergence"]["converged"]
+        assert wide.parameters["rho"].low == pytest.approx(0.01) and wide.parameters["sigma2"].high == pytest.approx(6)
+        assert list(wide.ells) == list(range(1, top + 1))
+        corner = dict(sigma2=0.3, rho=0.2)
+        assert wide.time_at(corner) == pytest.approx(2 * float(separation_time(0.3, 0.2)), rel=1e-12)
+        assert wide.time_at(dict(sigma2=6.0, rho=0.01)) == pytest.approx(float(separation_time(6.0, 0.01)), rel=1e-12)
+        default = shipped_artifact_for(OBSERVATORIES[name].analysis)
+        assert shipped_beyond(default, "rho", low=True) == [f"{name}-wide (rho 0.01-0.2)"]
+        assert shipped_beyond(default, "rho", low=False) == [] and shipped_beyond(wide, "rho", low=True) == []
+        low_rho = default.parameters["rho"].low
+        at_edge = SimpleNamespace(phi=default.parameters.coordinates(dict(sigma2=1.0, rho=low_rho)), p_value=np.nan)
+        flags = fit_warnings(default, at_edge, default.parameters)  # type: ignore[arg-type]
+        assert any("is on the edge of the box" in f and f"{name}-wide (rho 0.01-0.2)" in f for f in flags), flags
 
 
 @pytest.mark.slow

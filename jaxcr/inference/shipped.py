@@ -1,9 +1,10 @@
 """The emulator artifacts shipped with jaxcr (``jaxcr/data``) and the checks on an artifact path
 a user names: which artifact serves an observed spectrum's analysis.
 
-The defaults, ``jaxcr/data/<analysis>.npz``, serve every spectrum of their analysis. Other boxes
-would live in subfolders, ``jaxcr/data/<box>/<analysis>.npz``, named ``<analysis>-<box>``
-(``jaxcr fit SPECTRUM --artifact <analysis>-<box>``); none ships yet."""
+The defaults, ``jaxcr/data/<analysis>.npz`` (σ² 0.3-3, r_L/λ_c 0.05-0.2), serve every spectrum of
+their analysis. Other boxes live in subfolders, ``jaxcr/data/<box>/<analysis>.npz``, named
+``<analysis>-<box>`` (``jaxcr fit SPECTRUM --artifact <analysis>-<box>``): ``icecube-wide`` and
+``hawc-wide`` span σ² 0.3-6 and r_L/λ_c 0.01-0.2 (fewer multipoles: ℓ ≤ 11 and ℓ ≤ 9)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from .. import _checks
 from ..analysis import Analysis
 from .artifact import EmulatorArtifact
 
-__all__ = ["check_artifact_path", "shipped_artifacts", "shipped_artifact_for", "shipped_artifact_names"]
+__all__ = [
+    "check_artifact_path",
+    "shipped_artifacts",
+    "shipped_artifact_for",
+    "shipped_artifact_names",
+    "shipped_beyond",
+]
 
 
 def check_artifact_path(path) -> Path:
@@ -62,3 +69,19 @@ def shipped_artifact_for(analysis: Analysis) -> EmulatorArtifact:
         "Build one: `jaxcr campaign create FOLDER --observatory ...`, `jaxcr campaign run FOLDER`, "
         "`jaxcr campaign artifact FOLDER --out emulator.npz`, then `jaxcr fit SPECTRUM --artifact emulator.npz`"
     )
+
+
+def shipped_beyond(artifact: EmulatorArtifact, name: str, low: bool) -> list[str]:
+    """The shipped artifacts of ``artifact``'s analysis whose box reaches beyond its lower (``low``)
+    or upper edge in parameter ``name``, as "<name> (<parameter> <low>-<high>)" (for the warning of
+    a fit on that edge)."""
+    here = artifact.parameters[name]
+    out = []
+    for label, path in shipped_artifact_names().items():
+        other = EmulatorArtifact.load(path)
+        if other.analysis.mismatch(artifact.analysis) or name not in other.parameters.names:
+            continue
+        there = other.parameters[name]
+        if there.low < here.low if low else there.high > here.high:
+            out.append(f"{label} ({name} {there.low:.3g}-{there.high:.3g})")
+    return out

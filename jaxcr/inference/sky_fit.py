@@ -41,6 +41,7 @@ from .campaign import software_versions
 from .fit import FitOptions, LikelihoodFit, maximise_likelihood, start_grid
 from .likelihood import AbstractSkyLikelihood, GaussianSky, LikelihoodForm, LogNormalSky, OffsetLogNormalSky
 from .results import FitResult
+from .shipped import shipped_beyond
 
 __all__ = [
     "sky_likelihood",
@@ -230,7 +231,11 @@ def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametris
     for p, x in zip(box.parameters, fit.phi):
         lo, hi = p.coordinate_box
         if min(x - lo, hi - x) < 0.01 * (hi - lo):
-            out.append(f"{p.name} = {float(p.to_value(x)):.4g} is on the edge of the box: the truth may lie outside it")
+            wider = shipped_beyond(artifact, p.name, low=bool(x - lo < hi - x))
+            out.append(
+                f"{p.name} = {float(p.to_value(x)):.4g} is on the edge of the box: the truth may lie outside it"
+                + (f"; shipped artifacts reaching beyond it: {', '.join(wider)} (--artifact NAME)" if wider else "")
+            )
     if artifact.emulator.baseline is not None:
         for p, x in zip(artifact.design_box.parameters, fit.phi):
             lo, hi = p.coordinate_box
