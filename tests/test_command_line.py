@@ -204,6 +204,7 @@ def test_shipped_artifacts_serve_their_analyses():
         default = shipped_artifact_for(OBSERVATORIES[name].analysis)
         assert shipped_beyond(default, "rho", low=True) == [f"{name}-wide (rho 0.01-0.2)"]
         assert shipped_beyond(default, "rho", low=False) == [] and shipped_beyond(wide, "rho", low=True) == []
+        assert shipped_beyond(default, "lambda_c_pc", low=True) == []  # a joint fit's parameter: no artifact box
         low_rho = default.parameters["rho"].low
         at_edge = SimpleNamespace(phi=default.parameters.coordinates(dict(sigma2=1.0, rho=low_rho)), p_value=np.nan)
         flags = fit_warnings(default, at_edge, default.parameters)  # type: ignore[arg-type]

@@ -74,7 +74,9 @@ def shipped_artifact_for(analysis: Analysis) -> EmulatorArtifact:
 def shipped_beyond(artifact: EmulatorArtifact, name: str, low: bool) -> list[str]:
     """The shipped artifacts of ``artifact``'s analysis whose box reaches beyond its lower (``low``)
     or upper edge in parameter ``name``, as "<name> (<parameter> <low>-<high>)" (for the warning of
-    a fit on that edge)."""
+    a fit on that edge; none for a parameter the artifact does not have, e.g. a joint fit's λ_c)."""
+    if name not in artifact.parameters.names:
+        return []
     here = artifact.parameters[name]
     out = []
     for label, path in shipped_artifact_names().items():
