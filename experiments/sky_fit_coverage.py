@@ -40,6 +40,7 @@ import scipy.stats
 
 from jaxcr import io, units
 from jaxcr.inference.artifact import EmulatorArtifact
+from jaxcr.inference.shipped import check_artifact_path
 from jaxcr.inference.sky_fit import fit_sky
 from jaxcr.observations import OBSERVATORIES, ObservedSpectrum, load_spectrum, save_spectrum
 from jaxcr.recipes.command import CommandParser, run_command
@@ -92,7 +93,12 @@ def summarise(fits, truth):
 
 def main(argv=None) -> int:
     ap = CommandParser(prog="python experiments/sky_fit_coverage.py", description=__doc__)
-    ap.add_argument("--artifact", type=Path, required=True, help="emulator artifact (jaxcr campaign artifact)")
+    ap.add_argument(
+        "--artifact",
+        type=Path,
+        required=True,
+        help="emulator artifact (jaxcr campaign artifact), or a shipped one by name (icecube, icecube-wide, ...)",
+    )
     ap.add_argument("--truth", type=float, nargs=2, action="append", metavar=("SIGMA2", "RHO"),
                     help="an injected (σ², r_L/λ_c); repeat for several (default 1.0 0.1 and 0.5 0.15)")  # fmt: skip
     ap.add_argument("--skies", type=int, default=24, help="single skies per truth (default 24)")
@@ -122,7 +128,7 @@ def main(argv=None) -> int:
     if args.skies < 2:
         ap.error(f"--skies must be >= 2; got {args.skies}")
     io.check_writable("--out", args.out / "coverage.json")
-    artifact = EmulatorArtifact.load(args.artifact)
+    artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))  # a file or a shipped name (icecube-wide)
     observatory = OBSERVATORIES[args.observatory]
     campaign_model = artifact.campaign_model()
     sky_nside = args.sky_nside or 2 * campaign_model.nside

@@ -276,11 +276,11 @@ def test_infinite_time_script_predicts_later_times(tmp_path):
 
 @pytest.mark.slow
 def test_sky_fit_coverage_script_saves_its_skies_and_fits_them_again(tmp_path):
-    """experiments/sky_fit_coverage.py on the shipped IceCube-like artifact with 3 skies at nside 8:
+    """experiments/sky_fit_coverage.py on the shipped IceCube-like artifact (by name) with 3 skies at nside 8:
     it writes coverage.json, p_values.png and the skies; --skies-from fits the same skies to the
     same χ² (same artifact, deterministic fits), and refuses skies made with another seed."""
     first, again = tmp_path / "first", tmp_path / "again"
-    common = ["--artifact", str(ROOT / "jaxcr" / "data" / "icecube.npz"), "--truth", "1.0", "0.1", "--skies", "3",
+    common = ["--artifact", "icecube", "--truth", "1.0", "0.1", "--skies", "3",  # the shipped artifact by name
               "--sky-nside", "8", "--form", "offset-lognormal"]  # fmt: skip
     proc = _script("sky_fit_coverage.py", *common, "--out", str(first))
     assert proc.returncode == 0, proc.stderr[-3000:]
