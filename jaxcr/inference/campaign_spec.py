@@ -39,7 +39,7 @@ class CampaignSpec:
             (:func:`jaxcr.inference.convergence.separation_time`), so that every point is followed
             to the same stage of its convergence (:meth:`point_times`); False: ΩT for every point.
         time_scales: per design point, a factor on its times (K,); None: 1 everywhere. Raised by
-            :meth:`Campaign.lengthen` where the convergence diagnostic finds a point still changing
+            :meth:`jaxcr.inference.campaign.Campaign.lengthen` where the diagnostic finds a point still changing
             at the last stored times (the separation law understates its time to converge), so
             that the point is followed further while its stored times stay at the same multiples.
     """
