@@ -20,7 +20,7 @@ from jaxcr.field import FieldPrecision
 from jaxcr.inference import campaign as cp
 from jaxcr.inference import scheduling as sc
 from jaxcr.inference.artifact import EmulatorArtifact
-from jaxcr.inference.artifact_build import build_artifact
+from jaxcr.inference.artifact_build import artifact_from_spectra, build_artifact
 from jaxcr.inference.convergence import change_p_value, convergence_table
 from jaxcr.io import CheckpointError
 from jaxcr.parametrisation import Parametrisation, plane_wave_parametrisation
@@ -271,6 +271,33 @@ def test_lengthened_point_is_recomputed_later_from_the_same_realisations(tiny_ca
     out = capsys.readouterr().out
     t2 = ", ".join(f"{t:.4g}" for t in (3.0, 6.0))
     assert f"ΩT = {t2}" in out and "work: " in out and "×2, ×3 at 2 of 4 points: [1, 2]" in out
+
+
+def test_artifact_prefers_a_narrower_converged_range_to_a_wider_unconverged_one():
+    """Spectra whose ℓ ≤ 3 have settled by the first of three times while ℓ 4-7 grow to the last (9
+    design points, 32 log-normal realisations, no pixel noise): the artifact emulates ℓ 1..3,
+    converged at the first time, rather than ℓ 1..7 at the last time, unconverged; with every ℓ
+    still growing it falls back to ℓ 1..7 at the last time, flagged NOT converged."""
+    rng = np.random.default_rng(5)
+    design = BOX.grid(3)
+    ell = np.arange(8)
+    level = np.exp(-2 * np.log1p(ell) + 0.3 * design[:, :1] - 0.2 * design[:, 1:])  # (K, L), smooth in θ
+    sky = np.exp(0.3 * rng.normal(size=(9, 32, 1, 8)))  # each realisation's own sky, the same at every time
+    jitter = np.exp(0.01 * rng.normal(size=(9, 32, 3, 8)))  # what changes between times within the noise
+
+    def spectra(growth):  # growth (3 times, L)
+        return level[:, None, None, :] * sky * growth[None, None] * jitter
+
+    settled = np.where(ell <= 3, 1.0, np.array([[0.5], [0.75], [1.0]]))
+    art = artifact_from_spectra(
+        BOX, design, spectra(settled), np.zeros((9, 32, 3)), (1.0, 2.0, 4.0), Analysis("full"), 4
+    )
+    assert list(art.ells) == [1, 2, 3] and art.time == 1.0 and art.provenance["convergence"]["converged"]
+    growing = np.broadcast_to(np.array([[0.5], [0.75], [1.0]]), (3, 8))
+    art = artifact_from_spectra(
+        BOX, design, spectra(growing), np.zeros((9, 32, 3)), (1.0, 2.0, 4.0), Analysis("full"), 4
+    )
+    assert list(art.ells) == list(range(1, 8)) and art.time == 4.0 and not art.provenance["convergence"]["converged"]
 
 
 def test_artifact_round_trip_and_damage(tiny_campaign, tmp_path):

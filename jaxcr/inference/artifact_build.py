@@ -78,8 +78,9 @@ def build_artifact(
     Args:
         analysis: the analysis' name (default: the campaign's only or first one).
         ells: the multipoles to emulate (default: from the first ℓ above the analysis' ℓ ≤ L removal
-            up to the largest ℓ whose pixel noise passes at the chosen time, :func:`passing_ell_max`;
-            given ells that do not pass are refused with the ℓ ranges that pass at each time).
+            up to the largest ℓ whose pixel noise passes at the chosen time, :func:`passing_ell_max`,
+            the widest such range that converges; the widest resolved at the last time, flagged,
+            where none does; given ells that do not pass are refused with the ℓ ranges that pass at each time).
         time: force the model's ΩT (one of the campaign's times) instead of the diagnostic's.
         degree: polynomial degree of ln⟨C_ℓ⟩ in θ (needs at least as many design points as
             monomials: 6 for degree 2 in two parameters, 10 in three). 2 by default: the design
@@ -212,17 +213,25 @@ def artifact_from_spectra(
     t_ell, v_ell = analysis.noise_response(nside)
     c = spectra - pixel_noise[..., None] * t_ell  # noise-corrected, (K, R, T, L)
     passing = passing_ell_max(c, pixel_noise, t_ell, ells)
-    # ells None: the widest range from the first ℓ that is converged and resolved at one time;
-    # a narrower range may converge earlier, when the pixel noise is still lower
+    # ells None: the widest range from the first ℓ that is converged and resolved at one time (a
+    # narrower range may converge earlier, when the pixel noise is still lower); where no range
+    # converges, the widest resolved at the diagnostic's (last) time, flagged NOT converged
     tops = [ells[-1]]
     if auto_ells:
         resolved = [p for p in passing if p is not None] if time is None else [passing[times.index(float(time))] or 0]
         tops = [t for t in ells[:0:-1] if t <= max(resolved, default=0)] or [ells[1]]
+    widest_resolved = None
     for top in tops:
         rows, chosen = convergence_table(c[..., ells[ells <= top]], times, z_margin, point_alpha)
         j = chosen if time is None else times.index(float(time))
-        if passing[j] is not None and passing[j] >= top:
+        if passing[j] is None or passing[j] < top:
+            continue
+        widest_resolved = widest_resolved or (top, rows, chosen, j)
+        if time is not None or (rows[chosen]["converged"] and chosen < len(times) - 1):
             break
+    else:
+        if widest_resolved is not None:
+            top, rows, chosen, j = widest_resolved
     ells = ells[ells <= top]
     moments = [realisation_moments(c[k, :, j][:, ells]) for k in range(k_points)]
     means, covs, log_means, log_covs, raised = (np.array([m[i] for m in moments]) for i in range(5))
