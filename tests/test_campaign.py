@@ -277,7 +277,8 @@ def test_artifact_prefers_a_narrower_converged_range_to_a_wider_unconverged_one(
     """Spectra whose ℓ ≤ 3 have settled by the first of three times while ℓ 4-7 grow to the last (9
     design points, 32 log-normal realisations, no pixel noise): the artifact emulates ℓ 1..3,
     converged at the first time, rather than ℓ 1..7 at the last time, unconverged; with every ℓ
-    still growing it falls back to ℓ 1..7 at the last time, flagged NOT converged."""
+    still growing it falls back to ℓ 1..7 at the last time, flagged NOT converged. The wider range that
+    did not converge is recorded with the points holding it back (here all nine)."""
     rng = np.random.default_rng(5)
     design = BOX.grid(3)
     ell = np.arange(8)
@@ -293,11 +294,13 @@ def test_artifact_prefers_a_narrower_converged_range_to_a_wider_unconverged_one(
         BOX, design, spectra(settled), np.zeros((9, 32, 3)), (1.0, 2.0, 4.0), Analysis("full"), 4
     )
     assert list(art.ells) == [1, 2, 3] and art.time == 1.0 and art.provenance["convergence"]["converged"]
+    assert art.provenance["convergence"]["wider_unconverged"] == dict(ell_max=7, points=list(range(9)))
     growing = np.broadcast_to(np.array([[0.5], [0.75], [1.0]]), (3, 8))
     art = artifact_from_spectra(
         BOX, design, spectra(growing), np.zeros((9, 32, 3)), (1.0, 2.0, 4.0), Analysis("full"), 4
     )
     assert list(art.ells) == list(range(1, 8)) and art.time == 4.0 and not art.provenance["convergence"]["converged"]
+    assert art.provenance["convergence"]["wider_unconverged"] is None
 
 
 def test_artifact_round_trip_and_damage(tiny_campaign, tmp_path):

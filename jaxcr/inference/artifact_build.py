@@ -232,6 +232,10 @@ def artifact_from_spectra(
     else:
         if widest_resolved is not None:
             top, rows, chosen, j = widest_resolved
+    wider = None  # a wider range that resolves but did not converge, and the points that hold it back
+    if widest_resolved is not None and widest_resolved[0] > top:
+        last = widest_resolved[1][-2]
+        wider = dict(ell_max=int(widest_resolved[0]), points=last["points_changing"] or last["points_suspect"])
     ells = ells[ells <= top]
     moments = [realisation_moments(c[k, :, j][:, ells]) for k in range(k_points)]
     means, covs, log_means, log_covs, raised = (np.array([m[i] for m in moments]) for i in range(5))
@@ -270,6 +274,7 @@ def artifact_from_spectra(
                 chosen_time=float(times[chosen]),
                 converged=bool(rows[chosen]["converged"] and chosen < len(times) - 1),
                 forced_time=None if time is None else float(time),
+                wider_unconverged=wider,
                 z_margin=z_margin,
                 point_alpha=point_alpha,
             ),

@@ -48,7 +48,9 @@ def convergence_table(
 
     The chosen index is the earliest T_j from which every later time is converged; the last time
     when none is (then flagged). Also reported: the mean relative shift of ⟨C_ℓ⟩ from T_j to the
-    last time, the smallest point p-value and the points that change (``points_changing``).
+    last time, the smallest point p-value, the points that change (``points_changing``) and those
+    with p ≤ ``point_alpha`` uncorrected (``points_suspect``: where a pooled excess of q comes from
+    when no single point is significant).
     """
     c = np.asarray(c_by_time)
     n_points, n_t = c.shape[0], c.shape[2]
@@ -60,12 +62,15 @@ def convergence_table(
         if j == n_t - 1:
             rows.append(
                 dict(time=float(times[j]), q=1.0, q_se=0.0, relative_shift=0.0, converged=True,
-                     point_p_min=1.0, points_changing=[])
+                     point_p_min=1.0, points_changing=[], points_suspect=[])
             )  # fmt: skip
             ok.append(True)
             continue
         p_points = np.array([change_p_value(d[k]) for k in range(n_points)])
         changing = [int(k) for k in np.flatnonzero(p_points <= point_alpha / n_points)]
+        suspect = [
+            int(k) for k in np.flatnonzero(p_points <= point_alpha)
+        ]  # uncorrected: where a pooled excess comes from
         q = _paired_q(d)  # (K,)
         q_se = q.std(ddof=1) / np.sqrt(len(q)) if len(q) > 1 else np.inf
         last = c[:, :, -1].mean(1)
@@ -73,7 +78,7 @@ def convergence_table(
         converged = bool(q.mean() - 1.0 <= z_margin * q_se) and not changing
         rows.append(
             dict(time=float(times[j]), q=float(q.mean()), q_se=float(q_se), relative_shift=shift, converged=converged,
-                 point_p_min=float(p_points.min()), points_changing=changing)
+                 point_p_min=float(p_points.min()), points_changing=changing, points_suspect=suspect)
         )  # fmt: skip
         ok.append(converged)
     return rows, _earliest_settled(ok)

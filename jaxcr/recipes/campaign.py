@@ -244,8 +244,17 @@ def _artifact(args) -> int:
     print(
         f"wrote {args.out}\nnext: jaxcr fit SPECTRUM.csv --artifact {args.out}   (a spectrum of the {artifact.analysis.name} analysis)"
     )
-    late = rows[-2].get("points_changing", []) if len(rows) > 1 else []
-    if late:  # still changing between the last two stored times: nothing later to converge to
+    last = rows[-2] if len(rows) > 1 else {}
+    # still changing between the last two stored times (or, with no single point significant, the points
+    # whose uncorrected p carries the pooled excess): nothing later to converge to
+    late = last.get("points_changing") or ([] if last.get("converged", True) else last.get("points_suspect", []))
+    wider = artifact.provenance["convergence"].get("wider_unconverged")
+    if wider and not late:
+        late = wider["points"]
+        print(
+            f"ℓ ≤ {wider['ell_max']} is resolved but has not converged (held back at {_points_text(campaign.spec, late)})"
+        )
+    if late:
         print(f"to converge there: jaxcr campaign lengthen {args.folder} --points {' '.join(map(str, late))}   "
               "(follows them twice as long; then run and build again)")  # fmt: skip
     return 0
