@@ -68,9 +68,8 @@ def convergence_table(
             continue
         p_points = np.array([change_p_value(d[k]) for k in range(n_points)])
         changing = [int(k) for k in np.flatnonzero(p_points <= point_alpha / n_points)]
-        suspect = [
-            int(k) for k in np.flatnonzero(p_points <= point_alpha)
-        ]  # uncorrected: where a pooled excess comes from
+        # uncorrected: where a pooled excess of q comes from when no single point is significant
+        suspect = [int(k) for k in np.flatnonzero(p_points <= point_alpha)]
         q = _paired_q(d)  # (K,)
         q_se = q.std(ddof=1) / np.sqrt(len(q)) if len(q) > 1 else np.inf
         last = c[:, :, -1].mean(1)
