@@ -39,7 +39,14 @@ from ..parametrisation import RHO, SIGMA2, Parametrisation, Transform
 from ..spectra import max_lmax
 from .artifact import EmulatorArtifact
 from .campaign import Campaign, software_versions
-from .convergence import MAX_NOISE_FRACTION, POINT_ALPHA, convergence_table, noise_error, passing_ell_max
+from .convergence import (
+    MAX_NOISE_FRACTION,
+    POINT_ALPHA,
+    convergence_table,
+    noise_error,
+    passing_ell_max,
+    points_holding_back,
+)
 from .emulator import SpectrumEmulator
 from .pixel_noise import deconvolved_log_moments
 
@@ -234,8 +241,7 @@ def artifact_from_spectra(
             top, rows, chosen, j = widest_resolved
     wider = None  # a wider range that resolves but did not converge, and the points that hold it back
     if widest_resolved is not None and widest_resolved[0] > top:
-        last = widest_resolved[1][-2]
-        wider = dict(ell_max=int(widest_resolved[0]), points=last["points_changing"] or last["points_suspect"])
+        wider = dict(ell_max=int(widest_resolved[0]), points=points_holding_back(widest_resolved[1][-2]))
     ells = ells[ells <= top]
     moments = [realisation_moments(c[k, :, j][:, ells]) for k in range(k_points)]
     means, covs, log_means, log_covs, raised = (np.array([m[i] for m in moments]) for i in range(5))

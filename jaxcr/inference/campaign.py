@@ -124,7 +124,7 @@ class Campaign:
         self.spec = dataclasses.replace(
             self.spec,
             design=np.concatenate([self.spec.design, np.array(new)]),
-            time_scales=np.concatenate([self.spec.time_scales, np.ones(len(new))]),  # type: ignore[list-item]
+            time_scales=np.concatenate([np.asarray(self.spec.time_scales), np.ones(len(new))]),
         )
         self._write_spec()
         return list(range(first, len(self.spec.design)))
@@ -147,7 +147,7 @@ class Campaign:
                 f"points must be design-point indices in [0, {k_points - 1}] (the #k `jaxcr campaign artifact` lists); "
                 f"got {points!r}"
             )
-        scales = self.spec.time_scales.copy()  # type: ignore[union-attr]
+        scales = np.array(self.spec.time_scales, dtype=float)
         scales[chosen] *= float(factor)
         old = {k: self.spec.time_scale(k) for k in chosen}
         for k in chosen:  # first, so that no file of the old times is left under the new spec

@@ -106,7 +106,7 @@ class CampaignSpec:
 
     def time_scale(self, index: int) -> float:
         """The factor on the times of design point ``index`` (``time_scales``; 1 unless lengthened)."""
-        return float(self.time_scales[index])  # type: ignore[index]
+        return float(np.asarray(self.time_scales)[index])
 
     def point_times(self, index: int) -> tuple[float, ...]:
         """The backtracking times ΩT of design point ``index``: ``times``, or with
@@ -174,7 +174,7 @@ class CampaignSpec:
             step_per_point=self.step_per_point,
             separation_times=self.separation_times,
             digest=self.digest(),
-        ) | ({"time_scales": self.time_scales.tolist()} if self.lengthened() else {})  # type: ignore[union-attr]
+        ) | ({"time_scales": np.asarray(self.time_scales).tolist()} if self.lengthened() else {})
 
     @classmethod
     def from_dict(cls, d: dict) -> CampaignSpec:

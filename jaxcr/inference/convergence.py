@@ -13,6 +13,7 @@ import numpy as np
 
 __all__ = [
     "convergence_table",
+    "points_holding_back",
     "convergence_time",
     "infinite_time_limit",
     "approach_fit",
@@ -81,6 +82,14 @@ def convergence_table(
         )  # fmt: skip
         ok.append(converged)
     return rows, _earliest_settled(ok)
+
+
+def points_holding_back(row: dict) -> list[int]:
+    """The design points that keep one row of :func:`convergence_table` from converging: those that
+    change (``points_changing``) or, where only the pooled test fails, those with p ≤ ``point_alpha``
+    uncorrected (``points_suspect``); none for a converged row. For the row of the last two stored
+    times these are the points to follow longer (:meth:`jaxcr.inference.campaign.Campaign.lengthen`)."""
+    return list(row.get("points_changing") or ([] if row.get("converged", True) else row.get("points_suspect", [])))
 
 
 def _earliest_settled(ok: list[bool]) -> int:

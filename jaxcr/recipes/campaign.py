@@ -199,6 +199,7 @@ def _artifact(args) -> int:
     from jaxcr import io
     from jaxcr.inference.artifact_build import build_artifact
     from jaxcr.inference.campaign import Campaign
+    from jaxcr.inference.convergence import points_holding_back
     from jaxcr.spectra import max_lmax
 
     io.check_writable("--out", args.out)
@@ -244,10 +245,8 @@ def _artifact(args) -> int:
     print(
         f"wrote {args.out}\nnext: jaxcr fit SPECTRUM.csv --artifact {args.out}   (a spectrum of the {artifact.analysis.name} analysis)"
     )
-    last = rows[-2] if len(rows) > 1 else {}
-    # still changing between the last two stored times (or, with no single point significant, the points
-    # whose uncorrected p carries the pooled excess): nothing later to converge to
-    late = last.get("points_changing") or ([] if last.get("converged", True) else last.get("points_suspect", []))
+    # not converged between the last two stored times: nothing later to converge to
+    late = points_holding_back(rows[-2]) if len(rows) > 1 else []
     wider = artifact.provenance["convergence"].get("wider_unconverged")
     if wider and not late:
         late = wider["points"]

@@ -36,7 +36,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                     "σ² and λ_c shared by them, each with its own r_L(E) and amplitude")  # fmt: skip
     ap.add_argument("--artifact", type=Path, action="append",
                     help="emulator artifact of the spectrum's analysis (.npz, or a shipped one's name, e.g. "
-                    "icecube; one per spectrum, in order; default: the one shipped with jaxcr for each "
+                    "icecube or icecube-wide; one per spectrum, in order; default: the one shipped with jaxcr for each "
                     "spectrum's analysis, if any)")  # fmt: skip
     known = ap.add_mutually_exclusive_group()
     known.add_argument("--gradient-per-pc", type=float, help="the CR gradient |∇n/n| in 1/pc, if known")
