@@ -296,8 +296,11 @@ def plot_fit(result):
     for ax, name in zip(axes[1:], names):
         prof = result.profiles[name]
         ax.plot(prof["value"], prof["delta_m2lnl"], color="k")
-        for level, ls in ((1.0, "--"), (4.0, ":")):
-            ax.axhline(level, color="grey", ls=ls, lw=0.8)
+        for level, ls, key in ((1.0, "--", "critical_68"), (4.0, ":", "critical_95")):
+            if key in prof:  # critical values calibrated by toys (jaxcr.inference.neyman)
+                ax.plot(prof["value"], prof[key], color="grey", ls=ls, lw=0.8, label=f"{key[-2:]} % critical (toys)")
+            else:
+                ax.axhline(level, color="grey", ls=ls, lw=0.8)
         lo, hi, closed_lo, closed_hi = result.intervals[name]["68"]
         ax.axvspan(lo, hi, color="tab:blue", alpha=0.12, label="68 % interval")
         for end, closed, side in ((lo, closed_lo, "left"), (hi, closed_hi, "right")):
@@ -312,5 +315,7 @@ def plot_fit(result):
         ax.set_ylim(0, 9)
         ax.set_xlabel(prof["label"])
         ax.set_ylabel("Δ(−2 ln L), profile")
+        if "critical_68" in prof:
+            ax.legend(fontsize=6, loc="upper center")
     fig.tight_layout()
     return fig

@@ -10,7 +10,8 @@ Every fit in jaxcr runs :func:`maximise_likelihood` on an
    a profile point below the best fit replaces it (re-polished with every parameter free);
 4. the Fisher matrix ½∂²(−2 ln L) at the best fit;
 5. 68 % and 95 % intervals where the profile crosses Δ(−2 ln L) = 1 and 4, open where the box
-   cuts them first;
+   cuts them first; or, with ``FitOptions(calibration=NeymanCalibration())``, where it crosses
+   critical values calibrated by toys (:mod:`jaxcr.inference.neyman`: right also at the box);
 6. flags: each Fisher eigen-direction of the boxed parameters whose 1σ exceeds ``POORLY_CONSTRAINED``
    of the prior half-range along it (what the data do not narrow, whatever the intervals say),
    and every 68 % interval that reaches the box.
@@ -32,6 +33,8 @@ import optax
 from .. import _checks
 from ..parametrisation import Parametrisation, Transform
 from .likelihood import AbstractLikelihood
+from .neyman import NeymanCalibration, calibrated_interval, critical_values
+from .optimise import minimise
 
 __all__ = ["FitOptions", "LikelihoodFit", "maximise_likelihood", "minimise", "level_interval", "POORLY_CONSTRAINED"]
 
@@ -49,6 +52,9 @@ class FitOptions:
         optimiser: an optax optimiser (default: ``optax.lbfgs()``, with its zoom line search).
         max_steps, tolerance: the optimiser stops at ``max_steps`` or when |∇| < ``tolerance``.
         poorly_constrained: the flag's threshold (fraction of the prior half-range).
+        calibration: None (intervals at Δ(−2 ln L) = 1 and 4) or a
+            :class:`~jaxcr.inference.neyman.NeymanCalibration` (critical values from toys; about
+            ``4 · points · toys`` toy minimisations per parameter).
     """
 
     start_points: int = 9
@@ -57,6 +63,7 @@ class FitOptions:
     max_steps: int = 300
     tolerance: float = 1e-8
     poorly_constrained: float = POORLY_CONSTRAINED
+    calibration: NeymanCalibration | None = None
 
     def __post_init__(self):
         if _checks.check_positive_int("start_points", self.start_points) < 2:
@@ -68,6 +75,24 @@ class FitOptions:
         _checks.check_positive("poorly_constrained", self.poorly_constrained)
         if self.optimiser is not None and not isinstance(self.optimiser, optax.GradientTransformation):
             raise TypeError(f"optimiser must be an optax optimiser; got {type(self.optimiser).__name__}")
+        if self.calibration is not None and not isinstance(self.calibration, NeymanCalibration):
+            raise TypeError(f"calibration must be None or a NeymanCalibration; got {type(self.calibration).__name__}")
+
+    def record(self) -> dict:
+        """What a saved fit records of these options: the profile's points and how the intervals
+        were found (``intervals``: "profile" at Δ(−2 ln L) = 1 and 4, or "calibrated" by toys with
+        ``calibration`` = toys, points, seed)."""
+        calibration = None if self.calibration is None else dataclasses.asdict(self.calibration)
+        return dict(
+            profile_points=self.profile_points,
+            intervals="profile" if calibration is None else "calibrated",
+            calibration=calibration,
+        )
+
+    @property
+    def stages(self) -> int:
+        """Progress stages per parameter (its profile, and its calibration if any)."""
+        return 1 if self.calibration is None else 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +102,8 @@ class LikelihoodFit:
     ``phi``: the best-fit coordinates; ``values``: the best-fit physical values;
     ``intervals[name][level]`` = (low, high, closed_low, closed_high) in physical values for
     levels "68" and "95"; ``profiles[name]`` = {"coordinate", "value", "transform", "label",
-    "delta_m2lnl"}; ``fisher``: in the
+    "delta_m2lnl"} and, for calibrated intervals, the critical values ("critical_68", "critical_95"
+    on the axis; "calibration": where and how they were computed); ``fisher``: in the
     coordinates; ``directions``: per eigen-direction of the boxed parameters, its unit vector,
     1σ, prior half-range along it and the flag; ``flags``: human-readable warnings."""
 
@@ -92,48 +118,6 @@ class LikelihoodFit:
     profiles: dict
     directions: list
     flags: list
-
-
-def minimise(f, x0, optimiser: optax.GradientTransformation | None = None, max_steps: int = 300, tol: float = 1e-8):
-    """Minimise f from x0 with an optax optimiser (default L-BFGS with its zoom line search) until
-    |∇f| < tol or ``max_steps``; jit/vmap-able."""
-    if optimiser is None:
-        return _lbfgs(f, x0, max_steps, tol)
-    opt = optax.with_extra_args_support(optimiser)
-    value_and_grad = jax.value_and_grad(f)
-
-    def step(carry):
-        x, state, _, k = carry
-        value, grad = value_and_grad(x)
-        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=f)
-        return optax.apply_updates(x, updates), state, optax.tree_utils.tree_norm(grad), k + 1
-
-    def going(carry):
-        _, _, gnorm, k = carry
-        return (k == 0) | ((k < max_steps) & (gnorm >= tol))
-
-    init = (x0, opt.init(x0), jnp.asarray(jnp.inf, dtype=x0.dtype), jnp.asarray(0))
-    return jax.lax.while_loop(going, step, init)[0]
-
-
-def _lbfgs(f, x0, max_steps: int, tol: float):
-    """optax L-BFGS, reusing the line search's value and gradient (the state holds them)."""
-    opt = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(f)
-
-    def step(carry):
-        x, state = carry
-        value, grad = value_and_grad(x, state=state)
-        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=f)
-        return optax.apply_updates(x, updates), state
-
-    def going(carry):
-        _, state = carry
-        count = optax.tree_utils.tree_get(state, "count")
-        grad = optax.tree_utils.tree_get(state, "grad")
-        return (count == 0) | ((count < max_steps) & (optax.tree_utils.tree_norm(grad) >= tol))
-
-    return jax.lax.while_loop(going, step, (x0, opt.init(x0)))[0]
 
 
 @eqx.filter_jit
@@ -185,19 +169,19 @@ def _profile_axis(parameters: Parametrisation, i: int, phi, cov, n: int) -> np.n
 
 
 def _profile(like, phi, i, x, options, lowest):
-    """−2 ln L along x with coordinate i fixed, walking outward from the best fit; returns it and
-    the lowest (value, φ) seen."""
-    prof = np.empty(len(x))
+    """−2 ln L along x with coordinate i fixed, walking outward from the best fit; returns it, φ at
+    each point and the lowest (value, φ) seen."""
+    prof, points = np.empty(len(x)), np.empty((len(x), len(phi)))
     fixed = jnp.arange(len(phi)) == i
     k0 = int(np.argmin(np.abs(x - float(phi[i]))))
     for order in (range(k0, len(x)), range(k0 - 1, -1, -1)):
         start = phi
         for j in order:
             start, val = _minimum(like, start, fixed, jnp.asarray(float(x[j])), options)
-            prof[j] = float(val)
+            prof[j], points[j] = float(val), np.asarray(start)
             if prof[j] < lowest[0] - 1e-9:
                 lowest = (prof[j], start)
-    return prof, lowest
+    return prof, points, lowest
 
 
 def directions_against_prior(fisher, parameters: Parametrisation, threshold: float):
@@ -272,10 +256,10 @@ def maximise_likelihood(
     tick()
     fisher = 0.5 * np.asarray(_hessian(likelihood, phi))
     cov = np.linalg.pinv(fisher)
-    profiles, raw, lowest = {}, {}, (best, phi)
+    profiles, raw, points, lowest = {}, {}, {}, (best, phi)
     for i, name in enumerate(parameters.names):
         x = _profile_axis(parameters, i, phi, cov, options.profile_points)
-        raw[name], lowest = _profile(likelihood, phi, i, x, options, lowest)
+        raw[name], points[name], lowest = _profile(likelihood, phi, i, x, options, lowest)
         p = parameters.parameters[i]
         profiles[name] = dict(
             coordinate=x.tolist(), value=np.asarray(p.to_value(x)).tolist(), transform=p.transform.value, label=p.label
@@ -287,12 +271,20 @@ def maximise_likelihood(
         fisher = 0.5 * np.asarray(_hessian(likelihood, phi))
     intervals: dict[str, dict] = {}
     flags: list[str] = []
-    for p in parameters.parameters:
+    for i, p in enumerate(parameters.parameters):
         x, delta = np.asarray(profiles[p.name]["coordinate"]), raw[p.name] - best
         profiles[p.name]["delta_m2lnl"] = delta.tolist()
         intervals[p.name] = {}
+        if options.calibration is not None:
+            critical = critical_values(likelihood, i, x, points[p.name], phi, options.calibration, options.optimiser)
+            profiles[p.name] |= {f"critical_{lv}": critical.pop(f"critical_{lv}") for lv, _ in LEVELS}
+            profiles[p.name]["calibration"] = critical
+            tick()
         for level, dy in LEVELS:
-            lo, hi, c_lo, c_hi = level_interval(x, delta, dy)
+            if options.calibration is None:
+                lo, hi, c_lo, c_hi = level_interval(x, delta, dy)
+            else:
+                lo, hi, c_lo, c_hi = calibrated_interval(x, delta, profiles[p.name][f"critical_{level}"])
             intervals[p.name][level] = (float(p.to_value(lo)), float(p.to_value(hi)), c_lo, c_hi)
     directions, poor = directions_against_prior(fisher, parameters, options.poorly_constrained)
     for p in parameters.parameters:

@@ -118,7 +118,12 @@ def fit_skies(
     starts = start_grid(box, options.start_points)
     if gradient_per_pc is None:  # each amplitude from its own spectrum at the start point
         starts = np.array([[*t, *(_log_amplitude(m, t) for m in members)] for t in starts])
-    with tqdm(total=1 + len(parameters), disable=not progress, desc=f"fit ({len(spectra)} skies)", unit="stage") as bar:
+    with tqdm(
+        total=1 + options.stages * len(parameters),
+        disable=not progress,
+        desc=f"fit ({len(spectra)} skies)",
+        unit="stage",
+    ) as bar:
         fit = maximise_likelihood(joint, parameters, starts, options, progress=lambda: bar.update(1))
     return FitResult.from_fit(
         fit,
@@ -132,8 +137,8 @@ def fit_skies(
             b0_microgauss=b0_microgauss,
             charge=charge,
             form=str(form),
-            profile_points=options.profile_points,
         )
+        | options.record()
         | run_record(),
         wall_time_s=_time.perf_counter() - t0,
     )

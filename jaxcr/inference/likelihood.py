@@ -116,6 +116,15 @@ class AbstractLikelihood(eqx.Module):
         """−2 ln L plus the box barrier: what the fit minimises."""
         return self.terms(phi)[0] + BARRIER * self.box_excess(phi)
 
+    def with_data(self, y: Float[Array, " n"]) -> AbstractLikelihood:
+        """The same likelihood of another data vector y, e.g. a toy drawn from :meth:`moments`
+        (the toys that calibrate intervals, :mod:`jaxcr.inference.neyman`). A subclass holding its
+        data says how to replace it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not say how to replace its data vector (with_data), which calibrated "
+            "intervals need; use FitOptions(calibration=None) or give the class a with_data method"
+        )
+
     @property
     def n_data(self) -> int:
         return int(self.data().shape[0])
@@ -157,6 +166,10 @@ class AbstractSkyLikelihood(AbstractLikelihood):
 
     def data(self):
         return self.observed
+
+    def with_data(self, y):
+        """The same sky likelihood of another y; the measurement variance stays the observed one's."""
+        return eqx.tree_at(lambda like: like.observed, self, jnp.asarray(y))
 
     def box_excess(self, phi):
         z = jnp.abs(self.emulator.box_coordinates(phi[: self.emulator.centre.shape[0]]))
@@ -277,6 +290,14 @@ class JointLikelihood(AbstractLikelihood):
     def data(self):
         return jnp.concatenate([m.data() for m in self.members])
 
+    def with_data(self, y):
+        ends = np.cumsum([m.n_data for m in self.members])[:-1]
+        return eqx.tree_at(
+            lambda like: like.members,
+            self,
+            tuple(m.with_data(part) for m, part in zip(self.members, jnp.split(y, ends))),
+        )
+
     def moments(self, phi):
         parts = [m.moments(self._member_phi(phi, i)) for i, m in enumerate(self.members)]
         return jnp.concatenate([p[0] for p in parts]), jax.scipy.linalg.block_diag(*[p[1] for p in parts])
@@ -307,6 +328,9 @@ class Reparametrised(AbstractLikelihood):
 
     def data(self):
         return self.member.data()
+
+    def with_data(self, y):
+        return eqx.tree_at(lambda like: like.member, self, self.member.with_data(y))
 
     def moments(self, phi):
         return self.member.moments(self._member_phi(phi))

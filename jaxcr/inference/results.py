@@ -96,6 +96,12 @@ class FitResult:
                 f"  direction {d['combination']}: 1σ = {d['sigma']:.3g}, {d['fraction_of_prior']:.2f} of the "
                 f"prior half-range{' → POORLY CONSTRAINED' if d['poorly_constrained'] else ''}"
             )
+        if self.settings.get("intervals") == "calibrated":
+            c = self.settings["calibration"]
+            lines.append(
+                f"  intervals calibrated by {c['toys']} toy spectra at each of {c['points']} values per parameter "
+                f"(Feldman-Cousins; seed {c['seed']})"
+            )
         lines += [f"  FLAG: {f}" for f in self.flags]
         return "\n".join(lines)
 

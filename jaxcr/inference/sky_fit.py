@@ -330,7 +330,9 @@ def fit_sky(
     box = artifact.parameters
     parameters = box if amplitude is not None else Parametrisation(box.parameters + (AMPLITUDE,))
     starts = _starts(like, parameters, box, start, options.start_points)
-    with tqdm(total=1 + len(parameters), disable=not progress, desc="fit (one sky)", unit="stage") as bar:
+    with tqdm(
+        total=1 + options.stages * len(parameters), disable=not progress, desc="fit (one sky)", unit="stage"
+    ) as bar:
         fit = maximise_likelihood(like, parameters, starts, options, progress=lambda: bar.update(1))
     values, intervals = _derived(fit, box.names, r_l_pc, amplitude)
     flags = fit.flags + fit_warnings(artifact, fit, box)
@@ -351,8 +353,8 @@ def fit_sky(
             ell_max=ell_max,
             ell_cut=np.asarray(observed.ell)[~keep].tolist(),
             form=as_option(LikelihoodForm, "form", form).value,
-            profile_points=options.profile_points,
         )
+        | options.record()
         | run_record(),
         wall_time_s=_time.perf_counter() - t0,
     )
