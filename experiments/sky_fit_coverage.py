@@ -3,7 +3,7 @@
     python experiments/sky_fit_coverage.py --artifact results/campaign_fits/icecube_l20.npz \\
         [--truth 1.0 0.1] [--truth 0.5 0.15] [--skies 24] [--gradient-per-pc 0.01] [--b0-mug 3] \\
         [--observatory icecube] [--sky-nside 64] [--form lognormal offset-lognormal gaussian] [--seed 4242]
-        [--out results/sky_fit_coverage] [--skies-from EARLIER_OUT]
+        [--out results/sky_fit_coverage] [--skies-from EARLIER_OUT] [--gradient known free] [--calibrated-intervals [TOYS]]
 
 For each truth (σ², r_L/λ_c) it makes --skies single synthetic skies (one field realisation each,
 independent of the campaign's, backtracked from every pixel of --sky-nside (default twice the
@@ -40,6 +40,8 @@ import scipy.stats
 
 from jaxcr import io, units
 from jaxcr.inference.artifact import EmulatorArtifact
+from jaxcr.inference.fit import FitOptions
+from jaxcr.inference.neyman import NeymanCalibration
 from jaxcr.inference.shipped import check_artifact_path
 from jaxcr.inference.sky_fit import fit_sky
 from jaxcr.observations import OBSERVATORIES, ObservedSpectrum, load_spectrum, save_spectrum
@@ -119,6 +121,14 @@ def main(argv=None) -> int:
         default=["lognormal"],
         help="likelihood forms, each fitted to the same skies (default lognormal)",
     )
+    ap.add_argument(
+        "--gradient", choices=["known", "free"], nargs="+", default=["known", "free"],
+        help="fit with the gradient known, free, or both (default both)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--calibrated-intervals", type=int, nargs="?", const=200, metavar="TOYS",
+        help="intervals calibrated by TOYS toys per value (Feldman-Cousins; default 200) instead of Δ(−2 ln L) = 1, 4",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=4242, help="seed of the skies and their Poisson counts (default 4242)")
     ap.add_argument("--out", type=Path, default=Path("results/sky_fit_coverage"), help="output folder")
     ap.add_argument(
@@ -127,6 +137,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.skies < 2:
         ap.error(f"--skies must be >= 2; got {args.skies}")
+    if args.calibrated_intervals is not None and args.calibrated_intervals < 50:
+        ap.error(f"--calibrated-intervals takes at least 50 toys; got {args.calibrated_intervals}")
+    toys = args.calibrated_intervals
+    options = FitOptions(calibration=None if toys is None else NeymanCalibration(toys=toys))
     io.check_writable("--out", args.out / "coverage.json")
     artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))  # a file or a shipped name (icecube-wide)
     observatory = OBSERVATORIES[args.observatory]
@@ -160,14 +174,18 @@ def main(argv=None) -> int:
                 save_spectrum(sky, p)
         t_sky = time.perf_counter() - t0
         entry: dict = dict(sigma2=s2, rho=rho, sky_seconds=t_sky, forms={})
-        modes = (("known", dict(gradient_per_pc=args.gradient_per_pc)), ("free", {}))
+        modes = [
+            m for m in (("known", dict(gradient_per_pc=args.gradient_per_pc)), ("free", {})) if m[0] in args.gradient
+        ]
         for form, (label, kw) in itertools.product(args.form, modes):
             result = entry["forms"].setdefault(form, {})
             fits, refused = [], []
             for sky in skies:  # a sky the likelihood cannot take (log-normal: Ĉ_ℓ ≤ N) is counted, not fitted
                 try:
                     fits.append(
-                        fit_sky(sky, artifact, b0_microgauss=args.b0_mug, form=form, progress=False, **kw).as_dict()
+                        fit_sky(
+                            sky, artifact, b0_microgauss=args.b0_mug, form=form, options=options, progress=False, **kw
+                        ).as_dict()
                     )
                 except (ValueError, RuntimeError) as err:  # RuntimeError: a fit whose −2 ln L turned non-finite
                     refused.append(f"{type(err).__name__}: " + " ".join(str(err).split())[:200])

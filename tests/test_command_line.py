@@ -30,6 +30,8 @@ SUBCOMMAND_CASES = [
     (["campaign", "run", "{tmp}/none"], "campaign"),
     (["fit", "{tmp}/spectrum.csv", "--ell-max", "0"], "--ell-max"),
     (["fit", "{tmp}/spectrum.csv", "--start", "sigma2"], "--start"),
+    (["fit", "{tmp}/spectrum.csv", "--calibrated-intervals", "10"], "--calibrated-intervals"),
+    (["fit", "{tmp}/spectrum.csv", "--seed", "-1"], "--seed"),
     (["benchmark", "--particles", "0"], "--particles"),
     (
         ["spectrum-from-maps", "{tmp}/maps.fits", "--energy-tev", "20", "--resamples", "1", "--out", "{tmp}/s.csv"],
@@ -156,6 +158,31 @@ def test_the_readme_first_fit_runs_in_a_minute(tmp_path):
     assert time.perf_counter() - t0 < 60
     assert (tmp_path / "fit" / "fit.json").exists() and (tmp_path / "fit" / "fit.png").exists()
     assert "FLAG" in proc.stdout or "fit of" in proc.stdout
+
+
+def test_calibrated_intervals_from_the_command_line(tmp_path):
+    """`--calibrated-intervals 100` on the shipped example: exit status 0; fit.json records the
+    calibration (toys, seed) and the critical values on every profile axis, and each 68 % interval
+    is where the profile lies at or below them (checked on the saved profile: every profile point
+    strictly inside the interval is accepted, Δ ≤ c)."""
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxcr", "fit", "jaxcr/data/example_icecube_spectrum.csv", "--gradient-per-pc", "0.01",
+         "--calibrated-intervals", "100", "--seed", "7", "--out", str(tmp_path / "fit"), "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "intervals calibrated by 100 toy spectra" in proc.stdout
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert fit["settings"]["intervals"] == "calibrated" and fit["settings"]["calibration"]["seed"] == 7
+    for name in ("sigma2", "rho"):
+        prof = fit["profiles"][name]
+        value, delta, critical = (np.asarray(prof[k]) for k in ("value", "delta_m2lnl", "critical_68"))
+        assert len(critical) == len(value) and prof["calibration"]["toys"] == 100
+        lo, hi = fit["intervals"][name]["68"][:2]
+        inside = (value > lo) & (value < hi)
+        assert inside.any() and np.all(delta[inside] <= critical[inside] + 1e-6)
 
 
 def test_shipped_artifacts_serve_their_analyses():
