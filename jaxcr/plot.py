@@ -309,7 +309,9 @@ def plot_fit(result):
                 ax.axvline(end, color="tab:red", lw=1.2)
         if prof["transform"] == "log":
             ax.set_xscale("log")
-            ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+            decades = np.log10(max(prof["value"]) / min(prof["value"]))  # over ~2 decades: one label a decade
+            subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades < 1.5 else (1.0,)
+            ax.xaxis.set_major_locator(ticker.LogLocator(subs=subs))
             ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_ylim(0, 9)
