@@ -52,7 +52,9 @@ def _update_progress(bar, work, start: int, k: int, timed: list[tuple[float, flo
     extra = 0.0
     if len({w for w, _ in timed}) >= 2:
         b, a = np.polyfit([w for w, _ in timed], [s for _, s in timed], 1)
-        extra = max(a, 0.0) / b if b > 0 else 0.0
+        # a fit over a few early segments of similar work can put b near 0 and a/b far above any
+        # segment's work (the total once jumped 4× for one refresh): at most the largest timed one's
+        extra = min(max(a, 0.0) / b, max(w for w, _ in timed)) if b > 0 else 0.0
     bar.total = float(work.sum() + len(work) * extra)
     show_eta(bar, len(timed))
     if k == start:  # compiled: time the remaining work only
