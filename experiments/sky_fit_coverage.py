@@ -45,6 +45,7 @@ from jaxcr.inference.neyman import NeymanCalibration
 from jaxcr.inference.shipped import check_artifact_path
 from jaxcr.inference.sky_fit import fit_sky
 from jaxcr.observations import OBSERVATORIES, ObservedSpectrum, load_spectrum, save_spectrum
+from jaxcr.options import MIN_CALIBRATION_TOYS
 from jaxcr.recipes.command import CommandParser, run_command
 from jaxcr.synthetic import mock_sky_spectra
 
@@ -137,8 +138,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.skies < 2:
         ap.error(f"--skies must be >= 2; got {args.skies}")
-    if args.calibrated_intervals is not None and args.calibrated_intervals < 50:
-        ap.error(f"--calibrated-intervals takes at least 50 toys; got {args.calibrated_intervals}")
+    if args.calibrated_intervals is not None and args.calibrated_intervals < MIN_CALIBRATION_TOYS:
+        ap.error(f"--calibrated-intervals takes at least {MIN_CALIBRATION_TOYS} toys; got {args.calibrated_intervals}")
     toys = args.calibrated_intervals
     options = FitOptions(calibration=None if toys is None else NeymanCalibration(toys=toys))
     io.check_writable("--out", args.out / "coverage.json")

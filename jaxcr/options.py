@@ -10,7 +10,20 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["FieldPrecision", "ModeSumLayout", "Estimator", "BackgroundMethod", "PixelNoiseScatter", "as_option"]
+__all__ = [
+    "FieldPrecision",
+    "ModeSumLayout",
+    "Estimator",
+    "BackgroundMethod",
+    "PixelNoiseScatter",
+    "as_option",
+    "MIN_CALIBRATION_TOYS",
+]
+
+# the fewest toys an interval calibration (jaxcr.inference.neyman.NeymanCalibration) accepts: the
+# 95 % critical value from N toys has about 0.05·N toys above it, so fewer than 50 leave it to two
+# or three toys; here so that the command line can refuse a smaller number before importing JAX
+MIN_CALIBRATION_TOYS = 50
 
 
 class FieldPrecision(enum.StrEnum):

@@ -13,7 +13,13 @@ from scipy import optimize, stats
 
 from jaxcr.inference.fit import FitOptions, maximise_likelihood
 from jaxcr.inference.likelihood import AbstractLikelihood
-from jaxcr.inference.neyman import LEVEL_PROBABILITIES, NeymanCalibration, calibrated_interval, critical_values
+from jaxcr.inference.neyman import (
+    LEVEL_PROBABILITIES,
+    NeymanCalibration,
+    calibrated_interval,
+    critical_values,
+    likelihood_ratios,
+)
 from jaxcr.parametrisation import Parameter, Parametrisation, Transform
 
 N_DATA = 4  # y_i ~ N(μ, N_DATA): the mean ȳ ~ N(μ, 1), so μ is in units of its own σ
@@ -89,6 +95,22 @@ def test_critical_values_from_toys_equal_the_exact_ones():
             density = (exact_cdf(m, exact + h) - exact_cdf(m, exact - h)) / (2 * h)  # f(c) of t
             se = np.sqrt(p * (1 - p) / toys) / density
             assert abs(c - exact) < 4 * se + 0.02 * exact, (level, m, c, exact, se)
+
+
+def test_another_seed_reuses_the_compiled_toy_program_and_draws_other_toys():
+    """The seed enters the toy program as a key (data), not as a static argument: critical values
+    with seeds 5 and 6 compile the program once (the jitted function's cache holds one entry more
+    after both, not two; a recompilation costs seconds per fit) and differ (other toys)."""
+    like = BoundedMean(y=jnp.zeros(N_DATA), names=("mu",))
+    mu = np.array([0.0, 1.0, 2.0])
+    cache = likelihood_ratios._cached  # the jax.jit beneath equinox's filter_jit
+    before = cache._cache_size()
+    got = [
+        critical_values(like, 0, mu, mu[:, None], np.array([0.5]), NeymanCalibration(toys=51, points=3, seed=seed))
+        for seed in (5, 6)
+    ]
+    assert cache._cache_size() == before + 1
+    assert got[0]["seed"] == 5 and got[1]["seed"] == 6 and not np.allclose(got[0]["68"], got[1]["68"])
 
 
 @pytest.mark.parametrize("observed", [-0.8, 0.3, 1.5])

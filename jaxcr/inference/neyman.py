@@ -36,6 +36,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .. import _checks
+from ..options import MIN_CALIBRATION_TOYS
 from .likelihood import AbstractLikelihood
 from .optimise import minimise
 
@@ -67,8 +68,10 @@ class NeymanCalibration:
     max_steps: int = 100
 
     def __post_init__(self):
-        if _checks.check_positive_int("toys", self.toys) < 50:
-            raise ValueError(f"toys must be >= 50 (the 95 % critical value needs toys above it); got {self.toys}")
+        if _checks.check_positive_int("toys", self.toys) < MIN_CALIBRATION_TOYS:
+            raise ValueError(
+                f"toys must be >= {MIN_CALIBRATION_TOYS} (the 95 % critical value needs toys above it); got {self.toys}"
+            )
         if _checks.check_positive_int("points", self.points) < 3:
             raise ValueError(f"points must be >= 3 calibrated values per parameter; got {self.points}")
         _checks.check_seed("seed", self.seed)
@@ -83,21 +86,25 @@ def likelihood_ratios(
     fixed: Array,
     start: Float[Array, " p"],
     key: Array,
-    calibration: NeymanCalibration,
+    toys: int,
+    tolerance: float,
+    max_steps: int,
     optimiser=None,
 ) -> Float[Array, " toys"]:
     """The profile likelihood ratio t of the parameters where ``fixed`` (a boolean mask) at their
-    true values, for ``calibration.toys`` data vectors drawn from ``like`` at ``truth`` (module
-    docstring, step 3), minimised by ``optimiser`` (an optax optimiser; None: L-BFGS). The toys run
-    one after another (``lax.map``): minimisations vmapped over the toys stalled XLA's CPU runtime
-    now and then (threads parked, no CPU used; 200 toys on 2 cores)."""
+    true values, for ``toys`` data vectors drawn from ``like`` at ``truth`` with ``key`` (module
+    docstring, step 3), minimised by ``optimiser`` (an optax optimiser; None: L-BFGS) to
+    ``tolerance`` or ``max_steps`` (:class:`NeymanCalibration`). The key is data, so another seed
+    runs the same compiled program. The toys run one after another (``lax.map``): minimisations
+    vmapped over the toys stalled XLA's CPU runtime now and then (threads parked, no CPU used; 200
+    toys on 2 cores)."""
 
     def lowest(f, x0s):
-        ends = [minimise(f, x0, optimiser, calibration.max_steps, calibration.tolerance) for x0 in x0s]
+        ends = [minimise(f, x0, optimiser, max_steps, tolerance) for x0 in x0s]
         return jnp.min(jnp.stack([f(end) for end in ends]))
 
     mean, cov = like.moments(truth)
-    normal = jax.random.normal(key, (calibration.toys, mean.shape[0]), dtype=mean.dtype)
+    normal = jax.random.normal(key, (toys, mean.shape[0]), dtype=mean.dtype)
     insert = lambda p: jnp.where(fixed, truth, p)
 
     def ratio(y):
@@ -140,7 +147,9 @@ def critical_values(
             fixed,
             jnp.asarray(start, dtype=float),
             jax.random.fold_in(key, int(k)),
-            calibration,
+            calibration.toys,
+            calibration.tolerance,
+            calibration.max_steps,
             optimiser,
         )
         for k in at

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..options import MIN_CALIBRATION_TOYS
 from .command import CommandParser
 
 
@@ -84,8 +85,8 @@ def main(argv=None, prog: str = "jaxcr fit") -> int:
         value = getattr(args, name)
         if value is not None and not value > 0:
             ap.error(f"--{name.replace('_', '-')} must be > 0; got {value}")
-    if args.calibrated_intervals is not None and args.calibrated_intervals < 50:
-        ap.error(f"--calibrated-intervals takes at least 50 toys; got {args.calibrated_intervals}")
+    if args.calibrated_intervals is not None and args.calibrated_intervals < MIN_CALIBRATION_TOYS:
+        ap.error(f"--calibrated-intervals takes at least {MIN_CALIBRATION_TOYS} toys; got {args.calibrated_intervals}")
     if args.seed < 0:
         ap.error(f"--seed must be >= 0; got {args.seed}")
     start = None if args.start is None else _named_values(args.start)  # checked before any work
