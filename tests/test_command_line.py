@@ -160,6 +160,7 @@ def test_the_readme_first_fit_runs_in_a_minute(tmp_path):
     assert "FLAG" in proc.stdout or "fit of" in proc.stdout
 
 
+@pytest.mark.slow
 def test_calibrated_intervals_from_the_command_line(tmp_path):
     """`--calibrated-intervals 100` on the shipped example: exit status 0; fit.json records the
     calibration (toys, seed) and the critical values on every profile axis, and each 68 % interval
@@ -321,6 +322,7 @@ def test_mock_sky_writes_maps_whose_spectrum_is_its_spectrum_file(tmp_path):
     assert main([*fit, "--out", str(tmp_path / "fit")]) == 0
 
 
+@pytest.mark.slow
 def test_a_rerun_loads_its_compiled_programs_from_the_cache_and_gives_the_same_fit(tmp_path):
     # The commands keep JAX's compiled programs on disk (JAXCR_COMPILATION_CACHE, default
     # ~/.cache/jaxcr/xla): the first `jaxcr fit` writes them, the second loads them, and the fit is the
