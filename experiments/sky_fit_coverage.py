@@ -4,6 +4,7 @@
         [--truth 1.0 0.1] [--truth 0.5 0.15] [--skies 24] [--gradient-per-pc 0.01] [--b0-mug 3] \\
         [--observatory icecube] [--sky-nside 64] [--form lognormal offset-lognormal gaussian] [--seed 4242]
         [--out results/sky_fit_coverage] [--skies-from EARLIER_OUT] [--gradient known free] [--calibrated-intervals [TOYS]]
+        [--time-factor 1]
 
 For each truth (σ², r_L/λ_c) it makes --skies single synthetic skies (one field realisation each,
 independent of the campaign's, backtracked from every pixel of --sky-nside (default twice the
@@ -17,7 +18,13 @@ the truth, the mean and spread of the pull (ln estimate − ln truth)/(the 68 % 
 truth's side; skies whose interval is open on that side, cut by the design box, are counted
 apart), how often each direction was flagged poorly constrained, the median χ² p-value and the
 Kolmogorov-Smirnov distance of the p-values from uniform (a right likelihood gives uniform
-p-values), the skies the likelihood refuses (log-normal: Ĉ_ℓ ≤ N at a fitted ℓ), and the fit time. Writes coverage.json (every fit, the settings and versions) and p_values.png (the χ² p-values per
+p-values), the skies the likelihood refuses (log-normal: Ĉ_ℓ ≤ N at a fitted ℓ), and the fit time.
+Per truth and form it also reports the skies against the model at the truth, before any fit: per ℓ
+the mean over skies of (y − μ(θ_true))/σ (y the form's data, μ and σ² its mean and variance there,
+gradient known), with its standard error, and the mean χ² at the truth (the number of ℓ for a right
+model): a sky population off the emulated mean shows here whatever the fits make of it.
+--time-factor K makes the skies at K times the artifact's time at the truth (is a sky at the truth
+still changing there?). Writes coverage.json (every fit, the settings and versions) and p_values.png (the χ² p-values per
 form and gradient mode: flat for a right likelihood) and prints a table.
 The skies' spectrum files are saved under --out/skies/; --skies-from EARLIER_OUT fits those of an
 earlier run (made with the same truth, seed, nside, time and amplitude, as their files record)
@@ -42,6 +49,7 @@ from jaxcr import io, units
 from jaxcr.inference.artifact import EmulatorArtifact
 from jaxcr.inference.fit import FitOptions
 from jaxcr.inference.neyman import NeymanCalibration
+from jaxcr.inference.precision import residuals_at_truth
 from jaxcr.inference.shipped import check_artifact_path
 from jaxcr.inference.sky_fit import fit_sky
 from jaxcr.observations import OBSERVATORIES, ObservedSpectrum, load_spectrum, save_spectrum
@@ -130,6 +138,10 @@ def main(argv=None) -> int:
         "--calibrated-intervals", type=int, nargs="?", const=200, metavar="TOYS",
         help="intervals calibrated by TOYS toys per value (Feldman-Cousins; default 200) instead of Δ(−2 ln L) = 1, 4",
     )  # fmt: skip
+    ap.add_argument(
+        "--time-factor", type=float, default=1.0,
+        help="make the skies at this multiple of the artifact's time at each truth (default 1)",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=4242, help="seed of the skies and their Poisson counts (default 4242)")
     ap.add_argument("--out", type=Path, default=Path("results/sky_fit_coverage"), help="output folder")
     ap.add_argument(
@@ -138,6 +150,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.skies < 2:
         ap.error(f"--skies must be >= 2; got {args.skies}")
+    if not args.time_factor > 0:
+        ap.error(f"--time-factor must be > 0; got {args.time_factor}")
     if args.calibrated_intervals is not None and args.calibrated_intervals < MIN_CALIBRATION_TOYS:
         ap.error(f"--calibrated-intervals takes at least {MIN_CALIBRATION_TOYS} toys; got {args.calibrated_intervals}")
     toys = args.calibrated_intervals
@@ -160,7 +174,7 @@ def main(argv=None) -> int:
     print(artifact.summary())
     for k, (s2, rho) in enumerate(truths):
         t0 = time.perf_counter()
-        sky_time = artifact.time_at(dict(sigma2=s2, rho=rho))
+        sky_time = artifact.time_at(dict(sigma2=s2, rho=rho)) * args.time_factor
         folder = (args.skies_from or args.out) / "skies"
         paths = [folder / f"truth{k}_sky{i:03d}.csv" for i in range(args.skies)]
         if args.skies_from is not None:
@@ -178,6 +192,15 @@ def main(argv=None) -> int:
         modes = [
             m for m in (("known", dict(gradient_per_pc=args.gradient_per_pc)), ("free", {})) if m[0] in args.gradient
         ]
+        for form in args.form:
+            at_truth = residuals_at_truth(skies, artifact, dict(sigma2=s2, rho=rho), amplitude=amplitude, form=form)
+            entry.setdefault("at_truth", {})[form] = at_truth
+            if "mean_z" in at_truth:
+                print(
+                    f"truth σ² = {s2}, ρ = {rho}, {form}, at the truth ({at_truth['skies']} skies): mean (y − μ)/σ per ℓ "
+                    + " ".join(f"{m:+.2f}±{e:.2f}" for m, e in zip(at_truth["mean_z"], at_truth["se_z"]))
+                    + f"; mean χ² {at_truth['mean_chi2']:.1f} for {len(at_truth['mean_z'])} ℓ"
+                )
         for form, (label, kw) in itertools.product(args.form, modes):
             result = entry["forms"].setdefault(form, {})
             fits, refused = [], []

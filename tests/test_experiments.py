@@ -277,8 +277,9 @@ def test_infinite_time_script_predicts_later_times(tmp_path):
 @pytest.mark.slow
 def test_sky_fit_coverage_script_saves_its_skies_and_fits_them_again(tmp_path):
     """experiments/sky_fit_coverage.py on the shipped IceCube-like artifact (by name) with 3 skies at nside 8:
-    it writes coverage.json, p_values.png and the skies; --skies-from fits the same skies to the
-    same χ² (same artifact, deterministic fits), and refuses skies made with another seed."""
+    it writes coverage.json (with the skies against the model at the truth), p_values.png and the
+    skies; --skies-from fits the same skies to the same χ² (same artifact, deterministic fits), and
+    refuses skies made with another seed or at another time (--time-factor)."""
     first, again = tmp_path / "first", tmp_path / "again"
     common = ["--artifact", "icecube", "--truth", "1.0", "0.1", "--skies", "3",  # the shipped artifact by name
               "--sky-nside", "8", "--form", "offset-lognormal"]  # fmt: skip
@@ -294,3 +295,9 @@ def test_sky_fit_coverage_script_saves_its_skies_and_fits_them_again(tmp_path):
     assert len(chi2[0]) == 3 and chi2[0] == pytest.approx(chi2[1], rel=1e-9)
     proc = _script("sky_fit_coverage.py", *common, "--seed", "1", "--skies-from", str(first), "--out", str(again))
     assert proc.returncode != 0 and "made with other settings" in proc.stdout + proc.stderr
+    at_truth = json.loads((first / "coverage.json").read_text())["truths"][0]["at_truth"]["offset-lognormal"]
+    assert at_truth["skies"] == 3 and len(at_truth["mean_z"]) == len(at_truth["sd_z"]) == 14  # ℓ 1..14
+    proc = _script(
+        "sky_fit_coverage.py", *common, "--time-factor", "2", "--skies-from", str(first), "--out", str(again)
+    )
+    assert proc.returncode != 0 and "made with other settings" in proc.stdout + proc.stderr  # skies at twice the time

@@ -32,6 +32,7 @@ from .likelihood import Reparametrised as Reparametrised
 from .likelihood import fisher_information as fisher_information
 from .precision import expected_joint_precision as expected_joint_precision
 from .precision import expected_precision as expected_precision
+from .precision import residuals_at_truth as residuals_at_truth
 from .results import FitResult as FitResult
 from .scheduling import run_campaign as run_campaign
 from .scheduling import slurm_script as slurm_script

@@ -7,12 +7,14 @@ F_ij = ∂_iμᵀ Σ⁻¹ ∂_jμ + ½ tr(Σ⁻¹ ∂_iΣ Σ⁻¹ ∂_jΣ) (:fun
 Its inverse forecasts the 1σ of every named parameter's coordinate (e-folds for log parameters)
 before any data are fitted. :func:`expected_joint_precision` does the same for spectra at several
 energies fitted together (:func:`jaxcr.inference.joint_fit.joint_sky_likelihood`) and says what the
-joint fit gains over each energy alone.
+joint fit gains over each energy alone. :func:`residuals_at_truth` asks the converse of a set of
+mock skies made at a known truth: do they scatter about the model there as the likelihood says?
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +28,7 @@ from .joint_fit import LAMBDA_C, joint_sky_likelihood
 from .likelihood import LikelihoodForm, fisher_information
 from .sky_fit import sky_likelihood
 
-__all__ = ["expected_joint_precision", "expected_precision", "fiducial_spectrum"]
+__all__ = ["expected_joint_precision", "expected_precision", "fiducial_spectrum", "residuals_at_truth"]
 
 
 def fiducial_spectrum(
@@ -168,3 +170,49 @@ def expected_joint_precision(
     together = {name: float(v) for name, v in zip(joint.names, sd)}
     gain = {name: min(one[name] for one in alone) / together[name] for name in (SIGMA2, LAMBDA_C)}
     return dict(joint=together, alone=alone, gain=gain, larmor_radius_pc=r_l)
+
+
+def residuals_at_truth(
+    skies: Sequence[ObservedSpectrum],
+    artifact: EmulatorArtifact,
+    values: dict,
+    *,
+    amplitude: float,
+    form: LikelihoodForm | str = LikelihoodForm.LOGNORMAL,
+) -> dict:
+    """Mock skies made at the truth ``values`` against the model there, before any fit.
+
+    For each sky, the likelihood of ``form`` with the amplitude known gives its data y (ln(Ĉ_ℓ − N)
+    for the log-normal form), mean μ and covariance C at the truth; z_ℓ = (y − μ)_ℓ / √C_ℓℓ and
+    χ² = (y − μ)ᵀ C⁻¹ (y − μ). Where the likelihood's model of a sky is right, z has mean 0 and SD 1
+    at every ℓ and ⟨χ²⟩ is the number of ℓ. Skies the form refuses (log-normal: Ĉ_ℓ ≤ N) are left
+    out.
+
+    Returns:
+        {"skies": the skies used, "mean_z"/"se_z"/"sd_z": per ℓ the mean, its standard error and
+        the SD of z over the skies, "mean_chi2", "chi2": each sky's} (only "skies" when fewer than 2).
+    """
+    if not values.keys() >= set(artifact.parameters.names):
+        raise ValueError(f"values must name {artifact.parameters.names}; got {sorted(values)}")
+    phi = jnp.asarray(artifact.parameters.coordinates(values))
+    z, chi2 = [], []
+    for sky in skies:
+        try:
+            like = sky_likelihood(sky, artifact, amplitude=amplitude, form=form)
+        except ValueError:  # Ĉ_ℓ ≤ N for the log-normal form
+            continue
+        mean, cov = (np.asarray(m) for m in like.moments(phi))
+        r = np.asarray(like.data()) - mean
+        z.append(r / np.sqrt(np.diag(cov)))
+        chi2.append(float(r @ np.linalg.solve(cov, r)))
+    if len(z) < 2:
+        return dict(skies=len(z))
+    zs = np.array(z)
+    return dict(
+        skies=len(z),
+        mean_z=zs.mean(0).tolist(),
+        se_z=(zs.std(0, ddof=1) / np.sqrt(len(z))).tolist(),
+        sd_z=zs.std(0, ddof=1).tolist(),
+        mean_chi2=float(np.mean(chi2)),
+        chi2=chi2,
+    )
