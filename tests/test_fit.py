@@ -293,6 +293,7 @@ def _three_parameter_artifact(tmp_path):
     return type(art).load(tmp_path / "three.npz")
 
 
+@pytest.mark.slow  # 5-9 s on 2 cores
 def test_three_parameter_model_end_to_end(tmp_path):
     """Design → artifact → fit → profiles → flags → fit.json, keyed by name, for a model with a third
     named parameter (the spectral index, linear). The sky is drawn from the exact model at the

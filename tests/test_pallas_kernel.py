@@ -49,6 +49,7 @@ def test_pallas_field_agrees_with_the_exact_sum_at_each_accuracy_level(field):
             assert np.max(np.abs(b - exact)) < tol, (precision, scale)
 
 
+@pytest.mark.slow  # 6 s each on 2 cores (interpret mode); the accuracy test stays in the default run
 def test_pallas_field_shapes_realisations_and_vmap():
     # A single point, a (5, 4, 3) batch, an ensemble field with its realisation axis leading the
     # positions (as the native kernel takes it), and nested vmap; tolerance 1e-12 as above.
@@ -66,6 +67,7 @@ def test_pallas_field_shapes_realisations_and_vmap():
     np.testing.assert_allclose(nested, exact, rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow  # 6 s each on 2 cores (interpret mode); the accuracy test stays in the default run
 def test_pallas_jacobian_and_parameter_gradients_equal_autodiff_of_the_exact_sum(field):
     # ∂b/∂r from the Jacobian kernel, forward and reverse mode, against autodiff of the jnp.cos
     # sum (tolerance 1e-11: |J| ~ 10, rounding ~1e-13); the pathwise gradient in σ² and λ_c
@@ -86,6 +88,7 @@ def test_pallas_jacobian_and_parameter_gradients_equal_autodiff_of_the_exact_sum
     np.testing.assert_allclose(jax.grad(total)(theta, "pallas"), jax.grad(total)(theta, "matmul"), rtol=1e-10)
 
 
+@pytest.mark.slow  # 6 s each on 2 cores (interpret mode); the accuracy test stays in the default run
 def test_pallas_boris_steps_equal_the_per_step_orbits(field):
     # 400 Boris steps (ΩT = 2) from 64 directions inside the kernel against one diffrax step per
     # Boris step in the pure-JAX field: a short orbit, so the sums (equal to ~1e-13) give orbits
