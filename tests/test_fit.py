@@ -67,7 +67,7 @@ def test_skies_drawn_from_the_model_sit_on_it_and_a_shifted_population_shows(art
     truth = dict(sigma2=float(np.exp(THETA0[0])), rho=float(np.exp(THETA0[1])))
     got = residuals_at_truth(skies, artifact, truth, amplitude=a)
     n = len(ELLS)
-    assert got["skies"] == 200 and len(got["mean_z"]) == n
+    assert got["skies"] == 200 and got["refused"] == 0 and len(got["mean_z"]) == n
     assert np.all(np.abs(got["mean_z"]) < 4 * np.asarray(got["se_z"])), got["mean_z"]
     assert abs(got["mean_chi2"] - n) < 4 * np.sqrt(2 * n / 200) + 0.1 * n, got["mean_chi2"]
     brighter = [dataclasses.replace(s, cl=s.cl * np.e, sigma=s.sigma * np.e) for s in skies]
@@ -77,6 +77,11 @@ def test_skies_drawn_from_the_model_sit_on_it_and_a_shifted_population_shows(art
     assert step == pytest.approx(1 / np.sqrt(np.diag(np.asarray(cov))), rel=1e-4)
     with pytest.raises(ValueError, match="values must name"):
         residuals_at_truth(skies, artifact, dict(sigma2=1.0), amplitude=a)
+    with pytest.raises(ValueError, match="amplitude"):
+        residuals_at_truth(skies, artifact, truth, amplitude=0.0)
+    fainter = [dataclasses.replace(s, noise_level=2 * float(np.max(s.cl))) for s in skies[:3]]  # Ĉ_ℓ − N < 0
+    refused = residuals_at_truth(fainter + skies[:3], artifact, truth, amplitude=a)
+    assert refused["skies"] == 3 and refused["refused"] == 3 and "Ĉ_ℓ − N ≤ 0" in refused["first_refusal"]
 
 
 @pytest.mark.parametrize("form", ["gaussian", "lognormal"])

@@ -186,30 +186,33 @@ def residuals_at_truth(
     for the log-normal form), mean μ and covariance C at the truth; z_ℓ = (y − μ)_ℓ / √C_ℓℓ and
     χ² = (y − μ)ᵀ C⁻¹ (y − μ). Where the likelihood's model of a sky is right, z has mean 0 and SD 1
     at every ℓ and ⟨χ²⟩ is the number of ℓ. Skies the form refuses (log-normal: Ĉ_ℓ ≤ N) are left
-    out.
+    out and counted.
 
     Returns:
-        {"skies": the skies used, "mean_z"/"se_z"/"sd_z": per ℓ the mean, its standard error and
-        the SD of z over the skies, "mean_chi2", "chi2": each sky's} (only "skies" when fewer than 2).
+        {"skies": the skies used, "refused": those the form refused, with "first_refusal" its
+        reason, "mean_z"/"se_z"/"sd_z": per ℓ the mean, its standard error and the SD of z over the
+        skies, "mean_chi2", "chi2": each sky's} (no z or χ² when fewer than 2 skies are used).
     """
     if not values.keys() >= set(artifact.parameters.names):
         raise ValueError(f"values must name {artifact.parameters.names}; got {sorted(values)}")
+    _checks.check_positive("amplitude", amplitude)
     phi = jnp.asarray(artifact.parameters.coordinates(values))
-    z, chi2 = [], []
+    z, chi2, refused = [], [], []
     for sky in skies:
         try:
             like = sky_likelihood(sky, artifact, amplitude=amplitude, form=form)
-        except ValueError:  # Ĉ_ℓ ≤ N for the log-normal form
+        except ValueError as err:  # Ĉ_ℓ ≤ N for the log-normal form, or a sky of another analysis
+            refused.append(" ".join(str(err).split()))
             continue
         mean, cov = (np.asarray(m) for m in like.moments(phi))
         r = np.asarray(like.data()) - mean
         z.append(r / np.sqrt(np.diag(cov)))
         chi2.append(float(r @ np.linalg.solve(cov, r)))
+    counts = dict(skies=len(z), refused=len(refused), first_refusal=refused[0] if refused else None)
     if len(z) < 2:
-        return dict(skies=len(z))
+        return counts
     zs = np.array(z)
-    return dict(
-        skies=len(z),
+    return counts | dict(
         mean_z=zs.mean(0).tolist(),
         se_z=(zs.std(0, ddof=1) / np.sqrt(len(z))).tolist(),
         sd_z=zs.std(0, ddof=1).tolist(),
