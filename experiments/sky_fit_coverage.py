@@ -68,8 +68,12 @@ def pull(estimate, truth, interval):
 
 
 def covers(interval, truth):
+    """Whether the interval contains the truth; an end at a box edge comes back from exp(ln edge)
+    with round-off (0.010000000000000005 for the edge 0.01), so a truth on the edge is compared to
+    1e-9 relative."""
     lo, hi, _, _ = interval
-    return bool(lo <= truth <= hi)
+    tolerance = 1e-9 * abs(truth)
+    return bool(lo - tolerance <= truth <= hi + tolerance)
 
 
 def summarise(fits, truth):
