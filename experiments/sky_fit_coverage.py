@@ -47,14 +47,12 @@ import scipy.stats
 
 from jaxcr import io, units
 from jaxcr.inference.artifact import EmulatorArtifact
-from jaxcr.inference.fit import FitOptions
-from jaxcr.inference.neyman import NeymanCalibration
 from jaxcr.inference.precision import residuals_at_truth
 from jaxcr.inference.shipped import check_artifact_path
 from jaxcr.inference.sky_fit import fit_sky
 from jaxcr.observations import OBSERVATORIES, ObservedSpectrum, load_spectrum, save_spectrum
-from jaxcr.options import MIN_CALIBRATION_TOYS
 from jaxcr.recipes.command import CommandParser, run_command
+from jaxcr.recipes.fit import add_calibrated_intervals_flag, check_calibrated_intervals, fit_options
 from jaxcr.synthetic import mock_sky_spectra
 
 
@@ -138,10 +136,7 @@ def main(argv=None) -> int:
         "--gradient", choices=["known", "free"], nargs="+", default=["known", "free"],
         help="fit with the gradient known, free, or both (default both)",
     )  # fmt: skip
-    ap.add_argument(
-        "--calibrated-intervals", type=int, nargs="?", const=200, metavar="TOYS",
-        help="intervals calibrated by TOYS toys per value (Feldman-Cousins; default 200) instead of Δ(−2 ln L) = 1, 4",
-    )  # fmt: skip
+    add_calibrated_intervals_flag(ap)
     ap.add_argument(
         "--time-factor", type=float, default=1.0,
         help="make the skies at this multiple of the artifact's time at each truth (default 1)",
@@ -156,10 +151,8 @@ def main(argv=None) -> int:
         ap.error(f"--skies must be >= 2; got {args.skies}")
     if not args.time_factor > 0:
         ap.error(f"--time-factor must be > 0; got {args.time_factor}")
-    if args.calibrated_intervals is not None and args.calibrated_intervals < MIN_CALIBRATION_TOYS:
-        ap.error(f"--calibrated-intervals takes at least {MIN_CALIBRATION_TOYS} toys; got {args.calibrated_intervals}")
-    toys = args.calibrated_intervals
-    options = FitOptions(calibration=None if toys is None else NeymanCalibration(toys=toys))
+    check_calibrated_intervals(ap, args.calibrated_intervals)
+    options = fit_options(args.calibrated_intervals, seed=0)  # the toys' seed, not the skies' (--seed)
     io.check_writable("--out", args.out / "coverage.json")
     artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))  # a file or a shipped name (icecube-wide)
     observatory = OBSERVATORIES[args.observatory]

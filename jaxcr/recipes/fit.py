@@ -25,9 +25,36 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..options import MIN_CALIBRATION_TOYS
 from .command import CommandParser
+
+if TYPE_CHECKING:
+    from jaxcr.inference.fit import FitOptions
+
+
+def add_calibrated_intervals_flag(ap: argparse.ArgumentParser) -> None:
+    """The ``--calibrated-intervals [TOYS]`` flag, shared by ``jaxcr fit`` and the coverage script."""
+    ap.add_argument("--calibrated-intervals", type=int, nargs="?", const=200, metavar="TOYS",
+                    help="68/95 %% intervals from critical values calibrated by TOYS toy spectra per value "
+                    "(default 200; Feldman-Cousins, right also where the box cuts them; about 0.5-1.5 minutes "
+                    "per fit on 2 cores) instead of Δ(−2 ln L) = 1 and 4")  # fmt: skip
+
+
+def check_calibrated_intervals(ap: argparse.ArgumentParser, toys: int | None) -> None:
+    """Refuse fewer than :data:`jaxcr.options.MIN_CALIBRATION_TOYS` toys before any work (no JAX imported)."""
+    if toys is not None and toys < MIN_CALIBRATION_TOYS:
+        ap.error(f"--calibrated-intervals takes at least {MIN_CALIBRATION_TOYS} toys; got {toys}")
+
+
+def fit_options(toys: int | None, *, seed: int) -> FitOptions:
+    """The :class:`jaxcr.inference.fit.FitOptions` of ``--calibrated-intervals TOYS`` (None: profile
+    intervals) with the toys drawn from ``seed``."""
+    from jaxcr.inference.fit import FitOptions
+    from jaxcr.inference.neyman import NeymanCalibration
+
+    return FitOptions(calibration=None if toys is None else NeymanCalibration(toys=toys, seed=seed))
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -51,10 +78,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                     help="the one-sky likelihood: lognormal (default; needs Ĉ_ℓ above the noise level), offset-lognormal "
                     "(every ℓ, noise-dominated ones included) or gaussian")  # fmt: skip
     ap.add_argument("--ell-max", type=int, help="fit only ℓ ≤ L (an explicit cut, recorded in fit.json)")
-    ap.add_argument("--calibrated-intervals", type=int, nargs="?", const=200, metavar="TOYS",
-                    help="68/95 %% intervals from critical values calibrated by TOYS toy spectra per value "
-                    "(default 200; Feldman-Cousins, right also where the box cuts them; about 0.5-1.5 minutes "
-                    "on 2 cores) instead of Δ(−2 ln L) = 1 and 4")  # fmt: skip
+    add_calibrated_intervals_flag(ap)
     ap.add_argument("--seed", type=int, default=0, help="seed of the toys of --calibrated-intervals (default 0)")
     ap.add_argument("--out", type=Path, help="output folder (default results/fit_<spectrum file name>)")
     ap.add_argument("--overwrite", action="store_true", help="replace the fit.json and fit.png already in --out")
@@ -85,8 +109,7 @@ def main(argv=None, prog: str = "jaxcr fit") -> int:
         value = getattr(args, name)
         if value is not None and not value > 0:
             ap.error(f"--{name.replace('_', '-')} must be > 0; got {value}")
-    if args.calibrated_intervals is not None and args.calibrated_intervals < MIN_CALIBRATION_TOYS:
-        ap.error(f"--calibrated-intervals takes at least {MIN_CALIBRATION_TOYS} toys; got {args.calibrated_intervals}")
+    check_calibrated_intervals(ap, args.calibrated_intervals)
     if args.seed < 0:
         ap.error(f"--seed must be >= 0; got {args.seed}")
     start = None if args.start is None else _named_values(args.start)  # checked before any work
@@ -114,9 +137,7 @@ def main(argv=None, prog: str = "jaxcr fit") -> int:
 
 def _fit(args, out: Path, start: dict | None) -> int:
     from jaxcr.inference.artifact import EmulatorArtifact
-    from jaxcr.inference.fit import FitOptions
     from jaxcr.inference.joint_fit import fit_skies
-    from jaxcr.inference.neyman import NeymanCalibration
     from jaxcr.inference.shipped import check_artifact_path, shipped_artifact_for
     from jaxcr.inference.sky_fit import fit_sky
     from jaxcr.observations import load_spectrum
@@ -126,8 +147,7 @@ def _fit(args, out: Path, start: dict | None) -> int:
         artifacts = [EmulatorArtifact.load(check_artifact_path(p)) for p in args.artifact]
     else:
         artifacts = [shipped_artifact_for(s.analysis) for s in spectra]
-    toys = args.calibrated_intervals
-    options = FitOptions(calibration=None if toys is None else NeymanCalibration(toys=toys, seed=args.seed))
+    options = fit_options(args.calibrated_intervals, seed=args.seed)
     common = dict(
         b0_microgauss=args.b0_mug, charge=args.charge, form=args.form, options=options, progress=not args.quiet
     )
