@@ -232,7 +232,7 @@ def maximise_likelihood(
     parameters: Parametrisation,
     starts,
     options: FitOptions = FitOptions(),
-    progress=None,
+    progress: str | None = None,
 ) -> LikelihoodFit:
     """Best fit, profiles, Fisher matrix, intervals and flags of ``likelihood`` (module docstring).
 
@@ -241,13 +241,22 @@ def maximise_likelihood(
         parameters: the named parameters of φ, in the likelihood's order (``likelihood.names``),
             with their boxes (infinite for a parameter without one).
         starts: candidate starts (K, P) in the coordinates; the lowest objective is polished.
-        progress: a callable called once per stage (a progress bar's update), or None.
+        progress: the label of a progress bar over the fit's stages (the best fit, then per
+            parameter its profile and its calibration if any), or None for no bar.
     """
-    from scipy import stats
+    from tqdm.auto import tqdm
 
     if tuple(parameters.names) != tuple(likelihood.names):
         raise ValueError(f"parameters {list(parameters.names)} must be the likelihood's {list(likelihood.names)}")
-    tick = progress or (lambda: None)
+    total = 1 + options.stages * len(parameters)
+    with tqdm(total=total, disable=progress is None, desc=progress, unit="stage") as bar:
+        return _maximise(likelihood, parameters, starts, options, tick=lambda: bar.update(1))
+
+
+def _maximise(likelihood, parameters: Parametrisation, starts, options: FitOptions, tick) -> LikelihoodFit:
+    """:func:`maximise_likelihood`, calling ``tick()`` after each stage."""
+    from scipy import stats
+
     starts = jnp.asarray(np.atleast_2d(starts), dtype=float)
     values = np.asarray(_grid_values(likelihood, starts))
     none_fixed = jnp.zeros(len(parameters), dtype=bool)

@@ -17,7 +17,6 @@ import time as _time
 
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import _checks, units
 from ..observations import ObservedSpectrum
@@ -118,13 +117,8 @@ def fit_skies(
     starts = start_grid(box, options.start_points)
     if gradient_per_pc is None:  # each amplitude from its own spectrum at the start point
         starts = np.array([[*t, *(_log_amplitude(m, t) for m in members)] for t in starts])
-    with tqdm(
-        total=1 + options.stages * len(parameters),
-        disable=not progress,
-        desc=f"fit ({len(spectra)} skies)",
-        unit="stage",
-    ) as bar:
-        fit = maximise_likelihood(joint, parameters, starts, options, progress=lambda: bar.update(1))
+    label = f"fit ({len(spectra)} skies)" if progress else None
+    fit = maximise_likelihood(joint, parameters, starts, options, progress=label)
     return FitResult.from_fit(
         fit,
         names=parameters.names,

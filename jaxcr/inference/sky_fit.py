@@ -29,7 +29,6 @@ from typing import Any
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import _checks, units
 from .._version import __version__
@@ -330,10 +329,7 @@ def fit_sky(
     box = artifact.parameters
     parameters = box if amplitude is not None else Parametrisation(box.parameters + (AMPLITUDE,))
     starts = _starts(like, parameters, box, start, options.start_points)
-    with tqdm(
-        total=1 + options.stages * len(parameters), disable=not progress, desc="fit (one sky)", unit="stage"
-    ) as bar:
-        fit = maximise_likelihood(like, parameters, starts, options, progress=lambda: bar.update(1))
+    fit = maximise_likelihood(like, parameters, starts, options, progress="fit (one sky)" if progress else None)
     values, intervals = _derived(fit, box.names, r_l_pc, amplitude)
     flags = fit.flags + fit_warnings(artifact, fit, box)
     return FitResult.from_fit(
