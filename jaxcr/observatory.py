@@ -32,7 +32,7 @@ from .conventions import BackgroundMethod, shot_noise_level
 from .field import as_option
 from .observations import Observatory, ObservedSpectrum
 from .sky import check_mask, declination_band_mask, npix_to_nside
-from .spectra import check_lmax
+from .spectra import check_lmax, max_lmax
 
 __all__ = [
     "MockObservation",
@@ -164,7 +164,10 @@ def spectrum_from_maps(
             (background) events, as estimated by the analysis' background method.
         analysis: band, background method, ℓ ≤ L removal and estimator (:class:`jaxcr.analysis.Analysis`).
         weights: the field of view (default: pixels with background > 0 inside the analysis' band).
-        lmax: the largest multipole (default 2·nside − 1); ℓ from ``ell_min``.
+        lmax: the largest multipole in the file (default 2·nside − 1); ℓ from ``ell_min``. The
+            spectrum is always estimated to 2·nside − 1, as the model's maps are (with a mask, the
+            iterated transform's C_ℓ depend on the largest multipole it solves for: at nside 8,
+            solving to ℓ 7 instead of 15 moves them by up to 0.1 %), and then cut.
         n_resamples: Poisson resamplings of the background: the isotropic band (mean N_ℓ and 1σ of
             isotropic skies) and the measurement errors σ_ℓ, the shot-noise spread of Ĉ_ℓ given the
             sky, (2/(2ℓ+1))(2SN + N²) for a Gaussian full sky: the isotropic spread (N², the mask's
@@ -215,7 +218,8 @@ def spectrum_from_maps(
     if background_samples is not None:
         _checks.check_positive("background_samples", background_samples)
     rng = np.random.default_rng(seed)
-    cl = analysis.data_spectra(relative_intensity_from_counts(counts, background, w), w, lmax=lmax)[0]
+    full = max_lmax(nside)  # the model's maps are transformed to 2·nside − 1 too; the file is cut to lmax below
+    cl = analysis.data_spectra(relative_intensity_from_counts(counts, background, w), w, lmax=full)[0]
 
     def resampled_background():
         if background_samples is None:
@@ -225,7 +229,7 @@ def spectrum_from_maps(
     isotropic = np.stack(
         [relative_intensity_from_counts(rng.poisson(background), resampled_background(), w) for _ in range(n_resamples)]
     )
-    iso = analysis.data_spectra(isotropic, w, lmax=lmax)
+    iso = analysis.data_spectra(isotropic, w, lmax=full)
     # the shot-noise spread of Ĉ_ℓ given the sky: (2/(2ℓ+1))(2SN + N²) for a Gaussian full sky, i.e. the
     # spread of isotropic skies (N², with the mask's coupling) times 1 + 2S/N, with the unbiased S = Ĉ_ℓ − N
     # (a floor of a quarter of the isotropic spread where Ĉ_ℓ falls far below the noise level)
