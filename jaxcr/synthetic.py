@@ -149,13 +149,17 @@ def mock_skies(
     amplitude: float,
     n_skies: int,
     seed: int,
+    stream: int = 0,
     events: float | None = None,
     lmax: int | None = None,
     n_resamples: int = 16,
 ) -> list[MockSky]:
     """``n_skies`` single synthetic skies at the named ``values``, each observed by ``observatory``.
 
-    Each sky is one field realisation (keys of ``seed``, independent of any campaign's) backtracked
+    Each sky is one field realisation (keys of ``seed`` and ``stream``,
+    :func:`jaxcr.random.realisation_keys`; a campaign's design point k draws stream 1 + k of the
+    campaign's seed, which no other stream shares, so stream 0 is independent of every campaign and
+    ``seed=`` the campaign's seed, ``stream=1 + k`` observes point k's own realisations) backtracked
     from every pixel of ``model.nside`` to ΩT = ``time`` (:func:`jaxcr.spectrum_model.backtracked_maps`);
     its relative intensity δI = sqrt(a)·r(−T)·ĝ (Eq. 7, a = (|∇n/n| r_L)² = ``amplitude``) is
     observed as the observatory does (:func:`jaxcr.observatory.mock_observation`: ``events``
@@ -174,7 +178,7 @@ def mock_skies(
     _checks.check_seed("seed", seed)
     model = model.replace(time=float(time)).resolved(values)
     analysis = observatory.analysis
-    maps, noise = backtracked_maps(model, values, realisation_keys(seed, n_skies), [float(time)])
+    maps, noise = backtracked_maps(model, values, realisation_keys(seed, n_skies, stream=stream), [float(time)])
     maps, noise = maps[:, 0], noise[:, 0]  # (n, P), (n,)
     t_ell, v_ell = analysis.noise_response(model.nside)
     out = []
@@ -191,7 +195,7 @@ def mock_skies(
             seed=seed + 1 + i,
             observatory=observatory.name,
             energy_tev=observatory.median_energy_tev,
-            source=f"jaxcr {__version__} mock sky {i} of seed {seed}: values={values}, ΩT={time:g}, "
+            source=f"jaxcr {__version__} mock sky {i} of seed {seed}{f' stream {stream}' if stream else ''}: values={values}, ΩT={time:g}, "
             f"a={amplitude:g}, nside {model.nside}, pixel noise {amplitude * n_hat:.3g} in the noise",
         )
         spec = with_pixel_noise(dataclasses.replace(spec, synthetic=True), amplitude * float(n_hat), t_ell, v_ell)
@@ -203,5 +207,6 @@ def mock_sky_spectra(
     values: Mapping, model: SpectrumModel, observatory: Observatory, **options
 ) -> list[ObservedSpectrum]:
     """The spectrum files of :func:`mock_skies`, one per sky (the same arguments: ``time``,
-    ``amplitude``, ``n_skies``, ``seed`` and optionally ``events``, ``lmax``, ``n_resamples``)."""
+    ``amplitude``, ``n_skies``, ``seed`` and optionally ``stream``, ``events``, ``lmax``,
+    ``n_resamples``)."""
     return [sky.spectrum for sky in mock_skies(values, model, observatory, **options)]
