@@ -275,6 +275,26 @@ def test_infinite_time_script_predicts_later_times(tmp_path):
 
 
 @pytest.mark.slow
+def test_campaign_fields_script_puts_both_paths_of_each_field_together(tmp_path):
+    """experiments/campaign_fields.py at a design point of the shipped IceCube-like artifact, nside 8:
+    per field the observed sky and the campaign's path agree (median |⟨ln ratio⟩| < 0.1: at nside 8
+    and a = 5e-9 the shot noise is a few % of the faintest C_ℓ), the campaign set is the point's
+    N_B realisations of stream 1 + k, and a value off the design is refused with the list."""
+    out = tmp_path / "f"
+    proc = _script("campaign_fields.py", "--artifact", "icecube", "--point", "3", "0.2", "--nside", "8",
+                   "--fresh", "3", "--out", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "fields.json").read_text())
+    assert report["design_index"] == 15 and report["sets"]["campaign"]["stream"] == 16
+    assert report["sets"]["campaign"]["fields"] == 32 and report["sets"]["fresh"]["fields"] == 3
+    for row in report["sets"].values():
+        assert np.median(np.abs(row["paired_log_ratio"])) < 0.1 and len(row["offset"]) == 14
+    assert (out / "fields.png").stat().st_size > 0
+    proc = _script("campaign_fields.py", "--artifact", "icecube", "--point", "1", "0.1", "--out", str(out))
+    assert proc.returncode != 0 and "not a design point of the campaign: (0.3, 0.05)" in proc.stderr
+
+
+@pytest.mark.slow
 def test_sky_fit_coverage_script_saves_its_skies_and_fits_them_again(tmp_path):
     """experiments/sky_fit_coverage.py on the shipped IceCube-like artifact (by name) with 3 skies at nside 8:
     it writes coverage.json (with the skies against the model at the truth), p_values.png and the
