@@ -303,6 +303,35 @@ def test_artifact_prefers_a_narrower_converged_range_to_a_wider_unconverged_one(
     assert art.provenance["convergence"]["wider_unconverged"] is None
 
 
+def test_artifact_records_each_design_points_scatter_and_a_fit_there_is_flagged():
+    """Log-normal realisations (9 points × 32, no pixel noise) whose ln C_ℓ scatter 2× wider (4× the
+    variance) at point 0 than elsewhere: the artifact records per point the mean over ℓ of
+    Var(ln C_ℓ) over the pooled variance. It equals the ratio computed from the realisations with
+    numpy (1e-12), its mean over points is 1 (the pooled variance is the points' mean, exactly), and
+    point 0's is about 4/(12/9) = 3. A fit nearest point 0 is flagged as too narrow; one nearest a
+    point whose ratio lies within 1/1.5-1.5 is not."""
+    from types import SimpleNamespace
+
+    from jaxcr.inference.sky_fit import fit_warnings
+
+    rng = np.random.default_rng(8)
+    design = BOX.grid(3)
+    ell = np.arange(8)
+    width = np.where(np.arange(9) == 0, 0.6, 0.3)[:, None, None, None]
+    logs = -2 * np.log1p(ell) + 0.3 * design[:, :1, None, None] + width * rng.normal(size=(9, 32, 1, 8))
+    spectra = np.exp(np.broadcast_to(logs, (9, 32, 2, 8)))  # the same at both times: converged
+    art = artifact_from_spectra(BOX, design, spectra, np.zeros((9, 32, 2)), (1.0, 2.0), Analysis("full"), 4,
+                                ells=np.arange(1, 6), degree=1)  # fmt: skip
+    ratio = np.asarray(art.provenance["point_scatter"]["ratio"])
+    var = np.var(logs[:, :, 0, 1:6], axis=1, ddof=1)  # (K, L)
+    assert ratio == pytest.approx(np.mean(var / var.mean(0), axis=1), rel=1e-12)
+    assert ratio.mean() == pytest.approx(1.0, rel=1e-12) and 2.4 < ratio[0] < 3.6 and ratio[1:].max() < 1.5
+    fit_at = lambda k: SimpleNamespace(phi=design[k], p_value=np.nan)
+    flags = fit_warnings(art, fit_at(0), art.parameters)  # type: ignore[arg-type]
+    assert any("times the variance of ln C_ℓ" in f and "too narrow" in f for f in flags), flags
+    assert not any("variance of ln C_ℓ" in f for f in fit_warnings(art, fit_at(8), art.parameters))  # type: ignore[arg-type]
+
+
 def test_artifact_round_trip_and_damage(tiny_campaign, tmp_path):
     art = build_artifact(tiny_campaign, "full", ells=np.arange(1, 3), degree=1, time=1.0)
     path = art.save(tmp_path / "a.npz")

@@ -164,10 +164,27 @@ class EmulatorArtifact:
         if lengthened is None:
             return 1.0
         design, scales = lengthened
+        return float(scales[self._nearest(design, values)])
+
+    def _nearest(self, design, values) -> int:
+        """Index of the point of ``design`` (K, P) nearest the named ``values`` (box coordinates,
+        each axis scaled by the design box's extent)."""
         box = self.design_box
         span = np.where(box.coordinate_high > box.coordinate_low, box.coordinate_high - box.coordinate_low, 1.0)
         theta = box.coordinates({n: values[n] for n in box.names})
-        return float(scales[np.argmin((((design - theta) / span) ** 2).sum(1))])
+        return int(np.argmin((((np.asarray(design, dtype=float) - theta) / span) ** 2).sum(1)))
+
+    def point_scatter_near(self, values) -> tuple[float, dict] | None:
+        """How much more the realisations of the design point nearest ``values`` scatter than the
+        pooled covariance the likelihood uses (the mean over ℓ of Var(ln C_ℓ) there over the pooled
+        Var(ln C_ℓ)), and that point's values; None for an artifact that does not record it
+        (``point_scatter`` in the provenance: artifacts built by jaxcr 0.3.1 or later)."""
+        record = self.provenance.get("point_scatter")
+        if record is None:
+            return None
+        k = self._nearest(record["design"], values)
+        point = self.design_box.values(np.asarray(record["design"][k], dtype=float))
+        return float(record["ratio"][k]), {n: float(v) for n, v in point.items()}
 
     def time_text(self) -> str:
         text = f"ΩT = {self.time:g} t_sep(σ², ρ)" if self.separation_times else f"ΩT = {self.time:g}"

@@ -67,6 +67,12 @@ def realisation_moments(c):
     return mean, x.T @ x / n, logs.mean(0), lx.T @ lx / n, float(np.mean(c < floor))
 
 
+def point_scatter(log_covs, pooled) -> np.ndarray:
+    """Per design point, the mean over ℓ of its realisations' Var(ln C_ℓ) over the pooled one
+    (K,): above 1 where one sky scatters more than the likelihood's covariance says."""
+    return np.mean(np.diagonal(np.asarray(log_covs), axis1=1, axis2=2) / np.diag(pooled), axis=1)
+
+
 def build_artifact(
     campaign: Campaign,
     analysis: str | None = None,
@@ -274,6 +280,7 @@ def artifact_from_spectra(
             design_points=int(k_points),
             design_box=design_box.as_dict(),
             raised_to_floor=float(np.max(raised)) if pixel_noise_scatter == PixelNoiseScatter.KEPT else 0.0,
+            point_scatter=dict(design=design.tolist(), ratio=point_scatter(log_covs, log_emulator.rel).tolist()),
             pixel_noise_scatter=pixel_noise_scatter.value,
             convergence=dict(
                 table=rows,

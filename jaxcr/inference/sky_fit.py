@@ -208,12 +208,16 @@ def _derived(fit: LikelihoodFit, names, r_l_pc: float, amplitude: float | None):
 
 P_VALUE_BOUNDS = (0.01, 0.99)  # χ² outside these tail probabilities is flagged (a misfit, or errors overstated)
 FLOOR_SHARE = 0.01  # flag an artifact whose ln C_ℓ moments had more than this share raised to the floor
+#: flag a fit whose nearest design point's realisations scatter this many times the pooled variance
+#: of ln C_ℓ, or less than its inverse (32 realisations: about 3 standard errors from 1)
+POINT_SCATTER_FACTOR = 1.5
 
 
 def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametrisation) -> list[str]:
     """What the result should not be trusted for: an unconverged artifact, entries raised to the
     floor of the log-normal moments, an estimate on the edge of the box or, for an artifact with a
-    pair-model baseline, outside the simulated box, an implausible χ²."""
+    pair-model baseline, outside the simulated box, a nearest design point whose realisations
+    scatter far from the pooled covariance, an implausible χ²."""
     out = []
     conv = artifact.provenance.get("convergence", {})
     if conv and not conv.get("converged", True):
@@ -245,6 +249,15 @@ def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametris
                     "held-out tests found simulated spectra 0.5-2 e-folds above it a factor 2 in ρ below the "
                     "design and 3-4 e-folds a factor 5 below (docs/fitting.md)"
                 )
+    near = artifact.point_scatter_near(box.values(np.asarray(fit.phi)[: len(box)]))
+    if near is not None and not 1 / POINT_SCATTER_FACTOR <= near[0] <= POINT_SCATTER_FACTOR:
+        point = ", ".join(f"{v:.3g}" for v in near[1].values())
+        out.append(
+            f"the realisations at the nearest design point ({point}) have {near[0]:.2g} times the variance of ln C_ℓ "
+            "that the likelihood pools over the box: the intervals here are "
+            + ("too narrow" if near[0] > 1 else "too wide")
+            + " (docs/fitting.md)"
+        )
     lo_p, hi_p = P_VALUE_BOUNDS
     if np.isfinite(fit.p_value) and not lo_p <= fit.p_value <= hi_p:
         out.append(
