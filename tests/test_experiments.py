@@ -275,6 +275,48 @@ def test_infinite_time_script_predicts_later_times(tmp_path):
 
 
 @pytest.mark.slow
+def test_point_scatter_script_recovers_what_a_new_artifact_records(tmp_path):
+    """experiments/point_scatter.py on a 4-point campaign (nside 4, 4 realisations) and its artifact
+    with the per-point record removed (as in artifacts built before it existed): the emulator refit
+    from the campaign equals the artifact's (round-off), and --record writes the same ratios the
+    artifact's build recorded (1e-12), under the same version; an artifact of other moments (the
+    pixel noise kept in the scatter) is refused."""
+    import dataclasses
+
+    from jaxcr.analysis import Analysis
+    from jaxcr.inference import campaign as cp
+    from jaxcr.inference import scheduling as sc
+    from jaxcr.inference.artifact import EmulatorArtifact
+    from jaxcr.inference.artifact_build import build_artifact
+    from jaxcr.spectrum_model import SpectrumModel
+    from jaxcr.turbulence_model import PlaneWaveGJ99
+
+    model = SpectrumModel(nside=4, n_realisations=4, turbulence=PlaneWaveGJ99(n_modes=8))
+    box = jaxcr.plane_wave_parametrisation((0.5, 2.0), (0.05, 0.2))
+    campaign = cp.Campaign.create(
+        tmp_path / "c", cp.CampaignSpec.on_grid(model, (1.0, 2.0), (Analysis("full"),), box, 2)
+    )
+    sc.run_campaign(campaign, progress=False)
+    built = build_artifact(campaign, "full", ells=np.arange(1, 3), degree=1, time=1.0)
+    older = {k: v for k, v in built.provenance.items() if k != "point_scatter"}
+    dataclasses.replace(built, provenance=older).save(tmp_path / "older.npz")
+    proc = _script("point_scatter.py", "--campaign", str(tmp_path / "c"), "--artifact", str(tmp_path / "older.npz"),
+                   "--record", str(tmp_path / "recorded.npz"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    difference = float(proc.stdout.split("largest difference ")[1].split()[0])
+    assert difference < 1e-10, proc.stdout
+    recorded = EmulatorArtifact.load(tmp_path / "recorded.npz")
+    assert recorded.version == built.version
+    ratio = recorded.provenance["point_scatter"]["ratio"]
+    assert ratio == pytest.approx(built.provenance["point_scatter"]["ratio"], rel=1e-12)
+    other = build_artifact(campaign, "full", ells=np.arange(1, 3), degree=1, time=1.0, pixel_noise_scatter="kept")
+    other.save(tmp_path / "other.npz")
+    proc = _script("point_scatter.py", "--campaign", str(tmp_path / "c"), "--artifact", str(tmp_path / "other.npz"),
+                   "--record", str(tmp_path / "x.npz"))  # fmt: skip
+    assert proc.returncode != 0 and "was not built from the deconvolved moments" in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
 def test_campaign_fields_script_puts_both_paths_of_each_field_together(tmp_path):
     """experiments/campaign_fields.py at a design point of the shipped IceCube-like artifact, nside 8:
     per field the observed sky and the campaign's path agree (median |⟨ln ratio⟩| < 0.1: at nside 8

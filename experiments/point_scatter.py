@@ -1,0 +1,118 @@
+"""Where the pooled covariance of ln C_ℓ is honest: each design point's scatter against it.
+
+    python experiments/point_scatter.py --campaign FOLDER --artifact icecube-wide [--record OUT.npz]
+
+The one-sky likelihood uses one covariance of ln C_ℓ pooled over the design (the mean of the
+points' own). For every design point of the artifact this takes the campaign's realisations at the
+artifact's time there, their deconvolved moments (jaxcr.inference.pixel_noise, as the artifact
+was built), and prints the point's Var(ln C_ℓ) over the pooled one: the mean over ℓ (what
+artifacts record as ``point_scatter`` and fits flag beyond 1.5 or below 1/1.5) and its range.
+It also refits the artifact's emulator of ⟨ln C_ℓ⟩ from these moments and prints the largest
+difference from the artifact's, at the design points: 0 (round-off) when the campaign holds the
+realisations the artifact was built from. The campaign may be a remake that stores only the
+artifact's time (``jaxcr campaign create`` with the artifact's box, ``--separation-times 1`` and
+the lengthened points lengthened): its maps are the same when the integration is.
+
+--record OUT.npz writes the artifact with the per-point ratios in its provenance (its version, a
+hash of its arrays, is unchanged), but only when the refit equals the artifact's (1e-6 e-folds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import numpy as np
+
+from jaxcr import io
+from jaxcr.inference.artifact import EmulatorArtifact
+from jaxcr.inference.artifact_build import campaign_spectra, point_scatter
+from jaxcr.inference.campaign import Campaign
+from jaxcr.inference.emulator import SpectrumEmulator, poly_features
+from jaxcr.inference.pixel_noise import deconvolved_log_moments
+from jaxcr.inference.shipped import check_artifact_path
+from jaxcr.recipes.command import CommandParser, run_command
+
+SAME_MODEL = 1e-6  # e-folds: a refit this close to the artifact's is the artifact's own campaign
+
+
+def point_moments(campaign: Campaign, artifact: EmulatorArtifact) -> tuple[np.ndarray, np.ndarray]:
+    """Deconvolved ⟨ln S_ℓ⟩ (K, L) and Cov (K, L, L) of every design point at the artifact's time."""
+    spec, ells = campaign.spec, np.asarray(artifact.ells)
+    spectra, noises, _ = campaign_spectra(campaign, artifact.analysis.name)
+    t_ell, v_ell = artifact.analysis.noise_response(spec.model.nside)
+    means, covs = [], []
+    for k in range(len(spec.design)):
+        wanted = artifact.time_at(spec.values(k))
+        times = np.asarray(spec.point_times(k))
+        j = int(np.argmin(np.abs(times / wanted - 1)))
+        if abs(times[j] / wanted - 1) > 1e-9:
+            raise SystemExit(
+                f"design point {k} of {campaign.folder} stores ΩT = {times.round(4).tolist()}, not the artifact's "
+                f"{wanted:.6g} there: lengthen the point (jaxcr campaign lengthen) or store that time"
+            )
+        c = spectra[k, :, j] - noises[k, :, j, None] * t_ell
+        mu, cov = deconvolved_log_moments(c[:, ells], noises[k, :, j], t_ell[ells], v_ell[ells])
+        means.append(mu)
+        covs.append(cov)
+    return np.array(means), np.array(covs)
+
+
+def main(argv=None) -> int:
+    ap = CommandParser(prog="python experiments/point_scatter.py", description=__doc__)
+    ap.add_argument("--campaign", type=Path, required=True, help="the campaign folder (all points done)")
+    ap.add_argument("--artifact", type=Path, required=True, help="emulator artifact (a file or a shipped name)")
+    ap.add_argument("--record", type=Path, help="write the artifact with the per-point ratios here (.npz)")
+    args = ap.parse_args(argv)
+    if args.record is not None:
+        io.check_writable("--record", args.record)
+    artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))
+    campaign = Campaign.open(args.campaign)
+    spec = campaign.spec
+    if campaign.pending():
+        ap.error(f"{len(campaign.pending())} design points of {args.campaign} are not done: run the campaign first")
+    design = np.asarray(artifact.provenance["campaign"]["design"], dtype=float)
+    if spec.design.shape != design.shape or not np.allclose(spec.design, design, rtol=0, atol=1e-12):
+        ap.error(f"{args.campaign}'s design is not the one the artifact {artifact.version} was built on")
+    means, covs = point_moments(campaign, artifact)
+    emu = artifact.log_emulator
+    refit = SpectrumEmulator.fit_log(design, means, covs, spec.model.n_realisations, emu.degree, emu.centre, emu.scale)
+    features = poly_features((design - emu.centre) / emu.scale, emu.degree)
+    difference = float(np.max(np.abs(features @ (refit.coef - emu.coef))))
+    ratio = point_scatter(covs, refit.rel)
+    per_ell = np.diagonal(covs, axis1=1, axis2=2) / np.diag(refit.rel)
+    print(f"{artifact.summary()}\ncampaign {args.campaign}: {len(design)} design points")
+    print(
+        f"refit of ⟨ln C_ℓ⟩ against the artifact's, at the design points: largest difference {difference:.2g} e-folds"
+    )
+    print("design point              Var(ln C_ℓ) / pooled: mean over ℓ (range)")
+    for k, (r, row) in enumerate(zip(ratio, per_ell)):
+        v = spec.values(k)
+        mark = "  <- flagged" if not 1 / 1.5 <= r <= 1.5 else ""
+        print(
+            f"  {k:2d}  σ² = {v['sigma2']:<6.3g} ρ = {v['rho']:<7.3g} {r:5.2f} ({row.min():.2f}-{row.max():.2f}){mark}"
+        )
+    if args.record is None:
+        return 0
+    if difference > SAME_MODEL:
+        raise SystemExit(
+            f"--record: the refit differs from the artifact's emulator by {difference:.2g} e-folds (> {SAME_MODEL:g}): "
+            f"the artifact was not built from the deconvolved moments of {args.campaign}'s realisations (another "
+            "campaign, or --pixel-noise-scatter kept)"
+        )
+    record = dict(
+        design=design.tolist(), ratio=ratio.tolist(), recomputed_from=str(args.campaign), refit_difference=difference
+    )
+    recorded = dataclasses.replace(artifact, provenance=artifact.provenance | dict(point_scatter=record))
+    path = recorded.save(args.record)
+    print(f"wrote {path} (version {recorded.version}, unchanged)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command("python experiments/point_scatter.py", main))
