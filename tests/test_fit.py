@@ -393,7 +393,9 @@ def test_a_sky_outside_the_box_and_an_unconverged_artifact_are_flagged(artifact)
 def test_joint_fit_of_two_energies_is_narrower_than_either_alone(artifact):
     """Skies at 10 and 20 TeV (B0 3 μG) of the same turbulence, σ² = 1, λ_c = 0.072 pc (ρ = 0.05 and
     0.1), the gradient known (0.0139/pc): the joint fit shares σ² and λ_c; its 68 % intervals of
-    both are narrower than those of either energy alone, and the truth lies in its 95 % ones."""
+    both are narrower than those of either energy alone, and the truth lies in its 95 % ones. With
+    the artifact recording twice the pooled variance at every design point, each spectrum is
+    flagged at its own ρ_k = r_L(E_k)/λ_c (the fit itself is the same)."""
     from jaxcr import units
 
     gradient, b0, lam = 0.0139, 3.0, 0.072
@@ -404,8 +406,13 @@ def test_joint_fit_of_two_energies_is_narrower_than_either_alone(artifact):
         sky = exact_skies(1, a, 20 + k, theta=np.log([1.0, r_l / lam]), lognormal=True)[0]
         skies.append(dataclasses.replace(sky, energy_tev=energy))
     options = FitOptions(profile_points=31)
-    joint = fit_skies(skies, [artifact, artifact], gradient_per_pc=gradient, b0_microgauss=b0, options=options,
+    design = np.asarray(artifact.parameters.grid(5))
+    wider = dict(design=design.tolist(), ratio=[2.0] * len(design))
+    recorded = dataclasses.replace(artifact, provenance=artifact.provenance | dict(point_scatter=wider))
+    joint = fit_skies(skies, [recorded, recorded], gradient_per_pc=gradient, b0_microgauss=b0, options=options,
                       progress=False)  # fmt: skip
+    flagged = [f for f in joint.flags if "times the variance of ln C_ℓ" in f and "too narrow" in f]
+    assert [f[:11] for f in flagged] == ["spectrum 0:", "spectrum 1:"], joint.flags
     single = [fit_sky(s, artifact, gradient_per_pc=gradient, b0_microgauss=b0, options=options, progress=False)
               for s in skies]  # fmt: skip
     width = lambda iv: np.log(iv["68"][1]) - np.log(iv["68"][0])

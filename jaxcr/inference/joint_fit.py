@@ -25,7 +25,14 @@ from .artifact import EmulatorArtifact
 from .fit import FitOptions, maximise_likelihood, start_grid
 from .likelihood import AbstractSkyLikelihood, JointLikelihood, LikelihoodForm, Reparametrised
 from .results import FitResult
-from .sky_fit import fit_warnings, run_record, sky_likelihood, spectrum_record, start_log_amplitude
+from .sky_fit import (
+    fit_warnings,
+    point_scatter_warning,
+    run_record,
+    sky_likelihood,
+    spectrum_record,
+    start_log_amplitude,
+)
 
 __all__ = ["fit_skies", "joint_sky_likelihood", "LAMBDA_C"]
 
@@ -124,7 +131,13 @@ def fit_skies(
         names=parameters.names,
         parameters=dict(fit.values) | {f"larmor_radius_pc_{k}": r for k, r in enumerate(r_l)},
         intervals=fit.intervals,
-        flags=fit.flags + list(dict.fromkeys(f for a in artifacts for f in fit_warnings(a, fit, box))),
+        flags=fit.flags
+        + list(dict.fromkeys(f for a in artifacts for f in fit_warnings(a, fit, box)))
+        + [
+            f"spectrum {k}: {f}"
+            for k, a in enumerate(artifacts)
+            for f in point_scatter_warning(a, {SIGMA2: fit.values[SIGMA2], RHO: r_l[k] / fit.values[LAMBDA_C]})
+        ],
         spectra=[_record(m, joint.names, s, a, fit.phi) for m, s, a in zip(members, spectra, artifacts)],
         settings=dict(
             gradient_per_pc=gradient_per_pc,

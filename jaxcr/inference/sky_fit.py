@@ -213,6 +213,20 @@ FLOOR_SHARE = 0.01  # flag an artifact whose ln C_ℓ moments had more than this
 POINT_SCATTER_FACTOR = 1.5
 
 
+def point_scatter_warning(artifact: EmulatorArtifact, values) -> list[str]:
+    """A flag (or none) where the design point nearest the named ``values`` has realisations that
+    scatter beyond :data:`POINT_SCATTER_FACTOR` of the pooled variance the likelihood uses."""
+    near = artifact.point_scatter_near(values)
+    if near is None or 1 / POINT_SCATTER_FACTOR <= near[0] <= POINT_SCATTER_FACTOR:
+        return []
+    point = ", ".join(f"{v:.3g}" for v in near[1].values())
+    return [
+        f"the realisations at the nearest design point ({point}) have {near[0]:.2g} times the variance of ln C_ℓ "
+        f"that the likelihood pools over the box: the intervals here are {'too narrow' if near[0] > 1 else 'too wide'} "
+        "(docs/fitting.md)"
+    ]
+
+
 def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametrisation) -> list[str]:
     """What the result should not be trusted for: an unconverged artifact, entries raised to the
     floor of the log-normal moments, an estimate on the edge of the box or, for an artifact with a
@@ -249,15 +263,9 @@ def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametris
                     "held-out tests found simulated spectra 0.5-2 e-folds above it a factor 2 in ρ below the "
                     "design and 3-4 e-folds a factor 5 below (docs/fitting.md)"
                 )
-    near = artifact.point_scatter_near(box.values(np.asarray(fit.phi)[: len(box)]))
-    if near is not None and not 1 / POINT_SCATTER_FACTOR <= near[0] <= POINT_SCATTER_FACTOR:
-        point = ", ".join(f"{v:.3g}" for v in near[1].values())
-        out.append(
-            f"the realisations at the nearest design point ({point}) have {near[0]:.2g} times the variance of ln C_ℓ "
-            "that the likelihood pools over the box: the intervals here are "
-            + ("too narrow" if near[0] > 1 else "too wide")
-            + " (docs/fitting.md)"
-        )
+    values = box.values(np.asarray(fit.phi)[: len(box)])
+    if set(artifact.design_box.names) <= set(values):  # a joint fit's λ_c: per spectrum, in fit_skies
+        out += point_scatter_warning(artifact, values)
     lo_p, hi_p = P_VALUE_BOUNDS
     if np.isfinite(fit.p_value) and not lo_p <= fit.p_value <= hi_p:
         out.append(
