@@ -326,6 +326,7 @@ def test_artifact_records_each_design_points_scatter_and_a_fit_there_is_flagged(
     var = np.var(logs[:, :, 0, 1:6], axis=1, ddof=1)  # (K, L)
     assert ratio == pytest.approx(np.mean(var / var.mean(0), axis=1), rel=1e-12)
     assert ratio.mean() == pytest.approx(1.0, rel=1e-12) and 2.4 < ratio[0] < 3.6 and ratio[1:].max() < 1.5
+    assert f"Var(ln C_ℓ) {ratio.min():.2g}-{ratio.max():.2g} × the pooled one" in art.summary()
     fit_at = lambda k: SimpleNamespace(phi=design[k], p_value=np.nan)
     flags = fit_warnings(art, fit_at(0), art.parameters)  # type: ignore[arg-type]
     assert any("times the variance of ln C_ℓ" in f and "too narrow" in f for f in flags), flags

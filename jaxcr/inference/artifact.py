@@ -224,5 +224,12 @@ class EmulatorArtifact:
             f"{box}, {self.provenance.get('design_points', '?')} design points × {self.n_realisations} realisations"
             f"{self._field_level()}, "
             f"degree {self.emulator.degree} (max reduced χ² {float(np.max(self.emulator.reduced_chi2)):.2f}), "
-            f"pixel-noise correction ≤ {100 * float(np.max(self.noise_fraction)):.0f} % of ⟨C_ℓ⟩"
+            f"pixel-noise correction ≤ {100 * float(np.max(self.noise_fraction)):.0f} % of ⟨C_ℓ⟩" + self._scatter_text()
         )
+
+    def _scatter_text(self) -> str:
+        record = self.provenance.get("point_scatter")
+        if record is None:
+            return ""
+        ratio = np.asarray(record["ratio"])
+        return f", one sky's Var(ln C_ℓ) {ratio.min():.2g}-{ratio.max():.2g} × the pooled one over the design points"
