@@ -560,6 +560,7 @@ def test_mock_skies_through_the_observatory_average_to_the_campaign_ensemble(tmp
     assert np.sum(z**2) / z.size < 2.2 and np.abs(z).max() < 3.5, np.round(z, 2)
 
 
+@pytest.mark.slow
 def test_a_mock_sky_of_a_campaign_realisation_has_that_realisations_spectrum(tmp_path):
     """The same field through both paths: a campaign point's realisations (seed, stream 1 + k),
     remade as mock IceCube skies with ``stream=1 + k``, give per field and ℓ the point's
