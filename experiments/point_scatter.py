@@ -1,12 +1,13 @@
-"""Where the pooled covariance of ln C_ℓ is honest: each design point's scatter against it.
+"""Where the likelihood's covariance of ln C_ℓ is honest: each design point's scatter against it.
 
     python experiments/point_scatter.py --campaign FOLDER --artifact icecube-wide [--record OUT.npz]
 
-The one-sky likelihood uses one covariance of ln C_ℓ pooled over the design (the mean of the
-points' own). For every design point of the artifact this takes the campaign's realisations at the
-artifact's time there, their deconvolved moments (jaxcr.inference.pixel_noise, as the artifact
-was built), and prints the point's Var(ln C_ℓ) over the pooled one: the mean over ℓ (what
-artifacts record as ``point_scatter`` and fits flag beyond 1.5 or below 1/1.5) and its range.
+The one-sky likelihood uses a covariance of ln C_ℓ pooled over the design (the mean of the points'
+own), or, in artifacts built with ``--scatter-degree 1``, one whose variances follow θ. For every
+design point of the artifact this takes the campaign's realisations at the artifact's time there,
+their deconvolved moments (jaxcr.inference.pixel_noise, as the artifact was built), and prints the
+point's Var(ln C_ℓ) over the likelihood's there: the mean over ℓ (what artifacts record as
+``point_scatter`` and fits flag beyond 1.5 or below 1/1.5) and its range.
 It also refits the artifact's emulator of ⟨ln C_ℓ⟩ from these moments and prints the largest
 difference from the artifact's, at the design points: 0 (round-off) when the campaign holds the
 realisations the artifact was built from. The campaign may be a remake that stores only the
@@ -81,16 +82,21 @@ def main(argv=None) -> int:
         ap.error(f"{args.campaign}'s design is not the one the artifact {artifact.version} was built on")
     means, covs = point_moments(campaign, artifact)
     emu = artifact.log_emulator
-    refit = SpectrumEmulator.fit_log(design, means, covs, spec.model.n_realisations, emu.degree, emu.centre, emu.scale)
+    refit = SpectrumEmulator.fit_log(
+        design, means, covs, spec.model.n_realisations, emu.degree, emu.centre, emu.scale,
+        scatter_degree=emu.scatter_degree,
+    )  # fmt: skip
     features = poly_features((design - emu.centre) / emu.scale, emu.degree)
     difference = float(np.max(np.abs(features @ (refit.coef - emu.coef))))
-    ratio = point_scatter(covs, refit.rel)
-    per_ell = np.diagonal(covs, axis1=1, axis2=2) / np.diag(refit.rel)
+    ratio = point_scatter(covs, refit, design)
+    model = np.diag(refit.rel) * np.asarray(refit.scatter_factor(design))
+    per_ell = np.diagonal(covs, axis1=1, axis2=2) / model
     print(f"{artifact.summary()}\ncampaign {args.campaign}: {len(design)} design points")
     print(
         f"refit of ⟨ln C_ℓ⟩ against the artifact's, at the design points: largest difference {difference:.2g} e-folds"
     )
-    print("design point              Var(ln C_ℓ) / pooled: mean over ℓ (range)")
+    print(f"design point              Var(ln C_ℓ) / {'pooled' if emu.scatter_coef is None else 'the likelihood'}'s: "
+          "mean over ℓ (range)")  # fmt: skip
     for k, (r, row) in enumerate(zip(ratio, per_ell)):
         v = spec.values(k)
         mark = "  <- flagged" if not 1 / 1.5 <= r <= 1.5 else ""

@@ -24,7 +24,8 @@ from .emulator import SpectrumEmulator
 
 __all__ = ["EmulatorArtifact", "ARTIFACT_FORMAT"]
 
-ARTIFACT_FORMAT = "jaxcr-emulator/2"
+ARTIFACT_FORMAT = "jaxcr-emulator/3"  # /2 plus the single-sky scatter that follows θ (log_scatter_coef)
+READABLE_FORMATS = ("jaxcr-emulator/2", ARTIFACT_FORMAT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,8 @@ class EmulatorArtifact:
 
     Attributes:
         emulator: ⟨C_ℓ⟩(θ) and S(θ) of the unit-gradient sky (a = 1), ℓ in ``ells``.
-        log_emulator: ⟨ln C_ℓ⟩(θ) and Cov(ln C_ℓ, ln C_ℓ') of the same sky (the log-normal likelihood).
+        log_emulator: ⟨ln C_ℓ⟩(θ) and Cov(ln C_ℓ, ln C_ℓ') of the same sky (the log-normal likelihood),
+            pooled over the design or with variances that follow θ (its ``scatter_degree``).
         ells: the emulated multipoles.
         analysis: the observatory analysis the spectra went through.
         time: the model's backtracking time (chosen by the diagnostic unless forced): ΩT, or a
@@ -74,6 +76,9 @@ class EmulatorArtifact:
                 h.update(np.ascontiguousarray(getattr(emu, name), dtype=float).tobytes())
         for arr in (self.ells, self.theta_low, self.theta_high):
             h.update(np.ascontiguousarray(arr, dtype=float).tobytes())
+        if self.log_emulator.scatter_coef is not None:  # absent from /2 artifacts, whose versions stay
+            h.update(np.ascontiguousarray(self.log_emulator.scatter_coef, dtype=float).tobytes())
+            h.update(f"scatter degree {self.log_emulator.scatter_degree}".encode())
         h.update(repr((self.analysis.as_dict(), self.time, self.emulator.degree)).encode())
         if self.emulator.baseline is not None:
             h.update(io.to_json(self._baseline_record()).encode())
@@ -85,8 +90,12 @@ class EmulatorArtifact:
         arrays = {name: getattr(self.emulator, name) for name in self._ARRAYS}
         arrays |= {f"log_{name}": getattr(self.log_emulator, name) for name in self._ARRAYS}
         arrays |= dict(ells=self.ells, noise_fraction=self.noise_fraction)
+        scatter = self.log_emulator.scatter_coef
+        if scatter is not None:
+            arrays["log_scatter_coef"] = scatter
         meta = dict(
-            format=ARTIFACT_FORMAT,
+            format=READABLE_FORMATS[0] if scatter is None else ARTIFACT_FORMAT,  # /2 readers read the pooled ones
+            scatter_degree=self.log_emulator.scatter_degree,
             version=self.version,
             degree=self.emulator.degree,
             analysis=self.analysis.as_dict(),
@@ -107,10 +116,10 @@ class EmulatorArtifact:
     def load(cls, path) -> EmulatorArtifact:
         """Read an artifact written by :meth:`save`; checks its format and its version hash."""
         arrays, meta = io.load_checkpoint(path, kind="artifact")
-        if meta.get("format") != ARTIFACT_FORMAT:
+        if meta.get("format") not in READABLE_FORMATS:
             raise ValueError(
-                f"{path} is not a {ARTIFACT_FORMAT} artifact (format {meta.get('format')!r}): build it again with "
-                "`jaxcr campaign artifact`"
+                f"{path} is not a {' or '.join(READABLE_FORMATS)} artifact (format {meta.get('format')!r}): build it "
+                "again with `jaxcr campaign artifact`"
             )
         pair = meta.get("pair_model")
         baseline = None if pair is None else PairModelBaseline(
@@ -124,6 +133,8 @@ class EmulatorArtifact:
             degree=int(meta["degree"]),
             log_moments=True,
             baseline=baseline,
+            scatter_coef=arrays.get("log_scatter_coef"),
+            scatter_degree=int(meta.get("scatter_degree", 0)),
         )
         out = cls(
             emulator=emulator,
@@ -176,9 +187,10 @@ class EmulatorArtifact:
 
     def point_scatter_near(self, values) -> tuple[float, dict] | None:
         """How much more the realisations of the design point nearest ``values`` scatter than the
-        pooled covariance the likelihood uses (the mean over ℓ of Var(ln C_ℓ) there over the pooled
-        Var(ln C_ℓ)), and that point's values; None for an artifact that does not record it
-        (``point_scatter`` in the provenance: artifacts built by jaxcr 0.3.1 or later)."""
+        covariance the likelihood uses there (the mean over ℓ of their Var(ln C_ℓ) over the
+        likelihood's: the pooled one, or the one that follows θ), and that point's values; None for
+        an artifact that does not record it (``point_scatter`` in the provenance: artifacts built
+        by jaxcr 0.3.1 or later)."""
         record = self.provenance.get("point_scatter")
         if record is None:
             return None
@@ -232,4 +244,5 @@ class EmulatorArtifact:
         if record is None:
             return ""
         ratio = np.asarray(record["ratio"])
-        return f", one sky's Var(ln C_ℓ) {ratio.min():.2g}-{ratio.max():.2g} × the pooled one over the design points"
+        model = "the pooled one" if self.log_emulator.scatter_coef is None else "the likelihood's (following θ)"
+        return f", one sky's Var(ln C_ℓ) {ratio.min():.2g}-{ratio.max():.2g} × {model} over the design points"

@@ -19,7 +19,9 @@ by the cosmic variance, correlated across ℓ (a sky that wanders far raises eve
 With the amplitude a = (|∇n/n| r_L)²:
 
 * ``LogNormalSky`` (the default): y = ln(Ĉ_ℓ − N), μ = ln a + ⟨ln C_ℓ⟩(θ), Σ = Λ(θ) +
-  diag(σ_ℓ²/(Ĉ_ℓ − N)²), Λ the covariance of ln C_ℓ of single skies (the emulator's error included);
+  diag(σ_ℓ²/(Ĉ_ℓ − N)²), Λ the covariance of ln C_ℓ of single skies (the emulator's error included;
+  pooled over the design, or with variances that follow θ where the artifact's emulator has them:
+  :meth:`jaxcr.inference.emulator.SpectrumEmulator.log_covariance`);
 * ``GaussianSky``: y = Ĉ_ℓ − N, μ = a⟨C_ℓ⟩(θ), Σ = a² S(θ) + diag(σ_ℓ²);
 * ``OffsetLogNormalSky``: the offset log-normal form of band powers with noise (Bond, Jaffe &
   Knox 2000, ApJ 533, 19): y = ln Ĉ_ℓ (the spectrum with its noise), μ = ln(s_ℓ + N_ℓ) with the

@@ -208,21 +208,23 @@ def _derived(fit: LikelihoodFit, names, r_l_pc: float, amplitude: float | None):
 
 P_VALUE_BOUNDS = (0.01, 0.99)  # χ² outside these tail probabilities is flagged (a misfit, or errors overstated)
 FLOOR_SHARE = 0.01  # flag an artifact whose ln C_ℓ moments had more than this share raised to the floor
-#: flag a fit whose nearest design point's realisations scatter this many times the pooled variance
+#: flag a fit whose nearest design point's realisations scatter this many times the likelihood's variance
 #: of ln C_ℓ, or less than its inverse (32 realisations: about 3 standard errors from 1)
 POINT_SCATTER_FACTOR = 1.5
 
 
 def point_scatter_warning(artifact: EmulatorArtifact, values) -> list[str]:
     """A flag (or none) where the design point nearest the named ``values`` has realisations that
-    scatter beyond :data:`POINT_SCATTER_FACTOR` of the pooled variance the likelihood uses."""
+    scatter beyond :data:`POINT_SCATTER_FACTOR` of the variance the likelihood takes there (pooled
+    over the box, or following θ)."""
     near = artifact.point_scatter_near(values)
     if near is None or 1 / POINT_SCATTER_FACTOR <= near[0] <= POINT_SCATTER_FACTOR:
         return []
     point = ", ".join(f"{v:.3g}" for v in near[1].values())
+    takes = "pools over the box" if artifact.log_emulator.scatter_coef is None else "takes there"
     return [
         f"the realisations at the nearest design point ({point}) have {near[0]:.2g} times the variance of ln C_ℓ "
-        f"that the likelihood pools over the box: the intervals here are {'too narrow' if near[0] > 1 else 'too wide'} "
+        f"that the likelihood {takes}: the intervals here are {'too narrow' if near[0] > 1 else 'too wide'} "
         "(docs/fitting.md)"
     ]
 
@@ -231,7 +233,7 @@ def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametris
     """What the result should not be trusted for: an unconverged artifact, entries raised to the
     floor of the log-normal moments, an estimate on the edge of the box or, for an artifact with a
     pair-model baseline, outside the simulated box, a nearest design point whose realisations
-    scatter far from the pooled covariance, an implausible χ²."""
+    scatter far from the likelihood's covariance, an implausible χ²."""
     out = []
     conv = artifact.provenance.get("convergence", {})
     if conv and not conv.get("converged", True):
