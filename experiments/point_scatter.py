@@ -3,13 +3,13 @@
     python experiments/point_scatter.py --campaign FOLDER --artifact icecube-wide [--record OUT.npz]
 
 The one-sky likelihood uses a covariance of ln C_ℓ pooled over the design (the mean of the points'
-own), or, in artifacts built with ``--scatter-degree 1``, one whose variances follow θ. For every
+own), or, in artifacts built with ``--sky-scatter local``, one local to θ. For every
 design point of the artifact this takes the campaign's realisations at the artifact's time there,
 their deconvolved moments (jaxcr.inference.pixel_noise, as the artifact was built), and prints the
 point's Var(ln C_ℓ) over the likelihood's there: the mean over ℓ (what artifacts record as
 ``point_scatter`` and fits flag beyond 1.5 or below 1/1.5) and its range. Beside it, held out: the
 same ratio against the variance an emulator fitted to the other points predicts there, pooled and
-following θ (``--scatter-degree`` 0 and 1), with the spread of its logarithm over the points (about
+local (``--sky-scatter pooled`` and ``local``), with the spread of its logarithm over the points (about
 0.25 from 32 realisations' sampling alone, more for heavy tails).
 It also refits the artifact's emulator of ⟨ln C_ℓ⟩ from these moments and prints the largest
 difference from the artifact's, at the design points: 0 (round-off) when the campaign holds the
@@ -41,6 +41,7 @@ from jaxcr.inference.emulator import SpectrumEmulator, poly_features
 from jaxcr.inference.pixel_noise import deconvolved_log_moments
 from jaxcr.inference.shipped import check_artifact_path
 from jaxcr.inference.sky_fit import POINT_SCATTER_FACTOR
+from jaxcr.options import SkyScatter
 from jaxcr.recipes.command import CommandParser, run_command
 
 SAME_MODEL = 1e-6  # e-folds: a refit this close to the artifact's is the artifact's own campaign
@@ -68,15 +69,15 @@ def point_moments(campaign: Campaign, artifact: EmulatorArtifact) -> tuple[np.nd
     return np.array(means), np.array(covs)
 
 
-def held_out_ratios(design, means, covs, n_realisations: int, emu: SpectrumEmulator, scatter_degree: int):
+def held_out_ratios(design, means, covs, n_realisations: int, emu: SpectrumEmulator, scatter: SkyScatter):
     """Per design point, its Var(ln C_ℓ) over the variance an emulator fitted to the other points
-    predicts there (mean over ℓ): pooled (``scatter_degree`` 0) or following θ (1)."""
+    predicts there (mean over ℓ): pooled or local (``scatter``; the local width chosen anew)."""
     out = []
     for k in range(len(design)):
         rest = np.arange(len(design)) != k
         fit = SpectrumEmulator.fit_log(
             design[rest], means[rest], covs[rest], n_realisations, emu.degree, emu.centre, emu.scale,
-            scatter_degree=scatter_degree,
+            scatter=scatter,
         )  # fmt: skip
         out.append(point_scatter(covs[k : k + 1], fit, design[k : k + 1])[0])
     return np.array(out)
@@ -102,34 +103,35 @@ def main(argv=None) -> int:
     emu = artifact.log_emulator
     refit = SpectrumEmulator.fit_log(
         design, means, covs, spec.model.n_realisations, emu.degree, emu.centre, emu.scale,
-        scatter_degree=emu.scatter_degree,
+        scatter=SkyScatter.POOLED if emu.point_covs is None else SkyScatter.LOCAL,
     )  # fmt: skip
     features = poly_features((design - emu.centre) / emu.scale, emu.degree)
     difference = float(np.max(np.abs(features @ (refit.coef - emu.coef))))
     ratio = point_scatter(covs, refit, design)
-    model = np.diag(refit.rel) * np.asarray(refit.scatter_factor(design))
+    model = np.array([np.diag(refit.sky_log_covariance(t)) for t in design])
     per_ell = np.diagonal(covs, axis1=1, axis2=2) / model
     print(f"{artifact.summary()}\ncampaign {args.campaign}: {len(design)} design points")
     print(
         f"refit of ⟨ln C_ℓ⟩ against the artifact's, at the design points: largest difference {difference:.2g} e-folds"
     )
-    # held out: the other points fit a degree-1 scatter only when they are more than its P + 1 coefficients
-    enough = len(design) - 1 > design.shape[1] + 1
+    enough = len(design) >= 4  # a local covariance from the other points needs three of them
     n_real = spec.model.n_realisations
-    held_out = {s: held_out_ratios(design, means, covs, n_real, emu, s) if enough else ratio * np.nan for s in (0, 1)}
-    model_name = "the pooled one" if emu.scatter_coef is None else "the likelihood's"
-    print(f"design point              Var(ln C_ℓ) / {model_name}: mean over ℓ (range)   held out: pooled, following θ")
+    held_out = {
+        s: held_out_ratios(design, means, covs, n_real, emu, s) if enough else ratio * np.nan for s in SkyScatter
+    }
+    model_name = "the pooled one" if emu.point_covs is None else "the local one"
+    print(f"design point              Var(ln C_ℓ) / {model_name}: mean over ℓ (range)   held out: pooled, local")
     for k, (r, row) in enumerate(zip(ratio, per_ell)):
         v = spec.values(k)
         mark = "  <- flagged" if not 1 / POINT_SCATTER_FACTOR <= r <= POINT_SCATTER_FACTOR else "            "
         print(
             f"  {k:2d}  σ² = {v['sigma2']:<6.3g} ρ = {v['rho']:<7.3g} {r:5.2f} ({row.min():.2f}-{row.max():.2f}){mark}"
-            f"   {held_out[0][k]:5.2f} {held_out[1][k]:5.2f}"
+            f"   {held_out[SkyScatter.POOLED][k]:5.2f} {held_out[SkyScatter.LOCAL][k]:5.2f}"
         )
-    for s, name in ((0, "pooled"), (1, "following θ")):
-        r = held_out[s]
+    for s in SkyScatter:
+        r, name = held_out[s], s.value
         if not enough:
-            print(f"held out, {name}: needs at least {design.shape[1] + 3} design points")
+            print(f"held out, {name}: needs at least 4 design points")
             continue
         inside = np.sum((r >= 1 / POINT_SCATTER_FACTOR) & (r <= POINT_SCATTER_FACTOR))
         print(

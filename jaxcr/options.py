@@ -16,6 +16,7 @@ __all__ = [
     "Estimator",
     "BackgroundMethod",
     "PixelNoiseScatter",
+    "SkyScatter",
     "as_option",
     "MIN_CALIBRATION_TOYS",
 ]
@@ -90,6 +91,17 @@ class PixelNoiseScatter(enum.StrEnum):
 
     DECONVOLVED = "deconvolved"
     KEPT = "kept"
+
+
+class SkyScatter(enum.StrEnum):
+    """The covariance of one sky's ln C_ℓ an emulator artifact gives the likelihood
+    (:meth:`jaxcr.inference.emulator.SpectrumEmulator.fit_log`). ``POOLED``: the design points'
+    mean, the same everywhere (the 0.3 artifacts). ``LOCAL``: the design points' own covariances
+    averaged with Gaussian weights in the box coordinates about θ, the width chosen by
+    leave-one-out likelihood over the points: variances and correlations across ℓ both follow θ."""
+
+    POOLED = "pooled"
+    LOCAL = "local"
 
 
 class BackgroundMethod(enum.StrEnum):

@@ -320,7 +320,7 @@ def test_artifact_prefers_a_narrower_converged_range_to_a_wider_unconverged_one(
 
 def test_artifact_records_each_design_points_scatter_and_a_fit_there_is_flagged():
     """Log-normal realisations (9 points × 32, no pixel noise) whose ln C_ℓ scatter 2× wider (4× the
-    variance) at point 0 than elsewhere: the pooled artifact (scatter_degree 0) records per point the
+    variance) at point 0 than elsewhere: the pooled artifact (sky_scatter "pooled") records per point the
     mean over ℓ of Var(ln C_ℓ) over the pooled variance. It equals the ratio computed from the realisations with
     numpy (1e-12), its mean over points is 1 (the pooled variance is the points' mean, exactly), and
     point 0's is about 4/(12/9) = 3. A fit nearest point 0 is flagged as too narrow; one nearest a
@@ -336,7 +336,7 @@ def test_artifact_records_each_design_points_scatter_and_a_fit_there_is_flagged(
     logs = -2 * np.log1p(ell) + 0.3 * design[:, :1, None, None] + width * rng.normal(size=(9, 32, 1, 8))
     spectra = np.exp(np.broadcast_to(logs, (9, 32, 2, 8)))  # the same at both times: converged
     art = artifact_from_spectra(BOX, design, spectra, np.zeros((9, 32, 2)), (1.0, 2.0), Analysis("full"), 4,
-                                ells=np.arange(1, 6), degree=1, scatter_degree=0)  # fmt: skip
+                                ells=np.arange(1, 6), degree=1, sky_scatter="pooled")  # fmt: skip
     ratio = np.asarray(art.provenance["point_scatter"]["ratio"])
     var = np.var(logs[:, :, 0, 1:6], axis=1, ddof=1)  # (K, L)
     assert ratio == pytest.approx(np.mean(var / var.mean(0), axis=1), rel=1e-12)

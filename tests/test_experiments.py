@@ -305,7 +305,7 @@ def test_point_scatter_script_recovers_what_a_new_artifact_records(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     difference = float(proc.stdout.split("largest difference ")[1].split()[0])
     assert difference < 1e-10, proc.stdout
-    assert "held out, following θ: needs at least 5 design points" in proc.stdout
+    assert "held out, local: " in proc.stdout and "SD of the ln ratio" in proc.stdout
     recorded = EmulatorArtifact.load(tmp_path / "recorded.npz")
     assert recorded.version == built.version
     ratio = recorded.provenance["point_scatter"]["ratio"]

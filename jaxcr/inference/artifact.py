@@ -24,7 +24,7 @@ from .emulator import SpectrumEmulator
 
 __all__ = ["EmulatorArtifact", "ARTIFACT_FORMAT"]
 
-ARTIFACT_FORMAT = "jaxcr-emulator/3"  # /2 plus the single-sky scatter that follows θ (log_scatter_coef)
+ARTIFACT_FORMAT = "jaxcr-emulator/3"  # /2 plus the local covariance of one sky (log_point_covs, …)
 READABLE_FORMATS = ("jaxcr-emulator/2", ARTIFACT_FORMAT)
 
 
@@ -35,7 +35,7 @@ class EmulatorArtifact:
     Attributes:
         emulator: ⟨C_ℓ⟩(θ) and S(θ) of the unit-gradient sky (a = 1), ℓ in ``ells``.
         log_emulator: ⟨ln C_ℓ⟩(θ) and Cov(ln C_ℓ, ln C_ℓ') of the same sky (the log-normal likelihood),
-            pooled over the design or with variances that follow θ (its ``scatter_degree``).
+            pooled over the design or local to θ (``SkyScatter``; its ``point_covs``).
         ells: the emulated multipoles.
         analysis: the observatory analysis the spectra went through.
         time: the model's backtracking time (chosen by the diagnostic unless forced): ΩT, or a
@@ -57,6 +57,7 @@ class EmulatorArtifact:
     provenance: dict
 
     _ARRAYS = ("centre", "scale", "coef", "ftf_inv", "rel", "rel_emu", "reduced_chi2")
+    _LOCAL = ("point_covs", "point_z", "bandwidth")  # the log emulator's local covariance, where it has one
 
     @property
     def theta_low(self) -> np.ndarray:
@@ -76,9 +77,8 @@ class EmulatorArtifact:
                 h.update(np.ascontiguousarray(getattr(emu, name), dtype=float).tobytes())
         for arr in (self.ells, self.theta_low, self.theta_high):
             h.update(np.ascontiguousarray(arr, dtype=float).tobytes())
-        if self.log_emulator.scatter_coef is not None:  # absent from /2 artifacts, whose versions stay
-            h.update(np.ascontiguousarray(self.log_emulator.scatter_coef, dtype=float).tobytes())
-            h.update(f"scatter degree {self.log_emulator.scatter_degree}".encode())
+        for name in self._LOCAL if self.log_emulator.point_covs is not None else ():  # absent from /2 artifacts
+            h.update(np.ascontiguousarray(getattr(self.log_emulator, name), dtype=float).tobytes())
         h.update(repr((self.analysis.as_dict(), self.time, self.emulator.degree)).encode())
         if self.emulator.baseline is not None:
             h.update(io.to_json(self._baseline_record()).encode())
@@ -90,12 +90,10 @@ class EmulatorArtifact:
         arrays = {name: getattr(self.emulator, name) for name in self._ARRAYS}
         arrays |= {f"log_{name}": getattr(self.log_emulator, name) for name in self._ARRAYS}
         arrays |= dict(ells=self.ells, noise_fraction=self.noise_fraction)
-        scatter = self.log_emulator.scatter_coef
-        if scatter is not None:
-            arrays["log_scatter_coef"] = scatter
+        local = self.log_emulator.point_covs is not None
+        arrays |= {f"log_{name}": getattr(self.log_emulator, name) for name in (self._LOCAL if local else ())}
         meta = dict(
-            format=READABLE_FORMATS[0] if scatter is None else ARTIFACT_FORMAT,  # /2 readers read the pooled ones
-            scatter_degree=self.log_emulator.scatter_degree,
+            format=ARTIFACT_FORMAT if local else READABLE_FORMATS[0],  # /2 readers read the pooled ones
             version=self.version,
             degree=self.emulator.degree,
             analysis=self.analysis.as_dict(),
@@ -133,8 +131,9 @@ class EmulatorArtifact:
             degree=int(meta["degree"]),
             log_moments=True,
             baseline=baseline,
-            scatter_coef=arrays.get("log_scatter_coef"),
-            scatter_degree=int(meta.get("scatter_degree", 0)),
+            point_covs=arrays.get("log_point_covs"),
+            point_z=arrays.get("log_point_z"),
+            bandwidth=arrays.get("log_bandwidth"),
         )
         out = cls(
             emulator=emulator,
@@ -244,5 +243,7 @@ class EmulatorArtifact:
         if record is None:
             return ""
         ratio = np.asarray(record["ratio"])
-        model = "the pooled one" if self.log_emulator.scatter_coef is None else "the likelihood's (following θ)"
+        emu = self.log_emulator
+        width = emu.bandwidth
+        model = "the pooled one" if width is None else f"the local one (width {float(width):.2g})"
         return f", one sky's Var(ln C_ℓ) {ratio.min():.2g}-{ratio.max():.2g} × {model} over the design points"

@@ -33,7 +33,7 @@ import numpy as np
 
 from .._version import __version__
 from ..analysis import Analysis
-from ..options import PixelNoiseScatter, as_option
+from ..options import PixelNoiseScatter, SkyScatter, as_option
 from ..pair_model import PairModelBaseline, PairModelLaw
 from ..parametrisation import RHO, SIGMA2, Parametrisation, Transform
 from ..spectra import max_lmax
@@ -47,7 +47,7 @@ from .convergence import (
     passing_ell_max,
     points_holding_back,
 )
-from .emulator import SpectrumEmulator
+from .emulator import SpectrumEmulator, local_bandwidth
 from .pixel_noise import deconvolved_log_moments
 
 __all__ = ["build_artifact", "artifact_from_spectra", "campaign_spectra", "realisation_moments"]
@@ -69,9 +69,9 @@ def realisation_moments(c):
 
 def point_scatter(log_covs, log_emulator: SpectrumEmulator, design) -> np.ndarray:
     """Per design point, the mean over ℓ of its realisations' Var(ln C_ℓ) over the one sky's
-    variance the likelihood takes there (K,): the emulator's pooled one, or the one that follows θ.
+    variance the likelihood takes there (K,): the emulator's pooled one, or its local one.
     Above 1 where one sky scatters more than the likelihood's covariance says."""
-    model = np.diag(log_emulator.rel) * np.asarray(log_emulator.scatter_factor(np.asarray(design, dtype=float)))
+    model = np.array([np.diag(log_emulator.sky_log_covariance(t)) for t in np.asarray(design, dtype=float)])
     return np.mean(np.diagonal(np.asarray(log_covs), axis1=1, axis2=2) / model, axis=1)
 
 
@@ -87,7 +87,7 @@ def build_artifact(
     pair_model: PairModelLaw | None = None,
     box: dict | None = None,
     pixel_noise_scatter: PixelNoiseScatter = PixelNoiseScatter.DECONVOLVED,
-    scatter_degree: int = 1,
+    sky_scatter: SkyScatter = SkyScatter.LOCAL,
 ) -> EmulatorArtifact:
     """The emulator artifact of one analysis of a finished campaign (module docstring).
 
@@ -116,8 +116,9 @@ def build_artifact(
         box: {name: (low, high)} fit boxes wider than the design's (physical units), with ``pair_model`` only.
         pixel_noise_scatter: remove the pixel noise's fluctuations from the log-normal moments
             (``DECONVOLVED``, default) or keep them (``KEPT``, the 0.3 artifacts).
-        scatter_degree: one sky's Var(ln C_ℓ) linear in θ (1, default) or pooled over the design
-            (0, the 0.3 artifacts): :meth:`jaxcr.inference.emulator.SpectrumEmulator.fit_log`.
+        sky_scatter: the covariance of one sky's ln C_ℓ local to θ (``LOCAL``, default: variances and
+            correlations follow θ) or pooled over the design (``POOLED``, the 0.3 artifacts):
+            :class:`jaxcr.options.SkyScatter`, :meth:`jaxcr.inference.emulator.SpectrumEmulator.fit_log`.
     """
     spec = campaign.spec
     names = [a.name for a in spec.analyses]
@@ -150,8 +151,17 @@ def build_artifact(
         cos2_gradient_b0=spec.model.cos2_gradient_b0,
         box=box,
         pixel_noise_scatter=pixel_noise_scatter,
-        scatter_degree=scatter_degree,
+        sky_scatter=sky_scatter,
     )
+
+
+def _sky_scatter_record(sky_scatter: SkyScatter, log_emulator: SpectrumEmulator, log_covs, n_real: int) -> dict:
+    """What the artifact records of its one-sky covariance: the kind and, for a local one, the
+    leave-one-out scores of every width tried and of the pooled mean (:func:`local_bandwidth`)."""
+    if sky_scatter == SkyScatter.POOLED:
+        return dict(kind=sky_scatter.value)
+    width, table = local_bandwidth(log_emulator.point_z, log_covs, n_real)
+    return dict(kind=sky_scatter.value, bandwidth=width, leave_one_out=table)
 
 
 def campaign_spectra(campaign: Campaign, analysis: str) -> tuple[np.ndarray, np.ndarray, str]:
@@ -167,7 +177,7 @@ def campaign_spectra(campaign: Campaign, analysis: str) -> tuple[np.ndarray, np.
     return np.stack(spectra), np.stack(noises), digests.hexdigest()
 
 
-def _check_artifact_options(ells, degree, time, times, lmax, analysis: Analysis, baseline: bool, scatter_degree):
+def _check_artifact_options(ells, degree, time, times, lmax, analysis: Analysis, baseline: bool):
     ell_min = 1 if analysis.remove_ell_max is None else analysis.remove_ell_max + 1
     ells = np.arange(ell_min, lmax + 1) if ells is None else np.asarray(ells, dtype=int)
     if ells.ndim != 1 or ells.size < 2 or np.any(np.diff(ells) <= 0) or ells[0] < 0 or ells[-1] > lmax:
@@ -176,10 +186,6 @@ def _check_artifact_options(ells, degree, time, times, lmax, analysis: Analysis,
     if degree not in allowed:
         raise ValueError(
             f"degree must be one of {allowed}{' with a pair model (of the transfer)' if baseline else ''}; got {degree!r}"
-        )
-    if scatter_degree not in (0, 1):
-        raise ValueError(
-            f"scatter_degree must be 0 (pooled over the design) or 1 (linear in θ); got {scatter_degree!r}"
         )
     if time is not None and float(time) not in times:
         raise ValueError(f"time must be one of the campaign's times {list(times)}; got {time!r}")
@@ -205,7 +211,7 @@ def artifact_from_spectra(
     cos2_gradient_b0: float = 1.0,
     box: dict | None = None,
     pixel_noise_scatter: PixelNoiseScatter = PixelNoiseScatter.DECONVOLVED,
-    scatter_degree: int = 1,
+    sky_scatter: SkyScatter = SkyScatter.LOCAL,
 ) -> EmulatorArtifact:
     """The emulator artifact of per-realisation model spectra on a design (module docstring).
 
@@ -215,7 +221,7 @@ def artifact_from_spectra(
         spectra: per design point, realisation and time, the analysis' spectrum (K, R, T, lmax+1).
         pixel_noise: each map's white pixel-noise level N̂ (K, R, T) (zeros: none to remove).
         times: the times ΩT of axis T; analysis, nside: how the spectra were made.
-        ells, time, degree, z_margin, point_alpha, pair_model, box, pixel_noise_scatter, scatter_degree: as for
+        ells, time, degree, z_margin, point_alpha, pair_model, box, pixel_noise_scatter, sky_scatter: as for
             :func:`build_artifact`.
         cos2_gradient_b0: cos² of the angle between the CR gradient and B0 (the pair model's g).
         provenance: recorded with the artifact (the design size, diagnostic, versions and date are added).
@@ -234,7 +240,8 @@ def artifact_from_spectra(
     fit_box = _fit_box(design_box, pair_model, box)
     auto_ells = ells is None
     pixel_noise_scatter = as_option(PixelNoiseScatter, "pixel_noise_scatter", pixel_noise_scatter)
-    ells = _check_artifact_options(ells, degree, time, times, lmax, analysis, pair_model is not None, scatter_degree)
+    sky_scatter = as_option(SkyScatter, "sky_scatter", sky_scatter)
+    ells = _check_artifact_options(ells, degree, time, times, lmax, analysis, pair_model is not None)
     t_ell, v_ell = analysis.noise_response(nside)
     c = spectra - pixel_noise[..., None] * t_ell  # noise-corrected, (K, R, T, L)
     passing = passing_ell_max(c, pixel_noise, t_ell, ells)
@@ -278,7 +285,7 @@ def artifact_from_spectra(
     baseline = None if pair_model is None else PairModelBaseline(pair_model, ells, cos2_gradient_b0)
     emulator = SpectrumEmulator.fit(design, means, covs, n_real, degree, *z_box, baseline=baseline)
     log_emulator = SpectrumEmulator.fit_log(
-        design, log_means, log_covs, n_real, degree, *z_box, baseline=baseline, scatter_degree=scatter_degree
+        design, log_means, log_covs, n_real, degree, *z_box, baseline=baseline, scatter=sky_scatter
     )
     return EmulatorArtifact(
         emulator=emulator,
@@ -296,6 +303,7 @@ def artifact_from_spectra(
             raised_to_floor=float(np.max(raised)) if pixel_noise_scatter == PixelNoiseScatter.KEPT else 0.0,
             point_scatter=dict(design=design.tolist(), ratio=point_scatter(log_covs, log_emulator, design).tolist()),
             pixel_noise_scatter=pixel_noise_scatter.value,
+            sky_scatter=_sky_scatter_record(sky_scatter, log_emulator, log_covs, n_real),
             convergence=dict(
                 table=rows,
                 chosen_time=float(times[chosen]),

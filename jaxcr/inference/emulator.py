@@ -14,12 +14,43 @@ from __future__ import annotations
 import itertools
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..options import SkyScatter, as_option
 from ..pair_model import PairModelBaseline
 
-__all__ = ["monomial_exponents", "poly_features", "SpectrumEmulator"]
+__all__ = ["monomial_exponents", "poly_features", "SpectrumEmulator", "local_bandwidth", "BANDWIDTHS"]
+
+#: widths tried for the LOCAL covariance's Gaussian weights, in box coordinates (the box spans −1..1;
+#: a 4-point axis has design spacing 2/3); the widest is nearly the pooled mean
+BANDWIDTHS = tuple(float(b) for b in np.geomspace(0.2, 6.4, 11))
+
+
+def local_bandwidth(z, covs, n_realisations: int) -> tuple[float, dict]:
+    """The width b of the Gaussian weights of the LOCAL covariance (:meth:`SpectrumEmulator.sky_log_covariance`)
+    that best predicts each design point's covariance from the others': the leave-one-out Gaussian
+    log-likelihood of the points' realisations (their sample covariances S_k of ``n_realisations``),
+    Σ_k −(N_B − 1)/2 [tr(Λ₋ₖ(z_k)⁻¹ S_k) + ln det Λ₋ₖ(z_k)], maximised over :data:`BANDWIDTHS`. Returns
+    b and {"bandwidth": the widths, "score": their scores, "pooled": the score of the other points' mean}."""
+    z, covs = np.asarray(z, dtype=float), np.asarray(covs, dtype=float)
+    if len(z) < 3:
+        raise ValueError(f"a local covariance needs at least 3 design points; got {len(z)}")
+    d2 = np.sum((z[:, None] - z[None]) ** 2, -1)
+    half = (n_realisations - 1) / 2
+
+    def score(weights):
+        total = 0.0
+        for k in range(len(z)):
+            w = np.delete(weights[k], k)
+            lam = np.einsum("j,jab->ab", w / w.sum(), np.delete(covs, k, axis=0))
+            total -= half * (np.trace(np.linalg.solve(lam, covs[k])) + np.linalg.slogdet(lam)[1])
+        return float(total)
+
+    scores = [score(np.exp(-0.5 * (d2 - d2.min(1, keepdims=True)) / b**2)) for b in BANDWIDTHS]
+    table = dict(bandwidth=list(BANDWIDTHS), score=scores, pooled=score(np.ones_like(d2)))
+    return BANDWIDTHS[int(np.argmax(scores))], table
 
 
 def monomial_exponents(n_parameters: int, degree: int) -> list[tuple[int, ...]]:
@@ -47,7 +78,7 @@ class SpectrumEmulator(eqx.Module):
     (least squares; standard errors from the pooled relative variance), and the cosmic variance
     is modelled as S(θ) = ⟨C⟩⟨C⟩ᵀ ∘ R̄ with R̄ the relative covariance S/(⟨C⟩⟨C⟩ᵀ) averaged over
     the points (assumes the relative scatter varies little across the box; the log emulator's
-    variance may follow θ instead, :meth:`fit_log`'s ``scatter_degree``). The emulator's own
+    covariance may follow θ instead, :meth:`fit_log`'s ``scatter``). The emulator's own
     error in ln⟨C⟩ at θ is h(θ)·D_χ R̄ D_χ/N_B, correlated across ℓ like the realisations are (a
     far-wandering realisation raises every ℓ), with h = fᵀ(FᵀF)⁻¹f the leverage of θ and D_χ the
     reduced-χ² inflation of the polynomial fit where that exceeds 1.
@@ -63,10 +94,10 @@ class SpectrumEmulator(eqx.Module):
     degree: int = eqx.field(static=True)
     log_moments: bool = eqx.field(static=True, default=False)  # built by fit_log: exp(poly) = e^{⟨ln C⟩}
     baseline: PairModelBaseline | None = None  # ln⟨C_ℓ⟩ of the pair model, added to the polynomial
-    # ln of one sky's Var(ln C_ℓ) over the pooled one, a polynomial of degree scatter_degree in z:
-    # (n_coef', L'); None: the pooled covariance everywhere (fit_log's scatter_degree 0)
-    scatter_coef: np.ndarray | None = None
-    scatter_degree: int = eqx.field(static=True, default=0)
+    # the local covariance of one sky's ln C_ℓ (fit_log's SkyScatter.LOCAL); None: pooled everywhere
+    point_covs: np.ndarray | None = None  # (K, L', L') each design point's
+    point_z: np.ndarray | None = None  # (K, P) their box coordinates
+    bandwidth: np.ndarray | None = None  # () the Gaussian weights' width in box coordinates
 
     @classmethod
     def fit(
@@ -105,41 +136,34 @@ class SpectrumEmulator(eqx.Module):
         centre,
         scale,
         baseline=None,
-        scatter_degree: int = 0,
+        scatter: SkyScatter = SkyScatter.POOLED,
     ) -> "SpectrumEmulator":
         """The emulator of ⟨ln C_ℓ⟩ and Cov(ln C_ℓ, ln C_ℓ') from per-point means (K, L') and
         covariances (K, L', L') of the logarithms of ``n_realisations`` spectra each: ⟨ln C_ℓ⟩ is a
         polynomial of ``degree`` in θ; the covariance of one sky's ln C is :meth:`log_covariance`
         (``rel`` holds the points' mean; ``mean`` returns exp⟨ln C⟩); ``baseline`` as for :meth:`fit`.
 
-        ``scatter_degree`` 0 pools the covariance over the points. 1 lets one sky's variance follow
-        θ: ln Var(ln C_ℓ)(θ) is linear in the box coordinates, fitted per ℓ by least squares to the
-        points' ln of their variance and scaled so that its mean over the points is the points' mean
-        variance (the pooled one); the correlation across ℓ stays pooled (:meth:`scatter_factor`).
-        On the wide box's 16 points (32 realisations each) the pooled variance is off by a factor
-        0.2-2.6, and the linear form leaves a scatter of 0.16-0.42 in ln Var per ℓ, about the
-        sampling error of a variance from 32 heavy-tailed realisations (0.25 for Gaussian ones);
-        a quadratic leaves as much (docs/fitting.md)."""
+        ``scatter`` POOLED takes the points' mean covariance everywhere. LOCAL keeps each point's
+        and averages them about θ with Gaussian weights in the box coordinates
+        (:meth:`sky_log_covariance`), the width chosen by :func:`local_bandwidth`: on the wide box
+        one sky's variance of ln C_ℓ varies 9-12-fold between the points, and the correlation across
+        ℓ with it, which a single pooled matrix cannot follow (docs/fitting.md)."""
         log_means, log_covs = np.asarray(log_means), np.asarray(log_covs)
         if not (np.all(np.isfinite(log_means)) and np.all(np.isfinite(log_covs))):
             raise FloatingPointError("non-finite ln C_ℓ moments: every realisation's spectrum must be > 0")
-        if scatter_degree not in (0, 1):
-            raise ValueError(f"scatter_degree must be 0 (pooled) or 1 (linear in θ); got {scatter_degree!r}")
-        rel = np.mean(log_covs, axis=0)
-        scatter = None
-        if scatter_degree:
-            z = (np.asarray(thetas, dtype=float) - np.asarray(centre, dtype=float)) / np.asarray(scale, dtype=float)
-            F = poly_features(z, scatter_degree)
-            if F.shape[0] <= F.shape[1]:
-                raise ValueError(
-                    f"scatter_degree {scatter_degree} needs more than {F.shape[1]} design points; got {F.shape[0]}"
-                )
-            variances = np.diagonal(log_covs, axis1=1, axis2=2)  # (K, L')
-            scatter = np.linalg.lstsq(F, np.log(variances), rcond=None)[0]
-            # the arithmetic mean over the points is the pooled variance (ln of a variance is biased low)
-            scatter[0] += np.log(variances.mean(0) / np.exp(F @ scatter).mean(0)) - np.log(np.diag(rel))
-        return cls._polynomial(
-            thetas, log_means, rel, n_realisations, degree, centre, scale, True, baseline, scatter, scatter_degree
+        scatter = as_option(SkyScatter, "scatter", scatter)
+        emulator = cls._polynomial(
+            thetas, log_means, np.mean(log_covs, axis=0), n_realisations, degree, centre, scale, True, baseline
+        )
+        if scatter == SkyScatter.POOLED:
+            return emulator
+        z = np.asarray(emulator.box_coordinates(np.asarray(thetas, dtype=float)))
+        width, _ = local_bandwidth(z, log_covs, n_realisations)
+        return eqx.tree_at(
+            lambda e: (e.point_covs, e.point_z, e.bandwidth),
+            emulator,
+            (log_covs, z, np.asarray(width)),
+            is_leaf=lambda x: x is None,
         )
 
     @classmethod
@@ -154,23 +178,17 @@ class SpectrumEmulator(eqx.Module):
         scale,
         log_moments,
         baseline,
-        scatter=None,
-        scatter_degree=0,
     ):
         """Least-squares polynomial of ``degree`` in the box coordinates through ``targets``
-        (K, L') less the baseline, standard errors sqrt(diag(rel)/N_B) (times the scatter factor at
-        each point, with a ``scatter``); the emulator error inflated by the fit's reduced χ² where
-        that exceeds 1."""
+        (K, L') less the baseline, standard errors sqrt(diag(rel)/N_B); the emulator error inflated
+        by the fit's reduced χ² where that exceeds 1."""
         centre, scale = np.asarray(centre, dtype=float), np.asarray(scale, dtype=float)
         if baseline is not None:
             targets = targets - np.asarray(baseline(np.asarray(thetas, dtype=float)))
-        z = (np.asarray(thetas) - centre) / scale
-        F = poly_features(z, degree)  # (K, n_coef)
+        F = poly_features((np.asarray(thetas) - centre) / scale, degree)  # (K, n_coef)
         if F.shape[0] < F.shape[1]:
             raise ValueError(f"a degree-{degree} emulator needs at least {F.shape[1]} design points; got {F.shape[0]}")
         var = np.diag(rel) / n_realisations
-        if scatter is not None:
-            var = var * np.exp(poly_features(z, scatter_degree) @ scatter)  # (K, L')
         # Every ℓ has the same design and uniform weights, so one least-squares solve serves all.
         ftf_inv = np.linalg.inv(F.T @ F)
         coef = ftf_inv @ F.T @ targets
@@ -187,28 +205,25 @@ class SpectrumEmulator(eqx.Module):
             reduced_chi2=np.array(red),
             log_moments=log_moments,
             baseline=baseline,
-            scatter_coef=scatter,
-            scatter_degree=scatter_degree,
         )
 
-    def scatter_factor(self, theta):
-        """One sky's Var(ln C_ℓ) at θ over the pooled one (L',): exp of the scatter polynomial, ones
-        for a pooled emulator. Broadcasts over leading axes of θ (..., P)."""
-        if self.scatter_coef is None:
-            return jnp.ones(jnp.shape(theta)[:-1] + self.rel.shape[:1])
-        return jnp.exp(poly_features(self.box_coordinates(theta), self.scatter_degree, jnp) @ self.scatter_coef)
+    def sky_log_covariance(self, theta):
+        """Cov(ln C_ℓ, ln C_ℓ') of one sky at θ (L', L'), without the emulator's error: the pooled
+        ``rel``, or for a LOCAL emulator the design points' covariances C_k averaged with weights
+        w_k ∝ exp(−|z − z_k|²/2b²), z the box coordinates of θ and b the ``bandwidth``. A
+        positive-weighted mean of covariance matrices, so positive semi-definite everywhere."""
+        if self.point_covs is None or self.point_z is None or self.bandwidth is None:
+            return jnp.asarray(self.rel)
+        d2 = jnp.sum((self.box_coordinates(theta) - self.point_z) ** 2, axis=-1)
+        w = jax.nn.softmax(-0.5 * d2 / self.bandwidth**2)
+        return jnp.einsum("k,kij->ij", w, self.point_covs)
 
     def log_covariance(self, theta, sky_realisations: int):
         """Cov(ln C) of a sky of ``sky_realisations`` about the emulated ⟨ln C⟩, the emulator's own
-        error included (emulators from :meth:`fit_log`): D(R̄/R_sky + h(θ) D_χ R̄ D_χ/N_B)D with
-        D = diag(sqrt(:meth:`scatter_factor`)) (the identity for a pooled emulator). The emulator's
-        error takes the scale of θ's own variance: the design points near θ weigh most in it."""
+        error included (emulators from :meth:`fit_log`): :meth:`sky_log_covariance`/R_sky +
+        h(θ) D_χ R̄ D_χ/N_B."""
         f = poly_features(self.box_coordinates(theta), self.degree, jnp)
-        pooled = self.rel / sky_realisations + (f @ self.ftf_inv @ f) * self.rel_emu
-        if self.scatter_coef is None:
-            return pooled
-        d = jnp.sqrt(self.scatter_factor(theta))
-        return d[:, None] * pooled * d[None, :]
+        return self.sky_log_covariance(theta) / sky_realisations + (f @ self.ftf_inv @ f) * self.rel_emu
 
     def box_coordinates(self, theta):
         return (theta - self.centre) / self.scale

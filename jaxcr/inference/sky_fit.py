@@ -221,7 +221,7 @@ def point_scatter_warning(artifact: EmulatorArtifact, values) -> list[str]:
     if near is None or 1 / POINT_SCATTER_FACTOR <= near[0] <= POINT_SCATTER_FACTOR:
         return []
     point = ", ".join(f"{v:.3g}" for v in near[1].values())
-    takes = "pools over the box" if artifact.log_emulator.scatter_coef is None else "takes there"
+    takes = "pools over the box" if artifact.log_emulator.point_covs is None else "takes there"
     return [
         f"the realisations at the nearest design point ({point}) have {near[0]:.2g} times the variance of ln C_ℓ "
         f"that the likelihood {takes}: the intervals here are {'too narrow' if near[0] > 1 else 'too wide'} "

@@ -14,7 +14,7 @@
     jaxcr campaign artifact FOLDER --analysis icecube [--ell-max 20] [--time T] [--degree 2] --out emulator.npz
         [--pair-model [LAW.json] [--fit-sigma2 LO HI] [--fit-rho LO HI]]   # θ-dependence by jaxcr.pair_model
         [--pixel-noise-scatter kept]   # keep the campaign's pixel-noise fluctuations in ln C_ℓ (0.3 artifacts)
-        [--scatter-degree 0]           # one covariance of ln C_ℓ for the whole box (default: variances follow θ)
+        [--sky-scatter pooled]         # one covariance of ln C_ℓ for the whole box (default: local to θ)
 
 A campaign backtracks N_B realisations at every design point of (σ², r_L/λ_c) (log-spaced grid over
 the box) from every pixel of --nside to each of its times (multiples of its separation time
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..options import PixelNoiseScatter
+from ..options import PixelNoiseScatter, SkyScatter
 from .campaign_cost import DEFAULT_SEPARATION_TIMES, cost_line, resonance_warning, work_line
 from .command import CommandParser
 
@@ -223,7 +223,7 @@ def _artifact(args) -> int:
         raise ValueError("--fit-sigma2 and --fit-rho need --pair-model: the polynomial emulator does not extrapolate")
     artifact = build_artifact(
         campaign, args.analysis, ells=ells, time=args.time, degree=args.degree, pair_model=law, box=box or None,
-        pixel_noise_scatter=args.pixel_noise_scatter, scatter_degree=args.scatter_degree,
+        pixel_noise_scatter=args.pixel_noise_scatter, sky_scatter=args.sky_scatter,
     )  # fmt: skip
     artifact.save(args.out)
     print(artifact.summary())
@@ -370,9 +370,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     s.add_argument("--pixel-noise-scatter", choices=[o.value for o in PixelNoiseScatter], default="deconvolved",
                    help="remove the campaign's pixel-noise fluctuations from the moments of ln C_ℓ (deconvolved, "
                    "default) or keep them (kept: the 0.3 artifacts)")  # fmt: skip
-    s.add_argument("--scatter-degree", type=int, choices=(0, 1), default=1,
-                   help="one sky's Var(ln C_ℓ) linear in (ln σ², ln ρ) (1, default) or pooled over the design "
-                   "(0: the artifacts shipped with 0.3)")  # fmt: skip
+    s.add_argument("--sky-scatter", choices=[o.value for o in SkyScatter], default="local",
+                   help="one sky's covariance of ln C_ℓ: the design points' own, averaged about θ (local, default) "
+                   "or their mean everywhere (pooled: the artifacts shipped with 0.3)")  # fmt: skip
     s.add_argument("--out", type=Path, required=True, help="the artifact file to write (.npz)")
     s.set_defaults(run=_artifact)
     return ap
