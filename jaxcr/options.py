@@ -98,7 +98,9 @@ class SkyScatter(enum.StrEnum):
     (:meth:`jaxcr.inference.emulator.SpectrumEmulator.fit_log`). ``POOLED``: the design points'
     mean, the same everywhere (the 0.3 artifacts). ``LOCAL``: the design points' own covariances
     averaged with Gaussian weights in the box coordinates about θ, the width chosen by
-    leave-one-out likelihood over the points: variances and correlations across ℓ both follow θ."""
+    leave-one-out likelihood over the points: variances and correlations across ℓ both follow θ.
+    On mock skies LOCAL puts χ² right but biases the fits (the likelihood then draws information
+    from how its covariance changes with θ), so POOLED is the default (docs/fitting.md)."""
 
     POOLED = "pooled"
     LOCAL = "local"

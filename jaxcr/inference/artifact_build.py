@@ -87,7 +87,7 @@ def build_artifact(
     pair_model: PairModelLaw | None = None,
     box: dict | None = None,
     pixel_noise_scatter: PixelNoiseScatter = PixelNoiseScatter.DECONVOLVED,
-    sky_scatter: SkyScatter = SkyScatter.LOCAL,
+    sky_scatter: SkyScatter = SkyScatter.POOLED,
 ) -> EmulatorArtifact:
     """The emulator artifact of one analysis of a finished campaign (module docstring).
 
@@ -116,9 +116,10 @@ def build_artifact(
         box: {name: (low, high)} fit boxes wider than the design's (physical units), with ``pair_model`` only.
         pixel_noise_scatter: remove the pixel noise's fluctuations from the log-normal moments
             (``DECONVOLVED``, default) or keep them (``KEPT``, the 0.3 artifacts).
-        sky_scatter: the covariance of one sky's ln C_ℓ local to θ (``LOCAL``, default: variances and
-            correlations follow θ) or pooled over the design (``POOLED``, the 0.3 artifacts):
-            :class:`jaxcr.options.SkyScatter`, :meth:`jaxcr.inference.emulator.SpectrumEmulator.fit_log`.
+        sky_scatter: the covariance of one sky's ln C_ℓ pooled over the design (``POOLED``, default)
+            or local to θ (``LOCAL``: variances and correlations follow θ, but fits with it were
+            biased on mock skies, docs/fitting.md): :class:`jaxcr.options.SkyScatter`,
+            :meth:`jaxcr.inference.emulator.SpectrumEmulator.fit_log`.
     """
     spec = campaign.spec
     names = [a.name for a in spec.analyses]
@@ -211,7 +212,7 @@ def artifact_from_spectra(
     cos2_gradient_b0: float = 1.0,
     box: dict | None = None,
     pixel_noise_scatter: PixelNoiseScatter = PixelNoiseScatter.DECONVOLVED,
-    sky_scatter: SkyScatter = SkyScatter.LOCAL,
+    sky_scatter: SkyScatter = SkyScatter.POOLED,
 ) -> EmulatorArtifact:
     """The emulator artifact of per-realisation model spectra on a design (module docstring).
 

@@ -147,7 +147,8 @@ class SpectrumEmulator(eqx.Module):
         and averages them about θ with Gaussian weights in the box coordinates
         (:meth:`sky_log_covariance`), the width chosen by :func:`local_bandwidth`: on the wide box
         one sky's variance of ln C_ℓ varies 9-12-fold between the points, and the correlation across
-        ℓ with it, which a single pooled matrix cannot follow (docs/fitting.md)."""
+        ℓ with it, which a single pooled matrix cannot follow. On mock skies LOCAL makes χ² right at
+        the truth but biases the fits (docs/fitting.md); POOLED is what the artifacts use by default."""
         log_means, log_covs = np.asarray(log_means), np.asarray(log_covs)
         if not (np.all(np.isfinite(log_means)) and np.all(np.isfinite(log_covs))):
             raise FloatingPointError("non-finite ln C_ℓ moments: every realisation's spectrum must be > 0")
@@ -167,18 +168,7 @@ class SpectrumEmulator(eqx.Module):
         )
 
     @classmethod
-    def _polynomial(
-        cls,
-        thetas,
-        targets,
-        rel,
-        n_realisations,
-        degree,
-        centre,
-        scale,
-        log_moments,
-        baseline,
-    ):
+    def _polynomial(cls, thetas, targets, rel, n_realisations, degree, centre, scale, log_moments, baseline):
         """Least-squares polynomial of ``degree`` in the box coordinates through ``targets``
         (K, L') less the baseline, standard errors sqrt(diag(rel)/N_B); the emulator error inflated
         by the fit's reduced χ² where that exceeds 1."""
@@ -192,7 +182,7 @@ class SpectrumEmulator(eqx.Module):
         # Every ℓ has the same design and uniform weights, so one least-squares solve serves all.
         ftf_inv = np.linalg.inv(F.T @ F)
         coef = ftf_inv @ F.T @ targets
-        red = np.sum((targets - F @ coef) ** 2 / var, 0) / max(len(F) - F.shape[1], 1)
+        red = np.sum((targets - F @ coef) ** 2, 0) / var / max(len(F) - F.shape[1], 1)
         inflate = np.sqrt(np.maximum(red, 1.0))
         return cls(
             centre=centre,

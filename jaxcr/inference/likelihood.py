@@ -20,7 +20,7 @@ With the amplitude a = (|∇n/n| r_L)²:
 
 * ``LogNormalSky`` (the default): y = ln(Ĉ_ℓ − N), μ = ln a + ⟨ln C_ℓ⟩(θ), Σ = Λ(θ) +
   diag(σ_ℓ²/(Ĉ_ℓ − N)²), Λ the covariance of ln C_ℓ of single skies (the emulator's error included;
-  pooled over the design, or with variances that follow θ where the artifact's emulator has them:
+  pooled over the design, or local to θ where the artifact's emulator has it:
   :meth:`jaxcr.inference.emulator.SpectrumEmulator.log_covariance`);
 * ``GaussianSky``: y = Ĉ_ℓ − N, μ = a⟨C_ℓ⟩(θ), Σ = a² S(θ) + diag(σ_ℓ²);
 * ``OffsetLogNormalSky``: the offset log-normal form of band powers with noise (Bond, Jaffe &

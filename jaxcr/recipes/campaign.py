@@ -14,7 +14,7 @@
     jaxcr campaign artifact FOLDER --analysis icecube [--ell-max 20] [--time T] [--degree 2] --out emulator.npz
         [--pair-model [LAW.json] [--fit-sigma2 LO HI] [--fit-rho LO HI]]   # θ-dependence by jaxcr.pair_model
         [--pixel-noise-scatter kept]   # keep the campaign's pixel-noise fluctuations in ln C_ℓ (0.3 artifacts)
-        [--sky-scatter pooled]         # one covariance of ln C_ℓ for the whole box (default: local to θ)
+        [--sky-scatter local]          # one sky's covariance of ln C_ℓ local to θ (default: pooled; docs/fitting.md)
 
 A campaign backtracks N_B realisations at every design point of (σ², r_L/λ_c) (log-spaced grid over
 the box) from every pixel of --nside to each of its times (multiples of its separation time
@@ -370,9 +370,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     s.add_argument("--pixel-noise-scatter", choices=[o.value for o in PixelNoiseScatter], default="deconvolved",
                    help="remove the campaign's pixel-noise fluctuations from the moments of ln C_ℓ (deconvolved, "
                    "default) or keep them (kept: the 0.3 artifacts)")  # fmt: skip
-    s.add_argument("--sky-scatter", choices=[o.value for o in SkyScatter], default="local",
-                   help="one sky's covariance of ln C_ℓ: the design points' own, averaged about θ (local, default) "
-                   "or their mean everywhere (pooled: the artifacts shipped with 0.3)")  # fmt: skip
+    s.add_argument("--sky-scatter", choices=[o.value for o in SkyScatter], default="pooled",
+                   help="one sky's covariance of ln C_ℓ: the design points' mean everywhere (pooled, default) or "
+                   "their own averaged about θ (local: right in χ², but it biased fits on mock skies; docs/fitting.md)")  # fmt: skip
     s.add_argument("--out", type=Path, required=True, help="the artifact file to write (.npz)")
     s.set_defaults(run=_artifact)
     return ap
