@@ -187,7 +187,7 @@ class EmulatorArtifact:
     def point_scatter_near(self, values) -> tuple[float, dict] | None:
         """How much more the realisations of the design point nearest ``values`` scatter than the
         covariance the likelihood uses there (the mean over ℓ of their Var(ln C_ℓ) over the
-        likelihood's: the pooled one, or the one that follows θ), and that point's values; None for
+        likelihood's: the pooled one, or the local one), and that point's values; None for
         an artifact that does not record it (``point_scatter`` in the provenance: artifacts built
         by jaxcr 0.3.1 or later)."""
         record = self.provenance.get("point_scatter")

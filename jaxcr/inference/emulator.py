@@ -38,6 +38,7 @@ def local_bandwidth(z, covs, n_realisations: int) -> tuple[float, dict]:
     if len(z) < 3:
         raise ValueError(f"a local covariance needs at least 3 design points; got {len(z)}")
     d2 = np.sum((z[:, None] - z[None]) ** 2, -1)
+    nearest = np.min(d2 + np.diag(np.full(len(z), np.inf)), axis=1, keepdims=True)  # of the other points
     half = (n_realisations - 1) / 2
 
     def score(weights):
@@ -48,7 +49,7 @@ def local_bandwidth(z, covs, n_realisations: int) -> tuple[float, dict]:
             total -= half * (np.trace(np.linalg.solve(lam, covs[k])) + np.linalg.slogdet(lam)[1])
         return float(total)
 
-    scores = [score(np.exp(-0.5 * (d2 - d2.min(1, keepdims=True)) / b**2)) for b in BANDWIDTHS]
+    scores = [score(np.exp(-0.5 * (d2 - nearest) / b**2)) for b in BANDWIDTHS]  # no underflow at small b
     table = dict(bandwidth=list(BANDWIDTHS), score=scores, pooled=score(np.ones_like(d2)))
     return BANDWIDTHS[int(np.argmax(scores))], table
 
