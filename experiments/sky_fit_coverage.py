@@ -24,7 +24,9 @@ the mean over skies of (y − μ(θ_true))/σ (y the form's data, μ and σ² it
 gradient known), with its standard error, and the mean χ² at the truth (the number of ℓ for a right
 model): a sky population off the emulated mean shows here whatever the fits make of it.
 --time-factor K makes the skies at K times the artifact's time at the truth (is a sky at the truth
-still changing there?). Writes coverage.json (every fit, the settings and versions) and p_values.png (the χ² p-values per
+still changing there?). --covariance-at-estimate LOCAL.npz refits each sky with one sky's covariance
+of ln C_ℓ held at LOCAL's local covariance (--sky-scatter local) at the first fit's estimate: the
+local scatter without the information a θ-dependent covariance gives the fit. Writes coverage.json (every fit, the settings and versions) and p_values.png (the χ² p-values per
 form and gradient mode: flat for a right likelihood) and prints a table.
 The skies' spectrum files are saved under --out/skies/; --skies-from EARLIER_OUT fits those of an
 earlier run (made with the same truth, seed, nside, time and amplitude, as their files record)
@@ -33,6 +35,7 @@ instead of making them again, so that several artifacts can be tried on the same
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import sys
 import time
@@ -42,6 +45,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+import equinox as eqx
 import numpy as np
 import scipy.stats
 
@@ -138,6 +142,11 @@ def main(argv=None) -> int:
     )  # fmt: skip
     add_calibrated_intervals_flag(ap)
     ap.add_argument(
+        "--covariance-at-estimate", type=Path, metavar="LOCAL_ARTIFACT",
+        help="refit each sky with one sky's covariance of ln C_ℓ held fixed at this artifact's local covariance "
+        "(built with --sky-scatter local from the same campaign) at the first fit's estimate",
+    )  # fmt: skip
+    ap.add_argument(
         "--time-factor", type=float, default=1.0,
         help="make the skies at this multiple of the artifact's time at each truth (default 1)",
     )  # fmt: skip
@@ -155,6 +164,11 @@ def main(argv=None) -> int:
     options = fit_options(args.calibrated_intervals, seed=0)  # the toys' seed, not the skies' (--seed)
     io.check_writable("--out", args.out / "coverage.json")
     artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))  # a file or a shipped name (icecube-wide)
+    local = None
+    if args.covariance_at_estimate is not None:
+        local = EmulatorArtifact.load(check_artifact_path(args.covariance_at_estimate))
+        if local.log_emulator.point_covs is None or local.parameters != artifact.parameters:
+            ap.error("--covariance-at-estimate needs an artifact built with --sky-scatter local on --artifact's box")
     observatory = OBSERVATORIES[args.observatory]
     campaign_model = artifact.campaign_model()
     sky_nside = args.sky_nside or 2 * campaign_model.nside
@@ -204,9 +218,7 @@ def main(argv=None) -> int:
             for sky in skies:  # a sky the likelihood cannot take (log-normal: Ĉ_ℓ ≤ N) is counted, not fitted
                 try:
                     fits.append(
-                        fit_sky(
-                            sky, artifact, b0_microgauss=args.b0_mug, form=form, options=options, progress=False, **kw
-                        ).as_dict()
+                        fit_one(sky, artifact, local, b0_microgauss=args.b0_mug, form=form, options=options, **kw)
                     )
                 except (ValueError, RuntimeError) as err:  # RuntimeError: a fit whose −2 ln L turned non-finite
                     refused.append(f"{type(err).__name__}: " + " ".join(str(err).split())[:200])
@@ -263,6 +275,24 @@ def plot_p_values(report: dict, path: Path) -> Path:
         ax.set(title=f"{form}, gradient {mode}", xlabel="χ² p-value", ylabel="fits")
     fig.suptitle(f"artifact {report['artifact']}: {len(report['truths'])} truths", fontsize=9)
     return save_figure(fig, path)
+
+
+def fit_one(sky: ObservedSpectrum, artifact: EmulatorArtifact, local: EmulatorArtifact | None, **kw) -> dict:
+    """One sky's fit on ``artifact`` (``kw``: :func:`jaxcr.inference.sky_fit.fit_sky`'s options); with a
+    ``local`` artifact, fitted again with the covariance held at its local one at that estimate."""
+    fit = fit_sky(sky, artifact, progress=False, **kw)
+    if local is not None:
+        fit = fit_sky(sky, covariance_held_at(artifact, local, fit.parameters), progress=False, **kw)
+    return fit.as_dict()
+
+
+def covariance_held_at(artifact: EmulatorArtifact, local: EmulatorArtifact, values: dict) -> EmulatorArtifact:
+    """``artifact`` with one sky's covariance of ln C_ℓ replaced by ``local``'s local covariance at
+    the named ``values``, the same at every θ (pooled form): the likelihood then takes no
+    information from how the covariance changes with θ."""
+    theta = local.parameters.coordinates({n: values[n] for n in local.parameters.names})
+    held = np.asarray(local.log_emulator.sky_log_covariance(np.asarray(theta)))
+    return dataclasses.replace(artifact, log_emulator=eqx.tree_at(lambda e: e.rel, artifact.log_emulator, held))
 
 
 def _saved_sky(path: Path, sigma2, rho, seed, nside, sky_time, amplitude) -> ObservedSpectrum:

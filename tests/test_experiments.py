@@ -342,8 +342,9 @@ def test_sky_fit_coverage_script_saves_its_skies_and_fits_them_again(tmp_path):
     """experiments/sky_fit_coverage.py on the shipped IceCube-like artifact (by name) with 3 skies at nside 8:
     it writes coverage.json (with the skies against the model at the truth), p_values.png and the
     skies; --skies-from fits the same skies to the same χ² (same artifact, deterministic fits), and
-    refuses skies made with another seed or at another time (--time-factor), and too few toys for
-    --calibrated-intervals (the flag and its check are jaxcr fit's)."""
+    refuses skies made with another seed or at another time (--time-factor), too few toys for
+    --calibrated-intervals (the flag and its check are jaxcr fit's), and a pooled artifact for
+    --covariance-at-estimate."""
     first, again = tmp_path / "first", tmp_path / "again"
     common = ["--artifact", "icecube", "--truth", "1.0", "0.1", "--skies", "3",  # the shipped artifact by name
               "--sky-nside", "8", "--form", "offset-lognormal"]  # fmt: skip
@@ -367,3 +368,5 @@ def test_sky_fit_coverage_script_saves_its_skies_and_fits_them_again(tmp_path):
     assert proc.returncode != 0 and "made with other settings" in proc.stdout + proc.stderr  # skies at twice the time
     proc = _script("sky_fit_coverage.py", *common, "--calibrated-intervals", "10", "--out", str(again))
     assert proc.returncode != 0 and "--calibrated-intervals takes at least 50 toys" in proc.stderr  # jaxcr fit's flag
+    proc = _script("sky_fit_coverage.py", *common, "--covariance-at-estimate", "icecube", "--out", str(again))
+    assert proc.returncode != 0 and "needs an artifact built with --sky-scatter local" in proc.stderr  # a pooled one
