@@ -216,7 +216,7 @@ POINT_SCATTER_FACTOR = 1.5
 def point_scatter_warning(artifact: EmulatorArtifact, values) -> list[str]:
     """A flag (or none) where the design point nearest the named ``values`` has realisations that
     scatter beyond :data:`POINT_SCATTER_FACTOR` of the variance the likelihood takes there (pooled
-    over the box, or following θ)."""
+    over the box, or local to θ)."""
     near = artifact.point_scatter_near(values)
     if near is None or 1 / POINT_SCATTER_FACTOR <= near[0] <= POINT_SCATTER_FACTOR:
         return []
