@@ -65,10 +65,11 @@ def test_the_local_covariance_runs_from_each_points_own_to_the_pooled_mean():
 
 
 def test_the_width_is_the_one_that_best_predicts_each_held_out_point():
-    """local_bandwidth's score of a width, recomputed here for one width and one left-out point set
-    by scipy's multivariate normal (the realisations' log-density under the other points' weighted
-    covariance, less the (N_B − 1)/N_B share of ln det the sample covariance's mean correction takes):
-    equal to 1e-9. The chosen width scores above every other width tried and above the pooled mean."""
+    """local_bandwidth's score of one width, recomputed with scipy's multivariate normal: the sum over
+    points of their mean-centred realisations' log-density under the other points' weighted
+    covariance, without the 2π term and with ln det weighted (N_B − 1)/2 rather than N_B/2 (the
+    centring takes one degree of freedom): equal to 1e-9. The chosen width scores above every other
+    width tried and above the pooled mean."""
     from scipy.stats import multivariate_normal
 
     rng = np.random.default_rng(7)
