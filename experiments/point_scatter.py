@@ -35,7 +35,7 @@ import numpy as np
 
 from jaxcr import io
 from jaxcr.inference.artifact import EmulatorArtifact
-from jaxcr.inference.artifact_build import campaign_spectra, point_scatter
+from jaxcr.inference.artifact_build import campaign_spectra, point_scatter, point_variance_ratios
 from jaxcr.inference.campaign import Campaign
 from jaxcr.inference.emulator import SpectrumEmulator, poly_features
 from jaxcr.inference.pixel_noise import deconvolved_log_moments
@@ -107,9 +107,8 @@ def main(argv=None) -> int:
     )  # fmt: skip
     features = poly_features((design - emu.centre) / emu.scale, emu.degree)
     difference = float(np.max(np.abs(features @ (refit.coef - emu.coef))))
-    ratio = point_scatter(covs, refit, design)
-    model = np.array([np.diag(refit.sky_log_covariance(t)) for t in design])
-    per_ell = np.diagonal(covs, axis1=1, axis2=2) / model
+    per_ell = point_variance_ratios(covs, refit, design)
+    ratio = per_ell.mean(1)  # what artifact_build.point_scatter records
     print(f"{artifact.summary()}\ncampaign {args.campaign}: {len(design)} design points")
     print(
         f"refit of ⟨ln C_ℓ⟩ against the artifact's, at the design points: largest difference {difference:.2g} e-folds"

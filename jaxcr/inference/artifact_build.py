@@ -67,12 +67,17 @@ def realisation_moments(c):
     return mean, x.T @ x / n, logs.mean(0), lx.T @ lx / n, float(np.mean(c < floor))
 
 
-def point_scatter(log_covs, log_emulator: SpectrumEmulator, design) -> np.ndarray:
-    """Per design point, the mean over ℓ of its realisations' Var(ln C_ℓ) over the one sky's
-    variance the likelihood takes there (K,): the emulator's pooled one, or its local one.
-    Above 1 where one sky scatters more than the likelihood's covariance says."""
+def point_variance_ratios(log_covs, log_emulator: SpectrumEmulator, design) -> np.ndarray:
+    """Per design point and ℓ, its realisations' Var(ln C_ℓ) over the one sky's variance the
+    likelihood takes there (K, L'): the emulator's pooled one, or its local one."""
     model = np.array([np.diag(log_emulator.sky_log_covariance(t)) for t in np.asarray(design, dtype=float)])
-    return np.mean(np.diagonal(np.asarray(log_covs), axis1=1, axis2=2) / model, axis=1)
+    return np.diagonal(np.asarray(log_covs), axis1=1, axis2=2) / model
+
+
+def point_scatter(log_covs, log_emulator: SpectrumEmulator, design) -> np.ndarray:
+    """Per design point, the mean over ℓ of :func:`point_variance_ratios` (K,): above 1 where one
+    sky scatters more than the likelihood's covariance says."""
+    return np.mean(point_variance_ratios(log_covs, log_emulator, design), axis=1)
 
 
 def build_artifact(
