@@ -3,11 +3,12 @@
     python experiments/point_scatter.py --campaign FOLDER --artifact icecube-wide [--record OUT.npz]
 
 The one-sky likelihood uses a covariance of ln C_ℓ pooled over the design (the mean of the points'
-own), or, in artifacts built with ``--sky-scatter local``, one local to θ. For every
-design point of the artifact this takes the campaign's realisations at the artifact's time there,
-their deconvolved moments (jaxcr.inference.pixel_noise, as the artifact was built), and prints the
-point's Var(ln C_ℓ) over the likelihood's there: the mean over ℓ (what artifacts record as
-``point_scatter`` and fits flag beyond 1.5 or below 1/1.5) and its range. Beside it, held out: the
+own); artifacts built with ``--sky-scatter local`` also hold one local to θ, which calibrated
+intervals draw their toys with. For every design point of the artifact this takes the campaign's
+realisations at the artifact's time there, their deconvolved moments (jaxcr.inference.pixel_noise,
+as the artifact was built), and prints the point's Var(ln C_ℓ) over the pooled one: the mean over
+ℓ (what artifacts record as ``point_scatter`` and profile-interval fits flag beyond 1.5 or below
+1/1.5) and its range. Beside it, held out: the
 same ratio against the variance an emulator fitted to the other points predicts there, pooled and
 local (``--sky-scatter pooled`` and ``local``), with the spread of its logarithm over the points (about
 0.25 from 32 realisations' sampling alone, more for heavy tails).
@@ -35,7 +36,12 @@ import numpy as np
 
 from jaxcr import io
 from jaxcr.inference.artifact import EmulatorArtifact
-from jaxcr.inference.artifact_build import campaign_spectra, point_scatter, point_variance_ratios
+from jaxcr.inference.artifact_build import (
+    campaign_spectra,
+    point_scatter,
+    point_scatter_record,
+    point_variance_ratios,
+)
 from jaxcr.inference.campaign import Campaign
 from jaxcr.inference.emulator import SpectrumEmulator, poly_features
 from jaxcr.inference.pixel_noise import deconvolved_log_moments
@@ -107,8 +113,8 @@ def main(argv=None) -> int:
     )  # fmt: skip
     features = poly_features((design - emu.centre) / emu.scale, emu.degree)
     difference = float(np.max(np.abs(features @ (refit.coef - emu.coef))))
-    per_ell = point_variance_ratios(covs, refit, design)
-    ratio = per_ell.mean(1)  # what artifact_build.point_scatter records
+    per_ell = point_variance_ratios(covs, refit.pooled(), design)
+    ratio = per_ell.mean(1)  # what artifact_build.point_scatter_record records as "ratio"
     print(f"{artifact.summary()}\ncampaign {args.campaign}: {len(design)} design points")
     print(
         f"refit of ⟨ln C_ℓ⟩ against the artifact's, at the design points: largest difference {difference:.2g} e-folds"
@@ -118,8 +124,7 @@ def main(argv=None) -> int:
     held_out = {
         s: held_out_ratios(design, means, covs, n_real, emu, s) if enough else ratio * np.nan for s in SkyScatter
     }
-    model_name = "the pooled one" if emu.point_covs is None else "the local one"
-    print(f"design point              Var(ln C_ℓ) / {model_name}: mean over ℓ (range)   held out: pooled, local")
+    print("design point              Var(ln C_ℓ) / the pooled one: mean over ℓ (range)   held out: pooled, local")
     for k, (r, row) in enumerate(zip(ratio, per_ell)):
         v = spec.values(k)
         mark = "  <- flagged" if not 1 / POINT_SCATTER_FACTOR <= r <= POINT_SCATTER_FACTOR else "            "
@@ -145,8 +150,8 @@ def main(argv=None) -> int:
             f"the artifact was not built from the deconvolved moments of {args.campaign}'s realisations (another "
             "campaign, or --pixel-noise-scatter kept)"
         )
-    record = dict(
-        design=design.tolist(), ratio=ratio.tolist(), recomputed_from=str(args.campaign), refit_difference=difference
+    record = point_scatter_record(covs, refit, design) | dict(
+        recomputed_from=str(args.campaign), refit_difference=difference
     )
     recorded = dataclasses.replace(artifact, provenance=artifact.provenance | dict(point_scatter=record))
     path = recorded.save(args.record)

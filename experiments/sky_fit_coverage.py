@@ -4,7 +4,7 @@
         [--truth 1.0 0.1] [--truth 0.5 0.15] [--skies 24] [--gradient-per-pc 0.01] [--b0-mug 3] \\
         [--observatory icecube] [--sky-nside 64] [--form lognormal offset-lognormal gaussian] [--seed 4242]
         [--out results/sky_fit_coverage] [--skies-from EARLIER_OUT] [--gradient known free] [--calibrated-intervals [TOYS]]
-        [--time-factor 1]
+        [--time-factor 1] [--sky-scatter pooled|local] [--covariance-at-estimate LOCAL.npz]
 
 For each truth (σ², r_L/λ_c) it makes --skies single synthetic skies (one field realisation each,
 independent of the campaign's, backtracked from every pixel of --sky-nside (default twice the
@@ -26,7 +26,9 @@ model): a sky population off the emulated mean shows here whatever the fits make
 --time-factor K makes the skies at K times the artifact's time at the truth (is a sky at the truth
 still changing there?). --covariance-at-estimate LOCAL.npz refits each sky with one sky's covariance
 of ln C_ℓ held at LOCAL's local covariance (--sky-scatter local) at the first fit's estimate: the
-local scatter without the information a θ-dependent covariance gives the fit. Writes coverage.json (every fit, the settings and versions) and p_values.png (the χ² p-values per
+local scatter without the information a θ-dependent covariance gives the fit. --sky-scatter local
+puts an artifact's local covariance into the likelihood itself; with the default (pooled) on such
+an artifact, only the toys of --calibrated-intervals are drawn with it. Writes coverage.json (every fit, the settings and versions) and p_values.png (the χ² p-values per
 form and gradient mode: flat for a right likelihood) and prints a table.
 The skies' spectrum files are saved under --out/skies/; --skies-from EARLIER_OUT fits those of an
 earlier run (made with the same truth, seed, nside, time and amplitude, as their files record)
@@ -142,6 +144,11 @@ def main(argv=None) -> int:
     )  # fmt: skip
     add_calibrated_intervals_flag(ap)
     ap.add_argument(
+        "--sky-scatter", choices=["pooled", "local"], default="pooled",
+        help="one sky's covariance of ln C_ℓ in the likelihood (default pooled; on an artifact built with "
+        "--sky-scatter local, calibrated intervals then draw their toys with its local covariance)",
+    )  # fmt: skip
+    ap.add_argument(
         "--covariance-at-estimate", type=Path, metavar="LOCAL_ARTIFACT",
         help="refit each sky with one sky's covariance of ln C_ℓ held fixed at this artifact's local covariance "
         "(built with --sky-scatter local from the same campaign) at the first fit's estimate",
@@ -218,7 +225,16 @@ def main(argv=None) -> int:
             for sky in skies:  # a sky the likelihood cannot take (log-normal: Ĉ_ℓ ≤ N) is counted, not fitted
                 try:
                     fits.append(
-                        fit_one(sky, artifact, local, b0_microgauss=args.b0_mug, form=form, options=options, **kw)
+                        fit_one(
+                            sky,
+                            artifact,
+                            local,
+                            b0_microgauss=args.b0_mug,
+                            form=form,
+                            options=options,
+                            sky_scatter=args.sky_scatter,
+                            **kw,
+                        )  # fmt: skip
                     )
                 except (ValueError, RuntimeError) as err:  # RuntimeError: a fit whose −2 ln L turned non-finite
                     refused.append(f"{type(err).__name__}: " + " ".join(str(err).split())[:200])

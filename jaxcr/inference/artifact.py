@@ -184,18 +184,19 @@ class EmulatorArtifact:
         theta = box.coordinates({n: values[n] for n in box.names})
         return int(np.argmin((((np.asarray(design, dtype=float) - theta) / span) ** 2).sum(1)))
 
-    def point_scatter_near(self, values) -> tuple[float, dict] | None:
+    def point_scatter_near(self, values, local: bool = False) -> tuple[float, dict] | None:
         """How much more the realisations of the design point nearest ``values`` scatter than the
-        covariance the likelihood uses there (the mean over ℓ of their Var(ln C_ℓ) over the
-        likelihood's: the pooled one, or the local one), and that point's values; None for
-        an artifact that does not record it (``point_scatter`` in the provenance: artifacts built
-        by jaxcr 0.3.1 or later)."""
+        covariance a likelihood uses there (the mean over ℓ of their Var(ln C_ℓ) over the
+        likelihood's: the pooled one, or with ``local`` the artifact's local one), and that point's
+        values; None for an artifact that does not record it (``point_scatter`` in the provenance:
+        artifacts built by jaxcr 0.3.1 or later)."""
         record = self.provenance.get("point_scatter")
-        if record is None:
+        key = "ratio_local" if local else "ratio"
+        if record is None or key not in record:
             return None
         k = self._nearest(record["design"], values)
         point = self.design_box.values(np.asarray(record["design"][k], dtype=float))
-        return float(record["ratio"][k]), {n: float(v) for n, v in point.items()}
+        return float(record[key][k]), {n: float(v) for n, v in point.items()}
 
     def time_text(self) -> str:
         text = f"ΩT = {self.time:g} t_sep(σ², ρ)" if self.separation_times else f"ΩT = {self.time:g}"
@@ -243,7 +244,11 @@ class EmulatorArtifact:
         if record is None:
             return ""
         ratio = np.asarray(record["ratio"])
-        emu = self.log_emulator
-        width = emu.bandwidth
-        model = "the pooled one" if width is None else f"the local one (width {float(width):.2g})"
-        return f", one sky's Var(ln C_ℓ) {ratio.min():.2g}-{ratio.max():.2g} × {model} over the design points"
+        text = f", one sky's Var(ln C_ℓ) {ratio.min():.2g}-{ratio.max():.2g} × the pooled one"
+        if "ratio_local" in record and self.log_emulator.bandwidth is not None:
+            local = np.asarray(record["ratio_local"])
+            text += (
+                f" ({local.min():.2g}-{local.max():.2g} × the local one, width "
+                f"{float(self.log_emulator.bandwidth):.2g}, which calibrated intervals draw their toys with)"
+            )
+        return text + " over the design points"

@@ -80,6 +80,18 @@ def point_scatter(log_covs, log_emulator: SpectrumEmulator, design) -> np.ndarra
     return np.mean(point_variance_ratios(log_covs, log_emulator, design), axis=1)
 
 
+def point_scatter_record(log_covs, log_emulator: SpectrumEmulator, design) -> dict:
+    """What an artifact records as ``point_scatter``: the design and, per point, :func:`point_scatter`
+    against the pooled covariance (``ratio``, what a fit's likelihood takes by default) and, for an
+    emulator with a local covariance, against that (``ratio_local``)."""
+    record = dict(
+        design=np.asarray(design).tolist(), ratio=point_scatter(log_covs, log_emulator.pooled(), design).tolist()
+    )
+    if log_emulator.local:
+        record["ratio_local"] = point_scatter(log_covs, log_emulator, design).tolist()
+    return record
+
+
 def build_artifact(
     campaign: Campaign,
     analysis: str | None = None,
@@ -307,7 +319,7 @@ def artifact_from_spectra(
             design_points=int(k_points),
             design_box=design_box.as_dict(),
             raised_to_floor=float(np.max(raised)) if pixel_noise_scatter == PixelNoiseScatter.KEPT else 0.0,
-            point_scatter=dict(design=design.tolist(), ratio=point_scatter(log_covs, log_emulator, design).tolist()),
+            point_scatter=point_scatter_record(log_covs, log_emulator, design),
             pixel_noise_scatter=pixel_noise_scatter.value,
             sky_scatter=_sky_scatter_record(sky_scatter, log_emulator, log_covs, n_real),
             convergence=dict(

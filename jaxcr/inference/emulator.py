@@ -209,6 +209,17 @@ class SpectrumEmulator(eqx.Module):
         w = jax.nn.softmax(-0.5 * d2 / self.bandwidth**2)
         return jnp.einsum("k,kij->ij", w, self.point_covs)
 
+    @property
+    def local(self) -> bool:
+        """Whether it holds each design point's own covariance (``SkyScatter.LOCAL``)."""
+        return self.point_covs is not None
+
+    def pooled(self) -> "SpectrumEmulator":
+        """The same emulator with the pooled covariance everywhere (the local one dropped)."""
+        if not self.local:
+            return self
+        return eqx.tree_at(lambda e: (e.point_covs, e.point_z, e.bandwidth), self, (None, None, None))
+
     def log_covariance(self, theta, sky_realisations: int):
         """Cov(ln C) of a sky of ``sky_realisations`` about the emulated ⟨ln C⟩, the emulator's own
         error included (emulators from :meth:`fit_log`): :meth:`sky_log_covariance`/R_sky +

@@ -26,6 +26,7 @@ from .fit import FitOptions, maximise_likelihood, start_grid
 from .likelihood import AbstractSkyLikelihood, JointLikelihood, LikelihoodForm, Reparametrised
 from .results import FitResult
 from .sky_fit import (
+    calibration_toys,
     fit_warnings,
     point_scatter_warning,
     run_record,
@@ -126,6 +127,7 @@ def fit_skies(
         starts = np.array([[*t, *(_log_amplitude(m, t) for m in members)] for t in starts])
     label = f"fit ({len(spectra)} skies)" if progress else None
     fit = maximise_likelihood(joint, parameters, starts, options, progress=label)
+    toys = calibration_toys(joint, options)
     return FitResult.from_fit(
         fit,
         names=parameters.names,
@@ -136,7 +138,9 @@ def fit_skies(
         + [
             f"spectrum {k}: {f}"
             for k, a in enumerate(artifacts)
-            for f in point_scatter_warning(a, {SIGMA2: fit.values[SIGMA2], RHO: r_l[k] / fit.values[LAMBDA_C]})
+            for f in point_scatter_warning(
+                a, {SIGMA2: fit.values[SIGMA2], RHO: r_l[k] / fit.values[LAMBDA_C]}, toys_local=toys == "local"
+            )
         ],
         spectra=[_record(m, joint.names, s, a, fit.phi) for m, s, a in zip(members, spectra, artifacts)],
         settings=dict(
@@ -144,6 +148,7 @@ def fit_skies(
             b0_microgauss=b0_microgauss,
             charge=charge,
             form=str(form),
+            toys=toys,
         )
         | options.record()
         | run_record(),

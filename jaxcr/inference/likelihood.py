@@ -118,6 +118,13 @@ class AbstractLikelihood(eqx.Module):
         """−2 ln L plus the box barrier: what the fit minimises."""
         return self.terms(phi)[0] + BARRIER * self.box_excess(phi)
 
+    def toy_moments(self, phi: Float[Array, " p"]) -> tuple[Float[Array, " n"], Float[Array, "n n"]]:
+        """Mean and covariance of the toy data vectors drawn at φ to calibrate intervals
+        (:mod:`jaxcr.inference.neyman`): by default the likelihood's own :meth:`moments`; a sky
+        likelihood whose artifact holds each design point's own scatter draws them from that
+        (:class:`AbstractSkyLikelihood`)."""
+        return self.moments(phi)
+
     def with_data(self, y: Float[Array, " n"]) -> AbstractLikelihood:
         """The same likelihood of another data vector y, e.g. a toy drawn from :meth:`moments`
         (the toys that calibrate intervals, :mod:`jaxcr.inference.neyman`). A subclass holding its
@@ -141,7 +148,13 @@ class AbstractSkyLikelihood(AbstractLikelihood):
     wide box too, ``log_amplitude_range`` = (centre, half-width): outside it the barrier pulls it
     back. The model is evaluated at most a second half-width beyond either box (:meth:`split`), so
     no step of the optimiser's line search reaches an overflow (a free-amplitude fit once stepped to
-    ln ρ ≈ 800 and failed with a non-finite −2 ln L)."""
+    ln ρ ≈ 800 and failed with a non-finite −2 ln L).
+
+    ``toy_emulator``: None, or the same emulator with each design point's own covariance of ln C_ℓ
+    (``SkyScatter.LOCAL``) where ``emulator`` pools it. The fit then keeps the pooled covariance,
+    and the toys that calibrate its intervals are drawn with the local one (:meth:`toy_moments`).
+    A covariance that follows θ inside the likelihood biases the estimate, while the toys only need
+    the right scatter of a sky at each point (docs/fitting.md)."""
 
     emulator: SpectrumEmulator
     observed: Float[Array, " n"]
@@ -149,6 +162,7 @@ class AbstractSkyLikelihood(AbstractLikelihood):
     rows: Array
     log_amplitude: Array | None
     log_amplitude_range: Array | None
+    toy_emulator: SpectrumEmulator | None
     names: tuple[str, ...] = eqx.field(static=True)
 
     def split(self, phi):
@@ -184,6 +198,12 @@ class AbstractSkyLikelihood(AbstractLikelihood):
     def moments(self, phi):
         mean, sky = self.sky_moments(phi)
         return mean, sky + jnp.diag(self.variance)
+
+    def toy_moments(self, phi):
+        """The moments with ``toy_emulator``'s covariance where there is one (class docstring)."""
+        if self.toy_emulator is None:
+            return self.moments(phi)
+        return eqx.tree_at(lambda like: like.emulator, self, self.toy_emulator).moments(phi)
 
     @abc.abstractmethod
     def sky_moments(self, phi) -> tuple[Float[Array, " n"], Float[Array, "n n"]]:
@@ -301,7 +321,13 @@ class JointLikelihood(AbstractLikelihood):
         )
 
     def moments(self, phi):
-        parts = [m.moments(self._member_phi(phi, i)) for i, m in enumerate(self.members)]
+        return self._joined([m.moments(self._member_phi(phi, i)) for i, m in enumerate(self.members)])
+
+    def toy_moments(self, phi):
+        return self._joined([m.toy_moments(self._member_phi(phi, i)) for i, m in enumerate(self.members)])
+
+    @staticmethod
+    def _joined(parts):
         return jnp.concatenate([p[0] for p in parts]), jax.scipy.linalg.block_diag(*[p[1] for p in parts])
 
     def box_excess(self, phi):
@@ -336,6 +362,9 @@ class Reparametrised(AbstractLikelihood):
 
     def moments(self, phi):
         return self.member.moments(self._member_phi(phi))
+
+    def toy_moments(self, phi):
+        return self.member.toy_moments(self._member_phi(phi))
 
     def box_excess(self, phi):
         return self.member.box_excess(self._member_phi(phi))

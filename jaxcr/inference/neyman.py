@@ -9,8 +9,9 @@ levels 1 and 4 by critical values c(x) from toys. For each value x of a paramete
 values across its profile axis:
 
 1. φ(x): the profile point, the parameter at x and the others at their best fit to the data there;
-2. ``toys`` data vectors y* drawn from the likelihood's own Gaussian at φ(x)
-   (:meth:`~jaxcr.inference.likelihood.AbstractLikelihood.moments`);
+2. ``toys`` data vectors y* drawn from a Gaussian at φ(x): the likelihood's own, or, on an
+   artifact that holds each design point's own scatter, one with that local covariance
+   (:meth:`~jaxcr.inference.likelihood.AbstractLikelihood.toy_moments`);
 3. for each, the profile likelihood ratio
    t = min over φ with the parameter at x of −2 ln L(y*) − min over all φ of −2 ln L(y*),
    both minimised inside the box, each from the truth and from the data's best fit;
@@ -21,8 +22,11 @@ The interval is where the data's own profile Δ(−2 ln L)(x) ≤ c(x), with c i
 between the calibrated values; an end that reaches the box (or the axis of a parameter without
 one) is open. For a Gaussian likelihood far from the box c = 1 and 4 and the intervals are the
 profile ones; where the box cuts t (the estimate often on the edge) c is smaller and the interval
-shorter. The toys follow the likelihood's model of a sky, so the calibration is as right as that
-model: the coverage on simulated skies is in docs/fitting.md.
+shorter. The toys follow a model of a sky, so the calibration is as right as that model: drawn
+from the pooled covariance they cannot see that single skies scatter 0.3-2.7 times as much at some
+design points as the pooled covariance says; drawn from the local covariance they can, while the
+likelihood that orders them stays the pooled one. The coverage on simulated skies is in
+docs/fitting.md.
 """
 
 from __future__ import annotations
@@ -103,7 +107,7 @@ def likelihood_ratios(
         ends = [minimise(f, x0, optimiser, max_steps, tolerance) for x0 in x0s]
         return jnp.min(jnp.stack([f(end) for end in ends]))
 
-    mean, cov = like.moments(truth)
+    mean, cov = like.toy_moments(truth)
     normal = jax.random.normal(key, (toys, mean.shape[0]), dtype=mean.dtype)
     insert = lambda p: jnp.where(fixed, truth, p)
 

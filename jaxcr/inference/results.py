@@ -101,6 +101,11 @@ class FitResult:
             lines.append(
                 f"  intervals calibrated by {c['toys']} toy spectra at each of {c['points']} values per parameter "
                 f"(Feldman-Cousins; seed {c['seed']})"
+                + (
+                    ", drawn with the artifact's local covariance of ln C_ℓ"
+                    if self.settings.get("toys") == "local"
+                    else ""
+                )
             )
         lines += [f"  FLAG: {f}" for f in self.flags]
         return "\n".join(lines)

@@ -34,11 +34,20 @@ from .. import _checks, units
 from .._version import __version__
 from ..field import as_option
 from ..observations import ObservedSpectrum
+from ..options import SkyScatter
 from ..parametrisation import Parameter, Parametrisation, Transform
 from .artifact import EmulatorArtifact
 from .campaign import software_versions
 from .fit import FitOptions, LikelihoodFit, maximise_likelihood, start_grid
-from .likelihood import AbstractSkyLikelihood, GaussianSky, LikelihoodForm, LogNormalSky, OffsetLogNormalSky
+from .likelihood import (
+    AbstractSkyLikelihood,
+    GaussianSky,
+    JointLikelihood,
+    LikelihoodForm,
+    LogNormalSky,
+    OffsetLogNormalSky,
+    Reparametrised,
+)
 from .results import FitResult
 from .shipped import shipped_beyond
 
@@ -104,11 +113,29 @@ def sky_likelihood(
     ell_max: int | None = None,
     form: LikelihoodForm | str = LikelihoodForm.LOGNORMAL,
     amplitude_name: str = AMPLITUDE.name,
+    sky_scatter: SkyScatter | str = SkyScatter.POOLED,
 ) -> AbstractSkyLikelihood:
     """The likelihood of one observed spectrum on an artifact (module docstring): its parameters are
-    the artifact's, and ``amplitude_name`` (ln a) when ``amplitude`` is not given."""
+    the artifact's, and ``amplitude_name`` (ln a) when ``amplitude`` is not given.
+
+    ``sky_scatter``: the covariance of one sky's ln C_ℓ inside the likelihood. POOLED (default):
+    the design's mean; on an artifact that also holds each point's own (built with
+    ``SkyScatter.LOCAL``), toys that calibrate intervals are drawn with that local one
+    (:meth:`~jaxcr.inference.likelihood.AbstractSkyLikelihood.toy_moments`). LOCAL: the local one in
+    the likelihood too, which biases the estimates (docs/fitting.md; kept for such studies)."""
     keep = _fitted_multipoles(observed, artifact, ell_max)
     form_: LikelihoodForm = as_option(LikelihoodForm, "form", form)
+    scatter: SkyScatter = as_option(SkyScatter, "sky_scatter", sky_scatter)
+    log_emulator = artifact.log_emulator
+    if scatter == SkyScatter.LOCAL and (not log_emulator.local or form_ == LikelihoodForm.GAUSSIAN):
+        raise ValueError(
+            "sky_scatter='local' needs each design point's own covariance of ln C_ℓ: an artifact built with "
+            "--sky-scatter local, and a log-normal form (lognormal or offset-lognormal)"
+            + ("" if log_emulator.local else "; this artifact pools it")
+        )
+    toy_emulator = log_emulator if log_emulator.local and scatter == SkyScatter.POOLED else None
+    if scatter == SkyScatter.POOLED:
+        log_emulator = log_emulator.pooled()
     ell = np.asarray(observed.ell)[keep]
     noise = noise_per_multipole(observed)[keep]
     raw = np.asarray(observed.cl)[keep]
@@ -120,7 +147,9 @@ def sky_likelihood(
     common: dict[str, Any] = dict(rows=rows, log_amplitude=log_a, log_amplitude_range=None, names=names)
     like: AbstractSkyLikelihood
     if form_ == LikelihoodForm.GAUSSIAN:
-        like = GaussianSky(emulator=artifact.emulator, observed=jnp.asarray(o), variance=jnp.asarray(var), **common)
+        like = GaussianSky(
+            emulator=artifact.emulator, observed=jnp.asarray(o), variance=jnp.asarray(var), toy_emulator=None, **common
+        )
     elif form_ == LikelihoodForm.OFFSET_LOGNORMAL:
         if np.any(raw <= 0):
             raise ValueError(
@@ -130,7 +159,8 @@ def sky_likelihood(
             )
         noise_variance = observed.isotropic_sigma
         like = OffsetLogNormalSky(
-            emulator=artifact.log_emulator,
+            emulator=log_emulator,
+            toy_emulator=toy_emulator,
             observed=jnp.asarray(np.log(raw)),
             variance=jnp.asarray(var / raw**2),
             noise=jnp.asarray(noise),
@@ -144,7 +174,11 @@ def sky_likelihood(
                 "level at every fitted ℓ; cut them with ell_max, or use form='offset-lognormal' (every ℓ) or 'gaussian'"
             )
         like = LogNormalSky(
-            emulator=artifact.log_emulator, observed=jnp.asarray(np.log(o)), variance=jnp.asarray(var / o**2), **common
+            emulator=log_emulator,
+            toy_emulator=toy_emulator,
+            observed=jnp.asarray(np.log(o)),
+            variance=jnp.asarray(var / o**2),
+            **common,
         )
     if amplitude is not None:
         return like
@@ -213,27 +247,53 @@ FLOOR_SHARE = 0.01  # flag an artifact whose ln C_ℓ moments had more than this
 POINT_SCATTER_FACTOR = 1.5
 
 
-def point_scatter_warning(artifact: EmulatorArtifact, values) -> list[str]:
+def point_scatter_warning(
+    artifact: EmulatorArtifact, values, sky_scatter: SkyScatter = SkyScatter.POOLED, toys_local: bool = False
+) -> list[str]:
     """A flag (or none) where the design point nearest the named ``values`` has realisations that
     scatter beyond :data:`POINT_SCATTER_FACTOR` of the variance the likelihood takes there (pooled
-    over the box, or local to θ)."""
-    near = artifact.point_scatter_near(values)
+    over the box, or with ``sky_scatter`` LOCAL local to θ). None where the intervals were
+    calibrated by toys drawn with the local covariance (``toys_local``): those follow the point's
+    own scatter."""
+    local = as_option(SkyScatter, "sky_scatter", sky_scatter) == SkyScatter.LOCAL
+    near = None if toys_local else artifact.point_scatter_near(values, local=local)
     if near is None or 1 / POINT_SCATTER_FACTOR <= near[0] <= POINT_SCATTER_FACTOR:
         return []
     point = ", ".join(f"{v:.3g}" for v in near[1].values())
-    takes = "pools over the box" if artifact.log_emulator.point_covs is None else "takes there"
+    cure = (
+        ""
+        if artifact.log_emulator.local
+        else "; calibrated intervals on an artifact built with --sky-scatter local follow it"
+    )
     return [
         f"the realisations at the nearest design point ({point}) have {near[0]:.2g} times the variance of ln C_ℓ "
-        f"that the likelihood {takes}: the intervals here are {'too narrow' if near[0] > 1 else 'too wide'} "
-        "(docs/fitting.md)"
+        f"that the likelihood {'takes there' if local else 'pools over the box'}: the intervals here are "
+        f"{'too narrow' if near[0] > 1 else 'too wide'} (docs/fitting.md){cure}"
     ]
 
 
-def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametrisation) -> list[str]:
+def calibration_toys(like, options: FitOptions) -> str | None:
+    """What a fit's calibrated intervals draw their toys with: None (profile intervals),
+    "local" (an artifact's local covariance, for at least one spectrum) or "likelihood" (its own
+    moments)."""
+    if options.calibration is None:
+        return None
+    skies = like.members if isinstance(like, JointLikelihood) else (like,)
+    members = [m.member if isinstance(m, Reparametrised) else m for m in skies]
+    return "local" if any(getattr(m, "toy_emulator", None) is not None for m in members) else "likelihood"
+
+
+def fit_warnings(
+    artifact: EmulatorArtifact,
+    fit: LikelihoodFit,
+    box: Parametrisation,
+    sky_scatter: SkyScatter = SkyScatter.POOLED,
+    toys_local: bool = False,
+) -> list[str]:
     """What the result should not be trusted for: an unconverged artifact, entries raised to the
     floor of the log-normal moments, an estimate on the edge of the box or, for an artifact with a
     pair-model baseline, outside the simulated box, a nearest design point whose realisations
-    scatter far from the likelihood's covariance, an implausible χ²."""
+    scatter far from the likelihood's covariance (:func:`point_scatter_warning`), an implausible χ²."""
     out = []
     conv = artifact.provenance.get("convergence", {})
     if conv and not conv.get("converged", True):
@@ -267,7 +327,7 @@ def fit_warnings(artifact: EmulatorArtifact, fit: LikelihoodFit, box: Parametris
                 )
     values = box.values(np.asarray(fit.phi)[: len(box)])
     if set(artifact.design_box.names) <= set(values):  # a joint fit's λ_c: per spectrum, in fit_skies
-        out += point_scatter_warning(artifact, values)
+        out += point_scatter_warning(artifact, values, sky_scatter, toys_local)
     lo_p, hi_p = P_VALUE_BOUNDS
     if np.isfinite(fit.p_value) and not lo_p <= fit.p_value <= hi_p:
         out.append(
@@ -317,6 +377,7 @@ def fit_sky(
     start: dict | None = None,
     ell_max: int | None = None,
     form: LikelihoodForm | str = LikelihoodForm.LOGNORMAL,
+    sky_scatter: SkyScatter | str = SkyScatter.POOLED,
     options: FitOptions = FitOptions(),
     progress: bool = True,
 ) -> FitResult:
@@ -330,7 +391,11 @@ def fit_sky(
         start: named values to start from, e.g. {"sigma2": 1, "rho": 0.1} (default: the best point
             of a grid over the box, ``options.start_points`` per parameter).
         ell_max: fit only ℓ ≤ ell_max (reported); without it every ℓ of the spectrum must be in the artifact.
-        form: LOGNORMAL (default; Gaussian in ln C_ℓ, needs Ĉ_ℓ − N > 0) or GAUSSIAN (in C_ℓ).
+        form: LOGNORMAL (default; Gaussian in ln C_ℓ, needs Ĉ_ℓ − N > 0), OFFSET_LOGNORMAL (ln Ĉ_ℓ
+            with the noise in the model; every ℓ) or GAUSSIAN (in C_ℓ).
+        sky_scatter: the covariance of one sky's ln C_ℓ in the likelihood (:func:`sky_likelihood`):
+            POOLED (default; calibrated intervals then draw their toys from the artifact's local
+            covariance where it has one) or LOCAL.
         options: how the driver runs (:class:`jaxcr.inference.fit.FitOptions`).
     """
     t0 = _time.perf_counter()
@@ -347,14 +412,16 @@ def fit_sky(
         amplitude = (float(gradient_per_pc) * r_l_pc) ** 2
     if amplitude is not None:
         _checks.check_positive("amplitude", amplitude)
-    like = sky_likelihood(observed, artifact, amplitude=amplitude, ell_max=ell_max, form=form)
+    like = sky_likelihood(observed, artifact, amplitude=amplitude, ell_max=ell_max, form=form, sky_scatter=sky_scatter)
     keep = np.isin(observed.ell, artifact.ells[np.asarray(like.rows)])  # the multipoles it fits
     box = artifact.parameters
     parameters = box if amplitude is not None else Parametrisation(box.parameters + (AMPLITUDE,))
     starts = _starts(like, parameters, box, start, options.start_points)
     fit = maximise_likelihood(like, parameters, starts, options, progress="fit (one sky)" if progress else None)
     values, intervals = _derived(fit, box.names, r_l_pc, amplitude)
-    flags = fit.flags + fit_warnings(artifact, fit, box)
+    toys = calibration_toys(like, options)
+    scatter: SkyScatter = as_option(SkyScatter, "sky_scatter", sky_scatter)
+    flags = fit.flags + fit_warnings(artifact, fit, box, scatter, toys == "local")
     return FitResult.from_fit(
         fit,
         names=parameters.names,
@@ -372,6 +439,8 @@ def fit_sky(
             ell_max=ell_max,
             ell_cut=np.asarray(observed.ell)[~keep].tolist(),
             form=as_option(LikelihoodForm, "form", form).value,
+            sky_scatter=scatter.value,
+            toys=toys,
         )
         | options.record()
         | run_record(),

@@ -39,7 +39,8 @@ def add_calibrated_intervals_flag(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--calibrated-intervals", type=int, nargs="?", const=200, metavar="TOYS",
                     help="68/95 %% intervals from critical values calibrated by TOYS toy spectra per value "
                     "(default 200; Feldman-Cousins, right also where the box cuts them; about 0.5-1.5 minutes "
-                    "per fit on 2 cores) instead of Δ(−2 ln L) = 1 and 4")  # fmt: skip
+                    "per fit on 2 cores) instead of Δ(−2 ln L) = 1 and 4; on an artifact built with "
+                    "--sky-scatter local the toys scatter as each design point's realisations do")  # fmt: skip
 
 
 def check_calibrated_intervals(ap: argparse.ArgumentParser, toys: int | None) -> None:
