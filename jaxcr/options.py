@@ -94,13 +94,18 @@ class PixelNoiseScatter(enum.StrEnum):
 
 
 class SkyScatter(enum.StrEnum):
-    """The covariance of one sky's ln C_ℓ an emulator artifact gives the likelihood
-    (:meth:`jaxcr.inference.emulator.SpectrumEmulator.fit_log`). ``POOLED``: the design points'
-    mean, the same everywhere (the 0.3 artifacts). ``LOCAL``: the design points' own covariances
-    averaged with Gaussian weights in the box coordinates about θ, the width chosen by
-    leave-one-out likelihood over the points: variances and correlations across ℓ both follow θ.
-    On mock skies LOCAL puts χ² right but biases the fits (the likelihood then draws information
-    from how its covariance changes with θ), so POOLED is the default (docs/fitting.md)."""
+    """The covariance of one sky's ln C_ℓ (:meth:`jaxcr.inference.emulator.SpectrumEmulator.fit_log`).
+    ``POOLED``: the design points' mean, the same everywhere (the 0.3 artifacts). ``LOCAL``: the
+    design points' own covariances averaged with Gaussian weights in the box coordinates about θ,
+    the width chosen by leave-one-out likelihood over the points: variances and correlations across
+    ℓ both follow θ.
+
+    Building an artifact with LOCAL keeps both. Its fits still use the pooled covariance in the
+    likelihood; calibrated intervals draw their toys with the local one
+    (:func:`jaxcr.inference.sky_fit.sky_likelihood`). Inside the likelihood (``fit_sky(...,
+    sky_scatter=LOCAL)``) the local covariance puts χ² right on mock skies but biases the fits,
+    since the likelihood then draws information from how its covariance changes with θ
+    (docs/fitting.md)."""
 
     POOLED = "pooled"
     LOCAL = "local"

@@ -341,7 +341,9 @@ def test_campaign_fields_script_puts_both_paths_of_each_field_together(tmp_path)
 def test_sky_fit_coverage_script_saves_its_skies_and_fits_them_again(tmp_path):
     """experiments/sky_fit_coverage.py on the shipped IceCube-like artifact (by name) with 3 skies at nside 8:
     it writes coverage.json (with the skies against the model at the truth), p_values.png and the
-    skies; --skies-from fits the same skies to the same χ² (same artifact, deterministic fits), and
+    skies, and the coverage over all entries (the share of intervals that cover equals the mean of
+    the entries', and an exact method's expected count within the band is binomial); --skies-from
+    fits the same skies to the same χ² (same artifact, deterministic fits), and
     refuses skies made with another seed or at another time (--time-factor), too few toys for
     --calibrated-intervals (the flag and its check are jaxcr fit's), and a pooled artifact for
     --covariance-at-estimate."""
@@ -360,7 +362,15 @@ def test_sky_fit_coverage_script_saves_its_skies_and_fits_them_again(tmp_path):
     assert len(chi2[0]) == 3 and chi2[0] == pytest.approx(chi2[1], rel=1e-9)
     proc = _script("sky_fit_coverage.py", *common, "--seed", "1", "--skies-from", str(first), "--out", str(again))
     assert proc.returncode != 0 and "made with other settings" in proc.stdout + proc.stderr
-    at_truth = json.loads((first / "coverage.json").read_text())["truths"][0]["at_truth"]["offset-lognormal"]
+    report = json.loads((first / "coverage.json").read_text())
+    cells = report["truths"][0]["forms"]["offset-lognormal"]
+    shares = [row["coverage_68"] for c in cells.values() for row in c["summary"].values() if isinstance(row, dict)]
+    overall = report["overall"]["68"]  # 2 modes × (σ², ρ) + the free gradient: 5 entries of 3 skies
+    assert overall["entries"] == 5 and overall["intervals"] == 15
+    assert overall["coverage"] == pytest.approx(np.mean(shares), rel=1e-12)
+    p = overall["target"]  # of 3 skies only 2 covering (0.67) lies within 0.68 ± 0.10
+    assert overall["exact_in_band"] == pytest.approx(5 * 3 * p**2 * (1 - p), rel=1e-12)
+    at_truth = report["truths"][0]["at_truth"]["offset-lognormal"]
     assert at_truth["skies"] == 3 and len(at_truth["mean_z"]) == len(at_truth["sd_z"]) == 14  # ℓ 1..14
     proc = _script(
         "sky_fit_coverage.py", *common, "--time-factor", "2", "--skies-from", str(first), "--out", str(again)

@@ -148,8 +148,9 @@ class SpectrumEmulator(eqx.Module):
         and averages them about θ with Gaussian weights in the box coordinates
         (:meth:`sky_log_covariance`), the width chosen by :func:`local_bandwidth`: on the wide box
         one sky's variance of ln C_ℓ varies 9-12-fold between the points, and the correlation across
-        ℓ with it, which a single pooled matrix cannot follow. On mock skies LOCAL makes χ² right at
-        the truth but biases the fits (docs/fitting.md); POOLED is what the artifacts use by default."""
+        ℓ with it, which a single pooled matrix cannot follow. In the likelihood, on mock skies, LOCAL
+        makes χ² right at the truth but biases the fits (docs/fitting.md); fits on a LOCAL artifact
+        keep the pooled covariance (:meth:`pooled`) and draw calibration toys with the local one."""
         log_means, log_covs = np.asarray(log_means), np.asarray(log_covs)
         if not (np.all(np.isfinite(log_means)) and np.all(np.isfinite(log_covs))):
             raise FloatingPointError("non-finite ln C_ℓ moments: every realisation's spectrum must be > 0")

@@ -14,7 +14,7 @@
     jaxcr campaign artifact FOLDER --analysis icecube [--ell-max 20] [--time T] [--degree 2] --out emulator.npz
         [--pair-model [LAW.json] [--fit-sigma2 LO HI] [--fit-rho LO HI]]   # θ-dependence by jaxcr.pair_model
         [--pixel-noise-scatter kept]   # keep the campaign's pixel-noise fluctuations in ln C_ℓ (0.3 artifacts)
-        [--sky-scatter local]          # one sky's covariance of ln C_ℓ local to θ (default: pooled; docs/fitting.md)
+        [--sky-scatter local]          # also each point's scatter, for calibrated intervals (docs/fitting.md)
 
 A campaign backtracks N_B realisations at every design point of (σ², r_L/λ_c) (log-spaced grid over
 the box) from every pixel of --nside to each of its times (multiples of its separation time
@@ -372,7 +372,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    "default) or keep them (kept: the 0.3 artifacts)")  # fmt: skip
     s.add_argument("--sky-scatter", choices=[o.value for o in SkyScatter], default="pooled",
                    help="one sky's covariance of ln C_ℓ: the design points' mean everywhere (pooled, default) or "
-                   "their own averaged about θ (local: right in χ², but it biased fits on mock skies; docs/fitting.md)")  # fmt: skip
+                   "also their own averaged about θ (local: fits keep the pooled one in the likelihood and "
+                   "--calibrated-intervals draws its toys with the local one; docs/fitting.md)")  # fmt: skip
     s.add_argument("--out", type=Path, required=True, help="the artifact file to write (.npz)")
     s.set_defaults(run=_artifact)
     return ap

@@ -40,7 +40,7 @@ def add_calibrated_intervals_flag(ap: argparse.ArgumentParser) -> None:
                     help="68/95 %% intervals from critical values calibrated by TOYS toy spectra per value "
                     "(default 200; Feldman-Cousins, right also where the box cuts them; about 0.5-1.5 minutes "
                     "per fit on 2 cores) instead of Δ(−2 ln L) = 1 and 4; on an artifact built with "
-                    "--sky-scatter local the toys scatter as each design point's realisations do")  # fmt: skip
+                    "--sky-scatter local the toys are drawn with its local covariance of ln C_ℓ")  # fmt: skip
 
 
 def check_calibrated_intervals(ap: argparse.ArgumentParser, toys: int | None) -> None:
