@@ -44,9 +44,9 @@ from jaxcr.inference.artifact_build import (
 )
 from jaxcr.inference.campaign import Campaign
 from jaxcr.inference.emulator import SpectrumEmulator, poly_features
+from jaxcr.inference.flags import POINT_SCATTER_FACTOR
 from jaxcr.inference.pixel_noise import deconvolved_log_moments
 from jaxcr.inference.shipped import check_artifact_path
-from jaxcr.inference.sky_fit import POINT_SCATTER_FACTOR
 from jaxcr.options import SkyScatter
 from jaxcr.recipes.command import CommandParser, run_command
 

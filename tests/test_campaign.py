@@ -327,7 +327,7 @@ def test_artifact_records_each_design_points_scatter_and_a_fit_there_is_flagged(
     point whose ratio lies within 1/1.5-1.5 is not."""
     from types import SimpleNamespace
 
-    from jaxcr.inference.sky_fit import fit_warnings
+    from jaxcr.inference.flags import fit_warnings
 
     rng = np.random.default_rng(8)
     design = BOX.grid(3)

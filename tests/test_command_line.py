@@ -218,8 +218,8 @@ def test_shipped_artifacts_serve_their_analyses():
         check_artifact_path("icecube-narrow")
     # the wide box (σ² 0.3-6, ρ 0.01-0.2): converged by its diagnostic, its lengthened corner at 2 t_sep
     from jaxcr.inference.convergence import separation_time
+    from jaxcr.inference.flags import fit_warnings
     from jaxcr.inference.shipped import shipped_beyond
-    from jaxcr.inference.sky_fit import fit_warnings
 
     for name, top in (("icecube", 11), ("hawc", 9)):
         wide = EmulatorArtifact.load(check_artifact_path(f"{name}-wide"))

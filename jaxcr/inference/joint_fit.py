@@ -23,12 +23,10 @@ from ..observations import ObservedSpectrum
 from ..parametrisation import RHO, SIGMA2, Parameter, Parametrisation, Transform
 from .artifact import EmulatorArtifact
 from .fit import FitOptions, maximise_likelihood, start_grid
+from .flags import calibration_toys, fit_warnings, point_scatter_warning
 from .likelihood import AbstractSkyLikelihood, JointLikelihood, LikelihoodForm, Reparametrised
 from .results import FitResult
 from .sky_fit import (
-    calibration_toys,
-    fit_warnings,
-    point_scatter_warning,
     run_record,
     sky_likelihood,
     spectrum_record,
