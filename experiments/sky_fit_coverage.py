@@ -285,7 +285,7 @@ def main(argv=None) -> int:
                             options=options,
                             sky_scatter=args.sky_scatter,
                             **kw,
-                        )  # fmt: skip
+                        )
                     )
                 except (ValueError, RuntimeError) as err:  # RuntimeError: a fit whose −2 ln L turned non-finite
                     refused.append(f"{type(err).__name__}: " + " ".join(str(err).split())[:200])

@@ -15,7 +15,7 @@ from ..options import SkyScatter, as_option
 from ..parametrisation import Parametrisation
 from .artifact import EmulatorArtifact
 from .fit import FitOptions, LikelihoodFit
-from .likelihood import JointLikelihood, Reparametrised
+from .likelihood import AbstractLikelihood, JointLikelihood, Reparametrised
 from .shipped import shipped_beyond
 
 __all__ = [
@@ -47,19 +47,14 @@ def point_scatter_warning(
     if near is None or 1 / POINT_SCATTER_FACTOR <= near[0] <= POINT_SCATTER_FACTOR:
         return []
     point = ", ".join(f"{v:.3g}" for v in near[1].values())
-    cure = (
-        ""
-        if artifact.log_emulator.local
-        else "; calibrated intervals on an artifact built with --sky-scatter local follow it"
-    )
     return [
         f"the realisations at the nearest design point ({point}) have {near[0]:.2g} times the variance of ln C_ℓ "
         f"that the likelihood {'takes there' if local else 'pools over the box'}: the intervals here are "
-        f"{'too narrow' if near[0] > 1 else 'too wide'} (docs/fitting.md){cure}"
+        f"{'too narrow' if near[0] > 1 else 'too wide'} (docs/fitting.md)"
     ]
 
 
-def calibration_toys(like, options: FitOptions) -> str | None:
+def calibration_toys(like: AbstractLikelihood, options: FitOptions) -> str | None:
     """What a fit's calibrated intervals draw their toys with: None (profile intervals),
     "local" (an artifact's local covariance, for at least one spectrum) or "likelihood" (its own
     moments)."""

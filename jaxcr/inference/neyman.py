@@ -25,8 +25,9 @@ profile ones; where the box cuts t (the estimate often on the edge) c is smaller
 shorter. The toys follow a model of a sky, so the calibration is as right as that model: drawn
 from the pooled covariance they cannot see that single skies scatter 0.3-2.7 times as much at some
 design points as the pooled covariance says; drawn from the local covariance they can, while the
-likelihood that orders them stays the pooled one. The coverage on simulated skies is in
-docs/fitting.md.
+likelihood that orders them stays the pooled one (on 160 mock skies of the wide box that moved
+the critical values the expected way and the coverage by less than its errors). The coverage on
+simulated skies is in docs/fitting.md.
 """
 
 from __future__ import annotations
