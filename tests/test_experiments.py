@@ -380,3 +380,28 @@ def test_sky_fit_coverage_script_saves_its_skies_and_fits_them_again(tmp_path):
     assert proc.returncode != 0 and "--calibrated-intervals takes at least 50 toys" in proc.stderr  # jaxcr fit's flag
     proc = _script("sky_fit_coverage.py", *common, "--covariance-at-estimate", "icecube", "--out", str(again))
     assert proc.returncode != 0 and "needs an artifact built with --sky-scatter local" in proc.stderr  # a pooled one
+
+
+@pytest.mark.slow
+def test_joint_fit_coverage_script_fits_pairs_alone_and_together(tmp_path):
+    """experiments/joint_fit_coverage.py on the shipped wide IceCube-like artifact, 2 skies per energy
+    at nside 8: it saves the 4 skies and coverage.json with every fit type. Each single fit's λ_c
+    interval is r_L/ρ of its ρ interval (1e-12), each sky's energy is the one asked for, and a truth
+    outside the box, or the same energy twice, is refused before any sky is made."""
+    out = tmp_path / "out"
+    common = ["--skies", "2", "--sky-nside", "8", "--form", "offset-lognormal"]
+    proc = _script("joint_fit_coverage.py", *common, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "coverage.json").read_text())
+    assert sorted(report["types"]) == ["alone_20_tev", "alone_40_tev", "joint"]
+    r_l = report["larmor_radius_pc"]
+    for k, kind in enumerate(("alone_20_tev", "alone_40_tev")):
+        for fit in report["types"][kind]["fits"]:
+            rho = fit["intervals"]["rho"]["68"]
+            assert fit["lambda_c_intervals"]["68"] == pytest.approx([r_l[k] / rho[1], r_l[k] / rho[0]], rel=1e-12)
+            assert fit["spectra"][0]["spectrum"]["energy_tev"] == [20.0, 40.0][k]
+    assert len(report["types"]["joint"]["fits"]) == 2 and len(list((out / "skies").glob("*.csv"))) == 4
+    for bad in (["--lambda-c-pc", "0.01"], ["--energies", "20", "20"]):
+        proc = _script("joint_fit_coverage.py", *common, *bad, "--out", str(tmp_path / "bad"))
+        assert proc.returncode != 0 and ("outside the artifact's box" in proc.stderr or "two different" in proc.stderr)
+        assert not (tmp_path / "bad" / "skies").exists()
