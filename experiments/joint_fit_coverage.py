@@ -48,10 +48,14 @@ from jaxcr.synthetic import mock_sky_spectra
 LEVELS = ("68", "95")
 
 
-def _interval(fit: dict, name: str, level: str, r_l_pc: float | None = None) -> tuple[float, float]:
-    """(low, high) of ``name`` at ``level``; with ``r_l_pc``, ρ's interval turned into λ_c = r_L/ρ."""
-    lo, hi = fit["intervals"][name][level][:2]
-    return (lo, hi) if r_l_pc is None else (r_l_pc / hi, r_l_pc / lo)
+def _intervals(fit: dict, name: str) -> dict:
+    """{level: (low, high)} of ``name`` in one fit."""
+    return {lv: tuple(fit["intervals"][name][lv][:2]) for lv in LEVELS}
+
+
+def _lambda_c_intervals(fit: dict, r_l_pc: float) -> dict:
+    """A single sky's λ_c intervals: its ρ intervals turned into λ_c = r_L/ρ."""
+    return {lv: (r_l_pc / hi, r_l_pc / lo) for lv, (lo, hi) in _intervals(fit, "rho").items()}
 
 
 def summarise(intervals: list[dict], truth: dict) -> dict:
@@ -95,9 +99,10 @@ def main(argv=None) -> int:
     r_l = [float(units.larmor_radius_pc(e, args.b0_mug)) for e in args.energies]
     truths = [dict(sigma2=args.sigma2, rho=r / args.lambda_c_pc) for r in r_l]
     for t in truths:
-        box = artifact.parameters
-        if not np.all((box.coordinates(t) >= box.coordinate_low) & (box.coordinates(t) <= box.coordinate_high)):
-            ap.error(f"the truth {t} lies outside the artifact's box: choose --lambda-c-pc or --energies inside it")
+        if outside := artifact.parameters.outside(t):
+            ap.error(
+                f"the truth lies outside the artifact's box ({'; '.join(outside)}): choose --lambda-c-pc or --energies"
+            )
     model = artifact.campaign_model().replace(dt=None, nside=args.sky_nside)
     observatory = OBSERVATORIES[args.observatory]
     print(artifact.summary())
@@ -128,7 +133,7 @@ def main(argv=None) -> int:
             refused.append(f"pair {i}: " + " ".join(str(err).split())[:200])
             continue
         for energy, fit, r in zip(args.energies, alone, r_l):
-            fit["lambda_c_intervals"] = {lv: _interval(fit, "rho", lv, r) for lv in LEVELS}
+            fit["lambda_c_intervals"] = _lambda_c_intervals(fit, r)
             fits[f"alone_{energy:g}_tev"].append(fit)
         fits["joint"].append(joint)
     if refused:
@@ -145,11 +150,9 @@ def main(argv=None) -> int:
     )  # fmt: skip
     for kind, rows in fits.items():
         intervals = [
-            {n: {lv: tuple(f["intervals"][n][lv][:2]) for lv in LEVELS} for n in ("sigma2",)}
-            | {LAMBDA_C: f["lambda_c_intervals"] if "lambda_c_intervals" in f else
-               {lv: tuple(f["intervals"][LAMBDA_C][lv][:2]) for lv in LEVELS}}
+            {"sigma2": _intervals(f, "sigma2"), LAMBDA_C: f.get("lambda_c_intervals") or _intervals(f, LAMBDA_C)}
             for f in rows
-        ]  # fmt: skip
+        ]
         report["types"][kind] = dict(summary=summarise(intervals, truth), fits=rows)
         s = report["types"][kind]["summary"]
         print(

@@ -306,7 +306,8 @@ def fit_sky(
         amplitude = (float(gradient_per_pc) * r_l_pc) ** 2
     if amplitude is not None:
         _checks.check_positive("amplitude", amplitude)
-    like = sky_likelihood(observed, artifact, amplitude=amplitude, ell_max=ell_max, form=form, sky_scatter=sky_scatter)
+    scatter: SkyScatter = as_option(SkyScatter, "sky_scatter", sky_scatter)
+    like = sky_likelihood(observed, artifact, amplitude=amplitude, ell_max=ell_max, form=form, sky_scatter=scatter)
     keep = np.isin(observed.ell, artifact.ells[np.asarray(like.rows)])  # the multipoles it fits
     box = artifact.parameters
     parameters = box if amplitude is not None else Parametrisation(box.parameters + (AMPLITUDE,))
@@ -314,7 +315,6 @@ def fit_sky(
     fit = maximise_likelihood(like, parameters, starts, options, progress="fit (one sky)" if progress else None)
     values, intervals = _derived(fit, box.names, r_l_pc, amplitude)
     toys = calibration_toys(like, options)
-    scatter: SkyScatter = as_option(SkyScatter, "sky_scatter", sky_scatter)
     flags = fit.flags + fit_warnings(artifact, fit, box, scatter, toys == "local")
     return FitResult.from_fit(
         fit,
