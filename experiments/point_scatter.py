@@ -18,6 +18,10 @@ realisations the artifact was built from. The campaign may be a remake that stor
 artifact's time (``jaxcr campaign create`` with the artifact's box, ``--separation-times 1`` and
 the lengthened points lengthened): its maps are the same when the integration is.
 
+It also prints the realisations' tails against the pooled covariance (pixel noise kept): the ν of
+the multivariate t that describes their D², and per ℓ the excess kurtosis and skewness of each
+point's residuals in units of its own SD.
+
 --record OUT.npz writes the artifact with the per-point ratios in its provenance (its version, a
 hash of its arrays, is unchanged), but only when the refit equals the artifact's (1e-6 e-folds).
 """
@@ -47,18 +51,21 @@ from jaxcr.inference.emulator import SpectrumEmulator, poly_features
 from jaxcr.inference.flags import POINT_SCATTER_FACTOR
 from jaxcr.inference.pixel_noise import deconvolved_log_moments
 from jaxcr.inference.shipped import check_artifact_path
+from jaxcr.inference.tails import dof_from_distances
 from jaxcr.options import SkyScatter
 from jaxcr.recipes.command import CommandParser, run_command
 
 SAME_MODEL = 1e-6  # e-folds: a refit this close to the artifact's is the artifact's own campaign
 
 
-def point_moments(campaign: Campaign, artifact: EmulatorArtifact) -> tuple[np.ndarray, np.ndarray]:
-    """Deconvolved ⟨ln S_ℓ⟩ (K, L) and Cov (K, L, L) of every design point at the artifact's time."""
+def point_moments(campaign: Campaign, artifact: EmulatorArtifact) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Deconvolved ⟨ln S_ℓ⟩ (K, L) and Cov (K, L, L) of every design point at the artifact's time,
+    and the realisations' ln C_ℓ less their point's mean, pixel noise kept (K, R, L; floored at
+    10⁻³ of the mean as the artifact's plain log moments are)."""
     spec, ells = campaign.spec, np.asarray(artifact.ells)
     spectra, noises, _ = campaign_spectra(campaign, artifact.analysis.name)
     t_ell, v_ell = artifact.analysis.noise_response(spec.model.nside)
-    means, covs = [], []
+    means, covs, residuals = [], [], []
     for k in range(len(spec.design)):
         wanted = artifact.time_at(spec.values(k))
         times = np.asarray(spec.point_times(k))
@@ -72,7 +79,27 @@ def point_moments(campaign: Campaign, artifact: EmulatorArtifact) -> tuple[np.nd
         mu, cov = deconvolved_log_moments(c[:, ells], noises[k, :, j], t_ell[ells], v_ell[ells])
         means.append(mu)
         covs.append(cov)
-    return np.array(means), np.array(covs)
+        logs = np.log(np.maximum(c[:, ells], 1e-3 * np.abs(c[:, ells].mean(0))))
+        residuals.append(logs - logs.mean(0))
+    return np.array(means), np.array(covs), np.array(residuals)
+
+
+def realisation_tails(residuals) -> dict | None:
+    """The realisations' tails: the ν of the multivariate t that describes their D² against the
+    covariance pooled over the design (:func:`jaxcr.inference.tails.dof_from_distances`; R/(R − 1)
+    for the fitted point means), and per ℓ the excess kurtosis and skewness of each point's
+    residuals in units of its own SD (no pooling), pooled over the points. None for fewer than 10
+    realisations in all."""
+    from scipy import stats
+
+    k, r, n = residuals.shape
+    if k * r < 10:
+        return None
+    pooled = np.einsum("kra,krb->ab", residuals, residuals) / (k * (r - 1))
+    d2 = np.einsum("kra,ab,krb->kr", residuals, np.linalg.inv(pooled), residuals) * r / (r - 1)
+    _, record = dof_from_distances(d2, n)
+    z = (residuals / residuals.std(1, ddof=1, keepdims=True)).reshape(-1, n)
+    return record | dict(excess_kurtosis=stats.kurtosis(z, axis=0).tolist(), skewness=stats.skew(z, axis=0).tolist())
 
 
 def held_out_ratios(design, means, covs, n_realisations: int, emu: SpectrumEmulator, scatter: SkyScatter):
@@ -105,7 +132,7 @@ def main(argv=None) -> int:
     design = np.asarray(artifact.provenance["campaign"]["design"], dtype=float)
     if spec.design.shape != design.shape or not np.allclose(spec.design, design, rtol=0, atol=1e-12):
         ap.error(f"{args.campaign}'s design is not the one the artifact {artifact.version} was built on")
-    means, covs = point_moments(campaign, artifact)
+    means, covs, residuals = point_moments(campaign, artifact)
     emu = artifact.log_emulator
     refit = SpectrumEmulator.fit_log(
         design, means, covs, spec.model.n_realisations, emu.degree, emu.centre, emu.scale,
@@ -142,6 +169,29 @@ def main(argv=None) -> int:
             f"held out, {name}: {r.min():.2f}-{r.max():.2f}, SD of the ln ratio {np.std(np.log(r)):.2f}, "
             f"{inside} of {len(r)} within 1/{POINT_SCATTER_FACTOR:g}-{POINT_SCATTER_FACTOR:g}"
         )
+    tails = realisation_tails(residuals)
+    if tails is None:
+        print("the realisations' tails: fewer than 10 realisations in all")
+        return _record(args, artifact, covs, refit, design, difference)
+    q = ", ".join(
+        f"{a:.3g} ({b:.3g}, {c:.3g})"
+        for a, b, c in zip(*(tails[f] for f in ("d2_quantiles", "gaussian_quantiles", "student_quantiles")))
+    )
+    print(
+        f"the realisations against the pooled covariance (pixel noise kept): D² median, 90 %, 99 % {q} "
+        f"(Gaussian, t); the t that fits them: ν = {tails['dof']:.3g}\n"
+        "per point in units of its own SD, per ℓ: excess kurtosis "
+        + " ".join(f"{v:.2f}" for v in tails["excess_kurtosis"])
+        + ", skewness "
+        + " ".join(f"{v:+.2f}" for v in tails["skewness"])
+        + "; pixel-noise correction / ⟨C_ℓ⟩ (largest over the points) "
+        + " ".join(f"{v:.2f}" for v in artifact.noise_fraction)
+    )
+    return _record(args, artifact, covs, refit, design, difference)
+
+
+def _record(args, artifact: EmulatorArtifact, covs, refit: SpectrumEmulator, design, difference: float) -> int:
+    """--record: the artifact with the per-point ratios in its provenance, if the refit is the artifact's."""
     if args.record is None:
         return 0
     if difference > SAME_MODEL:

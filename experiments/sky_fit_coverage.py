@@ -5,6 +5,7 @@
         [--observatory icecube] [--sky-nside 64] [--form lognormal offset-lognormal gaussian] [--seed 4242]
         [--out results/sky_fit_coverage] [--skies-from EARLIER_OUT] [--gradient known free] [--calibrated-intervals [TOYS]]
         [--time-factor 1] [--sky-scatter pooled|local] [--covariance-at-estimate LOCAL.npz]
+        [--tails gaussian|student-t [--tail-dof NU]]
 
 For each truth (σ², r_L/λ_c) it makes --skies single synthetic skies (one field realisation each,
 independent of the campaign's, backtracked from every pixel of --sky-nside (default twice the
@@ -19,7 +20,8 @@ truth's side; skies whose interval is open on that side, cut by the design box, 
 apart), how often each direction was flagged poorly constrained, the median χ² p-value and the
 Kolmogorov-Smirnov distance of the p-values from uniform (a right likelihood gives uniform
 p-values), the skies the likelihood refuses (log-normal: Ĉ_ℓ ≤ N at a fitted ℓ), and the fit time.
-Per truth and form it also reports the skies against the model at the truth, before any fit: per ℓ
+Per truth and form it also reports the skies against the model at the truth, before any fit (with
+the ν of the multivariate t that best describes their χ² there, jaxcr.inference.tails): per ℓ
 the mean over skies of (y − μ(θ_true))/σ (y the form's data, μ and σ² its mean and variance there,
 gradient known), with its standard error, and the mean χ² at the truth (the number of ℓ for a right
 model): a sky population off the emulated mean shows here whatever the fits make of it.
@@ -200,6 +202,11 @@ def main(argv=None) -> int:
         "--sky-scatter local, calibrated intervals then draw their toys with its local covariance)",
     )  # fmt: skip
     ap.add_argument(
+        "--tails", choices=["gaussian", "student-t"], default="gaussian",
+        help="one sky's distribution of ln C_ℓ about the model (default gaussian; student-t needs --tail-dof)",
+    )  # fmt: skip
+    ap.add_argument("--tail-dof", type=float, metavar="NU", help="ν of --tails student-t (> 2)")
+    ap.add_argument(
         "--covariance-at-estimate", type=Path, metavar="LOCAL_ARTIFACT",
         help="refit each sky with one sky's covariance of ln C_ℓ held fixed at this artifact's local covariance "
         "(built with --sky-scatter local from the same campaign) at the first fit's estimate",
@@ -269,6 +276,11 @@ def main(argv=None) -> int:
                     f"truth σ² = {s2}, ρ = {rho}, {form}, at the truth ({at_truth['skies']} skies): mean (y − μ)/σ per ℓ "
                     + " ".join(f"{m:+.2f}±{e:.2f}" for m, e in zip(at_truth["mean_z"], at_truth["se_z"]))
                     + f"; mean χ² {at_truth['mean_chi2']:.1f} for {len(at_truth['mean_z'])} ℓ"
+                    + (
+                        ""
+                        if at_truth["tails"] is None
+                        else f"; the t that fits their χ²: ν = {at_truth['tails']['dof']:.3g}"
+                    )
                 )
         for form, (label, kw) in itertools.product(args.form, modes):
             result = entry["forms"].setdefault(form, {})
@@ -284,6 +296,8 @@ def main(argv=None) -> int:
                             form=form,
                             options=options,
                             sky_scatter=args.sky_scatter,
+                            tails=args.tails,
+                            tail_dof=args.tail_dof,
                             **kw,
                         )
                     )

@@ -17,6 +17,7 @@ __all__ = [
     "BackgroundMethod",
     "PixelNoiseScatter",
     "SkyScatter",
+    "SkyTails",
     "as_option",
     "MIN_CALIBRATION_TOYS",
 ]
@@ -109,6 +110,16 @@ class SkyScatter(enum.StrEnum):
 
     POOLED = "pooled"
     LOCAL = "local"
+
+
+class SkyTails(enum.StrEnum):
+    """The distribution of one sky's ln C_ℓ about the emulated mean, with the artifact's
+    covariance (:func:`jaxcr.inference.sky_fit.sky_likelihood`). ``GAUSSIAN``: a multivariate
+    Gaussian. ``STUDENT_T``: a multivariate Student-t of the same covariance with ν degrees of
+    freedom, given (:mod:`jaxcr.inference.tails`)."""
+
+    GAUSSIAN = "gaussian"
+    STUDENT_T = "student-t"
 
 
 class BackgroundMethod(enum.StrEnum):

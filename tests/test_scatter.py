@@ -201,12 +201,13 @@ def test_toys_drawn_with_the_local_covariance_give_the_critical_value_of_the_tru
     like = LogNormalSky(
         emulator=local.pooled(), toy_emulator=local, observed=local.log_mean(truth), variance=jnp.full(L, 1e-4),
         rows=jnp.arange(L), log_amplitude=jnp.asarray(0.0), log_amplitude_range=None, names=("z_s", "z_r"),
+        dof=None,
     )  # fmt: skip
     measurement = 1e-4 * np.eye(L)
     assert np.asarray(like.moments(truth)[1]) == pytest.approx(
         np.asarray(local.pooled().log_covariance(truth, 1)) + measurement
     )
-    assert np.asarray(like.toy_moments(truth)[1]) == pytest.approx(
+    assert np.asarray(like.toy_blocks(truth)[0][1]) == pytest.approx(
         np.asarray(local.log_covariance(truth, 1)) + measurement
     )
 

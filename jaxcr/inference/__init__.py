@@ -29,9 +29,9 @@ from .likelihood import LikelihoodForm as LikelihoodForm
 from .likelihood import LogNormalSky as LogNormalSky
 from .likelihood import OffsetLogNormalSky as OffsetLogNormalSky
 from .likelihood import Reparametrised as Reparametrised
-from .likelihood import fisher_information as fisher_information
 from .precision import expected_joint_precision as expected_joint_precision
 from .precision import expected_precision as expected_precision
+from .precision import fisher_information as fisher_information
 from .precision import residuals_at_truth as residuals_at_truth
 from .results import FitResult as FitResult
 from .scheduling import run_campaign as run_campaign

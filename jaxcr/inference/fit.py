@@ -32,6 +32,7 @@ import optax
 
 from .. import _checks
 from ..parametrisation import Parametrisation, Transform
+from . import tails
 from .likelihood import AbstractLikelihood
 from .neyman import NeymanCalibration, calibrated_interval, critical_values
 from .optimise import minimise
@@ -221,6 +222,17 @@ def directions_against_prior(fisher, parameters: Parametrisation, threshold: flo
     return out, flags
 
 
+def goodness_of_fit(likelihood: AbstractLikelihood, phi, n_fitted: int) -> tuple[float, int, float]:
+    """(D², degrees of freedom, p-value) at the best fit φ: D² = Σ_b r_bᵀΣ_b⁻¹r_b over the
+    likelihood's blocks, the p-value from χ² for Gaussian blocks and from the t's distribution for
+    Student-t ones (:func:`jaxcr.inference.tails.p_value`)."""
+    blocks = likelihood.blocks(jnp.asarray(phi))
+    parts = [[np.asarray(x) for x in b[:3]] for b in blocks]
+    d2s = [float(np.dot(y - m, np.linalg.solve(c, y - m))) for y, m, c in parts]
+    sizes = [int(b[0].shape[0]) for b in blocks]
+    return float(sum(d2s)), sum(sizes) - n_fitted, tails.p_value(d2s, sizes, [b[3] for b in blocks], n_fitted)
+
+
 def start_grid(parameters: Parametrisation, points: int) -> np.ndarray:
     """points^P candidate starts over the box of the boxed parameters (the others at 0)."""
     axes = [np.linspace(*p.coordinate_box, points) if p.bounded else np.zeros(1) for p in parameters.parameters]
@@ -255,8 +267,6 @@ def maximise_likelihood(
 
 def _maximise(likelihood, parameters: Parametrisation, starts, options: FitOptions, tick) -> LikelihoodFit:
     """:func:`maximise_likelihood`, calling ``tick()`` after each stage."""
-    from scipy import stats
-
     starts = jnp.asarray(np.atleast_2d(starts), dtype=float)
     values = np.asarray(_grid_values(likelihood, starts))
     none_fixed = jnp.zeros(len(parameters), dtype=bool)
@@ -301,15 +311,14 @@ def _maximise(likelihood, parameters: Parametrisation, starts, options: FitOptio
         if p.bounded and not (c_lo and c_hi):
             flags.append(f"{p.name}: the 68 % interval [{lo:.3g}, {hi:.3g}] reaches the edge of the box (open)")
     phi = np.asarray(phi)
-    chi2 = float(likelihood.terms(jnp.asarray(phi))[1])
-    dof = likelihood.n_data - len(parameters)
+    chi2, dof, p_value = goodness_of_fit(likelihood, phi, len(parameters))
     return LikelihoodFit(
         phi=phi,
         values={k: float(v) for k, v in parameters.values(phi).items()},
         m2lnl=best,
         chi2=chi2,
         dof=dof,
-        p_value=float(stats.chi2.sf(chi2, dof)) if dof > 0 else float("nan"),
+        p_value=p_value,
         fisher=fisher,
         intervals=intervals,
         profiles=profiles,

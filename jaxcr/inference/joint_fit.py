@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import _checks, units
 from ..observations import ObservedSpectrum
+from ..options import SkyTails
 from ..parametrisation import RHO, SIGMA2, Parameter, Parametrisation, Transform
 from .artifact import EmulatorArtifact
 from .fit import FitOptions, maximise_likelihood, start_grid
@@ -69,10 +70,14 @@ def joint_sky_likelihood(
     b0_microgauss: float = 3.0,
     charge: float = 1.0,
     form: LikelihoodForm | str = LikelihoodForm.LOGNORMAL,
+    tails: SkyTails | str = SkyTails.GAUSSIAN,
+    tail_dof: float | None = None,
 ) -> tuple[JointLikelihood, Parametrisation, Parametrisation, list[float]]:
     """The joint likelihood of several spectra (module docstring) in φ = (ln σ², ln λ_c[pc], ln a_k
     …), with its parameters (the box and, when the gradient is free, one amplitude per spectrum), the
-    box of (σ², λ_c) alone and the Larmor radii r_L(E_k) in pc."""
+    box of (σ², λ_c) alone and the Larmor radii r_L(E_k) in pc. ``tails``/``tail_dof`` as for
+    :func:`~jaxcr.inference.sky_fit.sky_likelihood`: with Student-t tails and no ``tail_dof`` each
+    spectrum takes its own artifact's ν."""
     spectra, artifacts = list(spectra), list(artifacts)
     if len(spectra) < 2 or len(spectra) != len(artifacts):
         raise ValueError(
@@ -88,7 +93,9 @@ def joint_sky_likelihood(
     for k, (spec, art) in enumerate(zip(spectra, artifacts)):
         a = None if gradient_per_pc is None else (gradient_per_pc * r_l[k]) ** 2
         amplitudes.append(Parameter(f"amplitude_{k}", 0.0, np.inf, Transform.LOG, label=f"a_{k}"))
-        like = sky_likelihood(spec, art, amplitude=a, form=form, amplitude_name=amplitudes[-1].name)
+        like = sky_likelihood(
+            spec, art, amplitude=a, form=form, amplitude_name=amplitudes[-1].name, tails=tails, tail_dof=tail_dof
+        )
         names = (SIGMA2, LAMBDA_C) + ((amplitudes[-1].name,) if a is None else ())
         matrix = np.zeros((len(like.names), len(names)))
         matrix[0, 0], matrix[1, 1] = 1.0, -1.0  # ln σ², ln ρ_k = ln r_L,k − ln λ_c
@@ -108,16 +115,26 @@ def fit_skies(
     b0_microgauss: float = 3.0,
     charge: float = 1.0,
     form: LikelihoodForm | str = LikelihoodForm.LOGNORMAL,
+    tails: SkyTails | str = SkyTails.GAUSSIAN,
+    tail_dof: float | None = None,
     options: FitOptions = FitOptions(),
     progress: bool = True,
 ) -> FitResult:
     """Fit σ² and λ_c (pc) shared by several spectra, each with its own r_L(E_k) and amplitude
     (module docstring). ``artifacts[k]`` is the artifact of ``spectra[k]``'s analysis;
-    ``gradient_per_pc`` known fixes every a_k = (|∇n/n| r_L(E_k))², else each is fitted."""
+    ``gradient_per_pc`` known fixes every a_k = (|∇n/n| r_L(E_k))², else each is fitted;
+    ``tails``, ``tail_dof``: :func:`joint_sky_likelihood`."""
     t0 = _time.perf_counter()
     spectra, artifacts = list(spectra), list(artifacts)
     joint, parameters, box, r_l = joint_sky_likelihood(
-        spectra, artifacts, gradient_per_pc=gradient_per_pc, b0_microgauss=b0_microgauss, charge=charge, form=form
+        spectra,
+        artifacts,
+        gradient_per_pc=gradient_per_pc,
+        b0_microgauss=b0_microgauss,
+        charge=charge,
+        form=form,
+        tails=tails,
+        tail_dof=tail_dof,
     )
     members = [m for m in joint.members if isinstance(m, Reparametrised)]
     starts = start_grid(box, options.start_points)
@@ -147,6 +164,8 @@ def fit_skies(
             charge=charge,
             form=str(form),
             toys=toys,
+            tails=str(tails),
+            tail_dof=[_sky(m).dof for m in members],
         )
         | options.record()
         | run_record(),

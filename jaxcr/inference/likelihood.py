@@ -1,14 +1,15 @@
 """Likelihoods of observed spectra: one abstract interface, one final −2 ln L.
 
-Every likelihood here is Gaussian in some data vector y (C_ℓ − N, or ln(C_ℓ − N)) with a mean
-μ(φ) and a covariance Σ(φ) that both depend on the parameters φ (the coordinates of named
-parameters, :mod:`jaxcr.parametrisation`). A subclass says only what μ and Σ are
-(:meth:`AbstractLikelihood.moments`), what y is and where the emulated box ends; the value is
-computed once, here, for all of them:
+Every likelihood here is Gaussian, or a multivariate Student-t (:mod:`jaxcr.inference.tails`),
+in some data vector y (C_ℓ − N, or ln(C_ℓ − N)) with a mean μ(φ) and a covariance Σ(φ) that both
+depend on the parameters φ (the coordinates of named parameters, :mod:`jaxcr.parametrisation`). A
+subclass says only what μ and Σ are (:meth:`AbstractLikelihood.moments`), what y is and where the
+emulated box ends; the value is computed once, here, for all of them:
 
-    −2 ln L(φ) = rᵀ Σ⁻¹ r + ln det Σ,   r = y − μ(φ),
+    −2 ln L(φ) = D² + ln det Σ,   D² = rᵀ Σ⁻¹ r,   r = y − μ(φ),
 
-with Σ factored by Cholesky. The determinant is kept: where Σ grows with the model, leaving it out
+or, with ν degrees of freedom, (ν + n) ln(1 + D²/(ν − 2)) + ln det Σ + n ln((ν − 2)/ν), with Σ
+factored by Cholesky. The determinant is kept: where Σ grows with the model, leaving it out
 would favour a larger model simply because it claims larger errors. Outside the box of an
 emulator (which does not extrapolate) the objective adds ``BARRIER``·Σ(|z| − 1)² in the box
 coordinates z. A non-finite value raises, also under ``jit``.
@@ -23,6 +24,8 @@ With the amplitude a = (|∇n/n| r_L)²:
   pooled over the design, or local to θ where the artifact's emulator has it:
   :meth:`jaxcr.inference.emulator.SpectrumEmulator.log_covariance`);
 * ``GaussianSky``: y = Ĉ_ℓ − N, μ = a⟨C_ℓ⟩(θ), Σ = a² S(θ) + diag(σ_ℓ²);
+* ``tail_dof`` ν: None (Gaussian), or the degrees of freedom of a multivariate t with the same
+  mean and covariance, whose tails are those of single skies (:mod:`jaxcr.inference.tails`);
 * ``OffsetLogNormalSky``: the offset log-normal form of band powers with noise (Bond, Jaffe &
   Knox 2000, ApJ 533, 19): y = ln Ĉ_ℓ (the spectrum with its noise), μ = ln(s_ℓ + N_ℓ) with the
   median signal s_ℓ = a·exp⟨ln C_ℓ⟩(θ), Σ = (w wᵀ)∘Λ(θ) + diag(σ_ℓ²/Ĉ_ℓ²), w_ℓ = s_ℓ/(s_ℓ + N_ℓ).
@@ -36,7 +39,7 @@ one: the ring-mean removal of time-scrambling takes the noise's m = 0 part, so t
 overstates the noise at small ℓ (by 2.4× at ℓ = 1 for IceCube's band).
 
 Several spectra (energies, observatories) are fitted together by :class:`JointLikelihood`: their
-data vectors are independent, so −2 ln L is the sum of the members' (Σ block-diagonal), with the
+data vectors are independent, so −2 ln L is the sum of the members' (:meth:`~AbstractLikelihood.blocks`), with the
 parameters of the same name shared; :class:`Reparametrised` writes a member in other parameters
 (spectra at several energies share λ_c while each has its own ρ = r_L(E)/λ_c).
 """
@@ -52,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from . import tails
 from .emulator import SpectrumEmulator
 
 __all__ = [
@@ -64,7 +68,6 @@ __all__ = [
     "OffsetLogNormalSky",
     "JointLikelihood",
     "Reparametrised",
-    "fisher_information",
 ]
 
 BARRIER = 1e4  # −2 ln L penalty per (|z| − 1)² outside an emulator's box (the emulator does not extrapolate)
@@ -81,9 +84,9 @@ class LikelihoodForm(enum.StrEnum):
 
 
 class AbstractLikelihood(eqx.Module):
-    """A Gaussian likelihood of a data vector with parameter-dependent mean and covariance
-    (module docstring). Subclasses give :attr:`names`, :meth:`data`, :meth:`moments` and
-    :meth:`box_excess`; the value (:meth:`terms`, :meth:`objective`) is final."""
+    """A Gaussian or Student-t likelihood of a data vector with parameter-dependent mean and
+    covariance (module docstring). Subclasses give :attr:`names`, :meth:`data`, :meth:`moments`
+    and :meth:`box_excess`; the value (:meth:`terms`, :meth:`objective`) is final."""
 
     names: eqx.AbstractVar[tuple[str, ...]]
 
@@ -99,13 +102,32 @@ class AbstractLikelihood(eqx.Module):
     def box_excess(self, phi: Float[Array, " p"]) -> Float[Array, ""]:
         """Σ max(|z| − 1, 0)² over the box coordinates z of the emulated parameters (0 inside)."""
 
+    @property
+    def tail_dof(self) -> float | None:
+        """ν of a multivariate-t likelihood, None for a Gaussian one."""
+        return None
+
+    def blocks(self, phi: Float[Array, " p"]) -> tuple[tuple[Array, Array, Array, float | None], ...]:
+        """The independent parts of y, each (y_b, μ_b, Σ_b, ν_b) at φ (ν_b None: Gaussian). One
+        block by default; a :class:`JointLikelihood` has one per member."""
+        return ((self.data(), *self.moments(phi), self.tail_dof),)
+
+    def toy_blocks(self, phi: Float[Array, " p"]) -> tuple[tuple[Array, Array, float | None], ...]:
+        """(μ_b, Σ_b, ν_b) of the toy data drawn at φ to calibrate intervals
+        (:mod:`jaxcr.inference.neyman`, :func:`draw_toys`): by default the likelihood's own; a sky
+        likelihood whose artifact holds each design point's own scatter draws them with that
+        (:class:`AbstractSkyLikelihood`)."""
+        return tuple(b[1:] for b in self.blocks(phi))
+
     def terms(self, phi: Float[Array, " p"]) -> tuple[Float[Array, ""], Float[Array, ""]]:
-        """(−2 ln L, χ² = rᵀΣ⁻¹r) at φ; raises when either is not finite."""
-        mean, cov = self.moments(phi)
-        chol = jnp.linalg.cholesky(cov)
-        w = jax.scipy.linalg.solve_triangular(chol, self.data() - mean, lower=True)
-        chi2 = jnp.dot(w, w)
-        m2lnl = chi2 + 2 * jnp.sum(jnp.log(jnp.diag(chol)))
+        """(−2 ln L, D² = Σ_b r_bᵀΣ_b⁻¹r_b) at φ; raises when either is not finite."""
+        m2lnl, chi2 = jnp.zeros(()), jnp.zeros(())
+        for y, mean, cov, dof in self.blocks(phi):
+            chol = jnp.linalg.cholesky(cov)
+            w = jax.scipy.linalg.solve_triangular(chol, y - mean, lower=True)
+            d2, log_det = jnp.dot(w, w), 2 * jnp.sum(jnp.log(jnp.diag(chol)))
+            chi2 = chi2 + d2
+            m2lnl = m2lnl + (d2 + log_det if dof is None else tails.student_m2lnl(d2, log_det, y.shape[0], dof))
         m2lnl = eqx.error_if(
             m2lnl,
             ~jnp.isfinite(m2lnl),
@@ -117,13 +139,6 @@ class AbstractLikelihood(eqx.Module):
     def objective(self, phi: Float[Array, " p"]) -> Float[Array, ""]:
         """−2 ln L plus the box barrier: what the fit minimises."""
         return self.terms(phi)[0] + BARRIER * self.box_excess(phi)
-
-    def toy_moments(self, phi: Float[Array, " p"]) -> tuple[Float[Array, " n"], Float[Array, "n n"]]:
-        """Mean and covariance of the toy data vectors drawn at φ to calibrate intervals
-        (:mod:`jaxcr.inference.neyman`): by default the likelihood's own :meth:`moments`; a sky
-        likelihood whose artifact holds each design point's own scatter draws them from that
-        (:class:`AbstractSkyLikelihood`)."""
-        return self.moments(phi)
 
     def with_data(self, y: Float[Array, " n"]) -> AbstractLikelihood:
         """The same likelihood of another data vector y, e.g. a toy drawn from :meth:`moments`
@@ -152,9 +167,12 @@ class AbstractSkyLikelihood(AbstractLikelihood):
 
     ``toy_emulator``: None, or the same emulator with each design point's own covariance of ln C_ℓ
     (``SkyScatter.LOCAL``) where ``emulator`` pools it. The fit then keeps the pooled covariance,
-    and the toys that calibrate its intervals are drawn with the local one (:meth:`toy_moments`).
+    and the toys that calibrate its intervals are drawn with the local one (:meth:`toy_blocks`).
     A covariance that follows θ inside the likelihood biases the estimate, while the toys only need
-    the right scatter of a sky at each point (docs/fitting.md)."""
+    the right scatter of a sky at each point (docs/fitting.md).
+
+    ``dof``: None for the Gaussian forms; ν for a multivariate t with the same moments
+    (:mod:`jaxcr.inference.tails`; toys are drawn from it too)."""
 
     emulator: SpectrumEmulator
     observed: Float[Array, " n"]
@@ -164,6 +182,11 @@ class AbstractSkyLikelihood(AbstractLikelihood):
     log_amplitude_range: Array | None
     toy_emulator: SpectrumEmulator | None
     names: tuple[str, ...] = eqx.field(static=True)
+    dof: float | None = eqx.field(static=True)
+
+    @property
+    def tail_dof(self):
+        return self.dof
 
     def split(self, phi):
         """(θ, ln a) of φ where the model is evaluated: θ held within twice the box's half-width of its
@@ -199,11 +222,10 @@ class AbstractSkyLikelihood(AbstractLikelihood):
         mean, sky = self.sky_moments(phi)
         return mean, sky + jnp.diag(self.variance)
 
-    def toy_moments(self, phi):
+    def toy_blocks(self, phi):
         """The moments with ``toy_emulator``'s covariance where there is one (class docstring)."""
-        if self.toy_emulator is None:
-            return self.moments(phi)
-        return eqx.tree_at(lambda like: like.emulator, self, self.toy_emulator).moments(phi)
+        source = self if self.toy_emulator is None else eqx.tree_at(lambda like: like.emulator, self, self.toy_emulator)
+        return ((*source.moments(phi), self.dof),)
 
     @abc.abstractmethod
     def sky_moments(self, phi) -> tuple[Float[Array, " n"], Float[Array, "n n"]]:
@@ -321,14 +343,14 @@ class JointLikelihood(AbstractLikelihood):
         )
 
     def moments(self, phi):
-        return self._joined([m.moments(self._member_phi(phi, i)) for i, m in enumerate(self.members)])
-
-    def toy_moments(self, phi):
-        return self._joined([m.toy_moments(self._member_phi(phi, i)) for i, m in enumerate(self.members)])
-
-    @staticmethod
-    def _joined(parts):
+        parts = [m.moments(self._member_phi(phi, i)) for i, m in enumerate(self.members)]
         return jnp.concatenate([p[0] for p in parts]), jax.scipy.linalg.block_diag(*[p[1] for p in parts])
+
+    def blocks(self, phi):
+        return sum((m.blocks(self._member_phi(phi, i)) for i, m in enumerate(self.members)), ())
+
+    def toy_blocks(self, phi):
+        return sum((m.toy_blocks(self._member_phi(phi, i)) for i, m in enumerate(self.members)), ())
 
     def box_excess(self, phi):
         return sum(m.box_excess(self._member_phi(phi, i)) for i, m in enumerate(self.members))
@@ -363,21 +385,15 @@ class Reparametrised(AbstractLikelihood):
     def moments(self, phi):
         return self.member.moments(self._member_phi(phi))
 
-    def toy_moments(self, phi):
-        return self.member.toy_moments(self._member_phi(phi))
+    @property
+    def tail_dof(self):
+        return self.member.tail_dof
+
+    def blocks(self, phi):
+        return self.member.blocks(self._member_phi(phi))
+
+    def toy_blocks(self, phi):
+        return self.member.toy_blocks(self._member_phi(phi))
 
     def box_excess(self, phi):
         return self.member.box_excess(self._member_phi(phi))
-
-
-def fisher_information(likelihood: AbstractLikelihood, phi) -> np.ndarray:
-    """The Fisher matrix of a Gaussian likelihood with φ-dependent mean and covariance at φ:
-    F_ij = ∂_iμᵀ Σ⁻¹ ∂_jμ + ½ tr(Σ⁻¹ ∂_iΣ Σ⁻¹ ∂_jΣ) (derivatives by automatic differentiation).
-    Its inverse forecasts the 1σ of the coordinates before any data are fitted."""
-    phi = jnp.asarray(phi, dtype=float)
-    _, sigma = likelihood.moments(phi)
-    dmu = jax.jacfwd(lambda p: likelihood.moments(p)[0])(phi)
-    dsig = jax.jacfwd(lambda p: likelihood.moments(p)[1])(phi)  # (n, n, p)
-    inv = jnp.linalg.inv(sigma)
-    f = dmu.T @ inv @ dmu + 0.5 * jnp.einsum("ab,bci,cd,daj->ij", inv, dsig, inv, dsig)
-    return np.asarray(0.5 * (f + f.T))

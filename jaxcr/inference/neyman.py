@@ -9,9 +9,10 @@ levels 1 and 4 by critical values c(x) from toys. For each value x of a paramete
 values across its profile axis:
 
 1. φ(x): the profile point, the parameter at x and the others at their best fit to the data there;
-2. ``toys`` data vectors y* drawn from a Gaussian at φ(x): the likelihood's own, or, on an
-   artifact that holds each design point's own scatter, one with that local covariance
-   (:meth:`~jaxcr.inference.likelihood.AbstractLikelihood.toy_moments`);
+2. ``toys`` data vectors y* drawn at φ(x) from the likelihood's own model (Gaussian or
+   multivariate t), or, on an artifact that holds each design point's own scatter, with that
+   local covariance (:meth:`~jaxcr.inference.likelihood.AbstractLikelihood.toy_blocks`,
+   :func:`draw_toys`);
 3. for each, the profile likelihood ratio
    t = min over φ with the parameter at x of −2 ln L(y*) − min over all φ of −2 ln L(y*),
    both minimised inside the box, each from the truth and from the data's best fit;
@@ -42,10 +43,18 @@ from jaxtyping import Array, Float
 
 from .. import _checks
 from ..options import MIN_CALIBRATION_TOYS
+from . import tails
 from .likelihood import AbstractLikelihood
 from .optimise import minimise
 
-__all__ = ["NeymanCalibration", "LEVEL_PROBABILITIES", "likelihood_ratios", "critical_values", "calibrated_interval"]
+__all__ = [
+    "NeymanCalibration",
+    "LEVEL_PROBABILITIES",
+    "likelihood_ratios",
+    "critical_values",
+    "calibrated_interval",
+    "draw_toys",
+]
 
 # the coverage of the 68 % and 95 % intervals: P(χ²₁ ≤ 1) and P(χ²₁ ≤ 4)
 LEVEL_PROBABILITIES = {"68": 0.6826894921370859, "95": 0.9544997361036416}
@@ -108,8 +117,6 @@ def likelihood_ratios(
         ends = [minimise(f, x0, optimiser, max_steps, tolerance) for x0 in x0s]
         return jnp.min(jnp.stack([f(end) for end in ends]))
 
-    mean, cov = like.toy_moments(truth)
-    normal = jax.random.normal(key, (toys, mean.shape[0]), dtype=mean.dtype)
     insert = lambda p: jnp.where(fixed, truth, p)
 
     def ratio(y):
@@ -118,7 +125,7 @@ def likelihood_ratios(
         conditional = lowest(lambda p: toy.objective(insert(p)), (truth, insert(start)))
         return jnp.maximum(conditional - jnp.minimum(free, conditional), 0.0)
 
-    return jax.lax.map(ratio, mean + normal @ jnp.linalg.cholesky(cov).T)
+    return jax.lax.map(ratio, draw_toys(like, truth, key, toys))
 
 
 def critical_values(
@@ -185,3 +192,11 @@ def calibrated_interval(axis, delta, critical) -> tuple[float, float, bool, bool
     low = (float(x[0]), False) if lo == 0 else (end(lo, lo - 1), True)
     high = (float(x[-1]), False) if hi == len(x) - 1 else (end(hi, hi + 1), True)
     return low[0], high[0], low[1], high[1]
+
+
+def draw_toys(likelihood: AbstractLikelihood, phi, key: Array, toys: int) -> Float[Array, "toys n"]:
+    """``toys`` data vectors of the likelihood's model at φ (:meth:`AbstractLikelihood.toy_blocks`),
+    each block Gaussian or t (:func:`jaxcr.inference.tails.draw`) with its own key."""
+    parts = likelihood.toy_blocks(phi)
+    keys = jax.random.split(key, len(parts))
+    return jnp.concatenate([tails.draw(m, c, dof, k, toys) for (m, c, dof), k in zip(parts, keys)], axis=1)

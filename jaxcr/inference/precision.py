@@ -3,7 +3,7 @@
 The forecast uses the fit's own likelihood (:func:`jaxcr.inference.sky_fit.sky_likelihood`) on the
 spectrum the model predicts at the fiducial point: a Gaussian likelihood with a mean and a
 covariance that both depend on the parameters, so its Fisher matrix is
-F_ij = ∂_iμᵀ Σ⁻¹ ∂_jμ + ½ tr(Σ⁻¹ ∂_iΣ Σ⁻¹ ∂_jΣ) (:func:`jaxcr.inference.likelihood.fisher_information`).
+F_ij = ∂_iμᵀ Σ⁻¹ ∂_jμ + ½ tr(Σ⁻¹ ∂_iΣ Σ⁻¹ ∂_jΣ) (:func:`fisher_information`; for a Student-t likelihood its weighted form).
 Its inverse forecasts the 1σ of every named parameter's coordinate (e-folds for log parameters)
 before any data are fitted. :func:`expected_joint_precision` does the same for spectra at several
 energies fitted together (:func:`jaxcr.inference.joint_fit.joint_sky_likelihood`) and says what the
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -23,12 +24,35 @@ from .. import _checks, units
 from ..field import as_option
 from ..observations import ObservedSpectrum
 from ..parametrisation import RHO, SIGMA2
+from . import tails
 from .artifact import EmulatorArtifact
 from .joint_fit import LAMBDA_C, joint_sky_likelihood
-from .likelihood import LikelihoodForm, fisher_information
+from .likelihood import AbstractLikelihood, LikelihoodForm
 from .sky_fit import sky_likelihood
 
-__all__ = ["expected_joint_precision", "expected_precision", "fiducial_spectrum", "residuals_at_truth"]
+__all__ = [
+    "expected_joint_precision",
+    "expected_precision",
+    "fiducial_spectrum",
+    "fisher_information",
+    "residuals_at_truth",
+]
+
+
+def fisher_information(likelihood: AbstractLikelihood, phi) -> np.ndarray:
+    """The Fisher matrix at φ, summed over the likelihood's independent blocks: for a Gaussian
+    block with φ-dependent mean and covariance F_ij = ∂_iμᵀ Σ⁻¹ ∂_jμ + ½ tr(Σ⁻¹ ∂_iΣ Σ⁻¹ ∂_jΣ), for
+    a t block its weighted form (:func:`jaxcr.inference.tails.fisher_block`); derivatives by
+    automatic differentiation. Its inverse forecasts the 1σ of the coordinates before any data are
+    fitted."""
+    phi = jnp.asarray(phi, dtype=float)
+    f = jnp.zeros((phi.shape[0], phi.shape[0]))
+    for b, (_, _, sigma, dof) in enumerate(likelihood.blocks(phi)):
+        dmu = jax.jacfwd(lambda p, b=b: likelihood.blocks(p)[b][1])(phi)
+        dsig = jax.jacfwd(lambda p, b=b: likelihood.blocks(p)[b][2])(phi)  # (n, n, p)
+        f = f + tails.fisher_block(dmu, dsig, jnp.linalg.inv(sigma), sigma.shape[0], dof)
+    out = np.asarray(f)
+    return 0.5 * (out + out.T)
 
 
 def fiducial_spectrum(
@@ -191,7 +215,9 @@ def residuals_at_truth(
     Returns:
         {"skies": the skies used, "refused": those the form refused, with "first_refusal" its
         reason, "mean_z"/"se_z"/"sd_z": per ℓ the mean, its standard error and the SD of z over the
-        skies, "mean_chi2", "chi2": each sky's} (no z or χ² when fewer than 2 skies are used).
+        skies, "mean_chi2", "chi2": each sky's, and from 10 skies "tails": the multivariate t that
+        best describes their χ² (:func:`jaxcr.inference.tails.dof_from_distances`; ν at its upper
+        end: Gaussian)} (no z or χ² when fewer than 2 skies are used).
     """
     if not values.keys() >= set(artifact.parameters.names):
         raise ValueError(f"values must name {artifact.parameters.names}; got {sorted(values)}")
@@ -218,4 +244,5 @@ def residuals_at_truth(
         sd_z=zs.std(0, ddof=1).tolist(),
         mean_chi2=float(np.mean(chi2)),
         chi2=chi2,
+        tails=tails.dof_from_distances(chi2, zs.shape[1])[1] if len(chi2) >= 10 else None,
     )

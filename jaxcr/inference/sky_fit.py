@@ -34,7 +34,7 @@ from .. import _checks, units
 from .._version import __version__
 from ..field import as_option
 from ..observations import ObservedSpectrum
-from ..options import SkyScatter
+from ..options import SkyScatter, SkyTails
 from ..parametrisation import Parameter, Parametrisation, Transform
 from .artifact import EmulatorArtifact
 from .campaign import software_versions
@@ -47,6 +47,7 @@ __all__ = [
     "sky_likelihood",
     "fit_sky",
     "start_log_amplitude",
+    "tail_dof_for",
     "spectrum_record",
     "run_record",
     "AMPLITUDE",
@@ -105,6 +106,8 @@ def sky_likelihood(
     form: LikelihoodForm | str = LikelihoodForm.LOGNORMAL,
     amplitude_name: str = AMPLITUDE.name,
     sky_scatter: SkyScatter | str = SkyScatter.POOLED,
+    tails: SkyTails | str = SkyTails.GAUSSIAN,
+    tail_dof: float | None = None,
 ) -> AbstractSkyLikelihood:
     """The likelihood of one observed spectrum on an artifact (module docstring): its parameters are
     the artifact's, and ``amplitude_name`` (ln a) when ``amplitude`` is not given.
@@ -112,10 +115,14 @@ def sky_likelihood(
     ``sky_scatter``: the covariance of one sky's ln C_ℓ inside the likelihood. POOLED (default):
     the design's mean; on an artifact that also holds each point's own (built with
     ``SkyScatter.LOCAL``), toys that calibrate intervals are drawn with that local one
-    (:meth:`~jaxcr.inference.likelihood.AbstractSkyLikelihood.toy_moments`). LOCAL: the local one in
-    the likelihood too, which biases the estimates (docs/fitting.md; kept for such studies)."""
+    (:meth:`~jaxcr.inference.likelihood.AbstractSkyLikelihood.toy_blocks`). LOCAL: the local one in
+    the likelihood too, which biases the estimates (docs/fitting.md; kept for such studies).
+
+    ``tails``: GAUSSIAN (default) or STUDENT_T, a multivariate t of the same moments with ν =
+    ``tail_dof`` (:func:`tail_dof_for`, :mod:`jaxcr.inference.tails`)."""
     keep = _fitted_multipoles(observed, artifact, ell_max)
     form_: LikelihoodForm = as_option(LikelihoodForm, "form", form)
+    dof = tail_dof_for(form_, tails, tail_dof)
     scatter: SkyScatter = as_option(SkyScatter, "sky_scatter", sky_scatter)
     log_emulator = artifact.log_emulator
     if scatter == SkyScatter.LOCAL and (not log_emulator.local or form_ == LikelihoodForm.GAUSSIAN):
@@ -135,7 +142,7 @@ def sky_likelihood(
     names = artifact.parameters.names + (() if amplitude is not None else (amplitude_name,))
     rows = jnp.asarray(np.searchsorted(artifact.ells, ell))
     log_a = None if amplitude is None else jnp.asarray(np.log(amplitude))
-    common: dict[str, Any] = dict(rows=rows, log_amplitude=log_a, log_amplitude_range=None, names=names)
+    common: dict[str, Any] = dict(rows=rows, log_amplitude=log_a, log_amplitude_range=None, names=names, dof=dof)
     like: AbstractSkyLikelihood
     if form_ == LikelihoodForm.GAUSSIAN:
         like = GaussianSky(
@@ -181,6 +188,29 @@ def sky_likelihood(
         jnp.asarray([centre, AMPLITUDE_HALF_RANGE]),
         is_leaf=lambda x: x is None,
     )
+
+
+def tail_dof_for(form: LikelihoodForm, tails: SkyTails | str, tail_dof: float | None) -> float | None:
+    """ν of a Student-t likelihood (``tails`` STUDENT_T, ``tail_dof`` ν > 2); None for Gaussian
+    tails. Errors say what to pass."""
+    tails_: SkyTails = as_option(SkyTails, "tails", tails)
+    if tails_ == SkyTails.GAUSSIAN:
+        if tail_dof is not None:
+            raise ValueError(f"tail_dof = {tail_dof} is the ν of tails='student-t'; with Gaussian tails leave it out")
+        return None
+    if form == LikelihoodForm.GAUSSIAN:
+        raise ValueError(
+            "tails='student-t' describes the scatter of ln C_ℓ: use form='lognormal' or 'offset-lognormal'"
+        )
+    if tail_dof is None:
+        raise ValueError(
+            "tails='student-t' needs tail_dof, its ν > 2 (mock skies of the wide IceCube-like box give ν ≈ 17 "
+            "about the model at their truth, nearly Gaussian: docs/fitting.md)"
+        )
+    value = float(tail_dof)
+    if not (np.isfinite(value) and value > 2):
+        raise ValueError(f"tail_dof must be a finite ν > 2 (the t's variance exists only for ν > 2); got {tail_dof}")
+    return value
 
 
 def start_log_amplitude(like: AbstractSkyLikelihood, theta) -> float:
@@ -272,6 +302,8 @@ def fit_sky(
     ell_max: int | None = None,
     form: LikelihoodForm | str = LikelihoodForm.LOGNORMAL,
     sky_scatter: SkyScatter | str = SkyScatter.POOLED,
+    tails: SkyTails | str = SkyTails.GAUSSIAN,
+    tail_dof: float | None = None,
     options: FitOptions = FitOptions(),
     progress: bool = True,
 ) -> FitResult:
@@ -290,6 +322,8 @@ def fit_sky(
         sky_scatter: the covariance of one sky's ln C_ℓ in the likelihood (:func:`sky_likelihood`):
             POOLED (default; calibrated intervals then draw their toys from the artifact's local
             covariance where it has one) or LOCAL.
+        tails, tail_dof: GAUSSIAN (default) or STUDENT_T tails of one sky's ln C_ℓ, with ν =
+            ``tail_dof`` (:func:`sky_likelihood`).
         options: how the driver runs (:class:`jaxcr.inference.fit.FitOptions`).
     """
     t0 = _time.perf_counter()
@@ -307,7 +341,16 @@ def fit_sky(
     if amplitude is not None:
         _checks.check_positive("amplitude", amplitude)
     scatter: SkyScatter = as_option(SkyScatter, "sky_scatter", sky_scatter)
-    like = sky_likelihood(observed, artifact, amplitude=amplitude, ell_max=ell_max, form=form, sky_scatter=scatter)
+    like = sky_likelihood(
+        observed,
+        artifact,
+        amplitude=amplitude,
+        ell_max=ell_max,
+        form=form,
+        sky_scatter=scatter,
+        tails=tails,
+        tail_dof=tail_dof,
+    )
     keep = np.isin(observed.ell, artifact.ells[np.asarray(like.rows)])  # the multipoles it fits
     box = artifact.parameters
     parameters = box if amplitude is not None else Parametrisation(box.parameters + (AMPLITUDE,))
@@ -335,6 +378,8 @@ def fit_sky(
             form=as_option(LikelihoodForm, "form", form).value,
             sky_scatter=scatter.value,
             toys=toys,
+            tails=as_option(SkyTails, "tails", tails).value,
+            tail_dof=like.dof,
         )
         | options.record()
         | run_record(),

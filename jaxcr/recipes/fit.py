@@ -3,7 +3,7 @@ emulator artifact.
 
     jaxcr fit SPECTRUM.csv [SPECTRUM2.csv ...] [--artifact emulator.npz ...] [--gradient-per-pc G | --amplitude A]
         [--b0-mug 3] [--charge 1] [--start sigma2=1 rho=0.1] [--ell-max L] [--form lognormal]
-        [--out DIR] [--quiet]
+        [--tails gaussian|student-t [--tail-dof NU]] [--out DIR] [--quiet]
 
 SPECTRUM is a spectrum file (format: jaxcr.observations; `jaxcr spectrum-from-maps` makes one
 from maps of counts and background); the artifact (`jaxcr campaign artifact`; default: the one
@@ -13,7 +13,10 @@ log-normal by default, i.e. Gaussian in ln(Ĉ_ℓ − N) with the covariance of 
 model's realisations, correlated across ℓ, and its determinant (--form gaussian: the same in
 C_ℓ, which also fits multipoles with Ĉ_ℓ ≤ N; --form offset-lognormal: Gaussian in ln Ĉ_ℓ with the
 noise inside the model, ln(a·C_ℓ + N_ℓ), which takes every ℓ and becomes the log-normal form
-where the signal dominates). With --gradient-per-pc (the
+where the signal dominates). --tails student-t --tail-dof NU replaces the Gaussian by a multivariate
+Student-t of the same covariance with NU degrees of freedom: heavier tails, so a sky far from the
+model gets wider intervals and a typical one narrower ones (mock skies are nearly Gaussian about
+the model, docs/fitting.md; the Gaussian stays the default). With --gradient-per-pc (the
 CR gradient |∇n/n| in 1/pc, with --b0-mug and the spectrum's energy fixing r_L) or --amplitude
 ((|∇n/n| r_L)²) the amplitude is known; otherwise it is fitted and reported as the gradient in
 1/pc for the given B0. Writes fit.json (parameters, 68/95 % profile intervals, χ², dof, p-value,
@@ -78,6 +81,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     ap.add_argument("--form", choices=("lognormal", "offset-lognormal", "gaussian"), default="lognormal",
                     help="the one-sky likelihood: lognormal (default; needs Ĉ_ℓ above the noise level), offset-lognormal "
                     "(every ℓ, noise-dominated ones included) or gaussian")  # fmt: skip
+    ap.add_argument("--tails", choices=("gaussian", "student-t"), default="gaussian",
+                    help="the distribution of one sky's ln C_ℓ about the model: gaussian (default) or student-t "
+                    "(heavier tails; needs --tail-dof)")  # fmt: skip
+    ap.add_argument("--tail-dof", type=float, metavar="NU",
+                    help="ν > 2 of --tails student-t")  # fmt: skip
     ap.add_argument("--ell-max", type=int, help="fit only ℓ ≤ L (an explicit cut, recorded in fit.json)")
     add_calibrated_intervals_flag(ap)
     ap.add_argument("--seed", type=int, default=0, help="seed of the toys of --calibrated-intervals (default 0)")
@@ -111,6 +119,10 @@ def main(argv=None, prog: str = "jaxcr fit") -> int:
         if value is not None and not value > 0:
             ap.error(f"--{name.replace('_', '-')} must be > 0; got {value}")
     check_calibrated_intervals(ap, args.calibrated_intervals)
+    if (args.tails == "student-t") != (args.tail_dof is not None) or not 2 < (args.tail_dof or 3) < float("inf"):
+        ap.error(
+            f"--tails student-t takes --tail-dof NU, a finite ν > 2; got --tails {args.tails} --tail-dof {args.tail_dof}"
+        )
     if args.seed < 0:
         ap.error(f"--seed must be >= 0; got {args.seed}")
     start = None if args.start is None else _named_values(args.start)  # checked before any work
@@ -150,7 +162,13 @@ def _fit(args, out: Path, start: dict | None) -> int:
         artifacts = [shipped_artifact_for(s.analysis) for s in spectra]
     options = fit_options(args.calibrated_intervals, seed=args.seed)
     common = dict(
-        b0_microgauss=args.b0_mug, charge=args.charge, form=args.form, options=options, progress=not args.quiet
+        b0_microgauss=args.b0_mug,
+        charge=args.charge,
+        form=args.form,
+        tails=args.tails,
+        tail_dof=args.tail_dof,
+        options=options,
+        progress=not args.quiet,
     )
     if len(spectra) > 1:
         result = fit_skies(spectra, artifacts, gradient_per_pc=args.gradient_per_pc, **common)
