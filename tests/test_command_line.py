@@ -32,6 +32,9 @@ SUBCOMMAND_CASES = [
     (["fit", "{tmp}/spectrum.csv", "--start", "sigma2"], "--start"),
     (["fit", "{tmp}/spectrum.csv", "--calibrated-intervals", "10"], "--calibrated-intervals"),
     (["fit", "{tmp}/spectrum.csv", "--seed", "-1"], "--seed"),
+    (["fit", "{tmp}/spectrum.csv", "--tails", "student-t"], "--tail-dof"),
+    (["fit", "{tmp}/spectrum.csv", "--tails", "student-t", "--tail-dof", "2"], "--tail-dof"),
+    (["fit", "{tmp}/spectrum.csv", "--tail-dof", "5"], "--tail-dof"),
     (["benchmark", "--particles", "0"], "--particles"),
     (
         ["spectrum-from-maps", "{tmp}/maps.fits", "--energy-tev", "20", "--resamples", "1", "--out", "{tmp}/s.csv"],
@@ -161,22 +164,26 @@ def test_the_readme_first_fit_runs_in_a_minute(tmp_path):
 
 
 @pytest.mark.slow
-def test_calibrated_intervals_from_the_command_line(tmp_path):
-    """`--calibrated-intervals 100` on the shipped example: exit status 0; fit.json records the
-    calibration (toys, seed) and the critical values on every profile axis, and each 68 % interval
-    is where the profile lies at or below them (checked on the saved profile: every profile point
-    strictly inside the interval is accepted, Δ ≤ c)."""
+@pytest.mark.parametrize("tails", [[], ["--tails", "student-t", "--tail-dof", "5"]])
+def test_calibrated_intervals_from_the_command_line(tmp_path, tails):
+    """`--calibrated-intervals 100` on the shipped example, with Gaussian and with Student-t tails
+    (toys drawn from the t): exit status 0; fit.json records the calibration (toys, seed), the
+    tails, and the critical values on every profile axis, and each 68 % interval is where the
+    profile lies at or below them (checked on the saved profile: every profile point strictly
+    inside the interval is accepted, Δ ≤ c)."""
     import json
 
     proc = subprocess.run(
         [sys.executable, "-m", "jaxcr", "fit", "jaxcr/data/example_icecube_spectrum.csv", "--gradient-per-pc", "0.01",
-         "--calibrated-intervals", "100", "--seed", "7", "--out", str(tmp_path / "fit"), "--quiet"],
+         "--calibrated-intervals", "100", "--seed", "7", "--out", str(tmp_path / "fit"), "--quiet", *tails],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "intervals calibrated by 100 toy spectra" in proc.stdout
     fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
     assert fit["settings"]["intervals"] == "calibrated" and fit["settings"]["calibration"]["seed"] == 7
+    assert fit["settings"]["tail_dof"] == (5.0 if tails else None)
+    assert ("Student-t in ln C_ℓ, ν = 5" in proc.stdout) == bool(tails)
     for name in ("sigma2", "rho"):
         prof = fit["profiles"][name]
         value, delta, critical = (np.asarray(prof[k]) for k in ("value", "delta_m2lnl", "critical_68"))

@@ -157,6 +157,7 @@ def test_a_sky_fit_with_student_tails(artifact):
     assert width(heavy) / width(gauss) == pytest.approx(np.sqrt((4.0 - 2 + d2) / (4.0 + n)), rel=0.2)
     assert heavy.settings["tails"] == "student-t" and heavy.settings["tail_dof"] == 4.0
     assert gauss.settings["tails"] == "gaussian" and gauss.settings["tail_dof"] is None
+    assert "Student-t in ln C_ℓ, ν = 4 (the p-value" in heavy.summary() and "Student-t" not in gauss.summary()
     like = sky_likelihood(sky, artifact, amplitude=AMPLITUDE, tails="student-t", tail_dof=4.0)
     plain = sky_likelihood(sky, artifact, amplitude=AMPLITUDE)
     joint = JointLikelihood([like, plain])

@@ -81,6 +81,14 @@ class FitResult:
             f"fit of {'; '.join(heads)}: χ² = {self.chi2:.3g} for {self.dof} degrees of freedom "
             f"(p = {self.p_value:.3g}), {self.wall_time_s:.1f} s"
         ]
+        dof = self.settings.get("tail_dof")
+        if self.settings.get("tails") == "student-t":  # one ν, or a joint fit's per spectrum
+            lines.append(
+                "  likelihood: multivariate Student-t in ln C_ℓ, ν = "
+                + ", ".join(f"{v:g}" for v in (dof if isinstance(dof, list) else [dof]))
+                + " "
+                "(the p-value from the t's law of χ²)"
+            )
         shown = [n for n in self.names if n != "amplitude"] + [
             n for n in ("gradient_per_pc", "lambda_c_pc") if n in p and n not in self.names
         ]
