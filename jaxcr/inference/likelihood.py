@@ -24,14 +24,15 @@ With the amplitude a = (|∇n/n| r_L)²:
   pooled over the design, or local to θ where the artifact's emulator has it:
   :meth:`jaxcr.inference.emulator.SpectrumEmulator.log_covariance`);
 * ``GaussianSky``: y = Ĉ_ℓ − N, μ = a⟨C_ℓ⟩(θ), Σ = a² S(θ) + diag(σ_ℓ²);
-* ``tail_dof`` ν: None (Gaussian), or the degrees of freedom of a multivariate t with the same
-  mean and covariance, whose tails are those of single skies (:mod:`jaxcr.inference.tails`);
 * ``OffsetLogNormalSky``: the offset log-normal form of band powers with noise (Bond, Jaffe &
   Knox 2000, ApJ 533, 19): y = ln Ĉ_ℓ (the spectrum with its noise), μ = ln(s_ℓ + N_ℓ) with the
   median signal s_ℓ = a·exp⟨ln C_ℓ⟩(θ), Σ = (w wᵀ)∘Λ(θ) + diag(σ_ℓ²/Ĉ_ℓ²), w_ℓ = s_ℓ/(s_ℓ + N_ℓ).
   Where the signal dominates it is ``LogNormalSky``; where the noise does, the sky's scatter
   fades (w → 0) and y scatters by the measurement alone. It takes every multipole, Ĉ_ℓ ≤ N_ℓ
   included (only Ĉ_ℓ > 0 is needed, which a spectrum with its noise always has).
+
+Each takes ``dof`` ν: None (Gaussian), or a multivariate t of the same mean and covariance with ν
+degrees of freedom, whose tails are heavier (:mod:`jaxcr.inference.tails`).
 
 N is the noise level of the spectrum file; the sky forms take it per multipole, N_ℓ, the mean
 spectrum of isotropic skies through the analysis (the file's isotropic band), where the file has
@@ -102,15 +103,11 @@ class AbstractLikelihood(eqx.Module):
     def box_excess(self, phi: Float[Array, " p"]) -> Float[Array, ""]:
         """Σ max(|z| − 1, 0)² over the box coordinates z of the emulated parameters (0 inside)."""
 
-    @property
-    def tail_dof(self) -> float | None:
-        """ν of a multivariate-t likelihood, None for a Gaussian one."""
-        return None
-
     def blocks(self, phi: Float[Array, " p"]) -> tuple[tuple[Array, Array, Array, float | None], ...]:
-        """The independent parts of y, each (y_b, μ_b, Σ_b, ν_b) at φ (ν_b None: Gaussian). One
-        block by default; a :class:`JointLikelihood` has one per member."""
-        return ((self.data(), *self.moments(phi), self.tail_dof),)
+        """The independent parts of y, each (y_b, μ_b, Σ_b, ν_b) at φ (ν_b None: Gaussian, else the
+        degrees of freedom of a multivariate t). One Gaussian block by default; a sky likelihood's
+        may be a t, and a :class:`JointLikelihood` has its members' blocks."""
+        return ((self.data(), *self.moments(phi), None),)
 
     def toy_blocks(self, phi: Float[Array, " p"]) -> tuple[tuple[Array, Array, float | None], ...]:
         """(μ_b, Σ_b, ν_b) of the toy data drawn at φ to calibrate intervals
@@ -184,10 +181,6 @@ class AbstractSkyLikelihood(AbstractLikelihood):
     names: tuple[str, ...] = eqx.field(static=True)
     dof: float | None = eqx.field(static=True)
 
-    @property
-    def tail_dof(self):
-        return self.dof
-
     def split(self, phi):
         """(θ, ln a) of φ where the model is evaluated: θ held within twice the box's half-width of its
         centre (the emulator does not extrapolate; the barrier acts beyond the box), a free ln a within
@@ -221,6 +214,9 @@ class AbstractSkyLikelihood(AbstractLikelihood):
     def moments(self, phi):
         mean, sky = self.sky_moments(phi)
         return mean, sky + jnp.diag(self.variance)
+
+    def blocks(self, phi):
+        return ((self.data(), *self.moments(phi), self.dof),)
 
     def toy_blocks(self, phi):
         """The moments with ``toy_emulator``'s covariance where there is one (class docstring)."""
@@ -384,10 +380,6 @@ class Reparametrised(AbstractLikelihood):
 
     def moments(self, phi):
         return self.member.moments(self._member_phi(phi))
-
-    @property
-    def tail_dof(self):
-        return self.member.tail_dof
 
     def blocks(self, phi):
         return self.member.blocks(self._member_phi(phi))
