@@ -181,3 +181,23 @@ def test_a_sky_fit_with_student_tails(artifact):
     ):
         with pytest.raises(ValueError, match=match):
             sky_likelihood(sky, artifact, amplitude=AMPLITUDE, **kwargs)
+
+
+def test_gaussian_toys_are_drawn_as_before_the_blocks(artifact):
+    """Toys of a Gaussian sky likelihood are μ + Z Lᵀ with Z the standard normals of the key (the
+    draw of the calibrated intervals before likelihoods had blocks: the same seed gives the same
+    intervals, to 1e-12); a joint likelihood's Gaussian toys are those of its joined mean and
+    block-diagonal covariance; a t block's toys differ from the Gaussian ones only by a scale per toy."""
+    sky = exact_skies(1, AMPLITUDE, 22, lognormal=True)[0]
+    like = sky_likelihood(sky, artifact, amplitude=AMPLITUDE)
+    phi, key = jnp.asarray(THETA0), jax.random.key(5)
+    mean, cov = like.moments(phi)
+    expected = mean + jax.random.normal(key, (7, mean.shape[0])) @ jnp.linalg.cholesky(cov).T
+    assert np.asarray(draw_toys(like, phi, key, 7)) == pytest.approx(np.asarray(expected), rel=1e-12, abs=1e-12)
+    joint = JointLikelihood([like, like])
+    jmean, jcov = joint.moments(phi)
+    jexpected = jmean + jax.random.normal(key, (7, jmean.shape[0])) @ jnp.linalg.cholesky(jcov).T
+    assert np.asarray(draw_toys(joint, phi, key, 7)) == pytest.approx(np.asarray(jexpected), rel=1e-12, abs=1e-12)
+    heavy = sky_likelihood(sky, artifact, amplitude=AMPLITUDE, tails="student-t", tail_dof=4.0)
+    ratio = (np.asarray(draw_toys(heavy, phi, key, 7)) - np.asarray(mean)) / (np.asarray(expected) - np.asarray(mean))
+    assert np.ptp(ratio, axis=1) == pytest.approx(np.zeros(7), abs=1e-9) and np.ptp(ratio[:, 0]) > 0.01

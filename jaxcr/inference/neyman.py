@@ -196,7 +196,17 @@ def calibrated_interval(axis, delta, critical) -> tuple[float, float, bool, bool
 
 def draw_toys(likelihood: AbstractLikelihood, phi, key: Array, toys: int) -> Float[Array, "toys n"]:
     """``toys`` data vectors of the likelihood's model at φ (:meth:`AbstractLikelihood.toy_blocks`),
-    each block Gaussian or t (:func:`jaxcr.inference.tails.draw`) with its own key."""
+    each block Gaussian or t (:func:`jaxcr.inference.tails.draw`). One matrix of standard normals
+    drawn with ``key`` serves all blocks (so Gaussian toys are those of the joined mean and
+    block-diagonal covariance); block b's t scales are drawn with ``fold_in(key, b)``."""
     parts = likelihood.toy_blocks(phi)
-    keys = jax.random.split(key, len(parts))
-    return jnp.concatenate([tails.draw(m, c, dof, k, toys) for (m, c, dof), k in zip(parts, keys)], axis=1)
+    sizes = [m.shape[0] for m, _, _ in parts]
+    normal = jax.random.normal(key, (toys, sum(sizes)), dtype=parts[0][0].dtype)
+    columns = jnp.split(normal, np.cumsum(sizes)[:-1], axis=1)
+    return jnp.concatenate(
+        [
+            tails.draw(m, c, dof, jax.random.fold_in(key, b), toys, normal=z)
+            for b, ((m, c, dof), z) in enumerate(zip(parts, columns))
+        ],
+        axis=1,
+    )

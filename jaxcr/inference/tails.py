@@ -48,14 +48,21 @@ def student_m2lnl(d2, log_det, n: int, dof):
 
 
 def draw(
-    mean: Float[Array, " n"], cov: Float[Array, "n n"], dof: float | None, key: Array, toys: int
+    mean: Float[Array, " n"],
+    cov: Float[Array, "n n"],
+    dof: float | None,
+    key: Array,
+    toys: int,
+    normal: Float[Array, "toys n"] | None = None,
 ) -> Float[Array, "toys n"]:
     """``toys`` data vectors of a block: Gaussian with ``mean`` and ``cov`` where ``dof`` is None,
-    else multivariate t with that covariance (each toy's Gaussian scaled by √W, W = (ν − 2)/χ²_ν)."""
-    k_normal, k_scale = jax.random.split(key)
-    normal = jax.random.normal(k_normal, (toys, mean.shape[0]), dtype=mean.dtype)
+    else multivariate t with that covariance (each toy's Gaussian scaled by √W, W = (ν − 2)/χ²_ν,
+    W drawn with ``fold_in(key, 1)``). The standard normals are ``normal`` where given, else drawn
+    with ``key``."""
+    if normal is None:
+        normal = jax.random.normal(key, (toys, mean.shape[0]), dtype=mean.dtype)
     if dof is not None:
-        chi2 = 2.0 * jax.random.gamma(k_scale, dof / 2.0, (toys, 1), dtype=mean.dtype)
+        chi2 = 2.0 * jax.random.gamma(jax.random.fold_in(key, 1), dof / 2.0, (toys, 1), dtype=mean.dtype)
         normal = normal * jnp.sqrt((dof - 2.0) / chi2)
     return mean + normal @ jnp.linalg.cholesky(cov).T
 
