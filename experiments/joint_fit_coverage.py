@@ -4,6 +4,7 @@ pin σ² and λ_c better than either energy alone, and do its intervals cover?
     python experiments/joint_fit_coverage.py [--artifact icecube-wide] [--observatory icecube] \\
         [--sigma2 1.0] [--lambda-c-pc 0.24] [--energies 20 40] [--skies 20] [--sky-nside 32] \\
         [--gradient-per-pc 0.01] [--b0-mug 3] [--form lognormal] [--calibrated-intervals [TOYS]] [--seed 5151]
+        [--tails gaussian|student-t [--tail-dof NU]]
         [--out results/joint_fit_coverage]
 
 For each energy E_k (TeV) the truth is σ² and ρ_k = r_L(E_k, B0)/λ_c with the amplitude
@@ -42,7 +43,13 @@ from jaxcr.inference.shipped import check_artifact_path
 from jaxcr.inference.sky_fit import fit_sky
 from jaxcr.observations import OBSERVATORIES, save_spectrum
 from jaxcr.recipes.command import CommandParser, run_command
-from jaxcr.recipes.fit import add_calibrated_intervals_flag, check_calibrated_intervals, fit_options
+from jaxcr.recipes.fit import (
+    add_calibrated_intervals_flag,
+    add_tails_flags,
+    check_calibrated_intervals,
+    check_tails,
+    fit_options,
+)
 from jaxcr.synthetic import mock_sky_spectra
 
 LEVELS = ("68", "95")
@@ -85,6 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--form", choices=["lognormal", "offset-lognormal"], default="lognormal",
                     help="likelihood form of every fit (default lognormal)")  # fmt: skip
     add_calibrated_intervals_flag(ap)
+    add_tails_flags(ap)
     ap.add_argument("--seed", type=int, default=5151, help="seed of the skies (default 5151)")
     ap.add_argument("--out", type=Path, default=Path("results/joint_fit_coverage"), help="output folder")
     args = ap.parse_args(argv)
@@ -94,6 +102,7 @@ def main(argv=None) -> int:
     if args.skies < 2 or min(args.energies) <= 0 or args.energies[0] == args.energies[1]:
         ap.error(f"need --skies >= 2 and two different positive --energies; got {args.skies}, {args.energies}")
     check_calibrated_intervals(ap, args.calibrated_intervals)
+    check_tails(ap, args.tails, args.tail_dof)
     io.check_writable("--out", args.out / "coverage.json")
     artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))
     r_l = [float(units.larmor_radius_pc(e, args.b0_mug)) for e in args.energies]
@@ -121,6 +130,7 @@ def main(argv=None) -> int:
         print(f"{args.skies} skies at {energy:g} TeV (ρ = {truth['rho']:.3g}) in {time.perf_counter() - t0:.0f} s")
     known = dict(
         gradient_per_pc=args.gradient_per_pc, b0_microgauss=args.b0_mug, form=args.form, progress=False,
+        tails=args.tails, tail_dof=args.tail_dof,
         options=fit_options(args.calibrated_intervals, seed=0),  # the toys' seed, not the skies' (--seed)
     )  # fmt: skip
     fits: dict = {f"alone_{e:g}_tev": [] for e in args.energies} | {"joint": []}

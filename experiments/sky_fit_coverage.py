@@ -64,7 +64,13 @@ from jaxcr.inference.shipped import check_artifact_path
 from jaxcr.inference.sky_fit import fit_sky
 from jaxcr.observations import OBSERVATORIES, ObservedSpectrum, load_spectrum, save_spectrum
 from jaxcr.recipes.command import CommandParser, run_command
-from jaxcr.recipes.fit import add_calibrated_intervals_flag, check_calibrated_intervals, fit_options
+from jaxcr.recipes.fit import (
+    add_calibrated_intervals_flag,
+    add_tails_flags,
+    check_calibrated_intervals,
+    check_tails,
+    fit_options,
+)
 from jaxcr.synthetic import mock_sky_spectra
 
 
@@ -201,11 +207,7 @@ def main(argv=None) -> int:
         help="one sky's covariance of ln C_ℓ in the likelihood (default pooled; on an artifact built with "
         "--sky-scatter local, calibrated intervals then draw their toys with its local covariance)",
     )  # fmt: skip
-    ap.add_argument(
-        "--tails", choices=["gaussian", "student-t"], default="gaussian",
-        help="one sky's distribution of ln C_ℓ about the model (default gaussian; student-t needs --tail-dof)",
-    )  # fmt: skip
-    ap.add_argument("--tail-dof", type=float, metavar="NU", help="ν of --tails student-t (> 2)")
+    add_tails_flags(ap)
     ap.add_argument(
         "--covariance-at-estimate", type=Path, metavar="LOCAL_ARTIFACT",
         help="refit each sky with one sky's covariance of ln C_ℓ held fixed at this artifact's local covariance "
@@ -226,6 +228,7 @@ def main(argv=None) -> int:
     if not args.time_factor > 0:
         ap.error(f"--time-factor must be > 0; got {args.time_factor}")
     check_calibrated_intervals(ap, args.calibrated_intervals)
+    check_tails(ap, args.tails, args.tail_dof)
     options = fit_options(args.calibrated_intervals, seed=0)  # the toys' seed, not the skies' (--seed)
     io.check_writable("--out", args.out / "coverage.json")
     artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))  # a file or a shipped name (icecube-wide)

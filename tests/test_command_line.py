@@ -34,6 +34,7 @@ SUBCOMMAND_CASES = [
     (["fit", "{tmp}/spectrum.csv", "--seed", "-1"], "--seed"),
     (["fit", "{tmp}/spectrum.csv", "--tails", "student-t"], "--tail-dof"),
     (["fit", "{tmp}/spectrum.csv", "--tails", "student-t", "--tail-dof", "2"], "--tail-dof"),
+    (["fit", "{tmp}/spectrum.csv", "--tails", "student-t", "--tail-dof", "0"], "--tail-dof"),
     (["fit", "{tmp}/spectrum.csv", "--tail-dof", "5"], "--tail-dof"),
     (["benchmark", "--particles", "0"], "--particles"),
     (

@@ -46,6 +46,20 @@ def add_calibrated_intervals_flag(ap: argparse.ArgumentParser) -> None:
                     "--sky-scatter local the toys are drawn with its local covariance of ln C_ℓ")  # fmt: skip
 
 
+def add_tails_flags(ap: argparse.ArgumentParser) -> None:
+    """``--tails gaussian|student-t`` and ``--tail-dof NU``, shared by ``jaxcr fit`` and the coverage scripts."""
+    ap.add_argument("--tails", choices=("gaussian", "student-t"), default="gaussian",
+                    help="the distribution of one sky's ln C_ℓ about the model: gaussian (default) or student-t "
+                    "(heavier tails; needs --tail-dof)")  # fmt: skip
+    ap.add_argument("--tail-dof", type=float, metavar="NU", help="ν > 2 of --tails student-t")
+
+
+def check_tails(ap: argparse.ArgumentParser, tails: str, tail_dof: float | None) -> None:
+    """--tails student-t takes a finite --tail-dof > 2, and --tail-dof only goes with it."""
+    if (tails == "student-t") != (tail_dof is not None) or (tail_dof is not None and not 2 < tail_dof < float("inf")):
+        ap.error(f"--tails student-t takes --tail-dof NU, a finite ν > 2; got --tails {tails} --tail-dof {tail_dof}")
+
+
 def check_calibrated_intervals(ap: argparse.ArgumentParser, toys: int | None) -> None:
     """Refuse fewer than :data:`jaxcr.options.MIN_CALIBRATION_TOYS` toys before any work (no JAX imported)."""
     if toys is not None and toys < MIN_CALIBRATION_TOYS:
@@ -81,11 +95,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     ap.add_argument("--form", choices=("lognormal", "offset-lognormal", "gaussian"), default="lognormal",
                     help="the one-sky likelihood: lognormal (default; needs Ĉ_ℓ above the noise level), offset-lognormal "
                     "(every ℓ, noise-dominated ones included) or gaussian")  # fmt: skip
-    ap.add_argument("--tails", choices=("gaussian", "student-t"), default="gaussian",
-                    help="the distribution of one sky's ln C_ℓ about the model: gaussian (default) or student-t "
-                    "(heavier tails; needs --tail-dof)")  # fmt: skip
-    ap.add_argument("--tail-dof", type=float, metavar="NU",
-                    help="ν > 2 of --tails student-t")  # fmt: skip
+    add_tails_flags(ap)
     ap.add_argument("--ell-max", type=int, help="fit only ℓ ≤ L (an explicit cut, recorded in fit.json)")
     add_calibrated_intervals_flag(ap)
     ap.add_argument("--seed", type=int, default=0, help="seed of the toys of --calibrated-intervals (default 0)")
@@ -119,10 +129,7 @@ def main(argv=None, prog: str = "jaxcr fit") -> int:
         if value is not None and not value > 0:
             ap.error(f"--{name.replace('_', '-')} must be > 0; got {value}")
     check_calibrated_intervals(ap, args.calibrated_intervals)
-    if (args.tails == "student-t") != (args.tail_dof is not None) or not 2 < (args.tail_dof or 3) < float("inf"):
-        ap.error(
-            f"--tails student-t takes --tail-dof NU, a finite ν > 2; got --tails {args.tails} --tail-dof {args.tail_dof}"
-        )
+    check_tails(ap, args.tails, args.tail_dof)
     if args.seed < 0:
         ap.error(f"--seed must be >= 0; got {args.seed}")
     start = None if args.start is None else _named_values(args.start)  # checked before any work
