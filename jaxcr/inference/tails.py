@@ -4,8 +4,8 @@ The one-sky likelihood is Gaussian in ln C_ℓ with a covariance pooled over the
 single skies scatter more than that covariance says (near the ρ = 0.01 edge of the wide box they
 scatter 1.3-2.0 times as much), a Gaussian judges a sky far from the model by too small an error,
 and one near it by too large an error. A Student-t of the same covariance lets each sky's χ²
-set its own scale. Measured on the mock skies of the wide box (docs/fitting.md): at two of four
-truths per observatory their χ² about the model is best described by ν ≈ 7-9, at the others by
+set its own scale. Measured on the mock skies of the wide box (docs/fitting.md): at three of eight
+(truth, observatory) pairs their χ² about the model is best described by ν ≈ 7-9, at the others by
 ν ≥ 19 or a Gaussian, and all together by ν ≈ 17-20. A campaign's own realisations look far
 heavier-tailed (ν ≈ 3-5), but through their pixel noise and the pooling over the design, not as
 single skies do; so ν is given, and the Gaussian stays the default.
