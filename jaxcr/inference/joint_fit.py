@@ -76,8 +76,7 @@ def joint_sky_likelihood(
     """The joint likelihood of several spectra (module docstring) in φ = (ln σ², ln λ_c[pc], ln a_k
     …), with its parameters (the box and, when the gradient is free, one amplitude per spectrum), the
     box of (σ², λ_c) alone and the Larmor radii r_L(E_k) in pc. ``tails``/``tail_dof`` as for
-    :func:`~jaxcr.inference.sky_fit.sky_likelihood`: with Student-t tails and no ``tail_dof`` each
-    spectrum takes its own artifact's ν."""
+    :func:`~jaxcr.inference.sky_fit.sky_likelihood`, the same for every spectrum."""
     spectra, artifacts = list(spectra), list(artifacts)
     if len(spectra) < 2 or len(spectra) != len(artifacts):
         raise ValueError(
