@@ -201,3 +201,28 @@ def test_gaussian_toys_are_drawn_as_before_the_blocks(artifact):
     heavy = sky_likelihood(sky, artifact, amplitude=AMPLITUDE, tails="student-t", tail_dof=4.0)
     ratio = (np.asarray(draw_toys(heavy, phi, key, 7)) - np.asarray(mean)) / (np.asarray(expected) - np.asarray(mean))
     assert np.ptp(ratio, axis=1) == pytest.approx(np.zeros(7), abs=1e-9) and np.ptp(ratio[:, 0]) > 0.01
+
+
+def test_a_joint_fit_with_student_tails(artifact):
+    """Two energies sharing σ² and λ_c (the skies of the joint-fit test in test_fit.py): with
+    ν = 10⁶ the joint fit equals the Gaussian one (σ², λ_c to 1e-4 relative, −2 ln L to 1e-4:
+    O(D⁴/ν) per block), and fit.json records each spectrum's ν and the summary names them."""
+    import dataclasses
+
+    from jaxcr import units
+    from jaxcr.inference import FitOptions, fit_skies
+
+    gradient, b0, lam = 0.0139, 3.0, 0.072
+    skies = []
+    for k, energy in enumerate((10.0, 20.0)):
+        r_l = float(units.larmor_radius_pc(energy, b0))
+        sky = exact_skies(1, (gradient * r_l) ** 2, 20 + k, theta=np.log([1.0, r_l / lam]), lognormal=True)[0]
+        skies.append(dataclasses.replace(sky, energy_tev=energy))
+    kw = dict(gradient_per_pc=gradient, b0_microgauss=b0, options=FitOptions(profile_points=15), progress=False)
+    gauss = fit_skies(skies, [artifact, artifact], **kw)
+    near = fit_skies(skies, [artifact, artifact], tails="student-t", tail_dof=1e6, **kw)
+    for name in ("sigma2", "lambda_c_pc"):
+        assert near.parameters[name] == pytest.approx(gauss.parameters[name], rel=1e-4)
+    assert near.m2lnl == pytest.approx(gauss.m2lnl, abs=1e-4)
+    assert near.settings["tail_dof"] == [1e6, 1e6] and near.settings["tails"] == "student-t"
+    assert "Student-t in ln C_ℓ, ν = 1e+06, 1e+06" in near.summary()
