@@ -20,11 +20,12 @@ truth's side; skies whose interval is open on that side, cut by the design box, 
 apart), how often each direction was flagged poorly constrained, the median χ² p-value and the
 Kolmogorov-Smirnov distance of the p-values from uniform (a right likelihood gives uniform
 p-values), the skies the likelihood refuses (log-normal: Ĉ_ℓ ≤ N at a fitted ℓ), and the fit time.
-Per truth and form it also reports the skies against the model at the truth, before any fit (with
-the ν of the multivariate t that best describes their χ² there, jaxcr.inference.tails): per ℓ
+Per truth and form it also reports the skies against the model at the truth, before any fit: per ℓ
 the mean over skies of (y − μ(θ_true))/σ (y the form's data, μ and σ² its mean and variance there,
-gradient known), with its standard error, and the mean χ² at the truth (the number of ℓ for a right
-model): a sky population off the emulated mean shows here whatever the fits make of it.
+gradient known), with its standard error, the mean χ² at the truth (the number of ℓ for a right
+model), and the ν of the multivariate t that best describes those χ² (jaxcr.inference.tails): a
+sky population off the emulated mean, or with heavier tails than the model's, shows here whatever
+the fits make of it.
 Over all entries (truth × form × gradient mode × parameter) it reports the share of intervals that
 cover, how many entries lie within the target band against what an exact method would give (with
 20 skies an entry of an exact 68 % interval lies within 0.68 ± 0.10 only 66 % of the time), and
