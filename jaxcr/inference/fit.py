@@ -226,11 +226,9 @@ def goodness_of_fit(likelihood: AbstractLikelihood, phi, n_fitted: int) -> tuple
     """(D², degrees of freedom, p-value) at the best fit φ: D² = Σ_b r_bᵀΣ_b⁻¹r_b over the
     likelihood's blocks, the p-value from χ² for Gaussian blocks and from the t's distribution for
     Student-t ones (:func:`jaxcr.inference.tails.p_value`)."""
-    blocks = likelihood.blocks(jnp.asarray(phi))
-    parts = [[np.asarray(x) for x in b[:3]] for b in blocks]
-    d2s = [float(np.dot(y - m, np.linalg.solve(c, y - m))) for y, m, c in parts]
-    sizes = [int(b[0].shape[0]) for b in blocks]
-    return float(sum(d2s)), sum(sizes) - n_fitted, tails.p_value(d2s, sizes, [b[3] for b in blocks], n_fitted)
+    parts = likelihood.block_distances(jnp.asarray(phi))
+    d2s, sizes, dofs = [float(p[0]) for p in parts], [p[2] for p in parts], [p[3] for p in parts]
+    return float(sum(d2s)), sum(sizes) - n_fitted, tails.p_value(d2s, sizes, dofs, n_fitted)
 
 
 def start_grid(parameters: Parametrisation, points: int) -> np.ndarray:

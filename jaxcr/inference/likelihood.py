@@ -116,15 +116,22 @@ class AbstractLikelihood(eqx.Module):
         (:class:`AbstractSkyLikelihood`)."""
         return tuple(b[1:] for b in self.blocks(phi))
 
-    def terms(self, phi: Float[Array, " p"]) -> tuple[Float[Array, ""], Float[Array, ""]]:
-        """(−2 ln L, D² = Σ_b r_bᵀΣ_b⁻¹r_b) at φ; raises when either is not finite."""
-        m2lnl, chi2 = jnp.zeros(()), jnp.zeros(())
+    def block_distances(self, phi: Float[Array, " p"]) -> tuple[tuple[Array, Array, int, float | None], ...]:
+        """Per block (:meth:`blocks`) at φ: (D²_b = r_bᵀΣ_b⁻¹r_b, ln det Σ_b, n_b, ν_b), Σ_b factored
+        by Cholesky; what −2 ln L (:meth:`terms`) and the goodness of fit are made of."""
+        out = []
         for y, mean, cov, dof in self.blocks(phi):
             chol = jnp.linalg.cholesky(cov)
             w = jax.scipy.linalg.solve_triangular(chol, y - mean, lower=True)
-            d2, log_det = jnp.dot(w, w), 2 * jnp.sum(jnp.log(jnp.diag(chol)))
+            out.append((jnp.dot(w, w), 2 * jnp.sum(jnp.log(jnp.diag(chol))), int(y.shape[0]), dof))
+        return tuple(out)
+
+    def terms(self, phi: Float[Array, " p"]) -> tuple[Float[Array, ""], Float[Array, ""]]:
+        """(−2 ln L, D² = Σ_b r_bᵀΣ_b⁻¹r_b) at φ; raises when either is not finite."""
+        m2lnl, chi2 = jnp.zeros(()), jnp.zeros(())
+        for d2, log_det, n, dof in self.block_distances(phi):
             chi2 = chi2 + d2
-            m2lnl = m2lnl + (d2 + log_det if dof is None else tails.student_m2lnl(d2, log_det, y.shape[0], dof))
+            m2lnl = m2lnl + (d2 + log_det if dof is None else tails.student_m2lnl(d2, log_det, n, dof))
         m2lnl = eqx.error_if(
             m2lnl,
             ~jnp.isfinite(m2lnl),

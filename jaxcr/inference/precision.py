@@ -46,11 +46,13 @@ def fisher_information(likelihood: AbstractLikelihood, phi) -> np.ndarray:
     automatic differentiation. Its inverse forecasts the 1σ of the coordinates before any data are
     fitted."""
     phi = jnp.asarray(phi, dtype=float)
-    f = jnp.zeros((phi.shape[0], phi.shape[0]))
-    for b, (_, _, sigma, dof) in enumerate(likelihood.blocks(phi)):
-        dmu = jax.jacfwd(lambda p, b=b: likelihood.blocks(p)[b][1])(phi)
-        dsig = jax.jacfwd(lambda p, b=b: likelihood.blocks(p)[b][2])(phi)  # (n, n, p)
-        f = f + tails.fisher_block(dmu, dsig, jnp.linalg.inv(sigma), sigma.shape[0], dof)
+    blocks = likelihood.blocks(phi)
+    # ∂μ_b (n, p) and ∂Σ_b (n, n, p) of every block, in one pass
+    derivatives = jax.jacfwd(lambda p: [b[1:3] for b in likelihood.blocks(p)])(phi)
+    f = sum(
+        tails.fisher_block(dmu, dsig, jnp.linalg.inv(sigma), sigma.shape[0], dof)
+        for (_, _, sigma, dof), (dmu, dsig) in zip(blocks, derivatives)
+    )
     out = np.asarray(f)
     return 0.5 * (out + out.T)
 

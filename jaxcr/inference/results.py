@@ -86,8 +86,7 @@ class FitResult:
             lines.append(
                 "  likelihood: multivariate Student-t in ln C_ℓ, ν = "
                 + ", ".join(f"{v:g}" for v in (dof if isinstance(dof, list) else [dof]))
-                + " "
-                "(the p-value from the t's law of χ²)"
+                + " (the p-value from the t's law of χ²)"
             )
         shown = [n for n in self.names if n != "amplitude"] + [
             n for n in ("gradient_per_pc", "lambda_c_pc") if n in p and n not in self.names

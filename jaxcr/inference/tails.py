@@ -80,9 +80,9 @@ def p_value(d2s, sizes, dofs, n_fitted: int, draws: int = 200_000, seed: int = 0
     from scipy import stats
 
     sizes = np.asarray(sizes, dtype=float)
-    total, left = float(np.sum(d2s)), sizes - n_fitted * sizes / sizes.sum()
     if sizes.sum() <= n_fitted:
         return float("nan")
+    total, left = float(np.sum(d2s)), sizes - n_fitted * sizes / sizes.sum()
     if all(dof is None for dof in dofs):
         return float(stats.chi2.sf(total, sizes.sum() - n_fitted))
     if len(sizes) == 1:
