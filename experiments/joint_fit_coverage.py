@@ -60,11 +60,6 @@ def _intervals(fit: dict, name: str) -> dict:
     return {lv: tuple(fit["intervals"][name][lv][:2]) for lv in LEVELS}
 
 
-def _lambda_c_intervals(fit: dict, r_l_pc: float) -> dict:
-    """A single sky's λ_c intervals: its ρ intervals turned into λ_c = r_L/ρ."""
-    return {lv: (r_l_pc / hi, r_l_pc / lo) for lv, (lo, hi) in _intervals(fit, "rho").items()}
-
-
 def summarise(intervals: list[dict], truth: dict) -> dict:
     """Per parameter: 68/95 % coverage and the median 68 % width (e-folds) of ``intervals``
     (one dict per fit: {name: {level: (low, high)}})."""
@@ -142,8 +137,7 @@ def main(argv=None) -> int:
         except ValueError as err:
             refused.append(f"pair {i}: " + " ".join(str(err).split())[:200])
             continue
-        for energy, fit, r in zip(args.energies, alone, r_l):
-            fit["lambda_c_intervals"] = _lambda_c_intervals(fit, r)
+        for energy, fit in zip(args.energies, alone):  # a single fit records λ_c = r_L/ρ with its intervals
             fits[f"alone_{energy:g}_tev"].append(fit)
         fits["joint"].append(joint)
     if refused:
@@ -159,10 +153,7 @@ def main(argv=None) -> int:
         ell_max=int(artifact.ells[-1]), b0_microgauss=args.b0_mug,
     )  # fmt: skip
     for kind, rows in fits.items():
-        intervals = [
-            {"sigma2": _intervals(f, "sigma2"), LAMBDA_C: f.get("lambda_c_intervals") or _intervals(f, LAMBDA_C)}
-            for f in rows
-        ]
+        intervals = [{"sigma2": _intervals(f, "sigma2"), LAMBDA_C: _intervals(f, LAMBDA_C)} for f in rows]
         report["types"][kind] = dict(summary=summarise(intervals, truth), fits=rows)
         s = report["types"][kind]["summary"]
         print(

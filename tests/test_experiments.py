@@ -398,7 +398,8 @@ def test_joint_fit_coverage_script_fits_pairs_alone_and_together(tmp_path):
     for k, kind in enumerate(("alone_20_tev", "alone_40_tev")):
         for fit in report["types"][kind]["fits"]:
             rho = fit["intervals"]["rho"]["68"]
-            assert fit["lambda_c_intervals"]["68"] == pytest.approx([r_l[k] / rho[1], r_l[k] / rho[0]], rel=1e-12)
+            lambda_c = fit["intervals"]["lambda_c_pc"]["68"][:2]
+            assert lambda_c == pytest.approx([r_l[k] / rho[1], r_l[k] / rho[0]], rel=1e-12)
             assert fit["spectra"][0]["spectrum"]["energy_tev"] == [20.0, 40.0][k]
     assert len(report["types"]["joint"]["fits"]) == 2 and len(list((out / "skies").glob("*.csv"))) == 4
     for bad in (["--lambda-c-pc", "0.01"], ["--energies", "20", "20"]):
