@@ -41,14 +41,14 @@ VARIANTS = ("pair, transfer 0", "pair, transfer 1", "quadratic")
 def _log_moments(spectra, noises, t_ell, j, ells):
     """Per design point, of its noise-corrected spectra at time index j: ⟨ln C_ℓ⟩ (K, L) and
     Cov(ln C_ℓ, ln C_ℓ') (K, L, L), as the artifact computes them."""
-    c = spectra[:, :, j] - noises[:, :, j, None] * t_ell
+    c = [x[:, j] - n[:, j, None] * t_ell for x, n in zip(spectra, noises)]
     moments = [realisation_moments(ck[:, ells]) for ck in c]
     return np.array([m[2] for m in moments]), np.array([m[3] for m in moments])
 
 
 def _emulators(spec, log_means, log_covs, ells, train):
     """The emulators of the module docstring, fitted to the training points' moments only."""
-    design, n_real = spec.design[train], spec.model.n_realisations
+    design, n_real = spec.design[train], np.asarray(spec.realisations)[train]
     low, high = design.min(0), design.max(0)
     box = ((low + high) / 2, (high - low) / 2)
     baseline = PairModelBaseline(shipped_pair_model_law(), ells, spec.model.cos2_gradient_b0)
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         rows = []
         for k in held:
             theta, mean, sky_sd = spec.design[k], log_means[k], np.sqrt(np.diag(log_covs[k]))
-            se = sky_sd / np.sqrt(spec.model.n_realisations)
+            se = sky_sd / np.sqrt(spec.n_realisations(k))
             row = dict(sigma2=float(np.exp(theta[0])), rho=float(np.exp(theta[1])), ells=full.ells.tolist())
             for label, emu in emulators.items():
                 pred = np.asarray(emu.log_mean(theta))

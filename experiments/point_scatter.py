@@ -60,7 +60,7 @@ SAME_MODEL = 1e-6  # e-folds: a refit this close to the artifact's is the artifa
 
 def point_moments(campaign: Campaign, artifact: EmulatorArtifact) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Deconvolved ⟨ln S_ℓ⟩ (K, L) and Cov (K, L, L) of every design point at the artifact's time,
-    and the realisations' ln C_ℓ less their point's mean, pixel noise kept (K, R, L; floored at
+    and the realisations' ln C_ℓ less their point's mean, pixel noise kept (K arrays (R_k, L); floored at
     10⁻³ of the mean as the artifact's plain log moments are)."""
     spec, ells = campaign.spec, np.asarray(artifact.ells)
     spectra, noises, _ = campaign_spectra(campaign, artifact.analysis.name)
@@ -75,13 +75,13 @@ def point_moments(campaign: Campaign, artifact: EmulatorArtifact) -> tuple[np.nd
                 f"design point {k} of {campaign.folder} stores ΩT = {times.round(4).tolist()}, not the artifact's "
                 f"{wanted:.6g} there: lengthen the point (jaxcr campaign lengthen) or store that time"
             )
-        c = spectra[k, :, j] - noises[k, :, j, None] * t_ell
-        mu, cov = deconvolved_log_moments(c[:, ells], noises[k, :, j], t_ell[ells], v_ell[ells])
+        c = spectra[k][:, j] - noises[k][:, j, None] * t_ell
+        mu, cov = deconvolved_log_moments(c[:, ells], noises[k][:, j], t_ell[ells], v_ell[ells])
         means.append(mu)
         covs.append(cov)
         logs = np.log(np.maximum(c[:, ells], 1e-3 * np.abs(c[:, ells].mean(0))))
         residuals.append(logs - logs.mean(0))
-    return np.array(means), np.array(covs), np.array(residuals)
+    return np.array(means), np.array(covs), residuals
 
 
 def realisation_tails(residuals) -> dict | None:
@@ -92,24 +92,26 @@ def realisation_tails(residuals) -> dict | None:
     realisations in all."""
     from scipy import stats
 
-    k, r, n = residuals.shape
-    if k * r < 10:
+    counts, n = np.array([len(x) for x in residuals]), residuals[0].shape[1]
+    if counts.sum() < 10:
         return None
-    pooled = np.einsum("kra,krb->ab", residuals, residuals) / (k * (r - 1))
-    d2 = np.einsum("kra,ab,krb->kr", residuals, np.linalg.inv(pooled), residuals) * r / (r - 1)
+    pooled = sum(x.T @ x for x in residuals) / np.sum(counts - 1)
+    inverse = np.linalg.inv(pooled)
+    d2 = np.concatenate([np.einsum("ra,ab,rb->r", x, inverse, x) * len(x) / (len(x) - 1) for x in residuals])
     _, record = dof_from_distances(d2, n)
-    z = (residuals / residuals.std(1, ddof=1, keepdims=True)).reshape(-1, n)
+    z = np.concatenate([x / x.std(0, ddof=1) for x in residuals])
     return record | dict(excess_kurtosis=stats.kurtosis(z, axis=0).tolist(), skewness=stats.skew(z, axis=0).tolist())
 
 
-def held_out_ratios(design, means, covs, n_realisations: int, emu: SpectrumEmulator, scatter: SkyScatter):
+def held_out_ratios(design, means, covs, n_realisations, emu: SpectrumEmulator, scatter: SkyScatter):
     """Per design point, its Var(ln C_ℓ) over the variance an emulator fitted to the other points
-    predicts there (mean over ℓ): pooled or local (``scatter``; the local width chosen anew)."""
+    (of ``n_realisations`` N_B,k each, (K,)) predicts there (mean over ℓ): pooled or local
+    (``scatter``; the local width chosen anew)."""
     out = []
     for k in range(len(design)):
         rest = np.arange(len(design)) != k
         fit = SpectrumEmulator.fit_log(
-            design[rest], means[rest], covs[rest], n_realisations, emu.degree, emu.centre, emu.scale,
+            design[rest], means[rest], covs[rest], n_realisations[rest], emu.degree, emu.centre, emu.scale,
             scatter=scatter,
         )  # fmt: skip
         out.append(point_scatter(covs[k : k + 1], fit, design[k : k + 1])[0])
@@ -134,8 +136,9 @@ def main(argv=None) -> int:
         ap.error(f"{args.campaign}'s design is not the one the artifact {artifact.version} was built on")
     means, covs, residuals = point_moments(campaign, artifact)
     emu = artifact.log_emulator
+    n_real = np.array([spec.n_realisations(k) for k in range(len(design))])
     refit = SpectrumEmulator.fit_log(
-        design, means, covs, spec.model.n_realisations, emu.degree, emu.centre, emu.scale,
+        design, means, covs, n_real, emu.degree, emu.centre, emu.scale,
         scatter=SkyScatter.POOLED if emu.point_covs is None else SkyScatter.LOCAL,
     )  # fmt: skip
     features = poly_features((design - emu.centre) / emu.scale, emu.degree)
@@ -147,7 +150,6 @@ def main(argv=None) -> int:
         f"refit of ⟨ln C_ℓ⟩ against the artifact's, at the design points: largest difference {difference:.2g} e-folds"
     )
     enough = len(design) >= 4  # a local covariance from the other points needs three of them
-    n_real = spec.model.n_realisations
     held_out = {
         s: held_out_ratios(design, means, covs, n_real, emu, s) if enough else ratio * np.nan for s in SkyScatter
     }

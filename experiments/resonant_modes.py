@@ -74,7 +74,7 @@ def campaign_spec(lambda_min: float, n_modes: int, args) -> CampaignSpec:
 def corrected_spectra(campaign: Campaign, analysis: str) -> tuple[np.ndarray, np.ndarray]:
     """Noise-corrected spectra (K, R, T, lmax+1) and the pixel noise's share of ⟨C_ℓ⟩ (K, T, lmax+1)."""
     spec = campaign.spec
-    spectra, noise, _ = campaign_spectra(campaign, analysis)
+    spectra, noise = (np.stack(x) for x in campaign_spectra(campaign, analysis)[:2])  # one N_B at every point
     t_ell, _ = next(a for a in spec.analyses if a.name == analysis).noise_response(spec.model.nside)
     c = spectra - noise[..., None] * t_ell
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -22,6 +22,7 @@ from jaxcr.inference import scheduling as sc
 from jaxcr.inference.artifact import EmulatorArtifact
 from jaxcr.inference.artifact_build import artifact_from_spectra, build_artifact
 from jaxcr.inference.convergence import change_p_value, convergence_table
+from jaxcr.inference.emulator import SpectrumEmulator
 from jaxcr.io import CheckpointError
 from jaxcr.parametrisation import Parametrisation, plane_wave_parametrisation
 from jaxcr.sky import declination_band_mask
@@ -288,6 +289,81 @@ def test_lengthened_point_is_recomputed_later_from_the_same_realisations(tiny_ca
     assert f"ΩT = {t2}" in out and "work: " in out and "×2, ×3 at 2 of 4 points: [1, 2]" in out
 
 
+def test_added_realisations_keep_those_done_and_equal_a_campaign_made_with_them(tiny_campaign, tmp_path, capsys):
+    """Raising N_B from 3 to 5 at design point 2 keeps its file's 3 realisations bit for bit and
+    computes realisations 3 and 4 of the same stream: the file then equals that of a campaign made
+    with N_B = 5 from the start (to 1e-12 of the largest entry: the same orbits in batches of other
+    sizes differ only in round-off, ≤ 2e-14 measured), the other points are untouched, the spec keeps its
+    digest and survives its JSON, the work left counts only the missing realisations, and an
+    artifact weights each point by its own N_B."""
+    import shutil
+
+    folder = tmp_path / "c"
+    shutil.copytree(tiny_campaign.folder, folder)
+    campaign = cp.Campaign.open(folder)
+    old = {k: campaign.load_point(k)[0] for k in range(4)}
+    work = campaign.spec.point_particle_steps()
+    assert campaign.add_realisations([2], 5) == [2] and campaign.pending() == [2]
+    assert campaign.work_left() == pytest.approx({2: work[2] * 2 / 3}, rel=1e-12)
+    spec = cp.Campaign.open(folder).spec
+    assert spec.digest() == tiny_campaign.spec.digest() and spec.more_realisations() == [2]
+    assert [spec.n_realisations(k) for k in range(4)] == [3, 3, 5, 3]
+    assert "N_B 3 (#2: 5)" in cp.Campaign.open(folder).status()
+    sc.run_campaign(cp.Campaign.open(folder), progress=False)
+    new = cp.Campaign.open(folder)
+    assert new.pending() == [] and new.realisations_done(2) == 5
+    reference = cp.Campaign.create(tmp_path / "r", _tiny_spec(model=TINY_MODEL.replace(n_realisations=5)))
+    reference.run_task(2)
+    for name in ("cl_full", "cl_south", "pixel_noise"):
+        grown = new.load_point(2)[0][name]
+        assert np.array_equal(grown[:3], old[2][name])
+        same = reference.load_point(2)[0][name]
+        np.testing.assert_allclose(grown, same, rtol=0, atol=1e-12 * np.abs(same).max())
+        for k in (0, 1, 3):
+            assert np.array_equal(new.load_point(k)[0][name], old[k][name])
+    art = build_artifact(new, analysis="full", ells=np.arange(1, 3), degree=1, time=1.0)
+    assert art.n_realisations == 3 and art.provenance["realisations"] == [3, 3, 5, 3]
+    assert "3-5 realisations" in art.summary()
+    for bad in ([2], [0, 2]):
+        with pytest.raises(ValueError, match="n_realisations must be an integer above the 5 realisations"):
+            new.add_realisations(bad, 5)
+    with pytest.raises(ValueError, match=r"points must be design-point indices in \[0, 3\]"):
+        new.add_realisations([7], 9)
+    with pytest.raises(ValueError, match="realisations must be at least the model's N_B = 3"):
+        dataclasses.replace(spec, realisations=np.array([2, 3, 3, 3]))
+    with pytest.raises(ValueError, match="holds 5 realisations, more than the spec's 3"):
+        cp.Campaign(folder, tiny_campaign.spec).load_point(2)  # the spec before N_B was raised
+    from jaxcr.recipes.campaign import main
+
+    assert main(["more-realisations", str(folder), "--points", "0", "1", "--realisations", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "4 realisations each" in out and "work: " in out and "(#0: 4, #1: 4, #2: 5)" in out
+
+
+def test_a_point_with_twice_the_realisations_weighs_as_that_point_twice():
+    """The emulator of design points of N_B,k = 32 with one at 64 equals, in its polynomial, its
+    covariance of the coefficients and its residual sum of squares, the unweighted fit to the same design with
+    that point repeated (two points of 32 at one θ with the same mean): weighted least squares
+    with weights N_B,k. Tolerance 1e-10 relative: one solve against another of the same system."""
+    rng = np.random.default_rng(3)
+    design = BOX.grid(3)
+    means = rng.normal(size=(9, 4)) + design @ rng.normal(size=(2, 4))
+    a = rng.normal(size=(4, 4))
+    covs = np.broadcast_to(a @ a.T + np.eye(4), (10, 4, 4))  # one covariance: the pooled one is the same in both
+    box = ((BOX.coordinate_low + BOX.coordinate_high) / 2, (BOX.coordinate_high - BOX.coordinate_low) / 2)
+    counts = np.full(9, 32)
+    counts[4] = 64
+    weighted = SpectrumEmulator.fit_log(design, means, covs[:9], counts, 2, *box)
+    twice = np.r_[np.arange(9), 4]
+    repeated = SpectrumEmulator.fit_log(design[twice], means[twice], covs, 32, 2, *box)
+    for name in ("coef", "ftf_inv"):
+        np.testing.assert_allclose(getattr(weighted, name), getattr(repeated, name), rtol=1e-10, atol=1e-12)
+    # the same residual sum of squares, over 9 − 6 and 10 − 6 degrees of freedom
+    np.testing.assert_allclose(weighted.reduced_chi2 * 3, repeated.reduced_chi2 * 4, rtol=1e-10)
+    uniform = SpectrumEmulator.fit_log(design, means, covs[:9], 32, 2, *box)
+    assert not np.allclose(weighted.coef, uniform.coef, rtol=1e-6)
+
+
 def test_artifact_prefers_a_narrower_converged_range_to_a_wider_unconverged_one():
     """Spectra whose ℓ ≤ 3 have settled by the first of three times while ℓ 4-7 grow to the last (9
     design points, 32 log-normal realisations, no pixel noise): the artifact emulates ℓ 1..3,
@@ -533,9 +609,12 @@ def test_time_left_counts_compilation_once(tmp_path, monkeypatch):
     m = spec.model
     work = [m.n_realisations * 12 * m.nside**2 * spec.times[-1] / dt for dt in spec.steps()]
     wall = {k: 2e-6 * work[k] + (10.0 if k == 0 else 0.0) for k in range(4)}
-    monkeypatch.setattr(campaign, "done", lambda: [0, 1, 2, 3])
+    for k in range(4):  # files of points 0-3 (their contents come from load_point below)
+        campaign.point_path(k).touch()
     monkeypatch.setattr(campaign, "pending", lambda: list(range(4, 9)))
-    monkeypatch.setattr(campaign, "load_point", lambda k: ({}, {"wall_time_s": wall[k]}))
+    monkeypatch.setattr(
+        campaign, "load_point", lambda k: ({}, {"wall_time_s": wall[k], "n_realisations": m.n_realisations})
+    )
     left = campaign.time_left()
     assert left["compile_s"] == pytest.approx(10.0, rel=1e-9)
     assert left["seconds"] == pytest.approx(2e-6 * sum(work[4:]) + 10.0, rel=1e-9)

@@ -41,7 +41,8 @@ class EmulatorArtifact:
         time: the model's backtracking time (chosen by the diagnostic unless forced): ΩT, or a
             multiple of t_sep(σ², ρ) for a campaign with ``separation_times`` (:meth:`time_at`).
         parameters: the named parameters θ stands for, their boxes the design's extent (fits stay inside).
-        n_realisations: N_B per design point.
+        n_realisations: N_B per design point (the smallest where points were given more: the
+            provenance's ``realisations`` lists each point's).
         noise_fraction: per ℓ, the largest pixel-noise correction N̂ t_ℓ / ⟨C_ℓ⟩ over the points.
         provenance: campaign spec and digest, point-file hash, diagnostic table, versions, date.
     """
@@ -233,11 +234,17 @@ class EmulatorArtifact:
         return (
             f"emulator artifact {self.version} ({self.analysis.name}): ℓ = {self.ells[0]}..{self.ells[-1]}, "
             f"{self.time_text()} ({'converged' if conv.get('converged', True) else 'NOT converged'} by the diagnostic), "
-            f"{box}, {self.provenance.get('design_points', '?')} design points × {self.n_realisations} realisations"
+            f"{box}, {self.provenance.get('design_points', '?')} design points × {self._realisations_text()} realisations"
             f"{self._field_level()}, "
             f"degree {self.emulator.degree} (max reduced χ² {float(np.max(self.emulator.reduced_chi2)):.2f}), "
             f"pixel-noise correction ≤ {100 * float(np.max(self.noise_fraction)):.0f} % of ⟨C_ℓ⟩" + self._scatter_text()
         )
+
+    def _realisations_text(self) -> str:
+        """N_B, or its range where design points were given more (``realisations`` in the provenance)."""
+        counts = self.provenance.get("realisations") or [self.n_realisations]
+        low, high = min(counts), max(counts)
+        return f"{low}" if low == high else f"{low}-{high}"
 
     def _scatter_text(self) -> str:
         record = self.provenance.get("point_scatter")

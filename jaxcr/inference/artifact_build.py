@@ -173,7 +173,7 @@ def build_artifact(
     )
 
 
-def _sky_scatter_record(sky_scatter: SkyScatter, log_emulator: SpectrumEmulator, log_covs, n_real: int) -> dict:
+def _sky_scatter_record(sky_scatter: SkyScatter, log_emulator: SpectrumEmulator, log_covs, n_real) -> dict:
     """What the artifact records of its one-sky covariance: the kind and, for a local one, the
     leave-one-out scores of every width tried and of the pooled mean (:func:`local_bandwidth`)."""
     if sky_scatter == SkyScatter.POOLED:
@@ -182,9 +182,11 @@ def _sky_scatter_record(sky_scatter: SkyScatter, log_emulator: SpectrumEmulator,
     return dict(kind=sky_scatter.value, bandwidth=width, leave_one_out=table)
 
 
-def campaign_spectra(campaign: Campaign, analysis: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """One analysis' spectra of a finished campaign, (K, R, T, lmax+1), the maps' pixel-noise
-    levels (K, R, T), and a SHA-256 of all the point files' arrays."""
+def campaign_spectra(campaign: Campaign, analysis: str) -> tuple[list, list, str]:
+    """One analysis' spectra of a finished campaign, per design point (R_k, T, lmax+1), the maps'
+    pixel-noise levels, per point (R_k, T), and a SHA-256 of all the point files' arrays. R_k is
+    the point's N_B,k (:meth:`jaxcr.inference.campaign.Campaign.add_realisations`); ``np.stack``
+    the lists where every point has the same."""
     spectra, noises, digests = [], [], hashlib.sha256()
     for k in range(len(campaign.spec.design)):
         arrays, _ = campaign.load_point(k)
@@ -192,7 +194,7 @@ def campaign_spectra(campaign: Campaign, analysis: str) -> tuple[np.ndarray, np.
         noises.append(arrays["pixel_noise"])  # (R, T)
         for key in sorted(arrays):
             digests.update(np.ascontiguousarray(arrays[key]).tobytes())
-    return np.stack(spectra), np.stack(noises), digests.hexdigest()
+    return spectra, noises, digests.hexdigest()
 
 
 def _check_artifact_options(ells, degree, time, times, lmax, analysis: Analysis, baseline: bool):
@@ -236,22 +238,32 @@ def artifact_from_spectra(
     Args:
         parameters: the named parameters of the design's coordinates.
         design: θ_k, shape (K, P).
-        spectra: per design point, realisation and time, the analysis' spectrum (K, R, T, lmax+1).
-        pixel_noise: each map's white pixel-noise level N̂ (K, R, T) (zeros: none to remove).
+        spectra: per design point, realisation and time, the analysis' spectrum (K, R, T, lmax+1),
+            or a sequence of K arrays (R_k, T, lmax+1) where the points have different N_B,k
+            (each point's mean is then weighted by its N_B,k, :meth:`SpectrumEmulator.fit`).
+        pixel_noise: each map's white pixel-noise level N̂ (K, R, T), or K arrays (R_k, T) (zeros: none to remove).
         times: the times ΩT of axis T; analysis, nside: how the spectra were made.
         ells, time, degree, z_margin, point_alpha, pair_model, box, pixel_noise_scatter, sky_scatter: as for
             :func:`build_artifact`.
         cos2_gradient_b0: cos² of the angle between the CR gradient and B0 (the pair model's g).
         provenance: recorded with the artifact (the design size, diagnostic, versions and date are added).
     """
-    design, spectra, pixel_noise = (np.asarray(x, dtype=float) for x in (design, spectra, pixel_noise))
+    design = np.asarray(design, dtype=float)
+    spectra = [np.asarray(x, dtype=float) for x in spectra]
+    pixel_noise = [np.asarray(x, dtype=float) for x in pixel_noise]
     times = tuple(float(t) for t in times)
-    k_points, n_real = spectra.shape[:2]
-    if design.shape != (k_points, len(parameters)) or pixel_noise.shape != spectra.shape[:3]:
+    k_points = len(spectra)
+    shapes = [(s.shape, n.shape) for s, n in zip(spectra, pixel_noise)]
+    if (
+        design.shape != (k_points, len(parameters))
+        or len(pixel_noise) != k_points
+        or any(len(a) != 3 or a[:2] != b or a[1] != len(times) for a, b in shapes)
+    ):
         raise ValueError(
-            f"design {design.shape}, spectra {spectra.shape} and pixel_noise {pixel_noise.shape} do not match "
-            f"(K points, R realisations, {len(times)} times, {len(parameters)} parameters)"
+            f"design {design.shape}, spectra {[a for a, _ in shapes][:3]} and pixel_noise {[b for _, b in shapes][:3]} "
+            f"do not match (K points, R realisations, {len(times)} times, {len(parameters)} parameters)"
         )
+    n_real = np.array([len(x) for x in spectra])
     lmax = max_lmax(nside)
     degree = (2 if pair_model is None else 1) if degree is None else degree
     design_box = parameters.design_box(design)
@@ -261,7 +273,7 @@ def artifact_from_spectra(
     sky_scatter = as_option(SkyScatter, "sky_scatter", sky_scatter)
     ells = _check_artifact_options(ells, degree, time, times, lmax, analysis, pair_model is not None)
     t_ell, v_ell = analysis.noise_response(nside)
-    c = spectra - pixel_noise[..., None] * t_ell  # noise-corrected, (K, R, T, L)
+    c = [x - n[..., None] * t_ell for x, n in zip(spectra, pixel_noise)]  # noise-corrected, K × (R_k, T, L)
     passing = passing_ell_max(c, pixel_noise, t_ell, ells)
     # ells None: the widest range from the first ℓ that is converged and resolved at one time (a
     # narrower range may converge earlier, when the pixel noise is still lower); where no range
@@ -272,7 +284,7 @@ def artifact_from_spectra(
         tops = [t for t in ells[:0:-1] if t <= max(resolved, default=0)] or [ells[1]]
     widest_resolved = None
     for top in tops:
-        rows, chosen = convergence_table(c[..., ells[ells <= top]], times, z_margin, point_alpha)
+        rows, chosen = convergence_table([ck[..., ells[ells <= top]] for ck in c], times, z_margin, point_alpha)
         j = chosen if time is None else times.index(float(time))
         if passing[j] is None or passing[j] < top:
             continue
@@ -286,12 +298,12 @@ def artifact_from_spectra(
     if widest_resolved is not None and widest_resolved[0] > top:
         wider = dict(ell_max=int(widest_resolved[0]), points=points_holding_back(widest_resolved[1][-2]))
     ells = ells[ells <= top]
-    moments = [realisation_moments(c[k, :, j][:, ells]) for k in range(k_points)]
+    moments = [realisation_moments(c[k][:, j][:, ells]) for k in range(k_points)]
     means, covs, log_means, log_covs, raised = (np.array([m[i] for m in moments]) for i in range(5))
     if pixel_noise_scatter == PixelNoiseScatter.DECONVOLVED:  # points without pixel noise keep the plain moments
-        for k in np.flatnonzero((pixel_noise[:, :, j] > 0).any(1)):
+        for k in [k for k in range(k_points) if (pixel_noise[k][:, j] > 0).any()]:
             log_means[k], log_covs[k] = deconvolved_log_moments(
-                c[k, :, j][:, ells], pixel_noise[k, :, j], t_ell[ells], v_ell[ells]
+                c[k][:, j][:, ells], pixel_noise[k][:, j], t_ell[ells], v_ell[ells]
             )
     frac = np.array(
         [pixel_noise[k][:, j].mean() * t_ell[ells] / np.where(means[k] > 0, means[k], np.nan) for k in range(k_points)]
@@ -312,11 +324,12 @@ def artifact_from_spectra(
         analysis=analysis,
         time=float(times[j]),
         parameters=fit_box,
-        n_realisations=int(n_real),
+        n_realisations=int(n_real.min()),
         noise_fraction=np.nanmax(frac, axis=0),
         provenance=dict(provenance or {})
         | dict(
             design_points=int(k_points),
+            realisations=n_real.tolist(),
             design_box=design_box.as_dict(),
             raised_to_floor=float(np.max(raised)) if pixel_noise_scatter == PixelNoiseScatter.KEPT else 0.0,
             point_scatter=point_scatter_record(log_covs, log_emulator, design),

@@ -9,7 +9,8 @@ and the map's own pixel-noise level (:func:`jaxcr.spectrum_model.pixel_noise_lev
 come from :func:`jaxcr.spectrum_model.backtracked_maps`, the one path to them. Each task
 writes its own file, atomically, so tasks run in any order, on any machine, and a killed
 campaign resumes where it stopped: point k always draws the realisations of stream 1 + k of the
-campaign seed (:func:`jaxcr.random.realisation_keys`), whoever computes it.
+campaign seed (:func:`jaxcr.random.realisation_keys`), whoever computes it. A point given more
+realisations (:meth:`Campaign.add_realisations`) keeps the ones it has and computes the rest.
 
 :mod:`jaxcr.inference.scheduling` runs the tasks: in this process, a local process pool, a SLURM
 job array or a Dask cluster. :func:`jaxcr.inference.artifact.build_artifact` turns a finished campaign into an
@@ -42,10 +43,15 @@ from .campaign_spec import CAMPAIGN_FORMAT, CampaignSpec
 __all__ = ["CampaignSpec", "Campaign", "software_versions", "CAMPAIGN_FORMAT"]
 
 
-def _point_spectra(spec: CampaignSpec, index: int) -> dict:
-    """Backtrack design point ``index`` and return its arrays (the task's whole computation)."""
+#: the arrays of a point file with one row per realisation (the others: its θ and step)
+PER_REALISATION = ("pixel_noise", "cl_")
+
+
+def _point_spectra(spec: CampaignSpec, index: int, first: int = 0) -> dict:
+    """Backtrack realisations ``first`` … N_B,k − 1 of design point ``index`` and return their arrays
+    (the task's whole computation)."""
     model = spec.model_at(index)
-    keys = realisation_keys(model.seed, model.n_realisations, stream=1 + index)
+    keys = realisation_keys(model.seed, spec.n_realisations(index) - first, first=first, stream=1 + index)
     maps, noise = backtracked_maps(model, spec.values(index), keys, spec.point_times(index))
     out = {"pixel_noise": noise, "theta": np.asarray(spec.design[index])}
     if spec.step_per_point:
@@ -102,11 +108,60 @@ class Campaign:
     def point_path(self, index: int) -> Path:
         return self.folder / "points" / f"point_{index:05d}.npz"
 
+    def realisations_done(self, index: int) -> int:
+        """How many realisations of design point ``index`` its file holds (0: none)."""
+        if not self.point_path(index).exists():
+            return 0
+        arrays, meta = self.load_point(index)
+        return int(meta["n_realisations"]) if "n_realisations" in meta else len(arrays["pixel_noise"])  # older files
+
+    def _complete(self, index: int) -> bool:
+        if not self.point_path(index).exists():
+            return False
+        # only a point given more realisations than the model's can hold fewer than it needs
+        return self.spec.n_realisations(index) == self.spec.model.n_realisations or (
+            self.realisations_done(index) >= self.spec.n_realisations(index)
+        )
+
     def done(self) -> list[int]:
-        return [k for k in range(len(self.spec.design)) if self.point_path(k).exists()]
+        return [k for k in range(len(self.spec.design)) if self._complete(k)]
 
     def pending(self) -> list[int]:
-        return [k for k in range(len(self.spec.design)) if not self.point_path(k).exists()]
+        return [k for k in range(len(self.spec.design)) if not self._complete(k)]
+
+    def work_left(self) -> dict[int, float]:
+        """Per pending point, the particle-steps still to compute (those of the realisations its file lacks)."""
+        work = self.spec.point_particle_steps()
+        return {k: work[k] * (1 - self.realisations_done(k) / self.spec.n_realisations(k)) for k in self.pending()}
+
+    def add_realisations(self, points, n_realisations: int) -> list[int]:
+        """Raise the design points of indices ``points`` to ``n_realisations`` realisations each.
+
+        For points whose mean is too uncertain, e.g. where fits on mock skies are biased by a design
+        point's sampling error (docs/fitting.md). Their files are kept: the next run computes only
+        realisations N_B,k … ``n_realisations`` − 1 of each (the same stream, so the result equals
+        a campaign made with that many from the start). Returns the indices raised."""
+        k_points = len(self.spec.design)
+        chosen = sorted({int(k) for k in points}) if all(isinstance(k, (int, np.integer)) for k in points) else None
+        if not chosen or chosen[0] < 0 or chosen[-1] >= k_points:
+            raise ValueError(
+                f"points must be design-point indices in [0, {k_points - 1}] (the #k `jaxcr campaign status` lists); "
+                f"got {points!r}"
+            )
+        now = max(self.spec.n_realisations(k) for k in chosen)
+        if (
+            isinstance(n_realisations, bool)
+            or not isinstance(n_realisations, (int, np.integer))
+            or n_realisations <= now
+        ):
+            raise ValueError(
+                f"n_realisations must be an integer above the {now} realisations these points have; got {n_realisations!r}"
+            )
+        counts = np.array(self.spec.realisations)
+        counts[chosen] = int(n_realisations)
+        self.spec = dataclasses.replace(self.spec, realisations=counts)
+        self._write_spec()
+        return chosen
 
     def extend(self, thetas) -> list[int]:
         """Append design points θ (K, P) not already in the design; returns their indices.
@@ -125,6 +180,7 @@ class Campaign:
             self.spec,
             design=np.concatenate([self.spec.design, np.array(new)]),
             time_scales=np.concatenate([np.asarray(self.spec.time_scales), np.ones(len(new))]),
+            realisations=np.concatenate([self.spec.realisations, np.full(len(new), self.spec.model.n_realisations)]),
         )
         self._write_spec()
         return list(range(first, len(self.spec.design)))
@@ -168,18 +224,28 @@ class Campaign:
         ):
             raise ValueError(f"index must be an integer in [0, {len(self.spec.design) - 1}]; got {index!r}")
         path = self.point_path(int(index))
-        if path.exists():
+        if self._complete(int(index)):
             return path
         _checks.require_x64("a campaign task")
         t0 = _time.perf_counter()
-        arrays = _point_spectra(self.spec, int(index))
+        first, earlier_s = 0, 0.0
+        if path.exists():  # given more realisations: keep those done, compute the rest
+            old, old_meta = self.load_point(int(index))
+            first, earlier_s = len(old["pixel_noise"]), float(old_meta["wall_time_s"])
+        arrays = _point_spectra(self.spec, int(index), first)
+        if first:
+            arrays = {
+                name: np.concatenate([old[name], a]) if name.startswith(PER_REALISATION) else a
+                for name, a in arrays.items()
+            }
         meta = dict(
             format=CAMPAIGN_FORMAT,
             digest=self.spec.digest(),
             index=int(index),
             theta=self.spec.design[index].tolist(),
             time_scale=self.spec.time_scale(int(index)),
-            wall_time_s=_time.perf_counter() - t0,
+            n_realisations=len(arrays["pixel_noise"]),
+            wall_time_s=earlier_s + _time.perf_counter() - t0,
             host=platform.node(),
             versions=software_versions(),
             finished=_time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -214,6 +280,11 @@ class Campaign:
             )
         if not np.allclose(arrays["theta"], self.spec.design[index], atol=1e-12):
             raise ValueError(f"{self.point_path(index)} holds θ = {arrays['theta']}, not the design's point {index}")
+        if len(arrays["pixel_noise"]) > self.spec.n_realisations(index):
+            raise ValueError(
+                f"{self.point_path(index)} holds {len(arrays['pixel_noise'])} realisations, more than the spec's "
+                f"{self.spec.n_realisations(index)} for point {index}; delete it to recompute"
+            )
         if float(meta.get("time_scale", 1.0)) != self.spec.time_scale(index):
             raise ValueError(
                 f"{self.point_path(index)} was backtracked to {meta.get('time_scale', 1.0):g}× the times, not the "
@@ -228,32 +299,35 @@ class Campaign:
         return f"dt {min(steps):.4g}-{max(steps):.4g}/Ω (each point its own)"
 
     def time_left(self) -> dict:
-        """Wall time of the pending points on one worker, from the points done: their work in
-        particle-steps over the median rate of the done points (the first point of every process
-        also compiles, so a mean over points would count compiling at every point), plus one
-        compilation, the largest excess of a done point over that rate."""
+        """Wall time of the pending work on one worker, from the point files written: the
+        particle-steps of the realisations still missing over the median rate of the files (the
+        first point of every process also compiles, so a mean over points would count compiling at
+        every point), plus one compilation, the largest excess of a file over that rate."""
         work = self.spec.point_particle_steps()
-        done = self.done()
-        seconds = np.array([self.load_point(k)[1]["wall_time_s"] for k in done])
-        done_work = np.array([work[k] for k in done])
+        written = [k for k in range(len(self.spec.design)) if self.point_path(k).exists()]
+        share = {k: self.realisations_done(k) / self.spec.n_realisations(k) for k in written}
+        seconds = np.array([self.load_point(k)[1]["wall_time_s"] for k in written])
+        done_work = np.array([work[k] * share[k] for k in written])
         per_step = float(np.median(seconds / done_work))
         compile_s = float(max(0.0, np.max(seconds - per_step * done_work)))
-        pending = sum(work[k] for k in self.pending())
+        pending = sum(self.work_left().values())
         left = per_step * pending + (compile_s if pending else 0.0)
-        how = (
-            f"{1 / per_step:.3g} particle-steps/s, the median of {len(done)} points, plus {compile_s:.0f} s to compile"
-        )
+        how = f"{1 / per_step:.3g} particle-steps/s, the median of {len(written)} points, plus {compile_s:.0f} s to compile"
         return dict(seconds=left, rate=1 / per_step, compile_s=compile_s, how=how)
 
     def status(self) -> str:
         done, total = len(self.done()), len(self.spec.design)
         line = f"campaign {self.folder}: {done}/{total} design points done"
-        if 0 < done < total:
+        if done < total and any(self.point_path(k).exists() for k in range(total)):
             left = self.time_left()
             line += f", ≈ {left['seconds'] / 60:.1f} min left on one worker ({left['how']})"
         m = self.spec.model
+        more = self.spec.more_realisations()
+        n_b = f"N_B {m.n_realisations}" + (
+            f" ({', '.join(f'#{k}: {self.spec.n_realisations(k)}' for k in more)})" if more else ""
+        )
         return (
-            f"{line}\n  model: nside {m.nside}, N_B {m.n_realisations}, {m.turbulence.as_dict()}, {self._step_text()}, "
+            f"{line}\n  model: nside {m.nside}, {n_b}, {m.turbulence.as_dict()}, {self._step_text()}, "
             f"field {m.field_precision.value}, parameters {', '.join(self.spec.parameters.names)}, "
             f"ΩT = {self.spec.times_text()}; analyses: "
             f"{', '.join(a.name for a in self.spec.analyses)}"

@@ -42,6 +42,10 @@ class CampaignSpec:
             :meth:`jaxcr.inference.campaign.Campaign.lengthen` where the diagnostic finds a point still changing
             at the last stored times (the separation law understates its time to converge), so
             that the point is followed further while its stored times stay at the same multiples.
+        realisations: per design point, its number of realisations N_B,k (K,); None: the model's
+            N_B everywhere. Raised by :meth:`jaxcr.inference.campaign.Campaign.add_realisations` where
+            a point's mean is too uncertain; point k's realisations are always 0 … N_B,k − 1 of its
+            stream, so the ones computed before are kept.
     """
 
     model: SpectrumModel
@@ -52,6 +56,7 @@ class CampaignSpec:
     step_per_point: bool = False
     separation_times: bool = False
     time_scales: np.ndarray | None = None
+    realisations: np.ndarray | None = None
 
     def __post_init__(self):
         if not isinstance(self.model, SpectrumModel):
@@ -83,6 +88,17 @@ class CampaignSpec:
                 f"time_scales must be one finite factor > 0 per design point, shape ({len(design)},); got {scales!r}"
             )
         object.__setattr__(self, "time_scales", scales)
+        base = self.model.n_realisations
+        counts = np.full(len(design), base) if self.realisations is None else np.asarray(self.realisations)
+        if counts.shape != (len(design),) or not np.all(np.isfinite(counts)) or np.any(counts != np.round(counts)):
+            raise ValueError(
+                f"realisations must be one integer per design point, shape ({len(design)},); got {self.realisations!r}"
+            )
+        if np.any(counts < base):
+            raise ValueError(
+                f"realisations must be at least the model's N_B = {base} at every point; got {counts.tolist()}"
+            )
+        object.__setattr__(self, "realisations", counts.astype(int))
         _checks.check_bool("step_per_point", self.step_per_point)
         _checks.check_bool("separation_times", self.separation_times)
         if self.model.dt is None and not self.step_per_point:  # the smallest default step over the design
@@ -117,6 +133,14 @@ class CampaignSpec:
             unit *= float(separation_time(values["sigma2"], values["rho"]))
         return tuple(t * unit for t in self.times)
 
+    def n_realisations(self, index: int) -> int:
+        """N_B,k of design point ``index`` (``realisations``; the model's N_B unless raised)."""
+        return int(np.asarray(self.realisations)[index])
+
+    def more_realisations(self) -> list[int]:
+        """The design points given more realisations than the model's N_B."""
+        return [int(k) for k in np.flatnonzero(np.asarray(self.realisations) != self.model.n_realisations)]
+
     def lengthened(self) -> list[int]:
         """The design points whose times were lengthened (``time_scale`` ≠ 1)."""
         return [int(k) for k in np.flatnonzero(self.time_scales != 1.0)]
@@ -136,14 +160,20 @@ class CampaignSpec:
             text += f" ({factors} at {len(longer)} of {len(self.design)} points: {longer})"
         return text
 
+    def points_text(self, indices) -> str:
+        """Design points by index and named values, e.g. ``#0 (sigma2 = 0.3, rho = 0.01)``."""
+        return ", ".join(
+            f"#{k} (" + ", ".join(f"{n} = {v:.3g}" for n, v in self.values(k).items()) + ")" for k in indices
+        )
+
     def steps(self) -> list[float]:
         """The Boris step (1/Ω) each design point runs with."""
         return [float(self.model_at(k).dt or 0.0) for k in range(len(self.design))]
 
     def point_particle_steps(self) -> list[float]:
-        """N_B · N_pix · (its largest ΩT)/dt of each design point: the work of its task."""
-        m = self.model
-        return [m.n_realisations * 12 * m.nside**2 * self.point_times(k)[-1] / dt for k, dt in enumerate(self.steps())]
+        """N_B,k · N_pix · (its largest ΩT)/dt of each design point: the work of its task."""
+        pixels = 12 * self.model.nside**2
+        return [self.n_realisations(k) * pixels * self.point_times(k)[-1] / dt for k, dt in enumerate(self.steps())]
 
     def particle_steps(self) -> float:
         """Σ over the points of :meth:`point_particle_steps`: the work of the campaign."""
@@ -164,17 +194,21 @@ class CampaignSpec:
         return hashlib.sha256(io.to_json(core).encode()).hexdigest()[:16]
 
     def as_dict(self) -> dict:
-        return dict(
-            format=CAMPAIGN_FORMAT,
-            model=self.model.as_dict(),
-            times=list(self.times),
-            analyses=[a.as_dict() for a in self.analyses],
-            parameters=self.parameters.as_dict(),
-            design=self.design.tolist(),
-            step_per_point=self.step_per_point,
-            separation_times=self.separation_times,
-            digest=self.digest(),
-        ) | ({"time_scales": np.asarray(self.time_scales).tolist()} if self.lengthened() else {})
+        return (
+            dict(
+                format=CAMPAIGN_FORMAT,
+                model=self.model.as_dict(),
+                times=list(self.times),
+                analyses=[a.as_dict() for a in self.analyses],
+                parameters=self.parameters.as_dict(),
+                design=self.design.tolist(),
+                step_per_point=self.step_per_point,
+                separation_times=self.separation_times,
+                digest=self.digest(),
+            )
+            | ({"time_scales": np.asarray(self.time_scales).tolist()} if self.lengthened() else {})
+            | ({"realisations": np.asarray(self.realisations).tolist()} if self.more_realisations() else {})
+        )
 
     @classmethod
     def from_dict(cls, d: dict) -> CampaignSpec:
@@ -192,4 +226,5 @@ class CampaignSpec:
             step_per_point=bool(d.get("step_per_point", False)),
             separation_times=bool(d.get("separation_times", False)),
             time_scales=None if d.get("time_scales") is None else np.asarray(d["time_scales"], dtype=float),
+            realisations=None if d.get("realisations") is None else np.asarray(d["realisations"], dtype=float),
         )

@@ -34,7 +34,8 @@ POINT_ALPHA = 0.05  # false-alarm probability of the per-point change test over 
 def convergence_table(
     c_by_time, times, z_margin: float = 2.0, point_alpha: float = POINT_ALPHA
 ) -> tuple[list[dict], int]:
-    """The convergence diagnostic of the noise-corrected spectra ``c_by_time`` (K points, R, T, L).
+    """The convergence diagnostic of the noise-corrected spectra ``c_by_time`` (K points, R, T, L; or
+    a sequence of K arrays (R_k, T, L) where the points have different numbers of realisations).
 
     For each stored time T_j and design point k, the paired differences of every realisation's
     ⟨C_ℓ⟩ at T_j and at the last time give z_kℓ = mean/SE; q_k = mean over ℓ of z_kℓ² is ≈ 1
@@ -53,13 +54,13 @@ def convergence_table(
     with p ≤ ``point_alpha`` uncorrected (``points_suspect``: where a pooled excess of q comes from
     when no single point is significant).
     """
-    c = np.asarray(c_by_time)
-    n_points, n_t = c.shape[0], c.shape[2]
+    points = [np.asarray(ck, dtype=float) for ck in c_by_time]
+    n_points, n_t = len(points), points[0].shape[1]
     if not 0 < point_alpha < 1:
         raise ValueError(f"point_alpha must be in (0, 1); got {point_alpha!r}")
     rows, ok = [], []
     for j in range(n_t):
-        d = c[:, :, j] - c[:, :, -1]  # (K, R, L)
+        d = [ck[:, j] - ck[:, -1] for ck in points]  # K × (R_k, L)
         if j == n_t - 1:
             rows.append(
                 dict(time=float(times[j]), q=1.0, q_se=0.0, relative_shift=0.0, converged=True,
@@ -71,10 +72,11 @@ def convergence_table(
         changing = [int(k) for k in np.flatnonzero(p_points <= point_alpha / n_points)]
         # uncorrected: where a pooled excess of q comes from when no single point is significant
         suspect = [int(k) for k in np.flatnonzero(p_points <= point_alpha)]
-        q = _paired_q(d)  # (K,)
+        q = np.array([_paired_q(dk) for dk in d])  # (K,)
         q_se = q.std(ddof=1) / np.sqrt(len(q)) if len(q) > 1 else np.inf
-        last = c[:, :, -1].mean(1)
-        shift = float(np.mean((c[:, :, j].mean(1) - last) / np.where(np.abs(last) > 0, np.abs(last), 1.0)))
+        last = np.array([ck[:, -1].mean(0) for ck in points])
+        now = np.array([ck[:, j].mean(0) for ck in points])
+        shift = float(np.mean((now - last) / np.where(np.abs(last) > 0, np.abs(last), 1.0)))
         converged = bool(q.mean() - 1.0 <= z_margin * q_se) and not changing
         rows.append(
             dict(time=float(times[j]), q=float(q.mean()), q_se=float(q_se), relative_shift=shift, converged=converged,
@@ -234,10 +236,11 @@ def passing_ell_max(corrected, pixel_noise, t_ell, ells) -> list[int | None]:
     rule at every design point (noise N̂ t_ℓ at most MAX_NOISE_FRACTION of the noise-corrected
     ⟨C_ℓ⟩ over the realisations); None where not even the first two do.
 
-    ``corrected``: (K, R, T, lmax+1) noise-corrected spectra; ``pixel_noise``: (K, R, T)."""
+    ``corrected``: (K, R, T, lmax+1) noise-corrected spectra; ``pixel_noise``: (K, R, T) (or per
+    point (R_k, T, lmax+1) and (R_k, T) where the points have different numbers of realisations)."""
     ells = np.asarray(ells)
-    means = corrected.mean(1)[..., ells]  # (K, T, L)
-    noise = pixel_noise.mean(1)[..., None] * t_ell[ells]
+    means = np.array([np.asarray(ck).mean(0) for ck in corrected])[..., ells]  # (K, T, L)
+    noise = np.array([np.asarray(nk).mean(0) for nk in pixel_noise])[..., None] * t_ell[ells]
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = noise / np.where(means > 0, means, np.nan)
     ok = (np.isfinite(frac) & (frac <= MAX_NOISE_FRACTION)).all(0)  # (T, L)

@@ -28,30 +28,39 @@ __all__ = ["monomial_exponents", "poly_features", "SpectrumEmulator", "local_ban
 BANDWIDTHS = tuple(float(b) for b in np.geomspace(0.2, 6.4, 11))
 
 
-def local_bandwidth(z, covs, n_realisations: int) -> tuple[float, dict]:
+def local_bandwidth(z, covs, n_realisations) -> tuple[float, dict]:
     """The width b of the Gaussian weights of the LOCAL covariance (:meth:`SpectrumEmulator.sky_log_covariance`)
     that best predicts each design point's covariance from the others': the leave-one-out Gaussian
-    log-likelihood of the points' realisations (their sample covariances S_k of ``n_realisations``),
-    Σ_k −(N_B − 1)/2 [tr(Λ₋ₖ(z_k)⁻¹ S_k) + ln det Λ₋ₖ(z_k)], maximised over :data:`BANDWIDTHS`. Returns
+    log-likelihood of the points' realisations (their sample covariances S_k of ``n_realisations``
+    N_B,k, one for all or one per point), Σ_k −(N_B,k − 1)/2 [tr(Λ₋ₖ(z_k)⁻¹ S_k) + ln det Λ₋ₖ(z_k)],
+    maximised over :data:`BANDWIDTHS`. Returns
     b and {"bandwidth": the widths, "score": their scores, "pooled": the score of the other points' mean}."""
     z, covs = np.asarray(z, dtype=float), np.asarray(covs, dtype=float)
     if len(z) < 3:
         raise ValueError(f"a local covariance needs at least 3 design points; got {len(z)}")
     d2 = np.sum((z[:, None] - z[None]) ** 2, -1)
     nearest = np.min(d2 + np.diag(np.full(len(z), np.inf)), axis=1, keepdims=True)  # of the other points
-    half = (n_realisations - 1) / 2
+    half = (_counts(n_realisations, len(z)) - 1) / 2
 
     def score(weights):
         total = 0.0
         for k in range(len(z)):
             w = np.delete(weights[k], k)
             lam = np.einsum("j,jab->ab", w / w.sum(), np.delete(covs, k, axis=0))
-            total -= half * (np.trace(np.linalg.solve(lam, covs[k])) + np.linalg.slogdet(lam)[1])
+            total -= half[k] * (np.trace(np.linalg.solve(lam, covs[k])) + np.linalg.slogdet(lam)[1])
         return float(total)
 
     scores = [score(np.exp(-0.5 * (d2 - nearest) / b**2)) for b in BANDWIDTHS]  # no underflow at small b
     table = dict(bandwidth=list(BANDWIDTHS), score=scores, pooled=score(np.ones_like(d2)))
     return BANDWIDTHS[int(np.argmax(scores))], table
+
+
+def _counts(n_realisations, k_points: int) -> np.ndarray:
+    """N_B,k per design point (K,) from one N_B for all or one per point."""
+    counts = np.broadcast_to(np.asarray(n_realisations, dtype=float), (k_points,))
+    if np.any(counts < 2):
+        raise ValueError(f"every design point needs at least 2 realisations; got {counts.tolist()}")
+    return counts
 
 
 def monomial_exponents(n_parameters: int, degree: int) -> list[tuple[int, ...]]:
@@ -101,11 +110,10 @@ class SpectrumEmulator(eqx.Module):
     bandwidth: np.ndarray | None = None  # () the Gaussian weights' width in box coordinates
 
     @classmethod
-    def fit(
-        cls, thetas, means, covs, n_realisations: int, degree: int, centre, scale, baseline=None
-    ) -> "SpectrumEmulator":
+    def fit(cls, thetas, means, covs, n_realisations, degree: int, centre, scale, baseline=None) -> "SpectrumEmulator":
         """From per-point model means (K, L') and covariances (K, L', L') of ``n_realisations``
-        realisations each at ``thetas`` (K, P). With a ``baseline`` (a
+        realisations at ``thetas`` (K, P) (one N_B for all points, or N_B,k per point (K,): the
+        polynomial then weights each point by its N_B,k). With a ``baseline`` (a
         :class:`jaxcr.pair_model.PairModelBaseline`) the polynomial fits ln⟨C_ℓ⟩ − baseline(θ): the
         transfer from the pair model's full-sky spectrum to the analysis', while the baseline carries
         the dependence on θ, also beyond the design."""
@@ -123,7 +131,8 @@ class SpectrumEmulator(eqx.Module):
         # SE² of ln⟨C_ℓ⟩ from the pooled relative variance, the same at every point: weights from
         # each point's own sample variance would be biased, since for these skewed spectra a high
         # mean comes with a high variance (a far-wandering realisation) and would be down-weighted.
-        log_m = np.log(means) + np.diag(rel) / n_realisations / 2  # E[ln mean] ≈ ln⟨C⟩ − var/2 (delta method)
+        counts = _counts(n_realisations, len(means))
+        log_m = np.log(means) + np.diag(rel) / counts[:, None] / 2  # E[ln mean] ≈ ln⟨C⟩ − var/2 (delta method)
         return cls._polynomial(thetas, log_m, rel, n_realisations, degree, centre, scale, False, baseline)
 
     @classmethod
@@ -132,7 +141,7 @@ class SpectrumEmulator(eqx.Module):
         thetas,
         log_means,
         log_covs,
-        n_realisations: int,
+        n_realisations,
         degree: int,
         centre,
         scale,
@@ -140,7 +149,7 @@ class SpectrumEmulator(eqx.Module):
         scatter: SkyScatter = SkyScatter.POOLED,
     ) -> "SpectrumEmulator":
         """The emulator of ⟨ln C_ℓ⟩ and Cov(ln C_ℓ, ln C_ℓ') from per-point means (K, L') and
-        covariances (K, L', L') of the logarithms of ``n_realisations`` spectra each: ⟨ln C_ℓ⟩ is a
+        covariances (K, L', L') of the logarithms of ``n_realisations`` spectra (as for :meth:`fit`): ⟨ln C_ℓ⟩ is a
         polynomial of ``degree`` in θ; the covariance of one sky's ln C is :meth:`log_covariance`
         (``rel`` holds the points' mean; ``mean`` returns exp⟨ln C⟩); ``baseline`` as for :meth:`fit`.
 
@@ -172,19 +181,24 @@ class SpectrumEmulator(eqx.Module):
     @classmethod
     def _polynomial(cls, thetas, targets, rel, n_realisations, degree, centre, scale, log_moments, baseline):
         """Least-squares polynomial of ``degree`` in the box coordinates through ``targets``
-        (K, L') less the baseline, standard errors sqrt(diag(rel)/N_B); the emulator error inflated
-        by the fit's reduced χ² where that exceeds 1."""
+        (K, L') less the baseline, standard errors sqrt(diag(rel)/N_B,k) (weights N_B,k); the
+        emulator error inflated by the fit's reduced χ² where that exceeds 1. ``ftf_inv`` is
+        (Fᵀ W F)⁻¹ with W = diag(N_B,k/N_ref) and ``rel_emu`` carries 1/N_ref, N_ref the smallest
+        N_B,k (with one N_B for all, W = 1)."""
         centre, scale = np.asarray(centre, dtype=float), np.asarray(scale, dtype=float)
         if baseline is not None:
             targets = targets - np.asarray(baseline(np.asarray(thetas, dtype=float)))
         F = poly_features((np.asarray(thetas) - centre) / scale, degree)  # (K, n_coef)
         if F.shape[0] < F.shape[1]:
             raise ValueError(f"a degree-{degree} emulator needs at least {F.shape[1]} design points; got {F.shape[0]}")
-        var = np.diag(rel) / n_realisations
-        # Every ℓ has the same design and uniform weights, so one least-squares solve serves all.
-        ftf_inv = np.linalg.inv(F.T @ F)
-        coef = ftf_inv @ F.T @ targets
-        red = np.sum((targets - F @ coef) ** 2, 0) / var / max(len(F) - F.shape[1], 1)
+        counts = _counts(n_realisations, len(F))
+        n_ref = counts.min()
+        weights = counts / n_ref
+        var = np.diag(rel) / n_ref
+        # Every ℓ has the same design and weights, so one least-squares solve serves all.
+        ftf_inv = np.linalg.inv(F.T @ (weights[:, None] * F))
+        coef = ftf_inv @ F.T @ (weights[:, None] * targets)
+        red = np.sum(weights[:, None] * (targets - F @ coef) ** 2, 0) / var / max(len(F) - F.shape[1], 1)
         inflate = np.sqrt(np.maximum(red, 1.0))
         return cls(
             centre=centre,
@@ -193,7 +207,7 @@ class SpectrumEmulator(eqx.Module):
             coef=coef,
             ftf_inv=ftf_inv,
             rel=rel,
-            rel_emu=inflate[:, None] * rel * inflate[None, :] / n_realisations,
+            rel_emu=inflate[:, None] * rel * inflate[None, :] / n_ref,
             reduced_chi2=np.array(red),
             log_moments=log_moments,
             baseline=baseline,

@@ -38,9 +38,9 @@ def run_campaign(campaign: Campaign, workers: int = 1, progress: bool = True, in
 
     _checks.check_positive_int("workers", workers)
     campaign.check_points()  # a damaged point file is found before the work, not at the artifact
-    todo = campaign.pending() if indices is None else [k for k in indices if k in set(campaign.pending())]
-    per_point = campaign.spec.point_particle_steps()
-    work = {k: per_point[k] for k in todo}
+    left = campaign.work_left()
+    todo = list(left) if indices is None else [k for k in indices if k in left]
+    work = {k: left[k] for k in todo}
     bar = tqdm(
         total=sum(work.values()),
         disable=not progress,

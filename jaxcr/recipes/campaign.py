@@ -8,6 +8,7 @@
     jaxcr campaign status FOLDER
     jaxcr campaign extend FOLDER --sigma2 LO HI --rho LO HI --points N
     jaxcr campaign lengthen FOLDER --points K [K …] [--factor 2]   # follow points still changing longer
+    jaxcr campaign more-realisations FOLDER --points K [K …] --realisations N   # N_B = N there; keeps the ones done
     jaxcr campaign task FOLDER INDEX                          # one design point (what a SLURM array task runs)
     jaxcr campaign slurm FOLDER [--time 01:00:00] [--cpus 4] [--mem 8G] [--partition P]  # writes FOLDER/submit.sh
     jaxcr campaign dask FOLDER --scheduler tcp://HOST:8786   # tasks on a Dask cluster (pip install 'jaxcr[cluster]')
@@ -151,10 +152,22 @@ def _lengthen(args) -> int:
     after = campaign.spec.point_particle_steps()
     for k in chosen:
         times = ", ".join(f"{t:.4g}" for t in campaign.spec.point_times(k))
-        print(f"design point {_points_text(campaign.spec, [k])}: ΩT = {times}")
+        print(f"design point {campaign.spec.points_text([k])}: ΩT = {times}")
     print(work_line(campaign.spec, sum(after[k] for k in chosen), f"the {len(chosen)} lengthened point(s), from the start; "
                     f"{sum(before[k] for k in chosen):.3g} before"))  # fmt: skip
     print(f"{campaign.status()}\nnext: jaxcr campaign run {args.folder}")
+    return 0
+
+
+def _more_realisations(args) -> int:
+    from jaxcr.inference.campaign import Campaign
+
+    campaign = Campaign.open(args.folder)
+    chosen = campaign.add_realisations(args.points, args.realisations)
+    print(f"design points {campaign.spec.points_text(chosen)}: {args.realisations} realisations each")
+    print(work_line(campaign.spec, sum(campaign.work_left()[k] for k in chosen), f"the realisations added at "
+                    f"{len(chosen)} point(s); those done are kept"))  # fmt: skip
+    print(f"{campaign.status()}\nnext: jaxcr campaign run {args.folder}, then build the artifact again")
     return 0
 
 
@@ -234,7 +247,7 @@ def _artifact(args) -> int:
         print(
             f"  ΩT = {row['time']:6g}{unit}: q = {row['q']:.2f} ± {row['q_se']:.2f}, mean shift to the last time "
             f"{100 * row['relative_shift']:+.0f} %"
-            + (f", still changing at {_points_text(campaign.spec, changing)}" if changing else "")
+            + (f", still changing at {campaign.spec.points_text(changing)}" if changing else "")
             + (
                 "  (the last stored time: the reference)"
                 if row is rows[-1]
@@ -252,17 +265,12 @@ def _artifact(args) -> int:
     if wider and not late:
         late = wider["points"]
         print(
-            f"ℓ ≤ {wider['ell_max']} is resolved but has not converged (held back at {_points_text(campaign.spec, late)})"
+            f"ℓ ≤ {wider['ell_max']} is resolved but has not converged (held back at {campaign.spec.points_text(late)})"
         )
     if late:
         print(f"to converge there: jaxcr campaign lengthen {args.folder} --points {' '.join(map(str, late))}   "
               "(follows them twice as long; then run and build again)")  # fmt: skip
     return 0
-
-
-def _points_text(spec, indices) -> str:
-    """Design points by index and named values, e.g. ``#0 (sigma2 = 0.3, rho = 0.01)``."""
-    return ", ".join(f"#{k} (" + ", ".join(f"{n} = {v:.3g}" for n, v in spec.values(k).items()) + ")" for k in indices)
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -332,6 +340,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    help="design-point indices, e.g. those `artifact` lists as still changing at the last times")  # fmt: skip
     s.add_argument("--factor", type=float, default=2.0, help="how many times longer (default 2)")
     s.set_defaults(run=_lengthen)
+    s = sub.add_parser("more-realisations", help="raise N_B at design points (the realisations done are kept)")
+    folder(s)
+    s.add_argument("--points", type=int, nargs="+", required=True, metavar="K", help="design-point indices (#k)")
+    s.add_argument("--realisations", type=int, required=True, metavar="N", help="their new N_B (above the present)")
+    s.set_defaults(run=_more_realisations)
     s = sub.add_parser("task", help="compute one design point (a SLURM array task)")
     folder(s)
     s.add_argument("index", type=int, help="the design point's index")
