@@ -8,7 +8,8 @@ intervals draw their toys with. For every design point of the artifact this take
 realisations at the artifact's time there, their deconvolved moments (jaxcr.inference.pixel_noise,
 as the artifact was built), and prints the point's Var(ln C_ℓ) over the pooled one: the mean over
 ℓ (what artifacts record as ``point_scatter`` and profile-interval fits flag beyond 1.5 or below
-1/1.5) and its range. Beside it, held out: the
+1/1.5) and its range, and how far the point's ⟨ln C_ℓ⟩ sits from the emulator (in pooled SDs of one
+sky's ln C_ℓ, with its standard error from the point's N_B realisations). Beside it, held out: the
 same ratio against the variance an emulator fitted to the other points predicts there, pooled and
 local (``--sky-scatter pooled`` and ``local``), with the spread of its logarithm over the points (about
 0.25 from 32 realisations' sampling alone, more for heavy tails).
@@ -153,13 +154,22 @@ def main(argv=None) -> int:
     held_out = {
         s: held_out_ratios(design, means, covs, n_real, emu, s) if enough else ratio * np.nan for s in SkyScatter
     }
-    print("design point              Var(ln C_ℓ) / the pooled one: mean over ℓ (range)   held out: pooled, local")
+    # each point's mean against the emulator, in pooled SDs of one sky's ln C_ℓ, and its SE
+    sd = np.sqrt(np.diag(np.asarray(refit.rel)))
+    offset = (means - np.array([np.asarray(refit.log_mean(t)) for t in design])) / sd
+    offset_se = np.sqrt(np.diagonal(covs, axis1=1, axis2=2) / n_real[:, None]) / sd
+    print(
+        "design point              Var(ln C_ℓ) / the pooled one: mean over ℓ (range)   held out: pooled, local"
+        "   ⟨ln C_ℓ⟩ − emulator in pooled SDs over ℓ (SE)   N_B"
+    )
     for k, (r, row) in enumerate(zip(ratio, per_ell)):
         v = spec.values(k)
         mark = "  <- flagged" if not 1 / POINT_SCATTER_FACTOR <= r <= POINT_SCATTER_FACTOR else "            "
         print(
             f"  {k:2d}  σ² = {v['sigma2']:<6.3g} ρ = {v['rho']:<7.3g} {r:5.2f} ({row.min():.2f}-{row.max():.2f}){mark}"
             f"   {held_out[SkyScatter.POOLED][k]:5.2f} {held_out[SkyScatter.LOCAL][k]:5.2f}"
+            f"   {offset[k].min():+.2f} … {offset[k].max():+.2f} ({offset_se[k].min():.2f}-{offset_se[k].max():.2f})"
+            f"   {n_real[k]}"
         )
     for s in SkyScatter:
         r, name = held_out[s], s.value
