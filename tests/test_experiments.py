@@ -276,9 +276,10 @@ def test_infinite_time_script_predicts_later_times(tmp_path):
 
 @pytest.mark.slow
 def test_point_scatter_script_recovers_what_a_new_artifact_records(tmp_path):
-    """experiments/point_scatter.py on a 4-point campaign (nside 4, 4 realisations) and its artifact
-    with the per-point record removed (as in artifacts built before it existed): the emulator refit
-    from the campaign equals the artifact's (round-off), and --record writes the same ratios the
+    """experiments/point_scatter.py on a 4-point campaign (nside 4, 4 realisations, 6 at point 1) and
+    its artifact with the per-point record removed (as in artifacts built before it existed): the
+    emulator refit from the campaign, weighted by each point's N_B, equals the artifact's
+    (round-off), each point's mean is listed against it with its N_B, and --record writes the same ratios the
     artifact's build recorded (1e-12), under the same version; an artifact of other moments (the
     pixel noise kept in the scatter) is refused."""
     import dataclasses
@@ -297,6 +298,8 @@ def test_point_scatter_script_recovers_what_a_new_artifact_records(tmp_path):
         tmp_path / "c", cp.CampaignSpec.on_grid(model, (1.0, 2.0), (Analysis("full"),), box, 2)
     )
     sc.run_campaign(campaign, progress=False)
+    campaign.add_realisations([1], 6)
+    sc.run_campaign(campaign, progress=False)
     built = build_artifact(campaign, "full", ells=np.arange(1, 3), degree=1, time=1.0)
     older = {k: v for k, v in built.provenance.items() if k != "point_scatter"}
     dataclasses.replace(built, provenance=older).save(tmp_path / "older.npz")
@@ -306,6 +309,8 @@ def test_point_scatter_script_recovers_what_a_new_artifact_records(tmp_path):
     difference = float(proc.stdout.split("largest difference ")[1].split()[0])
     assert difference < 1e-10, proc.stdout
     assert "held out, local: " in proc.stdout and "SD of the ln ratio" in proc.stdout
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("   ") and "σ² =" in line]
+    assert [row[-1] for row in rows] == ["4", "6", "4", "4"] and all("…" in row for row in rows), proc.stdout
     recorded = EmulatorArtifact.load(tmp_path / "recorded.npz")
     assert recorded.version == built.version
     ratio = recorded.provenance["point_scatter"]["ratio"]
