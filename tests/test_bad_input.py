@@ -360,7 +360,9 @@ def test_the_native_switch_is_read_in_every_spelling(value, available):
         assert out.stdout.strip() == str(available), out.stderr[-2000:]
 
 
-def test_a_damaged_campaign_point_is_found_before_the_run(tmp_path, monkeypatch):
+@pytest.mark.parametrize("raised", [False, True])
+def test_a_damaged_campaign_point_is_found_before_the_run(tmp_path, monkeypatch, raised):
+    # also where the point was given more realisations (its file then holds fewer than the spec's)
     from jaxcr.analysis import Analysis
     from jaxcr.inference.campaign import Campaign, CampaignSpec
     from jaxcr.inference.scheduling import run_campaign
@@ -372,6 +374,8 @@ def test_a_damaged_campaign_point_is_found_before_the_run(tmp_path, monkeypatch)
     campaign = Campaign.create(tmp_path / "c", spec)
     campaign.point_path(1).parent.mkdir(parents=True, exist_ok=True)
     campaign.point_path(1).write_bytes(b"PK\x03\x04 truncated")
+    if raised:
+        campaign.add_realisations([1], 3)
     ran = []
     monkeypatch.setattr(campaign, "run_task", lambda k: ran.append(k))
     with pytest.raises(ValueError, match=r"1 point file\(s\).*point 1.*damaged.*only these points are recomputed"):

@@ -108,6 +108,10 @@ class Campaign:
     def point_path(self, index: int) -> Path:
         return self.folder / "points" / f"point_{index:05d}.npz"
 
+    def written(self) -> list[int]:
+        """The design points that have a file (complete, or holding fewer realisations than raised to)."""
+        return [k for k in range(len(self.spec.design)) if self.point_path(k).exists()]
+
     def realisations_done(self, index: int) -> int:
         """How many realisations of design point ``index`` its file holds (0: none)."""
         if not self.point_path(index).exists():
@@ -256,7 +260,7 @@ class Campaign:
         """Read every point file on disk (checksum, spec digest, θ) and raise one ``ValueError``
         listing the damaged or foreign ones, so that a run or an artifact finds them before any work."""
         bad = []
-        for k in self.done():
+        for k in self.written():  # partial files of points given more realisations included
             try:
                 self.load_point(k)
             except ValueError as err:
@@ -304,7 +308,7 @@ class Campaign:
         first point of every process also compiles, so a mean over points would count compiling at
         every point), plus one compilation, the largest excess of a file over that rate."""
         work = self.spec.point_particle_steps()
-        written = [k for k in range(len(self.spec.design)) if self.point_path(k).exists()]
+        written = self.written()
         share = {k: self.realisations_done(k) / self.spec.n_realisations(k) for k in written}
         seconds = np.array([self.load_point(k)[1]["wall_time_s"] for k in written])
         done_work = np.array([work[k] * share[k] for k in written])
@@ -318,7 +322,7 @@ class Campaign:
     def status(self) -> str:
         done, total = len(self.done()), len(self.spec.design)
         line = f"campaign {self.folder}: {done}/{total} design points done"
-        if done < total and any(self.point_path(k).exists() for k in range(total)):
+        if done < total and self.written():
             left = self.time_left()
             line += f", ≈ {left['seconds'] / 60:.1f} min left on one worker ({left['how']})"
         m = self.spec.model
