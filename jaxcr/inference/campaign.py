@@ -133,6 +133,17 @@ class Campaign:
     def pending(self) -> list[int]:
         return [k for k in range(len(self.spec.design)) if not self._complete(k)]
 
+    def _point_indices(self, points) -> list[int]:
+        """``points`` as sorted unique design-point indices, or a ``ValueError`` that says which are allowed."""
+        k_points = len(self.spec.design)
+        chosen = sorted({int(k) for k in points}) if all(isinstance(k, (int, np.integer)) for k in points) else None
+        if not chosen or chosen[0] < 0 or chosen[-1] >= k_points:
+            raise ValueError(
+                f"points must be design-point indices in [0, {k_points - 1}] (the #k `jaxcr campaign status` and "
+                f"`artifact` list); got {points!r}"
+            )
+        return chosen
+
     def work_left(self) -> dict[int, float]:
         """Per pending point, the particle-steps still to compute (those of the realisations its file lacks)."""
         work = self.spec.point_particle_steps()
@@ -145,13 +156,7 @@ class Campaign:
         point's sampling error (docs/fitting.md). Their files are kept: the next run computes only
         realisations N_B,k … ``n_realisations`` − 1 of each (the same stream, so the result equals
         a campaign made with that many from the start). Returns the indices raised."""
-        k_points = len(self.spec.design)
-        chosen = sorted({int(k) for k in points}) if all(isinstance(k, (int, np.integer)) for k in points) else None
-        if not chosen or chosen[0] < 0 or chosen[-1] >= k_points:
-            raise ValueError(
-                f"points must be design-point indices in [0, {k_points - 1}] (the #k `jaxcr campaign status` lists); "
-                f"got {points!r}"
-            )
+        chosen = self._point_indices(points)
         now = max(self.spec.n_realisations(k) for k in chosen)
         if (
             isinstance(n_realisations, bool)
@@ -200,13 +205,7 @@ class Campaign:
         Returns the lengthened indices."""
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not np.isfinite(factor) or factor <= 1:
             raise ValueError(f"factor must be a number > 1 (how many times longer); got {factor!r}")
-        k_points = len(self.spec.design)
-        chosen = sorted({int(k) for k in points}) if all(isinstance(k, (int, np.integer)) for k in points) else None
-        if not chosen or chosen[0] < 0 or chosen[-1] >= k_points:
-            raise ValueError(
-                f"points must be design-point indices in [0, {k_points - 1}] (the #k `jaxcr campaign artifact` lists); "
-                f"got {points!r}"
-            )
+        chosen = self._point_indices(points)
         scales = np.array(self.spec.time_scales, dtype=float)
         scales[chosen] *= float(factor)
         old = {k: self.spec.time_scale(k) for k in chosen}
