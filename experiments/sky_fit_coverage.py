@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))  # a file or a shipped name (icecube-wide)
     local = None
     if args.covariance_at_estimate is not None:
-        local = EmulatorArtifact.load(check_artifact_path(args.covariance_at_estimate))
+        local = EmulatorArtifact.load(check_artifact_path(args.covariance_at_estimate, "--covariance-at-estimate"))
         if local.log_emulator.point_covs is None or local.parameters != artifact.parameters:
             ap.error("--covariance-at-estimate needs an artifact built with --sky-scatter local on --artifact's box")
     observatory = OBSERVATORIES[args.observatory]

@@ -222,7 +222,9 @@ def test_shipped_artifacts_serve_their_analyses():
     for name, path in named.items():
         assert name == path.stem or name == f"{path.stem}-{path.parent.name}"
         assert EmulatorArtifact.load(check_artifact_path(name)).analysis.name == path.stem
-    with pytest.raises(ValueError, match="is not a shipped artifact \\(hawc, icecube"):
+    with pytest.raises(
+        ValueError, match="--artifact 'icecube-narrow' does not exist and is not a shipped artifact \\(hawc, icecube"
+    ):
         check_artifact_path("icecube-narrow")
     # the wide box (σ² 0.3-6, ρ 0.01-0.2): converged by its diagnostic, its lengthened corner at 2 t_sep
     from jaxcr.inference.convergence import separation_time

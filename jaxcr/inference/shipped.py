@@ -23,16 +23,16 @@ __all__ = [
 ]
 
 
-def check_artifact_path(path) -> Path:
+def check_artifact_path(path, name: str = "--artifact") -> Path:
     """The artifact file ``path``, or the shipped artifact of that name (:func:`shipped_artifact_names`);
-    a ``ValueError`` names the shipped ones and says how to make another."""
+    a ``ValueError`` names the option or parameter (``name``) and the shipped ones and says how to make another."""
     path = Path(path)
     named = shipped_artifact_names()
     if not path.is_file() and str(path) in named:
         path = named[str(path)]
     if not path.is_file():
         raise ValueError(
-            f"artifact={str(path)!r} does not exist and is not a shipped artifact ({', '.join(named)}): build one "
+            f"{name} {str(path)!r} does not exist and is not a shipped artifact ({', '.join(named)}): build one "
             f"with `jaxcr campaign artifact CAMPAIGN_FOLDER --out {path}`"
         )
     _checks.check_positive_int("artifact size", path.stat().st_size)
