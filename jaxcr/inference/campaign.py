@@ -114,10 +114,7 @@ class Campaign:
 
     def realisations_done(self, index: int) -> int:
         """How many realisations of design point ``index`` its file holds (0: none)."""
-        if not self.point_path(index).exists():
-            return 0
-        arrays, meta = self.load_point(index)
-        return int(meta["n_realisations"]) if "n_realisations" in meta else len(arrays["pixel_noise"])  # older files
+        return _held(*self.load_point(index)) if self.point_path(index).exists() else 0
 
     def _complete(self, index: int) -> bool:
         if not self.point_path(index).exists():
@@ -307,15 +304,14 @@ class Campaign:
         first point of every process also compiles, so a mean over points would count compiling at
         every point), plus one compilation, the largest excess of a file over that rate."""
         work = self.spec.point_particle_steps()
-        written = self.written()
-        share = {k: self.realisations_done(k) / self.spec.n_realisations(k) for k in written}
-        seconds = np.array([self.load_point(k)[1]["wall_time_s"] for k in written])
-        done_work = np.array([work[k] * share[k] for k in written])
+        loaded = {k: self.load_point(k) for k in self.written()}  # each file read once
+        seconds = np.array([meta["wall_time_s"] for _, meta in loaded.values()])
+        done_work = np.array([work[k] * _held(*point) / self.spec.n_realisations(k) for k, point in loaded.items()])
         per_step = float(np.median(seconds / done_work))
         compile_s = float(max(0.0, np.max(seconds - per_step * done_work)))
         pending = sum(self.work_left().values())
         left = per_step * pending + (compile_s if pending else 0.0)
-        how = f"{1 / per_step:.3g} particle-steps/s, the median of {len(written)} points, plus {compile_s:.0f} s to compile"
+        how = f"{1 / per_step:.3g} particle-steps/s, the median of {len(loaded)} points, plus {compile_s:.0f} s to compile"
         return dict(seconds=left, rate=1 / per_step, compile_s=compile_s, how=how)
 
     def status(self) -> str:
@@ -335,6 +331,11 @@ class Campaign:
             f"ΩT = {self.spec.times_text()}; analyses: "
             f"{', '.join(a.name for a in self.spec.analyses)}"
         )
+
+
+def _held(arrays: dict, meta: dict) -> int:
+    """How many realisations a point file (its arrays and metadata) holds."""
+    return int(meta["n_realisations"]) if "n_realisations" in meta else len(arrays["pixel_noise"])  # older files
 
 
 def software_versions() -> dict:
