@@ -23,9 +23,8 @@ p-values), the skies the likelihood refuses (log-normal: Ĉ_ℓ ≤ N at a fitte
 Per truth and form it also reports the skies against the model at the truth, before any fit: per ℓ
 the mean over skies of (y − μ(θ_true))/σ (y the form's data, μ and σ² its mean and variance there,
 gradient known), with its standard error, the mean χ² at the truth (the number of ℓ for a right
-model), and the ν of the multivariate t that best describes those χ² (jaxcr.inference.tails): a
-sky population off the emulated mean, or with heavier tails than the model's, shows here whatever
-the fits make of it.
+model), and the ν of the multivariate t that best describes those χ² (jaxcr.inference.tails): skies
+off the emulated mean, or with heavier tails than the model's, show here whatever the fits make of it.
 Over all entries (truth × form × gradient mode × parameter) it reports the share of intervals that
 cover, how many entries lie within the target band against what an exact method would give (with
 20 skies an entry of an exact 68 % interval lies within 0.68 ± 0.10 only 66 % of the time), and
