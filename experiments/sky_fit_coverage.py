@@ -59,7 +59,7 @@ import scipy.stats
 
 from jaxcr import io, units
 from jaxcr.inference.artifact import EmulatorArtifact
-from jaxcr.inference.precision import residuals_at_truth
+from jaxcr.inference.precision import describe_residuals, residuals_at_truth
 from jaxcr.inference.shipped import check_artifact_path
 from jaxcr.inference.sky_fit import fit_sky
 from jaxcr.observations import OBSERVATORIES, ObservedSpectrum, load_spectrum, save_spectrum
@@ -275,16 +275,7 @@ def main(argv=None) -> int:
             at_truth = residuals_at_truth(skies, artifact, dict(sigma2=s2, rho=rho), amplitude=amplitude, form=form)
             entry.setdefault("at_truth", {})[form] = at_truth
             if "mean_z" in at_truth:
-                print(
-                    f"truth σ² = {s2}, ρ = {rho}, {form}, at the truth ({at_truth['skies']} skies): mean (y − μ)/σ per ℓ "
-                    + " ".join(f"{m:+.2f}±{e:.2f}" for m, e in zip(at_truth["mean_z"], at_truth["se_z"]))
-                    + f"; mean χ² {at_truth['mean_chi2']:.1f} for {len(at_truth['mean_z'])} ℓ"
-                    + (
-                        ""
-                        if at_truth["tails"] is None
-                        else f"; the t that fits their χ²: ν = {at_truth['tails']['dof']:.3g}"
-                    )
-                )
+                print(f"truth σ² = {s2}, ρ = {rho}, {form}, " + describe_residuals(at_truth))
         for form, (label, kw) in itertools.product(args.form, modes):
             result = entry["forms"].setdefault(form, {})
             fits, refused = [], []

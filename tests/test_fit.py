@@ -32,6 +32,7 @@ from jaxcr.inference import (
     JointLikelihood,
     LogNormalSky,
     artifact_from_spectra,
+    describe_residuals,
     expected_precision,
     fit_skies,
     fit_sky,
@@ -82,6 +83,39 @@ def test_skies_drawn_from_the_model_sit_on_it_and_a_shifted_population_shows(art
     fainter = [dataclasses.replace(s, noise_level=2 * float(np.max(s.cl))) for s in skies[:3]]  # Ĉ_ℓ − N < 0
     refused = residuals_at_truth(fainter + skies[:3], artifact, truth, amplitude=a)
     assert refused["skies"] == 3 and refused["refused"] == 3 and "Ĉ_ℓ − N ≤ 0" in refused["first_refusal"]
+
+
+def test_a_population_off_the_mean_along_the_ridge_moves_the_linear_estimate_by_that_offset(artifact):
+    """The skies' residual along the direction one sky constrains least (residuals_at_truth's
+    "weakest"). Skies drawn from the model: the mean along it within 4 SE of 0. The same skies with
+    ln C_ℓ moved by ∂μ/∂θ·δ (δ along the weakest direction v, 0.3 e-fold): the linear estimate's
+    offset F⁻¹ Gᵀ w moves by exactly δ (linear algebra, 1e-8), and the mean along the direction by
+    √λ·0.3 (λ the smallest Fisher eigenvalue; 1e-8). The emulator's SD along it against
+    h(θ)·rel_emu from the emulator's own formula, on the first sky's C and the mean direction (each
+    sky's measurement error, 1e-3 of the mean, moves its C by about 1e-6: tolerance 1e-4)."""
+    a = 1e-8
+    skies = exact_skies(100, a, 12, lognormal=True)
+    truth = dict(sigma2=float(np.exp(THETA0[0])), rho=float(np.exp(THETA0[1])))
+    got = residuals_at_truth(skies, artifact, truth, amplitude=a)["weakest"]
+    assert abs(got["mean"]) < 4 * got["se"], got
+    line = describe_residuals(residuals_at_truth(skies[:12], artifact, truth, amplitude=a))
+    assert "12 skies" in line and "weakest direction" in line and "the t that fits" in line, line
+    like = sky_likelihood(skies[0], artifact, amplitude=a)
+    phi = jnp.asarray(THETA0)
+    jac = np.asarray(jax.jacfwd(lambda p: like.moments(p)[0])(phi))
+    delta = 0.3 * np.asarray(got["direction"])
+    moved = [dataclasses.replace(s, cl=s.cl * np.exp(jac @ delta), sigma=s.sigma * np.exp(jac @ delta)) for s in skies]
+    after = residuals_at_truth(moved, artifact, truth, amplitude=a)["weakest"]
+    assert np.asarray(after["shift"]) - np.asarray(got["shift"]) == pytest.approx(delta, rel=1e-8)
+    assert after["mean"] - got["mean"] == pytest.approx(0.3 * np.sqrt(got["fisher"]), rel=1e-8)
+    emu = artifact.log_emulator
+    f = poly_features(np.asarray(emu.box_coordinates(np.asarray(THETA0))), emu.degree)
+    cov = np.asarray(like.moments(phi)[1])
+    chol = np.linalg.cholesky(cov)
+    g = np.linalg.solve(chol, jac)
+    d = g @ np.asarray(got["direction"]) / np.linalg.norm(g @ np.asarray(got["direction"]))
+    back = np.linalg.solve(chol.T, d)
+    assert got["emulator_sd"] == pytest.approx(np.sqrt(f @ emu.ftf_inv @ f * back @ emu.rel_emu @ back), rel=1e-4)
 
 
 @pytest.mark.parametrize("form", ["gaussian", "lognormal"])

@@ -29,6 +29,7 @@ from .likelihood import LikelihoodForm as LikelihoodForm
 from .likelihood import LogNormalSky as LogNormalSky
 from .likelihood import OffsetLogNormalSky as OffsetLogNormalSky
 from .likelihood import Reparametrised as Reparametrised
+from .precision import describe_residuals as describe_residuals
 from .precision import expected_joint_precision as expected_joint_precision
 from .precision import expected_precision as expected_precision
 from .precision import fisher_information as fisher_information

@@ -36,6 +36,7 @@ __all__ = [
     "fiducial_spectrum",
     "fisher_information",
     "residuals_at_truth",
+    "describe_residuals",
 ]
 
 
@@ -219,13 +220,24 @@ def residuals_at_truth(
         reason, "mean_z"/"se_z"/"sd_z": per ℓ the mean, its standard error and the SD of z over the
         skies, "mean_chi2", "chi2": each sky's, and from 10 skies "tails": the multivariate t that
         best describes their χ² (:func:`jaxcr.inference.tails.dof_from_distances`; ν at its upper
-        end: Gaussian)} (no z or χ² when fewer than 2 skies are used).
+        end: Gaussian), and "weakest": the skies along the direction one sky constrains least (below)}
+        (no z or χ² when fewer than 2 skies are used).
+
+    "weakest" takes each sky's Fisher matrix of the mean, F = Gᵀ G with G = L⁻¹ ∂μ/∂θ (C = L Lᵀ), and
+    its eigenvector v of the smallest eigenvalue λ (sign: v's largest component positive): the
+    ridge along which the estimate moves most. It holds "direction" (v, mean over the skies, in the
+    parameters' coordinates), "fisher" (λ, mean), "mean"/"se": the skies' whitened residual w = L⁻¹(y − μ)
+    along G v/|G v| (0 ± 1/√n for a right model), "emulator_sd": the emulator's own error along
+    it (the part of C it adds; 1-sky SDs), and "shift"/"shift_se": the mean over skies of the
+    linear estimate's offset F⁻¹ Gᵀ w (coordinates). A mean a few emulator SDs off 0 is a model
+    mean wrong where the fit is weakest, which a small λ turns into a large bias.
     """
     if not values.keys() >= set(artifact.parameters.names):
         raise ValueError(f"values must name {artifact.parameters.names}; got {sorted(values)}")
     _checks.check_positive("amplitude", amplitude)
     phi = jnp.asarray(artifact.parameters.coordinates(values))
-    z, chi2, refused = [], [], []
+    exact = _without_emulator_error(artifact)
+    z, chi2, refused, ridge = [], [], [], []
     for sky in skies:
         try:
             like = sky_likelihood(sky, artifact, amplitude=amplitude, form=form)
@@ -236,10 +248,14 @@ def residuals_at_truth(
         r = np.asarray(like.data()) - mean
         z.append(r / np.sqrt(np.diag(cov)))
         chi2.append(float(r @ np.linalg.solve(cov, r)))
+        jac = np.asarray(jax.jacfwd(lambda p, like=like: like.moments(p)[0])(phi))
+        emulated = cov - np.asarray(sky_likelihood(sky, exact, amplitude=amplitude, form=form).moments(phi)[1])
+        ridge.append(_along_weakest(r, cov, jac, emulated))
     counts = dict(skies=len(z), refused=len(refused), first_refusal=refused[0] if refused else None)
     if len(z) < 2:
         return counts
     zs = np.array(z)
+    direction, fisher, w, emulator_sd, shift = (np.array(x) for x in zip(*ridge))
     return counts | dict(
         mean_z=zs.mean(0).tolist(),
         se_z=(zs.std(0, ddof=1) / np.sqrt(len(z))).tolist(),
@@ -247,4 +263,52 @@ def residuals_at_truth(
         mean_chi2=float(np.mean(chi2)),
         chi2=chi2,
         tails=tails.dof_from_distances(chi2, zs.shape[1])[1] if len(chi2) >= 10 else None,
+        weakest=dict(
+            direction=direction.mean(0).tolist(),
+            fisher=float(fisher.mean()),
+            mean=float(w.mean()),
+            se=float(w.std(ddof=1) / np.sqrt(len(w))),
+            emulator_sd=float(emulator_sd.mean()),
+            shift=shift.mean(0).tolist(),
+            shift_se=(shift.std(0, ddof=1) / np.sqrt(len(w))).tolist(),
+        ),
     )
+
+
+def describe_residuals(result: dict) -> str:
+    """One line for a :func:`residuals_at_truth` result of at least 2 skies: per ℓ the skies' mean z
+    and its SE, ⟨χ²⟩, the t's ν that fits the χ² (from 10 skies), and the skies along the weakest
+    direction with the emulator's error there and the estimate's linear offset in coordinates."""
+    w = result["weakest"]
+    return (
+        f"at the truth ({result['skies']} skies): mean (y − μ)/σ per ℓ "
+        + " ".join(f"{m:+.2f}±{e:.2f}" for m, e in zip(result["mean_z"], result["se_z"]))
+        + f"; mean χ² {result['mean_chi2']:.1f} for {len(result['mean_z'])} ℓ"
+        + ("" if result["tails"] is None else f"; the t that fits their χ²: ν = {result['tails']['dof']:.3g}")
+        + f"; along the weakest direction v = {np.round(w['direction'], 2).tolist()} (Fisher {w['fisher']:.2f}): "
+        + f"{w['mean']:+.2f}±{w['se']:.2f} (the emulator's error {w['emulator_sd']:.2f}); the estimate's linear "
+        + "offset "
+        + " ".join(f"{m:+.2f}±{e:.2f}" for m, e in zip(w["shift"], w["shift_se"]))
+    )
+
+
+def _without_emulator_error(artifact: EmulatorArtifact) -> EmulatorArtifact:
+    """``artifact`` with its emulators' own error set to zero (the likelihood's C then holds only
+    the sky's scatter and the measurement's)."""
+    return dataclasses.replace(
+        artifact,
+        emulator=dataclasses.replace(artifact.emulator, rel_emu=0 * artifact.emulator.rel_emu),
+        log_emulator=dataclasses.replace(artifact.log_emulator, rel_emu=0 * artifact.log_emulator.rel_emu),
+    )
+
+
+def _along_weakest(residual, cov, jac, emulated) -> tuple:
+    """For :func:`residuals_at_truth`: v, λ, w along G v/|G v|, the emulator's SD along it, F⁻¹ Gᵀ w."""
+    chol = np.linalg.cholesky(cov)
+    g, w = np.linalg.solve(chol, jac), np.linalg.solve(chol, residual)
+    fisher = g.T @ g
+    lam, vecs = np.linalg.eigh(fisher)
+    v = vecs[:, 0] * np.sign(vecs[np.argmax(np.abs(vecs[:, 0])), 0])
+    d = g @ v / np.linalg.norm(g @ v)
+    back = np.linalg.solve(chol.T, d)  # L⁻ᵀ d: dᵀ L⁻¹ E L⁻ᵀ d is E's variance along d, whitened
+    return v, lam[0], float(d @ w), float(np.sqrt(max(back @ emulated @ back, 0.0))), np.linalg.solve(fisher, g.T @ w)
