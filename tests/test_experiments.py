@@ -323,6 +323,62 @@ def test_point_scatter_script_recovers_what_a_new_artifact_records(tmp_path):
 
 
 @pytest.mark.slow
+def test_realisations_as_skies_script_fits_a_design_points_own_realisations(tmp_path):
+    """experiments/realisations_as_skies.py on a 4-point campaign (nside 8, 6 realisations, the artifact at ΩT = 2): every
+    realisation is fitted or refused (c_r ≤ 0), each λ equals −2 ln L at the point less −2 ln L at
+    the saved estimate on a sky rebuilt from the campaign (c_r, its pixel-noise σ_ℓ; 1e-9 relative)
+    and is ≥ 0, the coverage is the share of saved intervals that hold the point, and a value off
+    the design is refused with the design's list."""
+    import jax.numpy as jnp
+
+    from jaxcr.analysis import Analysis, white_noise_variance
+    from jaxcr.inference import campaign as cp
+    from jaxcr.inference import scheduling as sc
+    from jaxcr.inference.artifact_build import build_artifact
+    from jaxcr.inference.sky_fit import sky_likelihood
+    from jaxcr.observations import ObservedSpectrum
+    from jaxcr.spectrum_model import SpectrumModel
+    from jaxcr.turbulence_model import PlaneWaveGJ99
+
+    model = SpectrumModel(nside=8, n_realisations=6, turbulence=PlaneWaveGJ99(n_modes=8))
+    box = jaxcr.plane_wave_parametrisation((0.5, 2.0), (0.05, 0.2))
+    campaign = cp.Campaign.create(
+        tmp_path / "c", cp.CampaignSpec.on_grid(model, (1.0, 2.0), (Analysis("full"),), box, 2)
+    )
+    sc.run_campaign(campaign, progress=False)
+    artifact = build_artifact(campaign, "full", ells=np.arange(1, 4), degree=1, time=2.0)
+    artifact.save(tmp_path / "a.npz")
+    proc = _script("realisations_as_skies.py", "--campaign", str(tmp_path / "c"), "--artifact",
+                   str(tmp_path / "a.npz"), "--point", "2", "0.2", "--out", str(tmp_path / "o"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "o" / "realisations.json").read_text())
+    k, row = report["design_point"], report["sets"]["realisations"]
+    assert campaign.spec.values(k) == pytest.approx({"sigma2": 2.0, "rho": 0.2})
+    assert row["fits"] + row["refused"] == 6 and row["fits"] >= 2, row
+    arrays, _ = campaign.load_point(k)
+    t_ell, v_ell = artifact.analysis.noise_response(8)
+    noise = arrays["pixel_noise"][:, 1, None]
+    c = (arrays["cl_full"][:, 1] - noise * t_ell)[:, 1:4]
+    sigma = np.sqrt(np.maximum(white_noise_variance(c, noise, t_ell[1:4], v_ell[1:4]), (1e-3 * c) ** 2))
+    kept = [r for r in range(6) if np.all(c[r] > 0)]
+    assert len(kept) == row["fits"]
+    truth = report["truth"]
+    for r, lam, estimate in zip(kept, row["lam"], row["estimates"]):
+        sky = ObservedSpectrum(ell=np.arange(1, 4), cl=c[r], sigma=sigma[r], observatory="full", energy_tev=10.0,
+                               noise_level=0.0, analysis=artifact.analysis, nside=8)  # fmt: skip
+        like = sky_likelihood(sky, artifact, amplitude=1.0)
+        at = [float(like.terms(jnp.asarray(artifact.parameters.coordinates(v)))[0]) for v in (truth, estimate)]
+        assert lam == pytest.approx(at[0] - at[1], rel=1e-9, abs=1e-9 * abs(at[0]))
+        assert lam >= -1e-6  # the fit's maximum is at least as high as the truth's
+    lo_hi = [(i["sigma2"]["68"][0], i["sigma2"]["68"][1]) for i in row["intervals"]]
+    share = np.mean([lo * (1 - 1e-9) <= truth["sigma2"] <= hi * (1 + 1e-9) for lo, hi in lo_hi])
+    assert row["summary"]["sigma2"]["coverage_68"] == pytest.approx(share)
+    proc = _script("realisations_as_skies.py", "--campaign", str(tmp_path / "c"), "--artifact",
+                   str(tmp_path / "a.npz"), "--point", "1", "0.1", "--out", str(tmp_path / "o"))  # fmt: skip
+    assert proc.returncode != 0 and "is not a design point" in proc.stderr and "#3 (sigma2 = 2" in proc.stderr
+
+
+@pytest.mark.slow
 def test_campaign_fields_script_puts_both_paths_of_each_field_together(tmp_path):
     """experiments/campaign_fields.py at a design point of the shipped IceCube-like artifact, nside 8:
     per field the observed sky and the campaign's path agree (median |⟨ln ratio⟩| < 0.1: at nside 8
