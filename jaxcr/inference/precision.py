@@ -229,8 +229,11 @@ def residuals_at_truth(
     parameters' coordinates), "fisher" (λ, mean), "mean"/"se": the skies' whitened residual w = L⁻¹(y − μ)
     along G v/|G v| (0 ± 1/√n for a right model), "emulator_sd": the emulator's own error along
     it (the part of C it adds; 1-sky SDs), and "shift"/"shift_se": the mean over skies of the
-    linear estimate's offset F⁻¹ Gᵀ w (coordinates). A mean a few emulator SDs off 0 is a model
-    mean wrong where the fit is weakest, which a small λ turns into a large bias.
+    linear estimate's offset F⁻¹ Gᵀ w (coordinates). A mean off 0 by more than its SE and the
+    emulator's error says the skies and the model's mean differ where the fit is weakest, which a
+    small λ turns into a large bias. Where one sky's ln C_ℓ has heavy tails, sets of a few dozen
+    fields differ by more than the SE says: compare the design point's own realisations
+    (experiments/realisations_as_skies.py, docs/fitting.md) before blaming the model.
     """
     if not values.keys() >= set(artifact.parameters.names):
         raise ValueError(f"values must name {artifact.parameters.names}; got {sorted(values)}")
