@@ -58,8 +58,15 @@ CHI2_2 = {"68": 2.2788, "95": 5.9915}  # χ²₂ quantiles at 68.27 % and 95.45 
 def realisation_skies(campaign: Campaign, artifact: EmulatorArtifact, k: int) -> list[ObservedSpectrum]:
     """Design point k's realisations at the artifact's time there, as skies of unit amplitude."""
     arrays, _ = campaign.load_point(k)  # (R, T, L) and (R, T)
-    times = np.asarray(campaign.spec.point_times(k))
-    j = int(np.argmin(np.abs(times / artifact.time_at(campaign.spec.values(k)) - 1)))
+    if f"cl_{artifact.analysis.name}" not in arrays:
+        raise SystemExit(f"{campaign.folder} holds no spectra of the artifact's analysis {artifact.analysis.name!r}")
+    times, wanted = np.asarray(campaign.spec.point_times(k)), artifact.time_at(campaign.spec.values(k))
+    j = int(np.argmin(np.abs(times / wanted - 1)))
+    if abs(times[j] / wanted - 1) > 1e-9:
+        raise SystemExit(
+            f"design point {k} of {campaign.folder} stores ΩT = {times.round(4).tolist()}, not the artifact's "
+            f"{wanted:.6g} there"
+        )
     t_ell, v_ell = artifact.analysis.noise_response(campaign.spec.model.nside)
     ells, noise = np.asarray(artifact.ells), arrays["pixel_noise"][:, j, None]
     c = (arrays[f"cl_{artifact.analysis.name}"][:, j] - noise * t_ell)[:, ells]
@@ -75,7 +82,7 @@ def realisation_skies(campaign: Campaign, artifact: EmulatorArtifact, k: int) ->
             analysis=artifact.analysis,
             nside=campaign.spec.model.nside,
             source=f"realisation {r} of design point {k} of {campaign.folder}",
-        )  # fmt: skip
+        )
         for r, (row, sd) in enumerate(zip(c, sigma))
     ]
 
@@ -101,7 +108,11 @@ def fit_set(skies, artifact: EmulatorArtifact, truth: dict, amplitude: float) ->
 
 def main(argv=None) -> int:
     ap = CommandParser(prog="python experiments/realisations_as_skies.py", description=__doc__)
-    ap.add_argument("--campaign", type=Path, required=True, help="the artifact's campaign folder")
+    ap.add_argument(
+        "--campaign", type=Path, required=True,
+        help="a campaign of the artifact's model with --point in its design: the artifact's own, or one of another "
+        "seed (out of sample) or nside",
+    )  # fmt: skip
     ap.add_argument("--artifact", type=Path, required=True, help="emulator artifact built from --campaign")
     ap.add_argument("--point", type=float, nargs=2, required=True, metavar=("SIGMA2", "RHO"), help="a design point")
     ap.add_argument("--skies-from", type=Path, help="a sky_fit_coverage.py --out with skies at --point")
@@ -120,7 +131,12 @@ def main(argv=None) -> int:
     truth = {n: float(v) for n, v in campaign.spec.values(k).items()}  # the point exactly
     sets = {"realisations": fit_set(realisation_skies(campaign, artifact, k), artifact, truth, 1.0)}
     if args.skies_from is not None:
-        settings = json.loads((args.skies_from / "coverage.json").read_text())["settings"]
+        if not (args.skies_from / "coverage.json").exists():
+            ap.error(f"--skies-from {args.skies_from} holds no coverage.json: give a sky_fit_coverage.py --out")
+        earlier = json.loads((args.skies_from / "coverage.json").read_text())
+        settings = earlier["settings"]
+        if earlier["artifact_time"] != artifact.time or settings["time_factor"] != 1:
+            ap.error(f"--skies-from {args.skies_from}: its skies were made at another time than the artifact's")
         made = np.asarray(settings["truth"], dtype=float)
         if not np.any(np.all(np.abs(np.log(made) - campaign.spec.design[k]) < 1e-3, axis=1)):
             ap.error(f"--skies-from {args.skies_from} holds skies at {made.tolist()}, not at design point {k}")

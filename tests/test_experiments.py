@@ -328,7 +328,7 @@ def test_realisations_as_skies_script_fits_a_design_points_own_realisations(tmp_
     realisation is fitted or refused (c_r ≤ 0), each λ equals −2 ln L at the point less −2 ln L at
     the saved estimate on a sky rebuilt from the campaign (c_r, its pixel-noise σ_ℓ; 1e-9 relative)
     and is ≥ 0, the coverage is the share of saved intervals that hold the point, and a value off
-    the design is refused with the design's list."""
+    the design (with the design's list) and a --skies-from folder without skies are refused."""
     import jax.numpy as jnp
 
     from jaxcr.analysis import Analysis, white_noise_variance
@@ -376,6 +376,9 @@ def test_realisations_as_skies_script_fits_a_design_points_own_realisations(tmp_
     proc = _script("realisations_as_skies.py", "--campaign", str(tmp_path / "c"), "--artifact",
                    str(tmp_path / "a.npz"), "--point", "1", "0.1", "--out", str(tmp_path / "o"))  # fmt: skip
     assert proc.returncode != 0 and "is not a design point" in proc.stderr and "#3 (sigma2 = 2" in proc.stderr
+    proc = _script("realisations_as_skies.py", "--campaign", str(tmp_path / "c"), "--artifact", str(tmp_path / "a.npz"),
+                   "--point", "2", "0.2", "--skies-from", str(tmp_path), "--out", str(tmp_path / "o"))  # fmt: skip
+    assert proc.returncode != 0 and "holds no coverage.json" in proc.stderr
 
 
 @pytest.mark.slow
