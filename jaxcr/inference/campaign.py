@@ -171,7 +171,9 @@ class Campaign:
 
     def extend(self, thetas) -> list[int]:
         """Append design points θ (K, P) not already in the design; returns their indices.
-        Existing points keep their indices and files, so an extended campaign reuses them."""
+        Existing points keep their indices and files, so an extended campaign reuses them. An
+        artifact pools one sky's covariance as the plain mean over the design points, so points
+        added in one region change the likelihood over the whole box (docs/fitting.md)."""
         thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
         if thetas.shape[1] != len(self.spec.parameters):
             raise ValueError(
