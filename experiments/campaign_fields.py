@@ -108,9 +108,8 @@ def main(argv=None) -> int:
     artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))
     spec = CampaignSpec.from_dict(artifact.provenance["campaign"])
     theta = spec.parameters.coordinates(dict(sigma2=args.point[0], rho=args.point[1]))
-    distance = np.abs(spec.design - theta).max(1)
-    k = int(np.argmin(distance))
-    if distance[k] > 5e-3:  # the values as printed (4 digits) name the point
+    k, distance = spec.nearest_point(dict(sigma2=args.point[0], rho=args.point[1]))
+    if distance > 5e-3:  # the values as printed (4 digits) name the point
         points = ", ".join(f"({v['sigma2']:.4g}, {v['rho']:.4g})" for v in map(spec.values, range(len(spec.design))))
         ap.error(f"--point {args.point[0]:g} {args.point[1]:g} is not a design point of the campaign: {points}")
     values = {name: float(v) for name, v in spec.values(k).items()}

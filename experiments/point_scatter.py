@@ -42,7 +42,6 @@ import numpy as np
 from jaxcr import io
 from jaxcr.inference.artifact import EmulatorArtifact
 from jaxcr.inference.artifact_build import (
-    campaign_spectra,
     point_scatter,
     point_scatter_record,
     point_variance_ratios,
@@ -59,25 +58,35 @@ from jaxcr.recipes.command import CommandParser, run_command
 SAME_MODEL = 1e-6  # e-folds: a refit this close to the artifact's is the artifact's own campaign
 
 
+def point_spectra(campaign: Campaign, artifact: EmulatorArtifact, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Design point k's realisations at the artifact's time there: Ĉ − N̂ t_ℓ (R, lmax + 1), each
+    map's spectrum less its pixel noise's mean, and N̂ (R,)."""
+    arrays, _ = campaign.load_point(k)  # (R, T, lmax + 1) and (R, T)
+    if f"cl_{artifact.analysis.name}" not in arrays:
+        raise SystemExit(f"{campaign.folder} holds no spectra of the artifact's analysis {artifact.analysis.name!r}")
+    wanted = artifact.time_at(campaign.spec.values(k))
+    times = np.asarray(campaign.spec.point_times(k))
+    j = int(np.argmin(np.abs(times / wanted - 1)))
+    if abs(times[j] / wanted - 1) > 1e-9:
+        raise SystemExit(
+            f"design point {k} of {campaign.folder} stores ΩT = {times.round(4).tolist()}, not the artifact's "
+            f"{wanted:.6g} there: lengthen the point (jaxcr campaign lengthen) or store that time"
+        )
+    t_ell, _ = artifact.analysis.noise_response(campaign.spec.model.nside)
+    noise = arrays["pixel_noise"][:, j]
+    return arrays[f"cl_{artifact.analysis.name}"][:, j] - noise[:, None] * t_ell, noise
+
+
 def point_moments(campaign: Campaign, artifact: EmulatorArtifact) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Deconvolved ⟨ln S_ℓ⟩ (K, L) and Cov (K, L, L) of every design point at the artifact's time,
     and the realisations' ln C_ℓ less their point's mean, pixel noise kept (K arrays (R_k, L); floored at
     10⁻³ of the mean as the artifact's plain log moments are)."""
-    spec, ells = campaign.spec, np.asarray(artifact.ells)
-    spectra, noises, _ = campaign_spectra(campaign, artifact.analysis.name)
-    t_ell, v_ell = artifact.analysis.noise_response(spec.model.nside)
+    ells = np.asarray(artifact.ells)
+    t_ell, v_ell = artifact.analysis.noise_response(campaign.spec.model.nside)
     means, covs, residuals = [], [], []
-    for k in range(len(spec.design)):
-        wanted = artifact.time_at(spec.values(k))
-        times = np.asarray(spec.point_times(k))
-        j = int(np.argmin(np.abs(times / wanted - 1)))
-        if abs(times[j] / wanted - 1) > 1e-9:
-            raise SystemExit(
-                f"design point {k} of {campaign.folder} stores ΩT = {times.round(4).tolist()}, not the artifact's "
-                f"{wanted:.6g} there: lengthen the point (jaxcr campaign lengthen) or store that time"
-            )
-        c = spectra[k][:, j] - noises[k][:, j, None] * t_ell
-        mu, cov = deconvolved_log_moments(c[:, ells], noises[k][:, j], t_ell[ells], v_ell[ells])
+    for k in range(len(campaign.spec.design)):
+        c, noise = point_spectra(campaign, artifact, k)
+        mu, cov = deconvolved_log_moments(c[:, ells], noise, t_ell[ells], v_ell[ells])
         means.append(mu)
         covs.append(cov)
         logs = np.log(np.maximum(c[:, ells], 1e-3 * np.abs(c[:, ells].mean(0))))

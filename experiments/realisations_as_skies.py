@@ -41,6 +41,7 @@ import json
 import jax.numpy as jnp
 import numpy as np
 import scipy.stats
+from point_scatter import point_spectra
 from sky_fit_coverage import summarise
 
 from jaxcr import io
@@ -57,20 +58,11 @@ CHI2_2 = {"68": 2.2788, "95": 5.9915}  # χ²₂ quantiles at 68.27 % and 95.45 
 
 def realisation_skies(campaign: Campaign, artifact: EmulatorArtifact, k: int) -> list[ObservedSpectrum]:
     """Design point k's realisations at the artifact's time there, as skies of unit amplitude."""
-    arrays, _ = campaign.load_point(k)  # (R, T, L) and (R, T)
-    if f"cl_{artifact.analysis.name}" not in arrays:
-        raise SystemExit(f"{campaign.folder} holds no spectra of the artifact's analysis {artifact.analysis.name!r}")
-    times, wanted = np.asarray(campaign.spec.point_times(k)), artifact.time_at(campaign.spec.values(k))
-    j = int(np.argmin(np.abs(times / wanted - 1)))
-    if abs(times[j] / wanted - 1) > 1e-9:
-        raise SystemExit(
-            f"design point {k} of {campaign.folder} stores ΩT = {times.round(4).tolist()}, not the artifact's "
-            f"{wanted:.6g} there"
-        )
+    corrected, noise = point_spectra(campaign, artifact, k)
     t_ell, v_ell = artifact.analysis.noise_response(campaign.spec.model.nside)
-    ells, noise = np.asarray(artifact.ells), arrays["pixel_noise"][:, j, None]
-    c = (arrays[f"cl_{artifact.analysis.name}"][:, j] - noise * t_ell)[:, ells]
-    sigma = np.sqrt(np.maximum(white_noise_variance(c, noise, t_ell[ells], v_ell[ells]), (1e-3 * c) ** 2))
+    ells = np.asarray(artifact.ells)
+    c = corrected[:, ells]
+    sigma = np.sqrt(np.maximum(white_noise_variance(c, noise[:, None], t_ell[ells], v_ell[ells]), (1e-3 * c) ** 2))
     return [
         ObservedSpectrum(
             ell=ells,
@@ -100,8 +92,7 @@ def fit_set(skies, artifact: EmulatorArtifact, truth: dict, amplitude: float) ->
             refused += 1
             continue
         fit = fit_sky(sky, artifact, amplitude=amplitude, progress=False).as_dict()
-        phi_hat = jnp.asarray(artifact.parameters.coordinates({n: fit["parameters"][n] for n in truth}))
-        lam.append(float(like.terms(phi_truth)[0] - like.terms(phi_hat)[0]))  # < 0: the fit missed its maximum
+        lam.append(float(like.terms(phi_truth)[0]) - fit["m2lnl"])  # < 0: the fit missed its maximum
         fits.append(fit)
     return fits, np.array(lam), refused
 
@@ -113,7 +104,12 @@ def main(argv=None) -> int:
         help="a campaign of the artifact's model with --point in its design: the artifact's own, or one of another "
         "seed (out of sample) or nside",
     )  # fmt: skip
-    ap.add_argument("--artifact", type=Path, required=True, help="emulator artifact built from --campaign")
+    ap.add_argument(
+        "--artifact",
+        type=Path,
+        required=True,
+        help="emulator artifact (jaxcr campaign artifact), or a shipped one by name",
+    )
     ap.add_argument("--point", type=float, nargs=2, required=True, metavar=("SIGMA2", "RHO"), help="a design point")
     ap.add_argument("--skies-from", type=Path, help="a sky_fit_coverage.py --out with skies at --point")
     ap.add_argument("--out", type=Path, default=Path("results/realisations_as_skies"), help="output folder")
@@ -121,13 +117,10 @@ def main(argv=None) -> int:
     io.check_writable("--out", args.out / "realisations.json")
     artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))
     campaign = Campaign.open(args.campaign)
-    truth = dict(sigma2=args.point[0], rho=args.point[1])
-    theta = np.asarray(artifact.parameters.coordinates(truth))
-    matches = np.flatnonzero(np.all(np.abs(campaign.spec.design - theta) < 1e-3, axis=1))
-    if len(matches) == 0:
+    k, distance = campaign.spec.nearest_point(dict(sigma2=args.point[0], rho=args.point[1]))
+    if not distance < 1e-3:
         points = campaign.spec.points_text(range(len(campaign.spec.design)))
         ap.error(f"--point {args.point} is not a design point of {args.campaign} (within 1e-3 e-folds): {points}")
-    k = int(matches[0])
     truth = {n: float(v) for n, v in campaign.spec.values(k).items()}  # the point exactly
     sets = {"realisations": fit_set(realisation_skies(campaign, artifact, k), artifact, truth, 1.0)}
     if args.skies_from is not None:

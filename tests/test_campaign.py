@@ -170,6 +170,19 @@ def test_infinite_time_limit_recovers_the_limit_and_its_error():
         infinite_time_limit(law[None, :2] * np.ones((8, 1, 1)), times[:2])
 
 
+def test_the_nearest_design_point_is_found_with_its_distance_in_coordinates():
+    """CampaignSpec.nearest_point on a 3×3 grid over (ln σ², ln ρ): each design point is its own
+    nearest at distance 0 (round-off of exp/log, 1e-12), and values 0.1 e-fold off in ln ρ from
+    point 4 (the centre) return it with distance 0.1 (1e-12), the largest |Δθ| over coordinates."""
+    spec = _tiny_spec(points=3)
+    for k in range(9):
+        index, distance = spec.nearest_point({n: float(v) for n, v in spec.values(k).items()})
+        assert index == k and distance < 1e-12
+    centre = {n: float(v) for n, v in spec.values(4).items()}
+    index, distance = spec.nearest_point(dict(sigma2=centre["sigma2"], rho=centre["rho"] * np.exp(0.1)))
+    assert index == 4 and distance == pytest.approx(0.1, abs=1e-12)
+
+
 def test_campaign_spec_and_design_errors(tmp_path):
     with pytest.raises(ValueError, match="times must be > 0"):
         dataclasses.replace(_tiny_spec(), times=(0.0, 1.0))

@@ -116,6 +116,13 @@ class CampaignSpec:
         """The named physical values of design point ``index``."""
         return self.parameters.values(self.design[index])
 
+    def nearest_point(self, values) -> tuple[int, float]:
+        """The design point nearest the named ``values`` and its distance, the largest |Δθ| over the
+        parameters' coordinates (e-folds for log parameters)."""
+        distance = np.abs(self.design - np.asarray(self.parameters.coordinates(values))).max(axis=1)
+        k = int(np.argmin(distance))
+        return k, float(distance[k])
+
     def model_at(self, index: int) -> SpectrumModel:
         """The model of design point ``index``, its Boris step set (the spec's or the point's own)."""
         return self.model.resolved(self.values(index))
