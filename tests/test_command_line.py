@@ -147,6 +147,35 @@ def test_an_interrupted_run_says_how_to_resume_and_resumes(tmp_path, how):
     assert "resuming from the checkpoint" in again.stdout and (out / "fig2.png").exists()
 
 
+@pytest.mark.parametrize("swallowed", ["Interrupted", "KeyboardInterrupt"])
+def test_an_interrupt_raised_where_python_swallows_it_still_stops_the_command(capsys, swallowed):
+    """A signal whose exception is raised inside a finaliser or a garbage-collector callback (once
+    seen in CI: SIGTERM during JAX's _xla_gc_callback) is only printed by Python, and the run went on
+    to exit 0. run_command re-delivers it: the command stops with 143 (SIGTERM) or 130 (Ctrl-C) and
+    the resume line, and the steps after it never run."""
+    from jaxcr.recipes import command
+
+    exc = command.Interrupted if swallowed == "Interrupted" else KeyboardInterrupt
+    steps = []
+
+    class Finalised:
+        def __del__(self):
+            raise exc
+
+    def main():
+        Finalised()  # dropped at once: its __del__ raises where Python can only report it
+        for k in range(200):
+            time.sleep(0.005)
+            steps.append(k)
+        return 0
+
+    hook = sys.unraisablehook
+    status = command.run_command("jaxcr test", main)
+    assert status == (143 if swallowed == "Interrupted" else 130)
+    assert len(steps) < 200 and sys.unraisablehook is hook
+    assert "rerun the same command to resume" in capsys.readouterr().err
+
+
 def test_the_readme_first_fit_runs_in_a_minute(tmp_path):
     """The README's first fit, as written, on the shipped example and artifact: exit status 0,
     fit.json and fit.png written, in ≤ 60 s of wall time (the issue's bound; 7 s measured)."""

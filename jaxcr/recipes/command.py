@@ -62,6 +62,26 @@ def _on_sigterm(signum, frame):
     raise Interrupted
 
 
+def _redeliver_swallowed(previous_hook):
+    """A ``sys.unraisablehook`` that re-delivers an interrupt Python swallowed: a signal that arrives
+    while a finaliser or a garbage-collector callback runs (JAX's ``_xla_gc_callback``) raises there,
+    where Python only prints "Exception ignored in" and carries on, so the run would ignore the
+    signal. The signal is raised again in the main thread (``_thread.interrupt_main``), where the
+    run stops at its next step. A helper thread raises it 10 ms later: raised from the hook itself, it
+    would be handled inside the finaliser again (if the later one is swallowed too, it comes back here)."""
+    import _thread
+    import threading
+
+    def hook(unraisable):
+        signum = {Interrupted: signal.SIGTERM, KeyboardInterrupt: signal.SIGINT}.get(unraisable.exc_type)
+        if signum is None:
+            previous_hook(unraisable)
+            return
+        threading.Timer(0.01, _thread.interrupt_main, args=(signum,)).start()
+
+    return hook
+
+
 def as_flags(message: str, flags: dict[str, str] | None = None) -> str:
     """``message`` with Python parameter names replaced by their command-line flags where it names
     them as a parameter (``ell_max must``, ``ell_max=``, ``pass ell_max``; any name that opens the
@@ -116,6 +136,8 @@ def run_command(prog: str, main: Callable[[], int], flags: dict[str, str] | None
     """Run ``main()`` as the command ``prog`` (module docstring); returns the exit status."""
     use_compilation_cache()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _redeliver_swallowed(previous_hook)
     try:
         return main()
     except KeyboardInterrupt:
@@ -137,6 +159,7 @@ def run_command(prog: str, main: Callable[[], int], flags: dict[str, str] | None
         print(f"{prog}: error: {as_flags(text, flags)}", file=sys.stderr)
         return 2
     finally:
+        sys.unraisablehook = previous_hook
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
