@@ -50,31 +50,13 @@ from jaxcr.inference.campaign import Campaign
 from jaxcr.inference.emulator import SpectrumEmulator, poly_features
 from jaxcr.inference.flags import POINT_SCATTER_FACTOR
 from jaxcr.inference.pixel_noise import deconvolved_log_moments
+from jaxcr.inference.realisation_skies import point_spectra
 from jaxcr.inference.shipped import check_artifact_path
 from jaxcr.inference.tails import dof_from_distances
 from jaxcr.options import SkyScatter
 from jaxcr.recipes.command import CommandParser, run_command
 
 SAME_MODEL = 1e-6  # e-folds: a refit this close to the artifact's is the artifact's own campaign
-
-
-def point_spectra(campaign: Campaign, artifact: EmulatorArtifact, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Design point k's realisations at the artifact's time there: Ĉ − N̂ t_ℓ (R, lmax + 1), each
-    map's spectrum less its pixel noise's mean, and N̂ (R,)."""
-    arrays, _ = campaign.load_point(k)  # (R, T, lmax + 1) and (R, T)
-    if f"cl_{artifact.analysis.name}" not in arrays:
-        raise SystemExit(f"{campaign.folder} holds no spectra of the artifact's analysis {artifact.analysis.name!r}")
-    wanted = artifact.time_at(campaign.spec.values(k))
-    times = np.asarray(campaign.spec.point_times(k))
-    j = int(np.argmin(np.abs(times / wanted - 1)))
-    if abs(times[j] / wanted - 1) > 1e-9:
-        raise SystemExit(
-            f"design point {k} of {campaign.folder} stores ΩT = {times.round(4).tolist()}, not the artifact's "
-            f"{wanted:.6g} there: lengthen the point (jaxcr campaign lengthen) or store that time"
-        )
-    t_ell, _ = artifact.analysis.noise_response(campaign.spec.model.nside)
-    noise = arrays["pixel_noise"][:, j]
-    return arrays[f"cl_{artifact.analysis.name}"][:, j] - noise[:, None] * t_ell, noise
 
 
 def point_moments(campaign: Campaign, artifact: EmulatorArtifact) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -41,42 +41,18 @@ import json
 import jax.numpy as jnp
 import numpy as np
 import scipy.stats
-from point_scatter import point_spectra
 from sky_fit_coverage import summarise
 
 from jaxcr import io
-from jaxcr.analysis import white_noise_variance
 from jaxcr.inference.artifact import EmulatorArtifact
 from jaxcr.inference.campaign import Campaign, software_versions
+from jaxcr.inference.realisation_skies import realisation_skies
 from jaxcr.inference.shipped import check_artifact_path
 from jaxcr.inference.sky_fit import fit_sky, sky_likelihood
-from jaxcr.observations import ObservedSpectrum, load_spectrum
+from jaxcr.observations import load_spectrum
 from jaxcr.recipes.command import CommandParser, run_command
 
 CHI2_2 = {"68": 2.2788, "95": 5.9915}  # χ²₂ quantiles at 68.27 % and 95.45 %
-
-
-def realisation_skies(campaign: Campaign, artifact: EmulatorArtifact, k: int) -> list[ObservedSpectrum]:
-    """Design point k's realisations at the artifact's time there, as skies of unit amplitude."""
-    corrected, noise = point_spectra(campaign, artifact, k)
-    t_ell, v_ell = artifact.analysis.noise_response(campaign.spec.model.nside)
-    ells = np.asarray(artifact.ells)
-    c = corrected[:, ells]
-    sigma = np.sqrt(np.maximum(white_noise_variance(c, noise[:, None], t_ell[ells], v_ell[ells]), (1e-3 * c) ** 2))
-    return [
-        ObservedSpectrum(
-            ell=ells,
-            cl=row,
-            sigma=sd,
-            observatory=artifact.analysis.name,
-            energy_tev=10.0,
-            noise_level=0.0,
-            analysis=artifact.analysis,
-            nside=campaign.spec.model.nside,
-            source=f"realisation {r} of design point {k} of {campaign.folder}",
-        )
-        for r, (row, sd) in enumerate(zip(c, sigma))
-    ]
 
 
 def fit_set(skies, artifact: EmulatorArtifact, truth: dict, amplitude: float) -> tuple[list, np.ndarray, int]:

@@ -271,7 +271,9 @@ def plot_fit(result):
     likelihoods of a :class:`jaxcr.inference.FitResult`; returns the figure."""
     plt = _pyplot()
     names = [n for n in result.names if n in result.profiles]
-    fig, axes = plt.subplots(1, 1 + len(names), figsize=(5.2 + 3.2 * len(names), 4.0))
+    region = getattr(result, "joint_region", None)
+    panels = 1 + len(names) + (region is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 + 3.2 * (panels - 1), 4.0))
     ax = axes[0]
     for k, s in enumerate(result.spectra):
         ell, colour = np.asarray(s["ell"]), f"C{k}"
@@ -293,6 +295,8 @@ def plot_fit(result):
     )
     ax.legend(fontsize=7)
     ticker = _ticker()
+    if region is not None:
+        _plot_joint_region(axes[-1], region, [result.parameters[n] for n in region["parameters"]], ticker)
     for ax, name in zip(axes[1:], names):
         prof = result.profiles[name]
         ax.plot(prof["value"], prof["delta_m2lnl"], color="k")
@@ -307,17 +311,56 @@ def plot_fit(result):
             if not closed:  # the interval reaches the end of the profiled range (the box): open there
                 ax.annotate("open: box edge", (end, 8.3), ha=side, fontsize=7, color="tab:red")
                 ax.axvline(end, color="tab:red", lw=1.2)
-        if prof["transform"] == "log":
-            ax.set_xscale("log")
-            decades = np.log10(max(prof["value"]) / min(prof["value"]))  # over ~2 decades: one label a decade
-            subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades < 1.5 else (1.0,)
-            ax.xaxis.set_major_locator(ticker.LogLocator(subs=subs))
-            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
-            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_ylim(0, 9)
+        if prof["transform"] == "log":
+            _log_ticks(ax.xaxis, prof["value"], ticker)
         ax.set_xlabel(prof["label"])
         ax.set_ylabel("Δ(−2 ln L), profile")
         if "critical_68" in prof:
             ax.legend(fontsize=6, loc="upper center")
     fig.tight_layout()
     return fig
+
+
+def _log_ticks(axis, values, ticker) -> None:
+    """A log axis over ``values`` with readable labels (more a decade the fewer decades it spans)."""
+    getattr(axis.axes, f"set_{axis.axis_name}scale")("log")
+    decades = np.log10(max(values) / min(values))  # over ~2 decades: one label a decade
+    subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades < 0.8 else (1.0, 2.0, 5.0) if decades < 1.5 else (1.0,)
+    axis.set_major_locator(ticker.LogLocator(subs=subs))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _plot_joint_region(ax, region: dict, best: list, ticker) -> None:
+    """The joint 68 % and 95 % regions of the two boxed parameters (λ = c(θ)) over the whole box,
+    whose edges are the panel's, and the best fit."""
+    x, y = (np.asarray(v) for v in region["value"])
+    lam = np.asarray(region["delta_m2lnl"])
+    for (level, critical), style in zip(region["critical"].items(), ("-", "--")):
+        excess = (lam - np.asarray(critical)).T
+        if excess.min() < 0:
+            ax.contourf(
+                x, y, excess, levels=[excess.min(), 0.0], colors="tab:blue", alpha=0.3 if level == "68" else 0.12
+            )
+            ax.contour(x, y, excess, levels=[0.0], colors="k", linestyles=style, linewidths=1.0)
+        ax.plot([], [], "k" + style, lw=1.0, label=f"{level} % joint region")
+    calibrated = np.asarray(region.get("calibrated", [[False]]), dtype=float)
+    if 0 < calibrated.mean() < 1:  # where the critical values come from realisations
+        ax.contour(x, y, calibrated.T, levels=[0.5], colors="tab:red", linestyles=":", linewidths=1.0)
+        ax.plot([], [], "r:", lw=1.0, label="calibrated area (χ²₂ outside)")
+    ax.plot(*best, "k+", ms=9, label="best fit")
+    for axis, values, transform in zip((ax.xaxis, ax.yaxis), (x, y), region["transforms"]):
+        if transform == "log":
+            _log_ticks(axis, values, ticker)
+    ax.set_xlim(x[0], x[-1])
+    ax.set_ylim(y[0], y[-1])
+    ax.set_xlabel(region["labels"][0] + " (panel = the box)")
+    ax.set_ylabel(region["labels"][1])
+    ax.set_title(
+        "λ ≤ c(θ), calibrated on realisations"
+        if region["thresholds"] == "calibrated"
+        else "Δ(−2 ln L) ≤ χ²₂ (2.30, 6.18)",
+        fontsize=8,
+    )
+    ax.legend(fontsize=6, loc="best")

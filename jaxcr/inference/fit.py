@@ -90,6 +90,10 @@ class FitOptions:
             calibration=calibration,
         )
 
+    def minimiser(self) -> dict:
+        """The optimiser settings (``optimiser``, ``max_steps``, ``tolerance``) as keywords."""
+        return dict(optimiser=self.optimiser, max_steps=self.max_steps, tolerance=self.tolerance)
+
     @property
     def stages(self) -> int:
         """Progress stages per parameter (its profile, and its calibration if any)."""

@@ -26,9 +26,8 @@ from .artifact import EmulatorArtifact
 from .fit import FitOptions, maximise_likelihood, start_grid
 from .flags import calibration_toys, fit_warnings, point_scatter_warning
 from .likelihood import AbstractSkyLikelihood, JointLikelihood, LikelihoodForm, Reparametrised
-from .results import FitResult
+from .results import FitResult, run_record
 from .sky_fit import (
-    run_record,
     sky_likelihood,
     spectrum_record,
     start_log_amplitude,

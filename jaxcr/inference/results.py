@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time as _time
 from pathlib import Path
 
 import numpy as np
 
 from .. import io
+from .._version import __version__
+from .campaign import software_versions
 
-__all__ = ["FitResult"]
+__all__ = ["FitResult", "run_record"]
+
+
+def run_record() -> dict:
+    """The versions and the date every saved fit records."""
+    return dict(jaxcr=__version__, versions=software_versions(), date=_time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
 
 @dataclasses.dataclass
@@ -33,6 +41,8 @@ class FitResult:
         settings: the fit's settings, the versions and the date.
         profiles: per parameter, the profile's coordinates, values and Δ(−2 ln L).
         wall_time_s: the fit's wall time.
+        joint_region: for one-sky fits on an artifact of two parameters, their joint 68 % and 95 %
+            regions (:func:`jaxcr.inference.joint_region.joint_region`); None otherwise.
     """
 
     names: tuple
@@ -49,9 +59,12 @@ class FitResult:
     settings: dict
     profiles: dict
     wall_time_s: float
+    joint_region: dict | None = None
 
     @classmethod
-    def from_fit(cls, fit, *, names, parameters, intervals, flags, spectra, settings, wall_time_s) -> FitResult:
+    def from_fit(
+        cls, fit, *, names, parameters, intervals, flags, spectra, settings, wall_time_s, joint_region=None
+    ) -> FitResult:
         """The result of a :class:`jaxcr.inference.fit.LikelihoodFit` with what the fit adds to it."""
         return cls(
             names=tuple(names),
@@ -68,6 +81,7 @@ class FitResult:
             settings=settings,
             profiles=fit.profiles,
             wall_time_s=wall_time_s,
+            joint_region=joint_region,
         )
 
     def summary(self) -> str:
@@ -114,6 +128,7 @@ class FitResult:
                     else ""
                 )
             )
+        lines += _region_lines(self.joint_region)
         lines += [f"  FLAG: {f}" for f in self.flags]
         return "\n".join(lines)
 
@@ -134,3 +149,28 @@ class FitResult:
 
         plt.close(fig)
         return folder
+
+
+def _region_lines(region: dict | None) -> list[str]:
+    """The summary's lines on the joint region of the two boxed parameters."""
+    if region is None:
+        return []
+    if region["thresholds"] == "calibrated":
+        c = region["calibration"]
+        how = (
+            f"λ ≤ c(θ) calibrated on the realisations of {c['campaign']} (seed {c['seed']}) at "
+            f"{c['points']} design points, over {region['calibrated_share']:.0%} of the box, χ²₂ elsewhere"
+        )
+    else:
+        how = "Δ(−2 ln L) ≤ χ²₂'s 2.30 and 6.18"
+    lines = [f"  joint region of ({', '.join(region['labels'])}), {how}:"]
+    for level, r in region["levels"].items():
+        ends = []
+        for name, e in r["extent"].items():
+            if e is None:
+                ends.append(f"{name} between grid nodes")
+                continue
+            lo, hi, c_lo, c_hi = e
+            ends.append(f"{name} [{lo:.4g}{'' if c_lo else ' open'}, {hi:.4g}{'' if c_hi else ' open'}]")
+        lines.append(f"    {level} %: {', '.join(ends)}; {r['box_share']:.0%} of the box")
+    return lines

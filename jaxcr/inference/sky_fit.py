@@ -31,17 +31,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks, units
-from .._version import __version__
 from ..field import as_option
 from ..observations import ObservedSpectrum
 from ..options import SkyScatter, SkyTails
 from ..parametrisation import Parameter, Parametrisation, Transform
 from .artifact import EmulatorArtifact
-from .campaign import software_versions
 from .fit import FitOptions, LikelihoodFit, maximise_likelihood, start_grid
 from .flags import calibration_toys, fit_warnings
+from .joint_region import RegionThresholds, boxed_pair, joint_region, region_settings
 from .likelihood import AbstractSkyLikelihood, GaussianSky, LikelihoodForm, LogNormalSky, OffsetLogNormalSky
-from .results import FitResult
+from .results import FitResult, run_record
 
 __all__ = [
     "sky_likelihood",
@@ -49,7 +48,6 @@ __all__ = [
     "start_log_amplitude",
     "tail_dof_for",
     "spectrum_record",
-    "run_record",
     "AMPLITUDE",
 ]
 
@@ -285,11 +283,6 @@ def spectrum_record(spectrum: ObservedSpectrum, artifact: EmulatorArtifact, keep
     )
 
 
-def run_record() -> dict:
-    """The versions and the date every saved fit records."""
-    return dict(jaxcr=__version__, versions=software_versions(), date=_time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-
-
 def fit_sky(
     observed: ObservedSpectrum,
     artifact: EmulatorArtifact,
@@ -305,6 +298,7 @@ def fit_sky(
     tails: SkyTails | str = SkyTails.GAUSSIAN,
     tail_dof: float | None = None,
     options: FitOptions = FitOptions(),
+    region_thresholds: RegionThresholds | None = None,
     progress: bool = True,
 ) -> FitResult:
     """Fit the artifact's named parameters (and the amplitude, if not known) to one observed sky.
@@ -325,6 +319,9 @@ def fit_sky(
         tails, tail_dof: GAUSSIAN (default) or STUDENT_T tails of one sky's ln C_ℓ, with ν =
             ``tail_dof`` (:func:`sky_likelihood`).
         options: how the driver runs (:class:`jaxcr.inference.fit.FitOptions`).
+        region_thresholds: critical values of the joint region of the artifact's two parameters,
+            calibrated on a campaign's realisations for this artifact and these settings; default
+            χ²₂'s (:mod:`jaxcr.inference.joint_region`; reported in ``joint_region``).
     """
     t0 = _time.perf_counter()
     _checks.require_x64("fit_sky")
@@ -354,13 +351,21 @@ def fit_sky(
     keep = np.isin(observed.ell, artifact.ells[np.asarray(like.rows)])  # the multipoles it fits
     box = artifact.parameters
     parameters = box if amplitude is not None else Parametrisation(box.parameters + (AMPLITUDE,))
+    if region_thresholds is not None:
+        if boxed_pair(parameters) is None:
+            raise ValueError(f"region_thresholds need an artifact of two parameters; this one has {list(box.names)}")
+        region_thresholds.check_matches(region_settings(artifact, like, form, scatter, amplitude is None))
     starts = _starts(like, parameters, box, start, options.start_points)
     fit = maximise_likelihood(like, parameters, starts, options, progress="fit (one sky)" if progress else None)
+    region = None
+    if boxed_pair(parameters) is not None:
+        region = joint_region(like, parameters, fit.phi, fit.m2lnl, thresholds=region_thresholds, **options.minimiser())
     values, intervals = _derived(fit, box.names, r_l_pc, amplitude)
     toys = calibration_toys(like, options)
     flags = fit.flags + fit_warnings(artifact, fit, box, scatter, toys == "local")
     return FitResult.from_fit(
         fit,
+        joint_region=region,
         names=parameters.names,
         parameters=values,
         intervals=intervals,

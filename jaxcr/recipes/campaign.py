@@ -16,6 +16,7 @@
         [--pair-model [LAW.json] [--fit-sigma2 LO HI] [--fit-rho LO HI]]   # θ-dependence by jaxcr.pair_model
         [--pixel-noise-scatter kept]   # keep the campaign's pixel-noise fluctuations in ln C_ℓ (0.3 artifacts)
         [--sky-scatter local]          # also each point's scatter, for calibrated intervals (docs/fitting.md)
+    jaxcr campaign thresholds FOLDER --artifact A.npz --out thresholds.json   # joint-region critical values
 
 A campaign backtracks N_B realisations at every design point of (σ², r_L/λ_c) (log-spaced grid over
 the box) from every pixel of --nside to each of its times (multiples of its separation time
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ..options import PixelNoiseScatter, SkyScatter
+from . import campaign_thresholds
 from .campaign_cost import DEFAULT_SEPARATION_TIMES, cost_line, resonance_warning, work_line
 from .command import CommandParser
 
@@ -129,8 +131,7 @@ def _run(args) -> int:
 def _status(args) -> int:
     from jaxcr.inference.campaign import Campaign
 
-    print(Campaign.open(args.folder).status())
-    return 0
+    return print(Campaign.open(args.folder).status()) or 0
 
 
 def _extend(args) -> int:
@@ -174,9 +175,7 @@ def _more_realisations(args) -> int:
 def _task(args) -> int:
     from jaxcr.inference.campaign import Campaign
 
-    path = Campaign.open(args.folder).run_task(args.index)
-    print(f"design point {args.index}: {path}")
-    return 0
+    return print(f"design point {args.index}: {Campaign.open(args.folder).run_task(args.index)}") or 0
 
 
 def _slurm(args) -> int:
@@ -389,6 +388,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    "--calibrated-intervals draws its toys with the local one; docs/fitting.md)")  # fmt: skip
     s.add_argument("--out", type=Path, required=True, help="the artifact file to write (.npz)")
     s.set_defaults(run=_artifact)
+    campaign_thresholds.add_parser(sub)
     return ap
 
 

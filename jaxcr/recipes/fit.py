@@ -98,6 +98,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     add_tails_flags(ap)
     ap.add_argument("--ell-max", type=int, help="fit only ℓ ≤ L (an explicit cut, recorded in fit.json)")
     add_calibrated_intervals_flag(ap)
+    ap.add_argument("--region-thresholds", type=Path, metavar="FILE",
+                    help="critical values of the joint (σ², ρ) region from a campaign's realisations "
+                    "(jaxcr campaign thresholds; default χ²₂'s 2.30 and 6.18)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0, help="seed of the toys of --calibrated-intervals (default 0)")
     ap.add_argument("--out", type=Path, help="output folder (default results/fit_<spectrum file name>)")
     ap.add_argument("--overwrite", action="store_true", help="replace the fit.json and fit.png already in --out")
@@ -140,8 +143,11 @@ def main(argv=None, prog: str = "jaxcr fit") -> int:
 
     if args.artifact and len(args.artifact) != len(args.spectrum):
         ap.error(f"give one --artifact per spectrum ({len(args.spectrum)}), or none; got {len(args.artifact)}")
-    if len(args.spectrum) > 1 and (args.amplitude is not None or args.start or args.ell_max):
-        ap.error("--amplitude, --start and --ell-max are for one spectrum; a joint fit takes --gradient-per-pc")
+    if len(args.spectrum) > 1 and (args.amplitude is not None or args.start or args.ell_max or args.region_thresholds):
+        ap.error(
+            "--amplitude, --start, --ell-max and --region-thresholds are for one spectrum; a joint fit takes "
+            "--gradient-per-pc"
+        )
     out = args.out or Path("results") / ("fit_" + "_".join(p.stem for p in args.spectrum))
     if (out / "fit.json").exists() and not args.overwrite:
         ap.error(f"{out / 'fit.json'} exists (an earlier fit): give another --out, or --overwrite to replace it")
@@ -158,6 +164,7 @@ def main(argv=None, prog: str = "jaxcr fit") -> int:
 def _fit(args, out: Path, start: dict | None) -> int:
     from jaxcr.inference.artifact import EmulatorArtifact
     from jaxcr.inference.joint_fit import fit_skies
+    from jaxcr.inference.joint_region import RegionThresholds
     from jaxcr.inference.shipped import check_artifact_path, shipped_artifact_for
     from jaxcr.inference.sky_fit import fit_sky
     from jaxcr.observations import load_spectrum
@@ -168,6 +175,9 @@ def _fit(args, out: Path, start: dict | None) -> int:
     else:
         artifacts = [shipped_artifact_for(s.analysis) for s in spectra]
     options = fit_options(args.calibrated_intervals, seed=args.seed)
+    region = (
+        {} if args.region_thresholds is None else dict(region_thresholds=RegionThresholds.load(args.region_thresholds))
+    )
     common = dict(
         b0_microgauss=args.b0_mug,
         charge=args.charge,
@@ -188,6 +198,7 @@ def _fit(args, out: Path, start: dict | None) -> int:
             start=start,
             ell_max=args.ell_max,
             **common,
+            **region,
         )
     result.save(out)
     for artifact in {a.version: a for a in artifacts}.values():

@@ -1,0 +1,152 @@
+"""The joint region of the two boxed parameters: against the exact ellipse of a linear-Gaussian
+model with a profiled nuisance, the interpolation of calibrated critical values, and its place in
+one-sky fits (fit.json, the summary, the refusal of thresholds made for another fit)."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_fit import LinearGaussian
+from tests_support import analytic_artifact, exact_skies
+
+from jaxcr.inference import fit_sky
+from jaxcr.inference.joint_region import CHI2_2, RegionThresholds, joint_region, region_settings
+from jaxcr.inference.sky_fit import sky_likelihood
+from jaxcr.parametrisation import Parameter, Parametrisation, Transform, plane_wave_parametrisation
+
+
+def _three_parameter_linear_problem():
+    """y ~ N(A φ, C) with φ = (x, y, z), x and y boxed in [−4, 4], z free: profiling z out of a
+    Gaussian leaves the marginal, so λ(x, y) = δᵀ Σ₂⁻¹ δ exactly, Σ₂ the (x, y) block of F⁻¹."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(12, 3))
+    cov = np.diag(rng.uniform(0.5, 2.0, 12))
+    y = a @ np.array([0.4, -0.3, 0.2]) + rng.multivariate_normal(np.zeros(12), cov)
+    like = LinearGaussian(design=jnp.asarray(a), y=jnp.asarray(y), cov=jnp.asarray(cov), names=("x", "y", "z"))
+    fisher = a.T @ np.linalg.solve(cov, a)
+    best = np.linalg.solve(fisher, a.T @ np.linalg.solve(cov, y))
+    params = Parametrisation(
+        (
+            Parameter("x", -4.0, 4.0, Transform.LINEAR),
+            Parameter("y", -4.0, 4.0, Transform.LINEAR),
+            Parameter("z", -np.inf, np.inf, Transform.LINEAR),
+        )
+    )
+    return like, params, best, np.linalg.inv(fisher)[:2, :2]
+
+
+def test_joint_region_is_the_ellipse_of_a_gaussian_likelihood_with_a_profiled_nuisance():
+    """On a 41 × 41 grid: λ at every node equals δᵀΣ₂⁻¹δ (1e-6: the nuisance's minimisation
+    stops at |∇| < 1e-8); each extent is bracketed by the exact ellipse, from inside by the
+    outermost node inside it and from outside by the ellipse's own extent on the grid's lines
+    (linear interpolation of a convex λ between nodes falls inside the true crossing), and the
+    ellipse's projection √(c Σ_ii) is within one grid step of both; the region's share of the box
+    is the ellipse's area π c √det Σ₂ / 64 within the share of nodes along its boundary."""
+    like, params, best, sigma2 = _three_parameter_linear_problem()
+    m2lnl = float(like.terms(jnp.asarray(best))[0])
+    region = joint_region(like, params, best, m2lnl, points=41)
+    axis = np.asarray(region["coordinate"][0])
+    gx, gy = np.meshgrid(axis, axis, indexing="ij")
+    delta = np.stack([gx - best[0], gy - best[1]], -1)
+    exact = np.einsum("...i,ij,...j->...", delta, np.linalg.inv(sigma2), delta)
+    assert np.allclose(region["delta_m2lnl"], exact, atol=1e-6)
+    h = axis[1] - axis[0]
+    for level, c in CHI2_2.items():
+        inside = exact <= c
+        for i, name in enumerate(("x", "y")):
+            lo, hi, closed_lo, closed_hi = region["levels"][level]["extent"][name]
+            assert closed_lo and closed_hi
+            along = (gx, gy)[i]
+            # the ellipse's extent on each grid line of the other parameter: from δ_j, the quadratic in δ_i
+            p = np.linalg.inv(sigma2)
+            j = 1 - i
+            dj = axis - best[j]
+            disc = (p[i, j] * dj) ** 2 - p[i, i] * (p[j, j] * dj**2 - c)
+            line_hi = best[i] + (-p[i, j] * dj[disc >= 0] + np.sqrt(disc[disc >= 0])) / p[i, i]
+            line_lo = best[i] + (-p[i, j] * dj[disc >= 0] - np.sqrt(disc[disc >= 0])) / p[i, i]
+            assert along[inside].max() - 1e-9 <= hi <= line_hi.max() + 1e-9
+            assert line_lo.min() - 1e-9 <= lo <= along[inside].min() + 1e-9
+            half = np.sqrt(c * sigma2[i, i])
+            assert abs(hi - (best[i] + half)) < h and abs(lo - (best[i] - half)) < h
+        area = np.pi * c * np.sqrt(np.linalg.det(sigma2)) / 64.0
+        boundary = np.mean(
+            np.abs(np.sqrt(exact) - np.sqrt(c)) < h * np.sqrt(np.abs(np.linalg.eigvalsh(np.linalg.inv(sigma2))).max())
+        )
+        assert abs(region["levels"][level]["box_share"] - area) <= boundary
+    assert region["thresholds"] == "chi2_2" and region["calibrated_share"] == 0.0
+
+
+def _thresholds(critical_68, points=((0.0, 0.0), (2.0, 0.0), (0.0, 2.0), (2.0, 2.0)), fit=None):
+    k = len(points)
+    return RegionThresholds(
+        names=("x", "y"),
+        points=np.asarray(points, dtype=float),
+        critical={"68": np.asarray(critical_68, dtype=float), "95": np.full(k, 5.0)},
+        skies=np.full(k, 30),
+        refused=np.zeros(k, int),
+        settings=dict(fit=fit or dict(form="lognormal"), campaign="c", seed=1, points=k),
+    )
+
+
+def test_calibrated_critical_values_are_linear_between_points_and_chi2_outside(tmp_path):
+    """Critical values linear in θ at the points (c = 1 + x + 2y) are reproduced exactly inside
+    their hull (a linear function is its own piecewise-linear interpolant), a value within 1e-3 of
+    a point snaps to it, outside the hull it is χ²₂'s and marked uncalibrated; the file round-trips;
+    bad thresholds are refused with what to fix."""
+    pts = np.array([(0.0, 0.0), (2.0, 0.0), (0.0, 2.0), (2.0, 2.0)])
+    t = _thresholds(1 + pts[:, 0] + 2 * pts[:, 1])
+    query = np.array([(0.5, 0.25), (1.9, 1.2), (2.0005, 2.0), (3.0, 1.0), (-1.0, -1.0)])
+    critical, calibrated = t.at(query)
+    assert calibrated.tolist() == [True, True, True, False, False]
+    assert np.allclose(critical["68"][:2], 1 + query[:2, 0] + 2 * query[:2, 1], atol=1e-12)
+    assert critical["68"][2] == pytest.approx(7.0) and critical["68"][3:] == pytest.approx(CHI2_2["68"])
+    assert CHI2_2["68"] == pytest.approx(2.2957, abs=1e-4) and CHI2_2["95"] == pytest.approx(6.1801, abs=1e-4)
+    t.save(tmp_path / "t.json")
+    again = RegionThresholds.load(tmp_path / "t.json")
+    assert np.array_equal(again.points, t.points) and np.array_equal(again.critical["68"], t.critical["68"])
+    with pytest.raises(ValueError, match="at least 3 calibration points not on one line"):
+        _thresholds([1.0, 2.0, 3.0], points=((0, 0), (1, 1), (2, 2)))
+    with pytest.raises(ValueError, match="finite values"):
+        _thresholds([1.0, np.nan, 1.0, 1.0])
+    with pytest.raises(ValueError, match="not a region-thresholds file"):
+        (tmp_path / "bad.json").write_text("{}")
+        RegionThresholds.load(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="form: thresholds 'lognormal', fit 'gaussian'"):
+        t.check_matches(dict(form="gaussian"))
+
+
+BOX = plane_wave_parametrisation((0.3, 3.0), (0.04, 0.25))
+
+
+def test_one_sky_fit_reports_its_joint_region_and_uses_calibrated_thresholds():
+    """fit_sky on an exact sky: no node of the region's grid lies below the best fit, the lowest
+    is within a grid step of it, its 68 % extent contains the one-parameter 68 % interval (a projection
+    of the Δ ≤ 2.30 region holds the Δ ≤ 1 profile interval); thresholds of 1.0 everywhere (the
+    hull is the box) shrink the region to inside the χ²₂ one; thresholds made for another form
+    are refused before the fit."""
+    artifact = analytic_artifact(BOX)
+    a = 1e-8
+    sky = exact_skies(1, a, 5, lognormal=True)[0]
+    fit = fit_sky(sky, artifact, amplitude=a, progress=False)
+    region = fit.joint_region
+    assert region is not None and region["parameters"] == ["sigma2", "rho"]
+    lam = np.asarray(region["delta_m2lnl"])
+    i, j = np.unravel_index(np.argmin(lam), lam.shape)
+    steps = [np.diff(region["coordinate"][k])[0] for k in (0, 1)]
+    assert lam.min() >= -1e-9  # no node below the best fit: it is the maximum
+    assert abs(region["coordinate"][0][i] - np.log(fit.parameters["sigma2"])) <= steps[0]
+    assert abs(region["coordinate"][1][j] - np.log(fit.parameters["rho"])) <= steps[1]
+    for name in ("sigma2", "rho"):
+        lo, hi = fit.intervals[name]["68"][:2]
+        r_lo, r_hi = region["levels"]["68"]["extent"][name][:2]
+        assert r_lo <= lo * (1 + 1e-9) and r_hi >= hi * (1 - 1e-9)
+    assert "joint region of (σ², r_L/λ_c)" in fit.summary()
+    corners = np.array([[u, v] for u in BOX.parameters[0].coordinate_box for v in BOX.parameters[1].coordinate_box])
+    settings = region_settings(artifact, sky_likelihood(sky, artifact, amplitude=a), "lognormal", "pooled", False)
+    tight = dataclasses.replace(_thresholds(np.ones(4), points=corners, fit=settings), names=("sigma2", "rho"))
+    calibrated = fit_sky(sky, artifact, amplitude=a, region_thresholds=tight, progress=False).joint_region
+    assert calibrated["thresholds"] == "calibrated" and calibrated["calibrated_share"] == 1.0
+    assert calibrated["levels"]["68"]["box_share"] < region["levels"]["68"]["box_share"]
+    with pytest.raises(ValueError, match="region_thresholds were calibrated for another fit"):
+        fit_sky(sky, artifact, amplitude=a, form="gaussian", region_thresholds=tight, progress=False)
