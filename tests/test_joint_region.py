@@ -3,6 +3,7 @@ model with a profiled nuisance, the interpolation of calibrated critical values,
 one-sky fits (fit.json, the summary, the refusal of thresholds made for another fit)."""
 
 import dataclasses
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -150,3 +151,98 @@ def test_one_sky_fit_reports_its_joint_region_and_uses_calibrated_thresholds():
     assert calibrated["levels"]["68"]["box_share"] < region["levels"]["68"]["box_share"]
     with pytest.raises(ValueError, match="region_thresholds were calibrated for another fit"):
         fit_sky(sky, artifact, amplitude=a, form="gaussian", region_thresholds=tight, progress=False)
+
+
+@pytest.mark.slow
+def test_campaign_thresholds_are_the_quantiles_of_lambda_from_full_fits_of_the_realisations(tmp_path):
+    """`jaxcr campaign thresholds` on a 4-point campaign (nside 8, 24 realisations, offset-log-normal
+    form, which takes every sky): at every design point the thresholds are the 68.27 % and 95.45 %
+    quantiles of λ = −2 ln L(θ_k) − min −2 ln L, each minimum from the full fit driver (fit_sky,
+    with its profiles) instead of the calibration's own polish (1e-6 relative: both stop at
+    |∇| < 1e-8); a fit given the file reports a calibrated region over the whole box (the design
+    spans it); a fit of another form is refused with what differs; a campaign of 6 realisations
+    is refused with the number needed."""
+    import json
+    import subprocess
+    import sys
+
+    import jax
+
+    from jaxcr.analysis import Analysis
+    from jaxcr.inference import campaign as cp
+    from jaxcr.inference import scheduling as sc
+    from jaxcr.inference.artifact_build import build_artifact
+    from jaxcr.inference.neyman import LEVEL_PROBABILITIES
+    from jaxcr.inference.realisation_skies import realisation_skies
+    from jaxcr.observations import save_spectrum
+    from jaxcr.parametrisation import plane_wave_parametrisation as box_of
+    from jaxcr.spectrum_model import SpectrumModel
+    from jaxcr.turbulence_model import PlaneWaveGJ99
+
+    def jaxcr_cli(*args):
+        return subprocess.run([sys.executable, "-m", "jaxcr.cli", *args], capture_output=True, text=True, timeout=600)
+
+    assert jax.config.jax_enable_x64
+
+    def model(realisations):
+        return SpectrumModel(nside=8, n_realisations=realisations, turbulence=PlaneWaveGJ99(n_modes=8))
+
+    def spec(realisations):
+        return cp.CampaignSpec.on_grid(
+            model(realisations), (1.0, 2.0), (Analysis("full"),), box_of((0.5, 2.0), (0.05, 0.2)), 2
+        )
+
+    campaign = cp.Campaign.create(tmp_path / "c", spec(24))
+    sc.run_campaign(campaign, progress=False)
+    artifact = build_artifact(campaign, "full", ells=np.arange(1, 4), degree=1, time=2.0)
+    artifact.save(tmp_path / "a.npz")
+    out = tmp_path / "t.json"
+    proc = jaxcr_cli("campaign", "thresholds", str(tmp_path / "c"), "--artifact", str(tmp_path / "a.npz"),
+                     "--out", str(out), "--form", "offset-lognormal", "--quiet")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    thresholds = RegionThresholds.load(out)
+    assert len(thresholds.points) == 4 and thresholds.skies.tolist() == [24] * 4
+    for k, point in enumerate(thresholds.points):
+        truth = campaign.spec.values(k)
+        assert np.allclose(point, campaign.spec.design[k])
+        lam = []
+        for sky in realisation_skies(campaign, artifact, k):
+            fit = fit_sky(sky, artifact, amplitude=1.0, form="offset-lognormal", progress=False)
+            like = sky_likelihood(sky, artifact, amplitude=1.0, form="offset-lognormal")
+            at_truth = float(like.terms(jnp.asarray(artifact.parameters.coordinates(truth)))[0])
+            lam.append(at_truth - min(fit.m2lnl, at_truth))
+        for level, p in LEVEL_PROBABILITIES.items():
+            assert thresholds.critical[level][k] == pytest.approx(np.quantile(lam, p), rel=1e-6, abs=1e-8)
+    sky = tmp_path / "sky.csv"
+    save_spectrum(realisation_skies(campaign, artifact, 3)[0], sky)
+    proc = jaxcr_cli("fit", str(sky), "--artifact", str(tmp_path / "a.npz"), "--amplitude", "1", "--form",
+                     "offset-lognormal", "--region-thresholds", str(out), "--out", str(tmp_path / "f"), "--quiet")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    region = json.loads((tmp_path / "f" / "fit.json").read_text())["joint_region"]
+    assert region["thresholds"] == "calibrated" and region["calibrated_share"] == 1.0
+    assert "calibrated on the realisations of" in proc.stdout
+    proc = jaxcr_cli("fit", str(sky), "--artifact", str(tmp_path / "a.npz"), "--amplitude", "1",
+                     "--region-thresholds", str(out), "--out", str(tmp_path / "g"), "--quiet")  # fmt: skip
+    assert proc.returncode != 0 and "form: thresholds 'offset-lognormal', fit 'lognormal'" in proc.stderr
+    small = cp.Campaign.create(tmp_path / "s", spec(6))
+    sc.run_campaign(small, progress=False)
+    proc = jaxcr_cli("campaign", "thresholds", str(tmp_path / "s"), "--artifact", str(tmp_path / "a.npz"),
+                     "--out", str(tmp_path / "u.json"), "--form", "offset-lognormal", "--quiet")  # fmt: skip
+    assert proc.returncode != 0 and "at least 20 needed" in proc.stderr
+
+
+def test_fit_command_refuses_region_thresholds_it_cannot_use(tmp_path, capsys):
+    """`jaxcr fit --region-thresholds` with two spectra (a joint fit has no single (σ², ρ) pair of
+    one likelihood) stops at argument parsing; a missing or foreign file is named with what to do."""
+    from jaxcr.recipes import fit as fit_command
+
+    example = str(Path(__file__).parents[1] / "jaxcr" / "data" / "example_icecube_spectrum.csv")
+    with pytest.raises(SystemExit):
+        fit_command.main([example, example, "--region-thresholds", "t.json", "--out", str(tmp_path / "a")])
+    assert "--region-thresholds are for one spectrum" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no such file .*jaxcr campaign thresholds"):
+        fit_command.main([example, "--region-thresholds", str(tmp_path / "t.json"), "--out", str(tmp_path / "b")])
+    (tmp_path / "t.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="is not a region-thresholds file"):
+        fit_command.main([example, "--region-thresholds", str(tmp_path / "t.json"), "--out", str(tmp_path / "c")])
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
