@@ -6,8 +6,9 @@ calibrated on a campaign's realisations (jaxcr campaign thresholds).
 
 --skies-from takes sky_fit_coverage.py runs (their --out, which hold the mock skies and their
 truths, or name the run whose skies they refitted). The region λ(θ) ≤ c(θ) holds the truth θ₀ of a sky exactly when λ(θ₀) ≤ c(θ₀), so each
-sky's λ at its truth is computed with the likelihood the fit uses (jaxcr.inference.region_calibration.
-statistics_at_truth, the amplitude as the run recorded) and compared with χ²₂'s 2.30 and 6.18 and
+sky's λ at its truth is computed with the likelihood the thresholds were calibrated with (form, sky
+scatter, tails; jaxcr.inference.region_calibration.statistics_at_truth, the amplitude as the run
+recorded) and compared with χ²₂'s 2.30 and 6.18 and
 with the calibrated c(θ₀), interpolated between the calibration's design points (χ²₂'s outside
 their hull, which the table marks). The coverage is printed with its binomial SE,
 √(P(1 − P)/n). Writes coverage.json with every λ, the settings and the versions.
@@ -47,7 +48,8 @@ def main(argv=None) -> int:
     io.check_writable("--out", args.out / "coverage.json")
     artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))
     thresholds = RegionThresholds.load(args.thresholds)
-    if thresholds.settings["fit"]["amplitude_free"]:
+    wanted = thresholds.settings["fit"]  # the likelihood the thresholds were calibrated with
+    if wanted["amplitude_free"]:
         ap.error("--thresholds were calibrated with the amplitude free; the mock skies are fitted with it known")
     runs = []
     for folder in args.skies_from:
@@ -66,7 +68,11 @@ def main(argv=None) -> int:
         for i, truth in enumerate(settings["truth"]):
             skies = [load_spectrum(p) for p in sorted((folder / "skies").glob(f"truth{i}_sky*.csv"))]
             theta = artifact.parameters.coordinates(dict(zip(artifact.parameters.names, truth)))
-            lam, refused, fit_settings = statistics_at_truth(skies, artifact, theta, amplitude=settings["amplitude"])
+            lam, refused, fit_settings = statistics_at_truth(
+                skies, artifact, theta, amplitude=settings["amplitude"], form=wanted["form"],
+                sky_scatter=wanted["sky_scatter"], tails="student-t" if wanted["tail_dof"] else "gaussian",
+                tail_dof=wanted["tail_dof"],
+            )  # fmt: skip
             thresholds.check_matches(fit_settings)
             calibrated, inside = thresholds.at(theta[None])
             row = dict(truth=truth, skies=len(lam), refused=refused, lam=lam.tolist(), calibrated=bool(inside[0]),

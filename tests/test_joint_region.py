@@ -213,6 +213,26 @@ def test_campaign_thresholds_are_the_quantiles_of_lambda_from_full_fits_of_the_r
             lam.append(at_truth - min(fit.m2lnl, at_truth))
         for level, p in LEVEL_PROBABILITIES.items():
             assert thresholds.critical[level][k] == pytest.approx(np.quantile(lam, p), rel=1e-6, abs=1e-8)
+    # experiments/region_coverage.py on point 0's own realisations as "mock skies" (a sky_fit_coverage.py
+    # folder): the calibrated coverage is the share of their λ at or below its own quantile
+    run = tmp_path / "run"
+    (run / "skies").mkdir(parents=True)
+    for j, realisation in enumerate(realisation_skies(campaign, artifact, 0)):
+        save_spectrum(realisation, run / "skies" / f"truth0_sky{j:03d}.csv")
+    truth0 = {name: float(v) for name, v in campaign.spec.values(0).items()}
+    (run / "coverage.json").write_text(json.dumps(dict(settings=dict(truth=[[truth0["sigma2"], truth0["rho"]]],
+                                                                   amplitude=1.0, time_factor=1.0))))  # fmt: skip
+    proc = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "experiments" / "region_coverage.py"),
+                           "--artifact", str(tmp_path / "a.npz"), "--thresholds", str(out), "--skies-from", str(run),
+                           "--out", str(tmp_path / "cov")], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads((tmp_path / "cov" / "coverage.json").read_text())["truths"][0]
+    lam0 = np.asarray(row["lam"])
+    assert row["calibrated"] and len(lam0) == 24
+    for level, p in LEVEL_PROBABILITIES.items():
+        assert row["critical"][level] == pytest.approx(thresholds.critical[level][0], rel=1e-12)
+        assert row["coverage"][level]["calibrated"] == pytest.approx(np.mean(lam0 <= np.quantile(lam0, p)), abs=1e-12)
+        assert row["coverage"][level]["chi2_2"] == pytest.approx(np.mean(lam0 <= CHI2_2[level]), abs=1e-12)
     sky = tmp_path / "sky.csv"
     save_spectrum(realisation_skies(campaign, artifact, 3)[0], sky)
     proc = jaxcr_cli("fit", str(sky), "--artifact", str(tmp_path / "a.npz"), "--amplitude", "1", "--form",

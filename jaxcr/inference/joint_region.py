@@ -60,7 +60,7 @@ __all__ = [
 
 #: the χ²₂ points of the 68.27 % and 95.45 % levels: P(χ²₂ ≤ c) = 1 − e^(−c/2) = P
 CHI2_2 = {level: float(-2.0 * np.log1p(-p)) for level, p in LEVEL_PROBABILITIES.items()}
-NODE_CHUNK = 512  # nodes minimised in one vmapped call
+NODE_CHUNK = 256  # nodes minimised in one vmapped call
 SNAP = 1e-3  # coordinates (e-folds) this close to a calibration point take its critical values
 REGION_POINTS = 21  # nodes per parameter of the region's grid (default)
 THRESHOLDS_FORMAT = "jaxcr-region-thresholds/1"
@@ -96,7 +96,7 @@ def profile_on_nodes(
     nodes = np.asarray(nodes, dtype=float)
     fixed = np.asarray(fixed, dtype=bool)
     # in chunks of one shape (one compilation): XLA's CPU runtime stalled on one batch of 3721
-    # vmapped minimisations (jax 0.10.2), where batches of 2601 ran in a second
+    # vmapped minimisations (jax 0.10.2), where batches of 2601 ran in a second; 256 stays far below
     size = min(len(nodes), NODE_CHUNK)
     padded = np.concatenate([nodes, np.repeat(nodes[-1:], -len(nodes) % size, axis=0)])
     out = []
