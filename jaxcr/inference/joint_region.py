@@ -37,14 +37,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import ArrayLike, Float
 
 from .. import _checks, io
 from ..field import as_option
 from ..options import SkyScatter
 from ..parametrisation import Parametrisation
 from .artifact import EmulatorArtifact
-from .likelihood import AbstractLikelihood, LikelihoodForm
+from .likelihood import AbstractLikelihood, AbstractSkyLikelihood, LikelihoodForm
 from .neyman import ACCEPTED, LEVEL_PROBABILITIES
 from .optimise import minimise
 
@@ -83,9 +83,9 @@ def _values_at(like: AbstractLikelihood, nodes):
 
 def profile_on_nodes(
     likelihood: AbstractLikelihood,
-    phi: Float[Array, " p"],
+    phi: Float[ArrayLike, " p"],
     fixed: np.ndarray,
-    nodes: Float[Array, "m p"],
+    nodes: Float[ArrayLike, "m p"],
     optimiser=None,
     max_steps: int = 300,
     tolerance: float = 1e-8,
@@ -93,12 +93,12 @@ def profile_on_nodes(
     """−2 ln L (m,) at each node with the components where ``fixed`` held at the node's and the
     others minimised from ``phi`` (all at once, vmapped); where every component is fixed, the value
     at the node."""
-    nodes = np.asarray(nodes, dtype=float)
+    points = np.asarray(nodes, dtype=float)
     fixed = np.asarray(fixed, dtype=bool)
     # in chunks of one shape (one compilation): XLA's CPU runtime stalled on one batch of 3721
     # vmapped minimisations (jax 0.10.2), where batches of 2601 ran in a second; 256 stays far below
-    size = min(len(nodes), NODE_CHUNK)
-    padded = np.concatenate([nodes, np.repeat(nodes[-1:], -len(nodes) % size, axis=0)])
+    size = min(len(points), NODE_CHUNK)
+    padded = np.concatenate([points, np.repeat(points[-1:], -len(points) % size, axis=0)])
     out = []
     for chunk in np.split(padded, len(padded) // size):
         if fixed.all():
@@ -106,7 +106,7 @@ def profile_on_nodes(
         else:
             args = (jnp.asarray(phi), jnp.asarray(fixed), jnp.asarray(chunk), optimiser, max_steps, tolerance)
             out.append(np.asarray(_profile_nodes(likelihood, *args)))
-    return np.concatenate(out)[: len(nodes)]
+    return np.concatenate(out)[: len(points)]
 
 
 def boxed_pair(parameters: Parametrisation) -> tuple[int, int] | None:
@@ -224,7 +224,7 @@ class RegionThresholds:
 
 
 def region_settings(
-    artifact: EmulatorArtifact, like: AbstractLikelihood, form, sky_scatter, amplitude_free: bool
+    artifact: EmulatorArtifact, like: AbstractSkyLikelihood, form, sky_scatter, amplitude_free: bool
 ) -> dict:
     """What the distribution of λ of a one-sky fit depends on besides the sky, which calibrated
     region thresholds must share (:class:`jaxcr.inference.joint_region.RegionThresholds`)."""
@@ -243,7 +243,8 @@ def _extent(axis: np.ndarray, excess: np.ndarray) -> tuple[float, float, bool, b
     where ``excess`` = λ − c ≤ 0, the ends interpolated linearly to the crossing from the outside
     neighbour, open where an inside node lies on the box's edge."""
     inside = excess <= ACCEPTED
-    lows, highs = [], []
+    lows: list[tuple[float, bool]] = []
+    highs: list[tuple[float, bool]] = []
     for column in range(excess.shape[1]):
         k = np.flatnonzero(inside[:, column])
         if len(k) == 0:
@@ -270,7 +271,7 @@ def _extent(axis: np.ndarray, excess: np.ndarray) -> tuple[float, float, bool, b
 def joint_region(
     likelihood: AbstractLikelihood,
     parameters: Parametrisation,
-    phi: Float[Array, " p"],
+    phi: Float[ArrayLike, " p"],
     m2lnl: float,
     *,
     thresholds: RegionThresholds | None = None,
@@ -309,7 +310,7 @@ def joint_region(
     levels = {}
     for level, c in critical.items():
         excess = lam - c.reshape(points, points)
-        extent = {}
+        extent: dict[str, tuple[float, float, bool, bool] | None] = {}
         for axis, p in enumerate(boxed):
             ends = _extent(axes[axis], excess if axis == 0 else excess.T)
             if ends is None:

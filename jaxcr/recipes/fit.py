@@ -175,9 +175,7 @@ def _fit(args, out: Path, start: dict | None) -> int:
     else:
         artifacts = [shipped_artifact_for(s.analysis) for s in spectra]
     options = fit_options(args.calibrated_intervals, seed=args.seed)
-    region = (
-        {} if args.region_thresholds is None else dict(region_thresholds=RegionThresholds.load(args.region_thresholds))
-    )
+    thresholds = None if args.region_thresholds is None else RegionThresholds.load(args.region_thresholds)
     common = dict(
         b0_microgauss=args.b0_mug,
         charge=args.charge,
@@ -198,7 +196,7 @@ def _fit(args, out: Path, start: dict | None) -> int:
             start=start,
             ell_max=args.ell_max,
             **common,
-            **region,
+            region_thresholds=thresholds,
         )
     result.save(out)
     for artifact in {a.version: a for a in artifacts}.values():
