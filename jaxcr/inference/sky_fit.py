@@ -17,7 +17,8 @@ claimed (docs: "Fitting an observed sky"). a is fixed when the CR gradient is kn
 The fit itself is the one driver, :func:`jaxcr.inference.fit.maximise_likelihood`: best fit,
 profile-likelihood intervals (Δ(−2 ln L) = 1 and 4) of every named parameter, χ² = rᵀΣ⁻¹r with
 its degrees of freedom and p-value, the Fisher matrix and the directions the data do not narrow
-to less than half the box (flagged). Reported besides, with a free amplitude: the CR gradient
+to less than half the box (flagged), and the joint region of the artifact's two parameters
+(:mod:`jaxcr.inference.joint_region`). Reported besides, with a free amplitude: the CR gradient
 |∇n/n| in 1/pc (for the stated B0 and the spectrum's energy) and, for models with ρ, λ_c in pc.
 """
 
