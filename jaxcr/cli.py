@@ -6,7 +6,7 @@
     jaxcr fig2 [--preset quick|paper] [options]      # the paper's Fig. 2 (jaxcr.recipes.fig2)
     jaxcr gedanken [--preset quick|paper] [options]  # the Liouville gedankenexperiment
     jaxcr sky-maps [--preset quick|paper] [options]  # Mollweide sky maps of δI
-    jaxcr campaign create|run|status|extend|task|slurm|dask|artifact ...  # model spectra for fits
+    jaxcr campaign create|run|status|extend|task|slurm|dask|artifact|thresholds ...  # model spectra for fits
     jaxcr fit SPECTRUM.csv --artifact emulator.npz [options]          # one-sky fit in seconds
     jaxcr benchmark [options]     # speed on this machine: field, backtracking, a campaign point
 

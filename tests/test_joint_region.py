@@ -86,7 +86,7 @@ def _thresholds(critical_68, points=((0.0, 0.0), (2.0, 0.0), (0.0, 2.0), (2.0, 2
         critical={"68": np.asarray(critical_68, dtype=float), "95": np.full(k, 5.0)},
         skies=np.full(k, 30),
         refused=np.zeros(k, int),
-        settings=dict(fit=fit or dict(form="lognormal"), campaign="c", seed=1, points=k),
+        settings=dict(fit=fit or dict(form="lognormal"), campaigns=[dict(folder="c", seed=1)], points=k),
     )
 
 
@@ -161,7 +161,7 @@ def test_campaign_thresholds_are_the_quantiles_of_lambda_from_full_fits_of_the_r
     with its profiles) instead of the calibration's own polish (1e-6 relative: both stop at
     |∇| < 1e-8); a fit given the file reports a calibrated region over the whole box (the design
     spans it); a fit of another form is refused with what differs; a campaign of 6 realisations
-    is refused with the number needed."""
+    is refused with the number needed, and pooled with the first its λ join theirs point by point."""
     import json
     import subprocess
     import sys
@@ -202,6 +202,7 @@ def test_campaign_thresholds_are_the_quantiles_of_lambda_from_full_fits_of_the_r
     assert proc.returncode == 0, proc.stderr[-3000:]
     thresholds = RegionThresholds.load(out)
     assert len(thresholds.points) == 4 and thresholds.skies.tolist() == [24] * 4
+    lams = []
     for k, point in enumerate(thresholds.points):
         truth = campaign.spec.values(k)
         assert np.allclose(point, campaign.spec.design[k])
@@ -213,6 +214,7 @@ def test_campaign_thresholds_are_the_quantiles_of_lambda_from_full_fits_of_the_r
             lam.append(at_truth - min(fit.m2lnl, at_truth))
         for level, p in LEVEL_PROBABILITIES.items():
             assert thresholds.critical[level][k] == pytest.approx(np.quantile(lam, p), rel=1e-6, abs=1e-8)
+        lams.append(lam)
     # experiments/region_coverage.py on point 0's own realisations as "mock skies" (a sky_fit_coverage.py
     # folder): the calibrated coverage is the share of their λ at or below its own quantile
     run = tmp_path / "run"
@@ -249,6 +251,15 @@ def test_campaign_thresholds_are_the_quantiles_of_lambda_from_full_fits_of_the_r
     proc = jaxcr_cli("campaign", "thresholds", str(tmp_path / "s"), "--artifact", str(tmp_path / "a.npz"),
                      "--out", str(tmp_path / "u.json"), "--form", "offset-lognormal", "--quiet")  # fmt: skip
     assert proc.returncode != 0 and "at least 20 needed" in proc.stderr
+    # pooled with the first campaign: the same seed, so its 6 are the first 6 of the 24 at each point
+    proc = jaxcr_cli("campaign", "thresholds", str(tmp_path / "c"), str(tmp_path / "s"), "--artifact",
+                     str(tmp_path / "a.npz"), "--out", str(tmp_path / "p.json"), "--form", "offset-lognormal", "--quiet")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pooled = RegionThresholds.load(tmp_path / "p.json")
+    assert pooled.skies.tolist() == [30] * 4 and len(pooled.settings["campaigns"]) == 2
+    for k, lam in enumerate(lams):
+        for level, p in LEVEL_PROBABILITIES.items():
+            assert pooled.critical[level][k] == pytest.approx(np.quantile(lam + lam[:6], p), rel=1e-6, abs=1e-8)
 
 
 def test_fit_command_refuses_region_thresholds_it_cannot_use(tmp_path, capsys):

@@ -25,6 +25,7 @@ noise is small against one sky's cosmic variance, as the campaign's skies are.
 from __future__ import annotations
 
 import time as _time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from ..parametrisation import Parametrisation
 from .artifact import EmulatorArtifact
 from .campaign import Campaign, software_versions
 from .fit import FitOptions, start_grid
-from .joint_region import RegionThresholds, profile_on_nodes, region_settings
+from .joint_region import SNAP, RegionThresholds, profile_on_nodes, region_settings
 from .likelihood import LikelihoodForm
 from .neyman import LEVEL_PROBABILITIES
 from .realisation_skies import realisation_skies
@@ -98,8 +99,21 @@ def statistics_at_truth(
     return np.asarray(lam), refused, settings
 
 
+def _points_in_box(campaign: Campaign, box: Parametrisation) -> list[int]:
+    """The computed design points of ``campaign`` inside ``box``; ValueError if some are not computed."""
+    if tuple(campaign.spec.parameters.names) != tuple(box.names):
+        raise ValueError(
+            f"campaign {campaign.folder} varies {list(campaign.spec.parameters.names)}, the artifact {list(box.names)}"
+        )
+    inside = [k for k in range(len(campaign.spec.design)) if not box.outside(campaign.spec.values(k))]
+    missing = [k for k in inside if not campaign.point_path(k).exists()]
+    if missing:
+        raise ValueError(f"campaign {campaign.folder}: design points {missing} are not computed (jaxcr campaign run)")
+    return inside
+
+
 def region_thresholds(
-    campaign: Campaign,
+    campaigns: Campaign | Sequence[Campaign],
     artifact: EmulatorArtifact,
     *,
     amplitude_free: bool = False,
@@ -110,32 +124,35 @@ def region_thresholds(
     options: FitOptions = FitOptions(),
     progress: bool = True,
 ) -> RegionThresholds:
-    """The P-quantiles of λ at every design point of ``campaign`` inside the artifact's box, from
-    its realisations fitted as skies (module docstring); the fits they serve must use the same
-    artifact and likelihood settings. Raises ValueError, before any fit, when the campaign's
-    parameters are not the artifact's, or fewer than 3 of its points lie in the box, and after a
-    point whose likelihood takes fewer than :data:`MIN_SKIES` of its realisations."""
+    """The P-quantiles of λ at every design point of ``campaigns`` inside the artifact's box, from
+    their realisations fitted as skies (module docstring); the realisations of several campaigns
+    at the same point (within :data:`~jaxcr.inference.joint_region.SNAP`) are pooled. The fits
+    they serve must use the same artifact and likelihood settings. Raises ValueError, before any
+    fit, when a campaign's parameters are not the artifact's, a point in the box is not computed,
+    or fewer than 3 distinct points lie in the box; and after a point whose likelihood takes fewer
+    than :data:`MIN_SKIES` of its realisations."""
     from tqdm.auto import tqdm
 
+    campaigns = [campaigns] if isinstance(campaigns, Campaign) else list(campaigns)
     box = artifact.parameters
-    if tuple(campaign.spec.parameters.names) != tuple(box.names):
-        raise ValueError(
-            f"campaign {campaign.folder} varies {list(campaign.spec.parameters.names)}, the artifact {list(box.names)}"
-        )
-    inside = [k for k in range(len(campaign.spec.design)) if not box.outside(campaign.spec.values(k))]
-    missing = [k for k in inside if not campaign.point_path(k).exists()]
-    if len(inside) < 3 or missing:
-        raise ValueError(
-            f"campaign {campaign.folder}: {len(inside)} design points in the artifact's box"
-            + (f", of which {missing} are not computed (jaxcr campaign run)" if missing else " (at least 3 needed)")
-        )
-    critical: dict[str, list] = {level: [] for level in LEVEL_PROBABILITIES}
-    skies, refused, settings = [], [], None
-    for k in tqdm(inside, desc="region thresholds", unit="point", disable=not progress):
-        lam, n_refused, point_settings = statistics_at_truth(
-            realisation_skies(campaign, artifact, k),
+    tasks = [(c, k) for c in campaigns for k in _points_in_box(c, box)]
+    points: list[np.ndarray] = []
+    which = []  # the pooled point of each task
+    for c, k in tasks:
+        near = [j for j, p in enumerate(points) if np.abs(p - c.spec.design[k]).max() < SNAP]
+        which.append(near[0] if near else len(points))
+        if not near:
+            points.append(np.asarray(c.spec.design[k], dtype=float))
+    if len(points) < 3:
+        raise ValueError(f"{len(points)} distinct design points lie in the artifact's box (at least 3 needed)")
+    lam: list[list[float]] = [[] for _ in points]
+    refused = np.zeros(len(points), dtype=int)
+    settings = None
+    for (c, k), j in zip(tqdm(tasks, desc="region thresholds", unit="point", disable=not progress), which):
+        values, n_refused, point_settings = statistics_at_truth(
+            realisation_skies(c, artifact, k),
             artifact,
-            campaign.spec.design[k],
+            points[j],
             amplitude=None if amplitude_free else 1.0,
             form=form,
             sky_scatter=sky_scatter,
@@ -143,31 +160,29 @@ def region_thresholds(
             tail_dof=tail_dof,
             options=options,
         )
-        if len(lam) < MIN_SKIES:
+        lam[j] += values.tolist()
+        refused[j] += n_refused
+        settings = settings or point_settings
+    for j, pooled in enumerate(lam):
+        if len(pooled) < MIN_SKIES:
             raise ValueError(
-                f"design point {k} of {campaign.folder}: the likelihood takes {len(lam)} of its "
-                f"{len(lam) + n_refused} realisations (at least {MIN_SKIES} needed); add realisations "
+                f"design point {box.values(points[j])}: the likelihood takes {len(pooled)} of its "
+                f"{len(pooled) + refused[j]} realisations (at least {MIN_SKIES} needed); add realisations "
                 "(jaxcr campaign more-realisations) or use form offset-lognormal, which takes every sky"
             )
-        settings = settings or point_settings
-        for level, p in LEVEL_PROBABILITIES.items():
-            critical[level].append(float(np.quantile(lam, p)))
-        skies.append(len(lam))
-        refused.append(n_refused)
-    spec = campaign.spec
     return RegionThresholds(
         names=tuple(box.names),
-        points=np.asarray([spec.design[k] for k in inside]),
-        critical={level: np.asarray(v) for level, v in critical.items()},
-        skies=np.asarray(skies),
-        refused=np.asarray(refused),
+        points=np.asarray(points),
+        critical={level: np.array([np.quantile(v, p) for v in lam]) for level, p in LEVEL_PROBABILITIES.items()},
+        skies=np.array([len(v) for v in lam]),
+        refused=refused,
         settings=dict(
             fit=settings,
-            campaign=str(campaign.folder),
-            campaign_digest=spec.digest(),
-            seed=spec.model.seed,
-            nside=spec.model.nside,
-            points=len(inside),
+            campaigns=[
+                dict(folder=str(c.folder), digest=c.spec.digest(), seed=c.spec.model.seed, nside=c.spec.model.nside)
+                for c in campaigns
+            ],
+            points=len(points),
             tails=as_option(SkyTails, "tails", tails).value,
             start_points=options.start_points,
             quantile="numpy linear",

@@ -157,9 +157,10 @@ def _region_lines(region: dict | None) -> list[str]:
         return []
     if region["thresholds"] == "calibrated":
         c = region["calibration"]
+        sources = ", ".join(f"{d['folder']} (seed {d['seed']})" for d in c["campaigns"])
         how = (
-            f"λ ≤ c(θ) calibrated on the realisations of {c['campaign']} (seed {c['seed']}) at "
-            f"{c['points']} design points, over {region['calibrated_share']:.0%} of the box, χ²₂ elsewhere"
+            f"λ ≤ c(θ) calibrated on the realisations of {sources} at {c['points']} design points, "
+            f"over {region['calibrated_share']:.0%} of the box, χ²₂ elsewhere"
         )
     else:
         how = "Δ(−2 ln L) ≤ χ²₂'s 2.30 and 6.18"

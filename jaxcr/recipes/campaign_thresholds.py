@@ -1,9 +1,9 @@
 """``jaxcr campaign thresholds``: critical values of the joint (σ², ρ) region from a campaign's realisations.
 
-    jaxcr campaign thresholds FOLDER --artifact A.npz --out thresholds.json
+    jaxcr campaign thresholds FOLDER [FOLDER …] --artifact A.npz --out thresholds.json
         [--amplitude-free] [--form lognormal|offset-lognormal|gaussian] [--quiet]
 
-Each design point's realisations are fitted one by one as skies with the likelihood a fit on
+Each design point's realisations (those of several campaigns at the same point pooled) are fitted one by one as skies with the likelihood a fit on
 --artifact uses (:mod:`jaxcr.inference.region_calibration`); the 68.27 % and 95.45 % quantiles of
 λ at the point replace χ²₂'s 2.30 and 6.18 in `jaxcr fit --region-thresholds thresholds.json`.
 Take a campaign of another seed than the artifact's (the same model, box points anywhere in it):
@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    s.add_argument("folder", type=Path, help="a finished campaign of the artifact's model (best another seed)")
+    s.add_argument("folder", type=Path, nargs="+",
+                   help="finished campaigns of the artifact's model (best of other seeds than its own)")  # fmt: skip
     s.add_argument("--artifact", type=Path, required=True, help="the artifact the fits use (a file or a shipped name)")
     s.add_argument("--out", type=Path, required=True, help="the thresholds file to write (.json)")
     s.add_argument("--amplitude-free", action="store_true",
@@ -48,20 +49,18 @@ def _thresholds(args) -> int:
 
     io.check_writable("--out", args.out)
     artifact = EmulatorArtifact.load(check_artifact_path(args.artifact))
-    campaign = Campaign.open(args.folder)
+    campaigns = [Campaign.open(f) for f in args.folder]
     thresholds = region_thresholds(
-        campaign, artifact, amplitude_free=args.amplitude_free, form=args.form, progress=not args.quiet
+        campaigns, artifact, amplitude_free=args.amplitude_free, form=args.form, progress=not args.quiet
     )
     thresholds.save(args.out)
-    print(
-        f"region thresholds at {len(thresholds.points)} design points of {args.folder} for artifact {artifact.version}:"
-    )
+    folders = ", ".join(str(f) for f in args.folder)
+    print(f"region thresholds at {len(thresholds.points)} design points of {folders} for artifact {artifact.version}:")
     for k, point in enumerate(thresholds.points):
         values = artifact.parameters.values(point)
-        levels = [float(c[k]) for c in thresholds.critical.values()]
-        print(
-            "  " + ", ".join(f"{n} = {float(v):.4g}" for n, v in values.items())
-            + ": c_68 = {:.2f}, c_95 = {:.2f} (χ²₂: 2.30, 6.18)".format(*levels)
-        )  # fmt: skip
+        c68, c95 = (float(c[k]) for c in thresholds.critical.values())
+        named = ", ".join(f"{n} = {float(v):.4g}" for n, v in values.items())
+        print(f"  {named}: c_68 = {c68:.2f}, c_95 = {c95:.2f} (χ²₂: 2.30, 6.18) from {thresholds.skies[k]} skies "
+              f"({thresholds.refused[k]} refused)")  # fmt: skip
     print(f"wrote {args.out}")
     return 0
