@@ -17,9 +17,13 @@ another seed than the artifact's, so that the emulator was not fitted to these s
 :class:`~jaxcr.inference.joint_region.RegionThresholds` interpolates them over the box, and a fit
 given them (``fit_sky(region_thresholds=…)``, ``jaxcr fit --region-thresholds``) reports the region
 λ(θ) ≤ c_P(θ). The skies that the log-normal form refuses (Ĉ_ℓ − N ≤ 0 at some ℓ) are left out and
-counted. The calibration is conditional on a sky being fitted, as the fit is. The measurement
-errors of these skies are the campaign's pixel noise, so the calibration describes skies whose
-noise is small against one sky's cosmic variance, as the campaign's skies are.
+counted. The calibration is conditional on a sky being fitted, as the fit is.
+
+The measurement errors of these skies are the campaign's pixel noise, so the calibration holds
+for data measured as the campaign's skies are. For IceCube-like mock skies, whose errors are
+larger, it made the region too small away from the low-ρ corner (68 % coverage 0.60-0.61 where
+χ²₂'s region had 0.75-0.90; docs/fitting.md, "The joint region, calibrated on a second
+campaign"). There χ²₂'s values, the fit's default, are the better choice.
 """
 
 from __future__ import annotations

@@ -158,9 +158,9 @@ def _region_lines(region: dict | None) -> list[str]:
     if region["thresholds"] == "calibrated":
         c = region["calibration"]
         sources = ", ".join(f"{d['folder']} (seed {d['seed']})" for d in c["campaigns"])
-        how = (
-            f"λ ≤ c(θ) calibrated on the realisations of {sources} at {c['points']} design points, "
-            f"over {region['calibrated_share']:.0%} of the box, χ²₂ elsewhere"
+        share = region["calibrated_share"]
+        how = f"λ ≤ c(θ) calibrated on the realisations of {sources} at {c['points']} design points" + (
+            f", over {share:.0%} of the box, χ²₂ elsewhere" if share < 1 else ""
         )
     else:
         how = "Δ(−2 ln L) ≤ χ²₂'s 2.30 and 6.18"

@@ -9,7 +9,9 @@ Each design point's realisations (those of several campaigns at the same point p
 Take a campaign of another seed than the artifact's (the same model, box points anywhere in it):
 the artifact's own realisations are in sample. Fits must use the same artifact, form and
 multipoles, and the same amplitude mode: --amplitude-free for fits without --gradient-per-pc or
---amplitude.
+--amplitude. The realisations' measurement errors are the campaign's pixel noise: for data with
+larger errors (IceCube-like mock skies) these values made the region too small away from the
+low-ρ corner, where χ²₂'s (the fit's default) covered better (docs/fitting.md).
 """
 
 from __future__ import annotations
