@@ -60,7 +60,6 @@ __all__ = [
 
 #: the χ²₂ points of the 68.27 % and 95.45 % levels: P(χ²₂ ≤ c) = 1 − e^(−c/2) = P
 CHI2_2 = {level: float(-2.0 * np.log1p(-p)) for level, p in LEVEL_PROBABILITIES.items()}
-NODE_CHUNK = 256  # nodes minimised in one vmapped call
 SNAP = 1e-3  # coordinates (e-folds) this close to a calibration point take its critical values
 REGION_POINTS = 21  # nodes per parameter of the region's grid (default)
 THRESHOLDS_FORMAT = "jaxcr-region-thresholds/1"
@@ -73,12 +72,12 @@ def _profile_nodes(like: AbstractLikelihood, phi0, fixed, nodes, optimiser, max_
         phi = insert(minimise(lambda p: like.objective(insert(p)), phi0, optimiser, max_steps, tolerance))
         return like.terms(phi)[0]
 
-    return jax.vmap(one)(nodes)
+    return jax.lax.map(one, nodes)
 
 
 @eqx.filter_jit
 def _values_at(like: AbstractLikelihood, nodes):
-    return jax.vmap(lambda p: like.terms(p)[0])(nodes)
+    return jax.lax.map(lambda p: like.terms(p)[0], nodes)
 
 
 def profile_on_nodes(
@@ -91,22 +90,16 @@ def profile_on_nodes(
     tolerance: float = 1e-8,
 ) -> np.ndarray:
     """−2 ln L (m,) at each node with the components where ``fixed`` held at the node's and the
-    others minimised from ``phi`` (all at once, vmapped); where every component is fixed, the value
-    at the node."""
-    points = np.asarray(nodes, dtype=float)
-    fixed = np.asarray(fixed, dtype=bool)
-    # in chunks of one shape (one compilation): XLA's CPU runtime stalled on one batch of 3721
-    # vmapped minimisations (jax 0.10.2), where batches of 2601 ran in a second; 256 stays far below
-    size = min(len(points), NODE_CHUNK)
-    padded = np.concatenate([points, np.repeat(points[-1:], -len(points) % size, axis=0)])
-    out = []
-    for chunk in np.split(padded, len(padded) // size):
-        if fixed.all():
-            out.append(np.asarray(_values_at(likelihood, jnp.asarray(chunk))))
-        else:
-            args = (jnp.asarray(phi), jnp.asarray(fixed), jnp.asarray(chunk), optimiser, max_steps, tolerance)
-            out.append(np.asarray(_profile_nodes(likelihood, *args)))
-    return np.concatenate(out)[: len(points)]
+    others minimised from ``phi``; where every component is fixed, the value at the node. The nodes
+    run one after another in one compiled program (``lax.map``): minimisations vmapped over the
+    nodes stalled XLA's CPU runtime (jax 0.10.2: threads parked, no CPU used; once for 3721 nodes
+    at every try, once for 256 inside a test run), as they did over the toys of
+    :mod:`jaxcr.inference.neyman`."""
+    points = jnp.asarray(nodes, dtype=float)
+    if np.all(fixed):
+        return np.asarray(_values_at(likelihood, points))
+    args = (jnp.asarray(phi), jnp.asarray(fixed, dtype=bool), points, optimiser, max_steps, tolerance)
+    return np.asarray(_profile_nodes(likelihood, *args))
 
 
 def boxed_pair(parameters: Parametrisation) -> tuple[int, int] | None:
