@@ -37,7 +37,16 @@ from .likelihood import AbstractLikelihood
 from .neyman import NeymanCalibration, calibrated_interval, critical_values
 from .optimise import minimise
 
-__all__ = ["FitOptions", "LikelihoodFit", "maximise_likelihood", "minimise", "level_interval", "POORLY_CONSTRAINED"]
+__all__ = [
+    "FitOptions",
+    "LikelihoodFit",
+    "maximise_likelihood",
+    "best_fit",
+    "held_minimum",
+    "minimise",
+    "level_interval",
+    "POORLY_CONSTRAINED",
+]
 
 POORLY_CONSTRAINED = 0.5  # flag a direction whose 1σ exceeds this fraction of the prior half-range along it
 LEVELS = (("68", 1.0), ("95", 4.0))  # Δ(−2 ln L) of the 68 % and 95 % profile intervals (one parameter)
@@ -90,10 +99,6 @@ class FitOptions:
             calibration=calibration,
         )
 
-    def minimiser(self) -> dict:
-        """The optimiser settings (``optimiser``, ``max_steps``, ``tolerance``) as keywords."""
-        return dict(optimiser=self.optimiser, max_steps=self.max_steps, tolerance=self.tolerance)
-
     @property
     def stages(self) -> int:
         """Progress stages per parameter (its profile, and its calibration if any)."""
@@ -131,9 +136,10 @@ def _grid_values(like: AbstractLikelihood, grid):
 
 
 @eqx.filter_jit
-def _minimum(like: AbstractLikelihood, x0, fixed, value, options: FitOptions):
+def held_minimum(like: AbstractLikelihood, x0, fixed, value, options: FitOptions):
     """(φ, −2 ln L) at the minimum from x0 with the components where ``fixed`` held at ``value``
-    (a profile point; none fixed for the best fit). One compilation serves all."""
+    (a profile point or a node of a joint region; none fixed for the best fit). One compilation
+    serves all."""
     insert = lambda p: jnp.where(fixed, value, p)
     phi = insert(
         minimise(lambda p: like.objective(insert(p)), x0, options.optimiser, options.max_steps, options.tolerance)
@@ -182,7 +188,7 @@ def _profile(like, phi, i, x, options, lowest):
     for order in (range(k0, len(x)), range(k0 - 1, -1, -1)):
         start = phi
         for j in order:
-            start, val = _minimum(like, start, fixed, jnp.asarray(float(x[j])), options)
+            start, val = held_minimum(like, start, fixed, jnp.asarray(float(x[j])), options)
             prof[j], points[j] = float(val), np.asarray(start)
             if prof[j] < lowest[0] - 1e-9:
                 lowest = (prof[j], start)
@@ -267,12 +273,19 @@ def maximise_likelihood(
         return _maximise(likelihood, parameters, starts, options, tick=lambda: bar.update(1))
 
 
-def _maximise(likelihood, parameters: Parametrisation, starts, options: FitOptions, tick) -> LikelihoodFit:
-    """:func:`maximise_likelihood`, calling ``tick()`` after each stage."""
+def best_fit(likelihood: AbstractLikelihood, starts, options: FitOptions = FitOptions()):
+    """(φ, −2 ln L) of the best fit: the candidate start (K, P) with the lowest objective,
+    polished by the options' optimiser with every parameter free."""
     starts = jnp.asarray(np.atleast_2d(starts), dtype=float)
     values = np.asarray(_grid_values(likelihood, starts))
+    none_fixed = jnp.zeros(starts.shape[1], dtype=bool)
+    return held_minimum(likelihood, starts[int(np.nanargmin(values))], none_fixed, jnp.asarray(0.0), options)
+
+
+def _maximise(likelihood, parameters: Parametrisation, starts, options: FitOptions, tick) -> LikelihoodFit:
+    """:func:`maximise_likelihood`, calling ``tick()`` after each stage."""
     none_fixed = jnp.zeros(len(parameters), dtype=bool)
-    phi, m2lnl = _minimum(likelihood, starts[int(np.nanargmin(values))], none_fixed, jnp.asarray(0.0), options)
+    phi, m2lnl = best_fit(likelihood, starts, options)
     best = float(m2lnl)
     tick()
     fisher = 0.5 * np.asarray(_hessian(likelihood, phi))
@@ -287,7 +300,7 @@ def _maximise(likelihood, parameters: Parametrisation, starts, options: FitOptio
         )
         tick()
     if lowest[0] < best:  # the best fit is the lowest point seen, polished with every parameter free
-        phi, m2lnl = _minimum(likelihood, lowest[1], none_fixed, jnp.asarray(0.0), options)
+        phi, m2lnl = held_minimum(likelihood, lowest[1], none_fixed, jnp.asarray(0.0), options)
         best = min(float(m2lnl), lowest[0])
         fisher = 0.5 * np.asarray(_hessian(likelihood, phi))
     intervals: dict[str, dict] = {}

@@ -44,9 +44,9 @@ from ..field import as_option
 from ..options import SkyScatter
 from ..parametrisation import Parametrisation
 from .artifact import EmulatorArtifact
+from .fit import FitOptions, held_minimum, start_grid
 from .likelihood import AbstractLikelihood, AbstractSkyLikelihood, LikelihoodForm
 from .neyman import ACCEPTED, LEVEL_PROBABILITIES
-from .optimise import minimise
 
 __all__ = [
     "CHI2_2",
@@ -66,13 +66,8 @@ THRESHOLDS_FORMAT = "jaxcr-region-thresholds/1"
 
 
 @eqx.filter_jit
-def _profile_nodes(like: AbstractLikelihood, phi0, fixed, nodes, optimiser, max_steps: int, tolerance: float):
-    def one(node):
-        insert = lambda p: jnp.where(fixed, node, p)
-        phi = insert(minimise(lambda p: like.objective(insert(p)), phi0, optimiser, max_steps, tolerance))
-        return like.terms(phi)[0]
-
-    return jax.lax.map(one, nodes)
+def _profile_nodes(like: AbstractLikelihood, phi0, fixed, nodes, options: FitOptions):
+    return jax.lax.map(lambda node: held_minimum(like, phi0, fixed, node, options)[1], nodes)
 
 
 @eqx.filter_jit
@@ -85,12 +80,11 @@ def profile_on_nodes(
     phi: Float[ArrayLike, " p"],
     fixed: np.ndarray,
     nodes: Float[ArrayLike, "m p"],
-    optimiser=None,
-    max_steps: int = 300,
-    tolerance: float = 1e-8,
+    options: FitOptions = FitOptions(),
 ) -> np.ndarray:
     """−2 ln L (m,) at each node with the components where ``fixed`` held at the node's and the
-    others minimised from ``phi``; where every component is fixed, the value at the node. The nodes
+    others minimised from ``phi`` by ``options``' optimiser
+    (:func:`~jaxcr.inference.fit.held_minimum`); where every component is fixed, the value at the node. The nodes
     run one after another in one compiled program (``lax.map``): minimisations vmapped over the
     nodes stalled XLA's CPU runtime (jax 0.10.2: threads parked, no CPU used; once for 3721 nodes
     at every try, once for 256 inside a test run), as they did over the toys of
@@ -98,8 +92,7 @@ def profile_on_nodes(
     points = jnp.asarray(nodes, dtype=float)
     if np.all(fixed):
         return np.asarray(_values_at(likelihood, points))
-    args = (jnp.asarray(phi), jnp.asarray(fixed, dtype=bool), points, optimiser, max_steps, tolerance)
-    return np.asarray(_profile_nodes(likelihood, *args))
+    return np.asarray(_profile_nodes(likelihood, jnp.asarray(phi), jnp.asarray(fixed, dtype=bool), points, options))
 
 
 def boxed_pair(parameters: Parametrisation) -> tuple[int, int] | None:
@@ -157,14 +150,11 @@ class RegionThresholds:
         distance = np.abs(coordinates[:, None, :] - points[None]).max(axis=-1)  # (m, K), largest |Δθ|
         nearest = np.argmin(distance, axis=1)
         snap = distance[np.arange(len(coordinates)), nearest] < SNAP  # a point given to a few digits
-        out, calibrated = {}, None
-        for level, values in self.critical.items():
-            values = np.asarray(values, dtype=float)
-            c = np.where(snap, values[nearest], LinearNDInterpolator(points, values)(coordinates))
-            calibrated = np.isfinite(c)
-            out[level] = np.where(calibrated, c, CHI2_2[level])
-        assert calibrated is not None
-        return out, calibrated
+        levels = list(self.critical)
+        values = np.stack([np.asarray(self.critical[level], dtype=float) for level in levels], -1)  # (K, levels)
+        c = np.where(snap[:, None], values[nearest], LinearNDInterpolator(points, values)(coordinates))
+        calibrated = np.all(np.isfinite(c), axis=1)
+        return {level: np.where(calibrated, c[:, i], CHI2_2[level]) for i, level in enumerate(levels)}, calibrated
 
     def check_matches(self, settings: dict) -> None:
         """Raise ValueError naming what differs when a fit's ``settings`` (the keys of
@@ -269,9 +259,7 @@ def joint_region(
     *,
     thresholds: RegionThresholds | None = None,
     points: int = REGION_POINTS,
-    optimiser=None,
-    max_steps: int = 300,
-    tolerance: float = 1e-8,
+    options: FitOptions = FitOptions(),
 ) -> dict:
     """The 68 % and 95 % joint regions of the two boxed parameters around the best fit ``phi``
     (−2 ln L = ``m2lnl`` there) (module docstring), as a JSON-able dict: the grid's axes
@@ -289,11 +277,11 @@ def joint_region(
         )
     boxed = [parameters.parameters[i] for i in pair]
     axes = [np.linspace(*p.coordinate_box, points) for p in boxed]
-    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+    grid = start_grid(Parametrisation(tuple(boxed)), points)  # axis 0's i and axis 1's j at row i·points + j
     nodes = np.tile(np.asarray(phi, dtype=float), (len(grid), 1))
     nodes[:, list(pair)] = grid
     fixed = np.isin(np.arange(len(parameters)), pair)
-    values = profile_on_nodes(likelihood, phi, fixed, nodes, optimiser, max_steps, tolerance).reshape(points, points)
+    values = profile_on_nodes(likelihood, phi, fixed, nodes, options).reshape(points, points)
     lam = values - min(float(m2lnl), float(values.min()))
     if thresholds is None:
         critical = {level: np.full(len(grid), c) for level, c in CHI2_2.items()}

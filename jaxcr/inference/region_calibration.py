@@ -10,8 +10,8 @@ another seed than the artifact's, so that the emulator was not fitted to these s
    (:func:`jaxcr.inference.realisation_skies.realisation_skies`);
 2. its λ_r = min_ψ −2 ln L(θ_k, ψ) − min_{θ, ψ} −2 ln L(θ, ψ), the statistic of the joint region at
    the truth, from the same likelihood as the fit (artifact, form, sky scatter, tails, amplitude
-   known or free, multipoles). The best fit is polished from the lowest node of the fit's start
-   grid, and λ_r ≥ 0 by construction;
+   known or free, multipoles). The best fit is the fit driver's first stage
+   (:func:`~jaxcr.inference.fit.best_fit` from the fit's start grid), and λ_r ≥ 0 by construction;
 3. c_P(θ_k) is the P-quantile of the λ_r (P = 68.27 % and 95.45 %).
 
 :class:`~jaxcr.inference.joint_region.RegionThresholds` interpolates them over the box, and a fit
@@ -38,21 +38,16 @@ from ..options import SkyScatter, SkyTails
 from ..parametrisation import Parametrisation
 from .artifact import EmulatorArtifact
 from .campaign import Campaign, software_versions
-from .fit import FitOptions, start_grid
+from .fit import FitOptions, best_fit
 from .joint_region import SNAP, RegionThresholds, profile_on_nodes, region_settings
 from .likelihood import LikelihoodForm
 from .neyman import LEVEL_PROBABILITIES
 from .realisation_skies import realisation_skies
-from .sky_fit import AMPLITUDE, sky_likelihood, start_log_amplitude
+from .sky_fit import AMPLITUDE, candidate_starts, sky_likelihood, start_log_amplitude
 
 __all__ = ["region_thresholds", "statistics_at_truth", "MIN_SKIES"]
 
 MIN_SKIES = 20  # fitted realisations per point: the 95 % quantile of 20 rests on one sky above it
-
-
-def _with_amplitude(like, theta, amplitude_free: bool) -> np.ndarray:
-    theta = np.asarray(theta, dtype=float)
-    return np.array([*theta, start_log_amplitude(like, theta)]) if amplitude_free else theta
 
 
 def statistics_at_truth(
@@ -74,7 +69,6 @@ def statistics_at_truth(
     amplitude_free = amplitude is None
     box = artifact.parameters
     parameters = Parametrisation(box.parameters + (AMPLITUDE,)) if amplitude_free else box
-    grid = start_grid(box, options.start_points)
     fixed = np.arange(len(parameters)) < len(box)
     lam, refused, settings = [], 0, None
     for sky in skies:
@@ -94,11 +88,11 @@ def statistics_at_truth(
             refused += 1
             continue
         settings = settings or region_settings(artifact, like, form, sky_scatter, amplitude_free)
-        starts = np.array([_with_amplitude(like, t, amplitude_free) for t in grid])
-        start = starts[int(np.nanargmin(profile_on_nodes(like, starts[0], np.ones(len(parameters), bool), starts)))]
-        best = profile_on_nodes(like, start, np.zeros(len(parameters), bool), start[None], **options.minimiser())[0]
-        at_truth = _with_amplitude(like, truth, amplitude_free)
-        m_truth = profile_on_nodes(like, at_truth, fixed, at_truth[None], **options.minimiser())[0]
+        best = float(best_fit(like, candidate_starts(like, parameters, box, None, options.start_points), options)[1])
+        at_truth = np.asarray(truth, dtype=float)
+        if amplitude_free:
+            at_truth = np.append(at_truth, start_log_amplitude(like, at_truth))
+        m_truth = profile_on_nodes(like, at_truth, fixed, at_truth[None], options)[0]
         lam.append(float(m_truth - min(best, m_truth)))
     return np.asarray(lam), refused, settings
 

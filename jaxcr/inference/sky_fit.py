@@ -47,6 +47,7 @@ __all__ = [
     "sky_likelihood",
     "fit_sky",
     "start_log_amplitude",
+    "candidate_starts",
     "tail_dof_for",
     "spectrum_record",
     "AMPLITUDE",
@@ -222,8 +223,9 @@ def start_log_amplitude(like: AbstractSkyLikelihood, theta) -> float:
     return float(np.log(max(float(np.dot(m, y) / np.dot(m, m)), 1e-300)))
 
 
-def _starts(like, parameters: Parametrisation, box: Parametrisation, start, points: int) -> np.ndarray:
-    """Candidate starts: a grid over the box, or the user's named start (checked to lie inside)."""
+def candidate_starts(like, parameters: Parametrisation, box: Parametrisation, start, points: int) -> np.ndarray:
+    """Candidate starts: a grid of ``points`` per parameter over the box, or the user's named start
+    (checked to lie inside); with ln a from :func:`start_log_amplitude` where ``parameters`` add it."""
     if start is None:
         grid = start_grid(box, points)
     else:
@@ -356,11 +358,11 @@ def fit_sky(
         if boxed_pair(parameters) is None:
             raise ValueError(f"region_thresholds need an artifact of two parameters; this one has {list(box.names)}")
         region_thresholds.check_matches(region_settings(artifact, like, form, scatter, amplitude is None))
-    starts = _starts(like, parameters, box, start, options.start_points)
+    starts = candidate_starts(like, parameters, box, start, options.start_points)
     fit = maximise_likelihood(like, parameters, starts, options, progress="fit (one sky)" if progress else None)
     region = None
     if boxed_pair(parameters) is not None:
-        region = joint_region(like, parameters, fit.phi, fit.m2lnl, thresholds=region_thresholds, **options.minimiser())
+        region = joint_region(like, parameters, fit.phi, fit.m2lnl, thresholds=region_thresholds, options=options)
     values, intervals = _derived(fit, box.names, r_l_pc, amplitude)
     toys = calibration_toys(like, options)
     flags = fit.flags + fit_warnings(artifact, fit, box, scatter, toys == "local")
