@@ -396,3 +396,30 @@ def test_help_texts_have_no_raw_rest_roles(capsys):
         assert main([command, "--help"]) == 0
         text = capsys.readouterr().out
         assert not re.search(r":[a-z]+:`|``", text), (command, re.findall(r".{20}:[a-z]+:`.{20}|.{20}``.{10}", text))
+
+
+def test_ctrl_c_stops_a_command_even_where_a_library_left_sigint_ignored():
+    """With SIGINT set to SIG_IGN before the command (as a library may leave it), a swallowed
+    KeyboardInterrupt is still re-delivered and the command stops with 130 (before the fix: exit 0,
+    all 200 steps run, as once in a full fresh-machine run); the handler is restored afterwards."""
+    from jaxcr.recipes import command
+
+    class Finalised:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    steps = []
+
+    def main():
+        Finalised()
+        for k in range(200):
+            time.sleep(0.005)
+            steps.append(k)
+        return 0
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert command.run_command("jaxcr test", main) == 130 and len(steps) < 200
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

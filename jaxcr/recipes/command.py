@@ -136,6 +136,10 @@ def run_command(prog: str, main: Callable[[], int], flags: dict[str, str] | None
     """Run ``main()`` as the command ``prog`` (module docstring); returns the exit status."""
     use_compilation_cache()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    # Ctrl-C raises KeyboardInterrupt while the command runs, whatever handler a library left
+    # (with SIG_IGN or SIG_DFL it would be ignored or kill the run without the resume line, and a
+    # swallowed one could not be re-delivered: _thread.interrupt_main does nothing then)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler) if _main_thread() else None
     previous_hook = sys.unraisablehook
     sys.unraisablehook = _redeliver_swallowed(previous_hook)
     try:
@@ -162,6 +166,8 @@ def run_command(prog: str, main: Callable[[], int], flags: dict[str, str] | None
         sys.unraisablehook = previous_hook
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def _main_thread() -> bool:
